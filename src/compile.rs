@@ -1,0 +1,123 @@
+//! Compiles allowlists into tries, once per sanitizer, so the per-event
+//! walk only looks up keys.
+
+use crate::path::Step;
+use crate::policy::{Action, Allowlists, List, Rule};
+
+/// A trie node: the rule at this path (if any), the keys below it, and the
+/// `[]` step below it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Node {
+    pub action: Option<Action>,
+    /// Sorted by key bytes, for binary search.
+    keys: Vec<(Box<[u8]>, Node)>,
+    pub elements: Option<Box<Node>>,
+}
+
+impl Node {
+    /// Whether nothing is below this node (its rule covers the whole value).
+    pub fn is_leaf(&self) -> bool {
+        self.keys.is_empty() && self.elements.is_none()
+    }
+
+    /// Whether some key step is below this node.
+    pub fn has_keys(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// The node for member `key`, if a rule names it.
+    pub fn child(&self, key: &[u8]) -> Option<&Node> {
+        self.keys
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| &self.keys[i].1)
+    }
+
+    fn child_mut(&mut self, key: &[u8]) -> &mut Node {
+        let i = match self.keys.binary_search_by(|(k, _)| k.as_ref().cmp(key)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.keys.insert(i, (key.into(), Node::default()));
+                i
+            }
+        };
+        &mut self.keys[i].1
+    }
+
+    fn insert(&mut self, steps: &[Step], action: Action) {
+        let mut node = self;
+        for step in steps {
+            node = match step {
+                Step::Key(k) => node.child_mut(k.as_bytes()),
+                Step::Elements => node.elements.get_or_insert_with(Default::default),
+            };
+        }
+        node.action = Some(action);
+    }
+}
+
+/// Builds the trie of one list.
+pub fn trie(rules: &[Rule]) -> Node {
+    let mut root = Node::default();
+    for rule in rules {
+        root.insert(&rule.steps, rule.action);
+    }
+    root
+}
+
+/// The tries of one restricted destination.
+#[derive(Debug, Clone)]
+pub struct Tries {
+    pub event: Node,
+    pub user: Node,
+    pub group: Node,
+    /// The context list, with `traits` governed by the user list.
+    pub context: Node,
+}
+
+impl Tries {
+    pub fn new(lists: &Allowlists) -> Self {
+        let user = trie(lists.list(List::UserProperties));
+        let mut context = trie(lists.list(List::Context));
+        // Validation refuses context rules on `traits`, so this replaces
+        // nothing: context.traits follows user_properties alone.
+        *context.child_mut(b"traits") = user.clone();
+        Tries {
+            event: trie(lists.list(List::EventProperties)),
+            user,
+            group: trie(lists.list(List::GroupProperties)),
+            context,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::path::parse;
+
+    #[test]
+    fn builds_nested_rules() {
+        let rules: Vec<Rule> = [
+            ("address", Action::Allow),
+            ("address.zip", Action::Mask),
+            ("products[].sku", Action::Allow),
+        ]
+        .into_iter()
+        .map(|(p, action)| Rule {
+            path: p.into(),
+            steps: parse(p).unwrap(),
+            action,
+        })
+        .collect();
+        let root = trie(&rules);
+        let address = root.child(b"address").unwrap();
+        assert_eq!(address.action, Some(Action::Allow));
+        assert_eq!(address.child(b"zip").unwrap().action, Some(Action::Mask));
+        let products = root.child(b"products").unwrap();
+        assert_eq!(products.action, None);
+        let sku = products.elements.as_ref().unwrap().child(b"sku").unwrap();
+        assert_eq!(sku.action, Some(Action::Allow));
+        assert!(root.child(b"missing").is_none());
+    }
+}

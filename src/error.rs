@@ -1,0 +1,117 @@
+//! The one error type of the engine. Messages say what was wrong and never
+//! contain event values or the masking key.
+
+use crate::json::SyntaxReason;
+use crate::policy::Problem;
+use crate::sanitize::{MAX_DEPTH, MAX_EVENT_BYTES};
+
+/// Why an event was refused. Nothing of a refused event is sent anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventError {
+    /// Over [`MAX_EVENT_BYTES`] bytes of JSON.
+    TooLarge,
+    /// Containers nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// Not valid JSON; `offset` is a byte offset into the event text.
+    InvalidJson { offset: usize, reason: SyntaxReason },
+    /// Valid JSON, but not an object.
+    NotObject,
+    /// No `type` member.
+    MissingType,
+    /// A `type` that is not a string.
+    TypeNotString,
+    /// A `type` that is not one of the six call types.
+    UnknownType,
+    /// A known top-level key written twice (readers disagree on which wins).
+    DuplicateKey(&'static str),
+}
+
+/// Everything that can go wrong in phimask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The policy has errors; each names its JSON path.
+    InvalidPolicy(Vec<Problem>),
+    /// No masking key, while some destination needs masking.
+    MissingKey,
+    /// A masking key shorter than 32 bytes.
+    KeyTooShort,
+    /// A destination the policy does not name.
+    UnknownDestination(String),
+    /// The event was refused.
+    Event(EventError),
+}
+
+impl Error {
+    /// A stable code for programs (the Worker maps these to HTTP statuses).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidPolicy(_) => "invalid_policy",
+            Error::MissingKey => "missing_key",
+            Error::KeyTooShort => "key_too_short",
+            Error::UnknownDestination(_) => "unknown_destination",
+            Error::Event(e) => match e {
+                EventError::TooLarge => "event_too_large",
+                EventError::TooDeep => "event_too_deep",
+                EventError::InvalidJson { .. } => "invalid_json",
+                EventError::NotObject => "event_not_object",
+                EventError::MissingType => "missing_type",
+                EventError::TypeNotString | EventError::UnknownType => "unknown_type",
+                EventError::DuplicateKey(_) => "duplicate_key",
+            },
+        }
+    }
+}
+
+const TYPES: &str = "track, identify, group, page, screen, alias";
+
+impl std::fmt::Display for EventError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EventError::TooLarge => write!(f, "event is larger than {MAX_EVENT_BYTES} bytes"),
+            EventError::TooDeep => write!(f, "event nests deeper than {MAX_DEPTH} levels"),
+            EventError::InvalidJson { offset, reason } => {
+                write!(f, "event is not valid JSON: {reason} at byte {offset}")
+            }
+            EventError::NotObject => f.write_str("event must be a JSON object"),
+            EventError::MissingType => write!(f, "event has no \"type\"; expected one of {TYPES}"),
+            EventError::TypeNotString => f.write_str("event \"type\" must be a string"),
+            EventError::UnknownType => write!(f, "event \"type\" must be one of {TYPES}"),
+            EventError::DuplicateKey(key) => write!(f, "event has the key \"{key}\" more than once"),
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::InvalidPolicy(problems) => {
+                f.write_str("invalid policy: ")?;
+                for (i, p) in problems.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{p}")?;
+                }
+                Ok(())
+            }
+            Error::MissingKey => f.write_str(
+                "no masking key: the policy masks values for a destination, so nothing is sent until the PHI_MASKING_KEY secret (at least 32 bytes) is set",
+            ),
+            Error::KeyTooShort => {
+                f.write_str("masking key is too short: PHI_MASKING_KEY must be at least 32 bytes")
+            }
+            Error::UnknownDestination(name) => {
+                write!(f, "unknown destination \"{}\"", name.escape_debug())
+            }
+            Error::Event(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<EventError> for Error {
+    fn from(e: EventError) -> Self {
+        Error::Event(e)
+    }
+}

@@ -1,0 +1,511 @@
+//! A strict, streaming JSON reader over bytes (RFC 8259).
+//!
+//! The sanitizer walks events with it instead of building a tree: values it
+//! drops are skipped without allocating, values it keeps are copied as the
+//! raw bytes of the input. Every method validates what it reads and returns
+//! a [`SyntaxError`] (a byte offset and a reason, never input text).
+
+use std::borrow::Cow;
+
+/// What went wrong while reading JSON, and where (byte offset in the input).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub offset: usize,
+    pub reason: SyntaxReason,
+}
+
+/// Why the input is not acceptable JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyntaxReason {
+    /// Input ended in the middle of a value.
+    UnexpectedEnd,
+    /// A byte that cannot start or continue the value here.
+    UnexpectedByte(&'static str),
+    /// A control character inside a string.
+    ControlCharacter,
+    /// A backslash escape that JSON does not define.
+    BadEscape,
+    /// A `\u` escape that is not a valid Unicode scalar (lone surrogate).
+    BadUnicodeEscape,
+    /// A number that does not follow JSON's grammar.
+    BadNumber,
+    /// Containers nested deeper than the limit.
+    TooDeep(usize),
+    /// Something other than white space after the value.
+    TrailingCharacters,
+}
+
+impl std::fmt::Display for SyntaxReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnexpectedEnd => f.write_str("unexpected end of input"),
+            Self::UnexpectedByte(expected) => write!(f, "expected {expected}"),
+            Self::ControlCharacter => f.write_str("control character in string"),
+            Self::BadEscape => f.write_str("invalid escape in string"),
+            Self::BadUnicodeEscape => f.write_str("invalid \\u escape (lone surrogate or bad hex)"),
+            Self::BadNumber => f.write_str("invalid number"),
+            Self::TooDeep(limit) => write!(f, "nesting deeper than {limit} levels"),
+            Self::TrailingCharacters => f.write_str("unexpected characters after the JSON value"),
+        }
+    }
+}
+
+/// The kind of the next value, decided by its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Object,
+    Array,
+    String,
+    Number,
+    True,
+    False,
+    Null,
+}
+
+/// A string's content as it stands in the input (between the quotes).
+#[derive(Debug, Clone, Copy)]
+pub struct StrSpan {
+    /// Offset of the opening quote.
+    pub start: usize,
+    /// Offset just past the closing quote.
+    pub end: usize,
+    /// Whether the content has backslash escapes (and must be decoded).
+    pub escaped: bool,
+}
+
+pub type Result<T> = std::result::Result<T, SyntaxError>;
+
+/// A cursor over JSON bytes.
+pub struct Reader<'a> {
+    src: &'a [u8],
+    pos: usize,
+    max_depth: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(src: &'a [u8], max_depth: usize) -> Self {
+        Reader {
+            src,
+            pos: 0,
+            max_depth,
+        }
+    }
+
+    pub fn at(src: &'a [u8], pos: usize, max_depth: usize) -> Self {
+        Reader {
+            src,
+            pos,
+            max_depth,
+        }
+    }
+
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub fn src(&self) -> &'a [u8] {
+        self.src
+    }
+
+    fn err<T>(&self, reason: SyntaxReason) -> Result<T> {
+        Err(SyntaxError {
+            offset: self.pos,
+            reason,
+        })
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(&b) = self.src.get(self.pos) {
+            if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn next_byte(&mut self) -> Result<u8> {
+        self.skip_ws();
+        match self.src.get(self.pos) {
+            Some(&b) => Ok(b),
+            None => self.err(SyntaxReason::UnexpectedEnd),
+        }
+    }
+
+    /// Checks that only white space follows.
+    pub fn finish(&mut self) -> Result<()> {
+        self.skip_ws();
+        if self.pos < self.src.len() {
+            return self.err(SyntaxReason::TrailingCharacters);
+        }
+        Ok(())
+    }
+
+    /// The kind of the next value (skips white space; consumes nothing else).
+    pub fn peek_kind(&mut self) -> Result<Kind> {
+        Ok(match self.next_byte()? {
+            b'{' => Kind::Object,
+            b'[' => Kind::Array,
+            b'"' => Kind::String,
+            b'-' | b'0'..=b'9' => Kind::Number,
+            b't' => Kind::True,
+            b'f' => Kind::False,
+            b'n' => Kind::Null,
+            _ => return self.err(SyntaxReason::UnexpectedByte("a JSON value")),
+        })
+    }
+
+    fn expect_byte(&mut self, want: u8, expected: &'static str) -> Result<()> {
+        if self.next_byte()? == want {
+            self.pos += 1;
+            Ok(())
+        } else {
+            self.err(SyntaxReason::UnexpectedByte(expected))
+        }
+    }
+
+    /// Consumes `{` and enters an object at `depth` (1 for the outermost).
+    pub fn begin_object(&mut self, depth: usize) -> Result<()> {
+        if depth > self.max_depth {
+            return self.err(SyntaxReason::TooDeep(self.max_depth));
+        }
+        self.expect_byte(b'{', "'{'")
+    }
+
+    /// Moves to the next member of an object: returns its key (the reader
+    /// then stands before the value), or `None` after the closing `}`.
+    pub fn next_key(&mut self, first: &mut bool) -> Result<Option<StrSpan>> {
+        let b = self.next_byte()?;
+        if b == b'}' {
+            self.pos += 1;
+            return Ok(None);
+        }
+        if !*first {
+            if b != b',' {
+                return self.err(SyntaxReason::UnexpectedByte("',' or '}'"));
+            }
+            self.pos += 1;
+            if self.next_byte()? != b'"' {
+                return self.err(SyntaxReason::UnexpectedByte("a string key"));
+            }
+        } else if b != b'"' {
+            return self.err(SyntaxReason::UnexpectedByte("a string key or '}'"));
+        }
+        *first = false;
+        let key = self.string()?;
+        self.expect_byte(b':', "':'")?;
+        Ok(Some(key))
+    }
+
+    /// Consumes `[` and enters an array at `depth`.
+    pub fn begin_array(&mut self, depth: usize) -> Result<()> {
+        if depth > self.max_depth {
+            return self.err(SyntaxReason::TooDeep(self.max_depth));
+        }
+        self.expect_byte(b'[', "'['")
+    }
+
+    /// Moves to the next element of an array: `true` when the reader stands
+    /// before an element, `false` after the closing `]`.
+    pub fn next_element(&mut self, first: &mut bool) -> Result<bool> {
+        let b = self.next_byte()?;
+        if b == b']' {
+            self.pos += 1;
+            return Ok(false);
+        }
+        if !*first {
+            if b != b',' {
+                return self.err(SyntaxReason::UnexpectedByte("',' or ']'"));
+            }
+            self.pos += 1;
+        }
+        *first = false;
+        Ok(true)
+    }
+
+    /// Reads a string, validating escapes and characters.
+    pub fn string(&mut self) -> Result<StrSpan> {
+        self.expect_byte(b'"', "a string")?;
+        let start = self.pos - 1;
+        let mut escaped = false;
+        loop {
+            let Some(&b) = self.src.get(self.pos) else {
+                return self.err(SyntaxReason::UnexpectedEnd);
+            };
+            match b {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(StrSpan {
+                        start,
+                        end: self.pos,
+                        escaped,
+                    });
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.escape(&mut Vec::new(), false)?;
+                }
+                0..=0x1f => return self.err(SyntaxReason::ControlCharacter),
+                _ => self.pos += 1,
+            }
+        }
+    }
+
+    /// Reads the escape at `pos` (which holds the backslash); when `decode`
+    /// is set, appends the character's UTF-8 to `out`.
+    fn escape(&mut self, out: &mut Vec<u8>, decode: bool) -> Result<()> {
+        let Some(&c) = self.src.get(self.pos + 1) else {
+            return self.err(SyntaxReason::UnexpectedEnd);
+        };
+        let simple = match c {
+            b'"' => Some(b'"'),
+            b'\\' => Some(b'\\'),
+            b'/' => Some(b'/'),
+            b'b' => Some(0x08),
+            b'f' => Some(0x0c),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            b'u' => None,
+            _ => return self.err(SyntaxReason::BadEscape),
+        };
+        if let Some(byte) = simple {
+            if decode {
+                out.push(byte);
+            }
+            self.pos += 2;
+            return Ok(());
+        }
+        let first = self.hex4(self.pos + 2)?;
+        self.pos += 6;
+        let scalar = match first {
+            0xD800..=0xDBFF => {
+                if self.src.get(self.pos) != Some(&b'\\') || self.src.get(self.pos + 1) != Some(&b'u')
+                {
+                    return self.err(SyntaxReason::BadUnicodeEscape);
+                }
+                let second = self.hex4(self.pos + 2)?;
+                if !(0xDC00..=0xDFFF).contains(&second) {
+                    return self.err(SyntaxReason::BadUnicodeEscape);
+                }
+                self.pos += 6;
+                0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return self.err(SyntaxReason::BadUnicodeEscape),
+            other => other,
+        };
+        let Some(ch) = char::from_u32(scalar) else {
+            return self.err(SyntaxReason::BadUnicodeEscape);
+        };
+        if decode {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+        }
+        Ok(())
+    }
+
+    fn hex4(&self, at: usize) -> Result<u32> {
+        let Some(digits) = self.src.get(at..at + 4) else {
+            return Err(SyntaxError {
+                offset: at,
+                reason: SyntaxReason::UnexpectedEnd,
+            });
+        };
+        let mut value = 0u32;
+        for &d in digits {
+            let v = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => {
+                    return Err(SyntaxError {
+                        offset: at,
+                        reason: SyntaxReason::BadUnicodeEscape,
+                    })
+                }
+            };
+            value = value * 16 + u32::from(v);
+        }
+        Ok(value)
+    }
+
+    /// The content of a string read earlier, unescaped.
+    pub fn decode(&self, span: StrSpan) -> Result<Cow<'a, [u8]>> {
+        let inner = &self.src[span.start + 1..span.end - 1];
+        if !span.escaped {
+            return Ok(Cow::Borrowed(inner));
+        }
+        let mut out = Vec::with_capacity(inner.len());
+        let mut cursor = Reader::at(self.src, span.start + 1, 0);
+        while cursor.pos < span.end - 1 {
+            let b = cursor.src[cursor.pos];
+            if b == b'\\' {
+                cursor.escape(&mut out, true)?;
+            } else {
+                out.push(b);
+                cursor.pos += 1;
+            }
+        }
+        Ok(Cow::Owned(out))
+    }
+
+    /// Reads a number; returns the span of its text.
+    pub fn number(&mut self) -> Result<(usize, usize)> {
+        self.skip_ws();
+        let start = self.pos;
+        let src = self.src;
+        let digits = |mut p: usize| {
+            while matches!(src.get(p), Some(b'0'..=b'9')) {
+                p += 1;
+            }
+            p
+        };
+        let mut p = start;
+        if src.get(p) == Some(&b'-') {
+            p += 1;
+        }
+        match src.get(p) {
+            Some(b'0') => p += 1,
+            Some(b'1'..=b'9') => p = digits(p),
+            _ => return self.fail_at(p, SyntaxReason::BadNumber),
+        }
+        if src.get(p) == Some(&b'.') {
+            let after = digits(p + 1);
+            if after == p + 1 {
+                return self.fail_at(p, SyntaxReason::BadNumber);
+            }
+            p = after;
+        }
+        if matches!(src.get(p), Some(b'e' | b'E')) {
+            p += 1;
+            if matches!(src.get(p), Some(b'+' | b'-')) {
+                p += 1;
+            }
+            let after = digits(p);
+            if after == p {
+                return self.fail_at(p, SyntaxReason::BadNumber);
+            }
+            p = after;
+        }
+        self.pos = p;
+        Ok((start, p))
+    }
+
+    fn fail_at<T>(&mut self, pos: usize, reason: SyntaxReason) -> Result<T> {
+        self.pos = pos;
+        self.err(reason)
+    }
+
+    /// Reads `true`, `false` or `null` (whichever `lit` names).
+    pub fn literal(&mut self, lit: &'static [u8]) -> Result<()> {
+        self.skip_ws();
+        if self.src.get(self.pos..self.pos + lit.len()) == Some(lit) {
+            self.pos += lit.len();
+            Ok(())
+        } else {
+            self.err(SyntaxReason::UnexpectedByte("a JSON value"))
+        }
+    }
+
+    /// Reads and validates one whole value at `depth`; returns its span.
+    pub fn skip_value(&mut self, depth: usize) -> Result<(usize, usize)> {
+        let kind = self.peek_kind()?;
+        let start = self.pos;
+        match kind {
+            Kind::Object => {
+                self.begin_object(depth)?;
+                let mut first = true;
+                while self.next_key(&mut first)?.is_some() {
+                    self.skip_value(depth + 1)?;
+                }
+            }
+            Kind::Array => {
+                self.begin_array(depth)?;
+                let mut first = true;
+                while self.next_element(&mut first)? {
+                    self.skip_value(depth + 1)?;
+                }
+            }
+            Kind::String => {
+                self.string()?;
+            }
+            Kind::Number => {
+                self.number()?;
+            }
+            Kind::True => self.literal(b"true")?,
+            Kind::False => self.literal(b"false")?,
+            Kind::Null => self.literal(b"null")?,
+        }
+        Ok((start, self.pos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(s: &str) -> Result<()> {
+        let mut r = Reader::new(s.as_bytes(), 64);
+        r.skip_value(1)?;
+        r.finish()
+    }
+
+    #[test]
+    fn accepts_valid_json() {
+        for s in [
+            r#"{}"#,
+            r#"{"a":[1,-2.5e+3,0,true,false,null,"x\n\u00e9\ud83d\ude00"]}"#,
+            " [ ] ",
+            r#""\"\\\/\b\f\n\r\t""#,
+            "-0.0E-7",
+        ] {
+            assert_eq!(validate(s), Ok(()), "{s}");
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_json() {
+        for (s, reason) in [
+            ("{", SyntaxReason::UnexpectedEnd),
+            (r#"{"a":1,}"#, SyntaxReason::UnexpectedByte("a string key")),
+            ("[1,]", SyntaxReason::UnexpectedByte("a JSON value")),
+            ("01", SyntaxReason::TrailingCharacters),
+            ("1.", SyntaxReason::BadNumber),
+            ("-", SyntaxReason::BadNumber),
+            ("1e", SyntaxReason::BadNumber),
+            (r#""\x""#, SyntaxReason::BadEscape),
+            (r#""\ud800""#, SyntaxReason::BadUnicodeEscape),
+            (r#""\udc00""#, SyntaxReason::BadUnicodeEscape),
+            (r#""\u12g4""#, SyntaxReason::BadUnicodeEscape),
+            ("\"a\u{1}b\"", SyntaxReason::ControlCharacter),
+            ("tru", SyntaxReason::UnexpectedByte("a JSON value")),
+            ("{} {}", SyntaxReason::TrailingCharacters),
+            ("{'a':1}", SyntaxReason::UnexpectedByte("a string key or '}'")),
+            ("[1 2]", SyntaxReason::UnexpectedByte("',' or ']'")),
+        ] {
+            assert_eq!(validate(s).map_err(|e| e.reason), Err(reason), "{s}");
+        }
+    }
+
+    #[test]
+    fn enforces_depth() {
+        let ok = "[".repeat(64) + &"]".repeat(64);
+        assert_eq!(validate(&ok), Ok(()));
+        let deep = "[".repeat(65) + &"]".repeat(65);
+        assert_eq!(
+            validate(&deep).map_err(|e| e.reason),
+            Err(SyntaxReason::TooDeep(64))
+        );
+    }
+
+    #[test]
+    fn decodes_escapes() {
+        let src = br#""a\u00e9\ud83d\ude00\n""#;
+        let mut r = Reader::new(src, 64);
+        let span = r.string().unwrap();
+        assert_eq!(
+            r.decode(span).unwrap().as_ref(),
+            "a\u{e9}\u{1F600}\n".as_bytes()
+        );
+    }
+}

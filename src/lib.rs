@@ -1,0 +1,30 @@
+//! phimask masks or blocks protected health information (PHI) in analytics
+//! events at the edge, before they reach any destination.
+//!
+//! A [`Sanitizer`] is built once from a policy (JSON) and the deployment's
+//! masking key; it then sanitizes Segment-spec events for each destination:
+//! allowlisted values pass, `mask` values become HMAC-SHA256 hex, all else
+//! is dropped. [`validate_policy`] reports every problem of a policy at once.
+//!
+//! The core is plain Rust; only the `wasm` module (built for wasm32) talks
+//! to JavaScript.
+#![deny(unsafe_code)]
+
+mod compile;
+pub mod error;
+mod json;
+pub mod mask;
+pub mod path;
+pub mod policy;
+pub mod sanitize;
+mod tree;
+pub mod validate;
+
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+mod wasm;
+
+pub use error::{Error, EventError};
+pub use policy::{Policy, Problem, Report};
+pub use sanitize::{Sanitizer, MAX_DEPTH, MAX_EVENT_BYTES};
+pub use validate::validate_policy;

@@ -1,0 +1,192 @@
+//! The policy model (version 1): what the validator produces and the
+//! compiler consumes. See `validate` for how a file becomes a [`Policy`].
+
+use crate::path::Step;
+
+/// What an allowlist rule does with the value at its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send the value unchanged.
+    Allow,
+    /// Send the value ID-masked (HMAC-SHA256 hex of every scalar leaf).
+    Mask,
+}
+
+/// What happens to an identity field (`userId`, …) for restricted
+/// destinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdAction {
+    Mask,
+    Allow,
+    Drop,
+}
+
+/// The four identity fields, in the order [`Identifiers`] stores them.
+pub const IDENTIFIER_KEYS: [&str; 4] = ["userId", "anonymousId", "groupId", "previousId"];
+
+/// The action for each of [`IDENTIFIER_KEYS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identifiers(pub [IdAction; 4]);
+
+impl Default for Identifiers {
+    fn default() -> Self {
+        Identifiers([IdAction::Mask; 4])
+    }
+}
+
+/// The four allowlists, by the part of the event they govern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    EventProperties,
+    UserProperties,
+    GroupProperties,
+    Context,
+}
+
+impl List {
+    pub const ALL: [List; 4] = [
+        List::EventProperties,
+        List::UserProperties,
+        List::GroupProperties,
+        List::Context,
+    ];
+
+    /// The list's key in the policy file.
+    pub fn key(self) -> &'static str {
+        match self {
+            List::EventProperties => "event_properties",
+            List::UserProperties => "user_properties",
+            List::GroupProperties => "group_properties",
+            List::Context => "context",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One allowlist entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The path as written in the policy.
+    pub path: String,
+    pub steps: Vec<Step>,
+    pub action: Action,
+}
+
+/// Rules for each [`List`], indexed by [`List::index`], in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowlists(pub [Vec<Rule>; 4]);
+
+impl Allowlists {
+    pub fn list(&self, list: List) -> &[Rule] {
+        &self.0[list.index()]
+    }
+
+    /// These lists with `overrides` added; for the same path the override
+    /// wins.
+    pub fn merged_with(&self, overrides: &Allowlists) -> Allowlists {
+        let mut merged = self.clone();
+        for (base, extra) in merged.0.iter_mut().zip(&overrides.0) {
+            for rule in extra {
+                match base.iter_mut().find(|r| r.steps == rule.steps) {
+                    Some(existing) => existing.action = rule.action,
+                    None => base.push(rule.clone()),
+                }
+            }
+        }
+        merged
+    }
+
+    /// Whether any rule masks.
+    pub fn masks(&self) -> bool {
+        self.0.iter().flatten().any(|r| r.action == Action::Mask)
+    }
+}
+
+/// The context entries a policy gets when it names no `context` list.
+pub const DEFAULT_CONTEXT: [&str; 3] = ["library", "locale", "timezone"];
+
+/// How the destination is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// The edge forwards events to it.
+    ServerSide,
+    /// The browser talks to it directly; the edge never forwards to it.
+    ClientSide,
+}
+
+/// One destination, with its restriction resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub name: String,
+    pub connection: Connection,
+    /// Where the edge POSTs the sanitized batch (server-side only).
+    pub endpoint: Option<String>,
+    /// Whether PHI is restricted (ID masking and enforced allowlists).
+    pub restricted: bool,
+    pub baa: bool,
+    /// The destination's own entries (they add to the environment's).
+    pub allowlists: Allowlists,
+}
+
+/// A validated policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub environment: String,
+    pub hipaa: bool,
+    pub identifiers: Identifiers,
+    pub allowlists: Allowlists,
+    pub destinations: Vec<Destination>,
+}
+
+impl Policy {
+    /// The lists that govern `destination`: the environment's with the
+    /// destination's own added.
+    pub fn lists_for(&self, destination: &Destination) -> Allowlists {
+        self.allowlists.merged_with(&destination.allowlists)
+    }
+
+    /// Whether some destination the edge forwards to needs the masking key.
+    pub fn needs_key(&self) -> bool {
+        let ids_mask = self.identifiers.0.contains(&IdAction::Mask);
+        self.destinations.iter().any(|d| {
+            d.connection == Connection::ServerSide
+                && d.restricted
+                && (ids_mask || self.lists_for(d).masks())
+        })
+    }
+}
+
+/// A problem found in a policy, at a JSON path such as
+/// `destinations.ads.connection`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Everything validation found: errors make the policy unusable, warnings
+/// point at legal but suspicious settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+impl Report {
+    pub fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+}

@@ -1,0 +1,227 @@
+//! The JavaScript API (wasm-bindgen). The only module that knows about JS:
+//! it turns JS values into text for the core and core errors into JS
+//! `Error`s (with `code`, and `errors` for policy problems), in one place.
+
+use js_sys::{Array, Object, Reflect, JSON};
+use wasm_bindgen::prelude::*;
+
+use crate::policy::Problem;
+use crate::Error;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &str = r#"
+/** What an allowlist rule does: send the value unchanged, or ID-masked. */
+export type Action = "allow" | "mask";
+/** What happens to userId, anonymousId, groupId, previousId. */
+export type IdentifierAction = "mask" | "allow" | "drop";
+/** Path (`a.b`, `products[].sku`) to action. */
+export type Allowlist = Record<string, Action>;
+export interface Allowlists {
+  /** `properties` of track, page and screen calls. */
+  event_properties?: Allowlist;
+  /** `traits` of identify calls, and `context.traits` of every call. */
+  user_properties?: Allowlist;
+  /** `traits` of group calls. */
+  group_properties?: Allowlist;
+  /** `context.*` (never `traits`). Defaults to library, locale, timezone. */
+  context?: Allowlist;
+}
+export interface Destination {
+  connection: "server-side" | "client-side";
+  /** https URL the edge POSTs `{"batch": [...]}` to (server-side). */
+  endpoint?: string;
+  /** false only with `baa: true`: the destination gets events unchanged. */
+  restrict_phi?: boolean;
+  /** A Business Associate Agreement is signed with this destination. */
+  baa?: boolean;
+  /** Entries added to the environment's lists (same path: these win). */
+  allowlists?: Allowlists;
+}
+/** A phimask policy, version 1. */
+export interface Policy {
+  version: 1;
+  environment: string;
+  hipaa: boolean;
+  identifiers?: {
+    userId?: IdentifierAction;
+    anonymousId?: IdentifierAction;
+    groupId?: IdentifierAction;
+    previousId?: IdentifierAction;
+  };
+  allowlists?: Allowlists;
+  destinations: Record<string, Destination>;
+}
+/** One problem of a policy, at its JSON path. */
+export interface PolicyProblem { path: string; message: string; }
+export interface ValidationResult {
+  valid: boolean;
+  errors: PolicyProblem[];
+  warnings: PolicyProblem[];
+}
+/** A Segment-spec event. */
+export interface SegmentEvent {
+  type: "track" | "identify" | "group" | "page" | "screen" | "alias";
+  [key: string]: unknown;
+}
+/** `code` of the Errors phimask throws. */
+export type ErrorCode =
+  | "invalid_policy" | "missing_key" | "key_too_short" | "invalid_key" | "unknown_destination"
+  | "event_too_large" | "event_too_deep" | "invalid_json" | "event_not_object"
+  | "missing_type" | "unknown_type" | "duplicate_key";
+/** The Error phimask throws; `errors` lists a policy's problems. */
+export interface PhimaskError extends Error {
+  code: ErrorCode;
+  errors?: PolicyProblem[];
+}
+"#;
+
+fn set(target: &JsValue, key: &str, value: &JsValue) {
+    // Reflect.set only fails on frozen or non-object targets, which these
+    // freshly made objects are not.
+    let _ = Reflect::set(target, &JsValue::from_str(key), value);
+}
+
+fn problems(list: &[Problem]) -> Array {
+    list.iter()
+        .map(|p| {
+            let o: JsValue = Object::new().into();
+            set(&o, "path", &JsValue::from_str(&p.path));
+            set(&o, "message", &JsValue::from_str(&p.message));
+            o
+        })
+        .collect()
+}
+
+/// The one mapping of core errors to JS `Error`s.
+fn js_error(e: &Error) -> JsValue {
+    let err: JsValue = js_sys::Error::new(&e.to_string()).into();
+    set(&err, "code", &JsValue::from_str(e.code()));
+    if let Error::InvalidPolicy(list) = e {
+        set(&err, "errors", &problems(list));
+    }
+    err
+}
+
+fn plain_error(code: &str, message: &str) -> JsValue {
+    let err: JsValue = js_sys::Error::new(message).into();
+    set(&err, "code", &JsValue::from_str(code));
+    err
+}
+
+/// A policy given as JSON text or as an object.
+fn policy_text(policy: &JsValue) -> Option<String> {
+    if let Some(text) = policy.as_string() {
+        return Some(text);
+    }
+    if !policy.is_object() {
+        return None;
+    }
+    JSON::stringify(policy).ok()?.as_string()
+}
+
+/// Validates a policy; never throws.
+#[wasm_bindgen(js_name = validatePolicy, unchecked_return_type = "ValidationResult")]
+pub fn validate_policy(
+    #[wasm_bindgen(unchecked_param_type = "Policy | string")] policy: JsValue,
+) -> JsValue {
+    let report = match policy_text(&policy) {
+        Some(text) => crate::validate_policy(&text).1,
+        None => crate::Report {
+            errors: vec![Problem {
+                path: String::new(),
+                message: "policy must be an object or JSON text".into(),
+            }],
+            warnings: Vec::new(),
+        },
+    };
+    let out: JsValue = Object::new().into();
+    set(&out, "valid", &JsValue::from_bool(report.is_valid()));
+    set(&out, "errors", &problems(&report.errors));
+    set(&out, "warnings", &problems(&report.warnings));
+    out
+}
+
+/// A compiled policy with its masking key.
+#[wasm_bindgen]
+pub struct Sanitizer {
+    inner: crate::Sanitizer,
+}
+
+#[wasm_bindgen]
+impl Sanitizer {
+    /// Validates and compiles the policy; throws an Error listing every
+    /// problem (`errors`), or saying what is wrong with the key.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "Policy | string")] policy: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | undefined | null")] key: JsValue,
+    ) -> Result<Sanitizer, JsValue> {
+        let text = policy_text(&policy).ok_or_else(|| {
+            plain_error("invalid_policy", "policy must be an object or JSON text")
+        })?;
+        let key = if key.is_undefined() || key.is_null() {
+            None
+        } else {
+            Some(key.as_string().ok_or_else(|| {
+                plain_error("invalid_key", "masking key must be a string")
+            })?)
+        };
+        crate::Sanitizer::new(&text, key.as_deref().map(str::as_bytes))
+            .map(|inner| Sanitizer { inner })
+            .map_err(|e| js_error(&e))
+    }
+
+    /// Names of the server-side destinations the edge forwards to.
+    pub fn destinations(&self) -> Vec<String> {
+        self.inner.destinations().map(str::to_owned).collect()
+    }
+
+    /// The endpoint URL of a destination, or undefined.
+    pub fn endpoint(&self, destination: &str) -> Option<String> {
+        self.inner.endpoint(destination).map(str::to_owned)
+    }
+
+    /// Sanitizes an event object for `destination`: the object to send,
+    /// or null when nothing may be sent. Throws on a bad event.
+    #[wasm_bindgen(unchecked_return_type = "SegmentEvent | null")]
+    pub fn sanitize(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "SegmentEvent")] event: JsValue,
+        destination: &str,
+    ) -> Result<JsValue, JsValue> {
+        // JSON.stringify then JSON.parse is faster than converting the
+        // object field by field across the boundary.
+        let text = JSON::stringify(&event)
+            .ok()
+            .and_then(|t| t.as_string())
+            .ok_or_else(|| {
+                plain_error(
+                    "event_not_object",
+                    "event must be a JSON-serializable object",
+                )
+            })?;
+        match self.inner.sanitize_json(&text, destination) {
+            Ok(Some(out)) => JSON::parse(&out),
+            Ok(None) => Ok(JsValue::NULL),
+            Err(e) => Err(js_error(&e)),
+        }
+    }
+
+    /// Sanitizes an event given as JSON text: the JSON text to send, or
+    /// null when nothing may be sent. Throws on a bad event.
+    #[wasm_bindgen(js_name = sanitizeJson, unchecked_return_type = "string | null")]
+    pub fn sanitize_json(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] event: JsValue,
+        destination: &str,
+    ) -> Result<JsValue, JsValue> {
+        let text = event
+            .as_string()
+            .ok_or_else(|| plain_error("invalid_json", "event must be JSON text (a string)"))?;
+        match self.inner.sanitize_json(&text, destination) {
+            Ok(Some(out)) => Ok(JsValue::from_str(&out)),
+            Ok(None) => Ok(JsValue::NULL),
+            Err(e) => Err(js_error(&e)),
+        }
+    }
+}
