@@ -76,7 +76,9 @@ impl std::fmt::Display for EventError {
             EventError::MissingType => write!(f, "event has no \"type\"; expected one of {TYPES}"),
             EventError::TypeNotString => f.write_str("event \"type\" must be a string"),
             EventError::UnknownType => write!(f, "event \"type\" must be one of {TYPES}"),
-            EventError::DuplicateKey(key) => write!(f, "event has the key \"{key}\" more than once"),
+            EventError::DuplicateKey(key) => {
+                write!(f, "event has the key \"{key}\" more than once")
+            }
         }
     }
 }

@@ -254,6 +254,13 @@ impl<'a> Reader<'a> {
     /// Reads the escape at `pos` (which holds the backslash); when `decode`
     /// is set, appends the character's UTF-8 to `out`.
     fn escape(&mut self, out: &mut Vec<u8>, decode: bool) -> Result<()> {
+        let start = self.pos;
+        let bad = |reason| {
+            Err(SyntaxError {
+                offset: start,
+                reason,
+            })
+        };
         let Some(&c) = self.src.get(self.pos + 1) else {
             return self.err(SyntaxReason::UnexpectedEnd);
         };
@@ -267,7 +274,7 @@ impl<'a> Reader<'a> {
             b'r' => Some(b'\r'),
             b't' => Some(b'\t'),
             b'u' => None,
-            _ => return self.err(SyntaxReason::BadEscape),
+            _ => return bad(SyntaxReason::BadEscape),
         };
         if let Some(byte) = simple {
             if decode {
@@ -280,22 +287,21 @@ impl<'a> Reader<'a> {
         self.pos += 6;
         let scalar = match first {
             0xD800..=0xDBFF => {
-                if self.src.get(self.pos) != Some(&b'\\') || self.src.get(self.pos + 1) != Some(&b'u')
-                {
-                    return self.err(SyntaxReason::BadUnicodeEscape);
+                if self.src.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                    return bad(SyntaxReason::BadUnicodeEscape);
                 }
                 let second = self.hex4(self.pos + 2)?;
                 if !(0xDC00..=0xDFFF).contains(&second) {
-                    return self.err(SyntaxReason::BadUnicodeEscape);
+                    return bad(SyntaxReason::BadUnicodeEscape);
                 }
                 self.pos += 6;
                 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
             }
-            0xDC00..=0xDFFF => return self.err(SyntaxReason::BadUnicodeEscape),
+            0xDC00..=0xDFFF => return bad(SyntaxReason::BadUnicodeEscape),
             other => other,
         };
         let Some(ch) = char::from_u32(scalar) else {
-            return self.err(SyntaxReason::BadUnicodeEscape);
+            return bad(SyntaxReason::BadUnicodeEscape);
         };
         if decode {
             let mut buf = [0u8; 4];
@@ -480,7 +486,10 @@ mod tests {
             ("\"a\u{1}b\"", SyntaxReason::ControlCharacter),
             ("tru", SyntaxReason::UnexpectedByte("a JSON value")),
             ("{} {}", SyntaxReason::TrailingCharacters),
-            ("{'a':1}", SyntaxReason::UnexpectedByte("a string key or '}'")),
+            (
+                "{'a':1}",
+                SyntaxReason::UnexpectedByte("a string key or '}'"),
+            ),
             ("[1 2]", SyntaxReason::UnexpectedByte("',' or ']'")),
         ] {
             assert_eq!(validate(s).map_err(|e| e.reason), Err(reason), "{s}");

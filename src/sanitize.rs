@@ -103,6 +103,8 @@ impl Field {
 /// One top-level member, as found by the first pass.
 struct Member {
     field: Field,
+    /// The key, for known keys (empty for others).
+    name: &'static str,
     kind: Kind,
     /// The key as written, quotes included.
     key: (usize, usize),
@@ -145,7 +147,7 @@ fn scan(event: &[u8]) -> Result<Scanned, EventError> {
     let mut first = true;
     while let Some(key) = r.next_key(&mut first).map_err(syntax)? {
         let (field, name) = Field::of(&r.decode(key).map_err(syntax)?);
-        if field != Field::Other && members.iter().any(|m| m.field == field) {
+        if field != Field::Other && members.iter().any(|m| m.name == name) {
             return Err(EventError::DuplicateKey(name));
         }
         let kind = r.peek_kind().map_err(syntax)?;
@@ -164,6 +166,7 @@ fn scan(event: &[u8]) -> Result<Scanned, EventError> {
         }
         members.push(Member {
             field,
+            name,
             kind,
             key: (key.start, key.end),
             value,
@@ -347,13 +350,13 @@ impl<'a> Writer<'a> {
             let (node, action): (Option<&Node>, Option<Action>) = match m.field {
                 Field::Type => (None, Some(Action::Allow)),
                 Field::Structural(shape) => {
-                    let fits = match (shape, m.kind) {
-                        (_, Kind::Null) | (Shape::Text | Shape::TextOrNumber, Kind::String) => true,
-                        (Shape::TextOrNumber, Kind::Number) | (Shape::Object, Kind::Object) => {
-                            true
-                        }
-                        _ => false,
-                    };
+                    let fits = matches!(
+                        (shape, m.kind),
+                        (_, Kind::Null)
+                            | (Shape::Text | Shape::TextOrNumber, Kind::String)
+                            | (Shape::TextOrNumber, Kind::Number)
+                            | (Shape::Object, Kind::Object)
+                    );
                     (None, fits.then_some(Action::Allow))
                 }
                 Field::Identifier(i) => {

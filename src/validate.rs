@@ -60,7 +60,9 @@ struct Checker {
 }
 
 fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
+    if key.is_empty() {
+        format!("{parent}.\"\"")
+    } else if parent.is_empty() {
         key.to_owned()
     } else {
         format!("{parent}.{key}")
@@ -75,7 +77,13 @@ const POLICY_KEYS: [&str; 6] = [
     "allowlists",
     "destinations",
 ];
-const DESTINATION_KEYS: [&str; 5] = ["connection", "endpoint", "restrict_phi", "baa", "allowlists"];
+const DESTINATION_KEYS: [&str; 5] = [
+    "connection",
+    "endpoint",
+    "restrict_phi",
+    "baa",
+    "allowlists",
+];
 const LIST_KEYS: [&str; 4] = [
     "event_properties",
     "user_properties",
@@ -214,10 +222,7 @@ impl Checker {
         let destinations = match get("destinations") {
             Some(v) => self.destinations(v, hipaa),
             None => {
-                self.error(
-                    "destinations",
-                    "missing; name at least one destination",
-                );
+                self.error("destinations", "missing; name at least one destination");
                 Vec::new()
             }
         };
@@ -349,6 +354,10 @@ impl Checker {
                     return;
                 }
             }
+            return;
+        }
+        if list == List::GroupProperties {
+            // Groups are organizations (a clinic, an employer), not patients.
             return;
         }
         let last = rule_path.rsplit('.').next().unwrap_or(rule_path);
@@ -511,7 +520,8 @@ impl Checker {
 
 /// Checks a destination endpoint: https, or http to this machine only.
 fn check_endpoint(url: &str) -> Result<(), String> {
-    const BAD: &str = "must be an https:// URL (http:// only for localhost or 127.0.0.1, in development)";
+    const BAD: &str =
+        "must be an https:// URL (http:// only for localhost or 127.0.0.1, in development)";
     let (scheme, rest) = url.split_once("://").ok_or(BAD)?;
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
@@ -519,7 +529,9 @@ fn check_endpoint(url: &str) -> Result<(), String> {
         return Err("must not contain white space or control characters".into());
     }
     if authority.contains('@') {
-        return Err("must not contain credentials (user@host); keep secrets out of the policy".into());
+        return Err(
+            "must not contain credentials (user@host); keep secrets out of the policy".into(),
+        );
     }
     if rest[authority_end..].contains('#') {
         return Err("must not contain a #fragment".into());
@@ -555,15 +567,33 @@ fn check_endpoint(url: &str) -> Result<(), String> {
 const SENSITIVE_CONTEXT: [(&str, &str); 14] = [
     ("ip", "the visitor's IP address is a HIPAA identifier"),
     ("userAgent", "the user agent fingerprints the device"),
-    ("page.url", "page URLs carry query strings and record numbers"),
+    (
+        "page.url",
+        "page URLs carry query strings and record numbers",
+    ),
     ("page.path", "page paths carry record numbers"),
-    ("page.search", "query strings carry emails, names and conditions"),
-    ("page.referrer", "referrer URLs carry query strings and record numbers"),
+    (
+        "page.search",
+        "query strings carry emails, names and conditions",
+    ),
+    (
+        "page.referrer",
+        "referrer URLs carry query strings and record numbers",
+    ),
     ("page.title", "page titles name conditions and patients"),
-    ("referrer", "referrer URLs carry query strings and record numbers"),
-    ("location", "the visitor's location is geography smaller than a state"),
+    (
+        "referrer",
+        "referrer URLs carry query strings and record numbers",
+    ),
+    (
+        "location",
+        "the visitor's location is geography smaller than a state",
+    ),
     ("device.id", "device identifiers are HIPAA identifiers"),
-    ("device.advertisingId", "advertising IDs are HIPAA identifiers"),
+    (
+        "device.advertisingId",
+        "advertising IDs are HIPAA identifiers",
+    ),
     ("device.token", "device tokens are HIPAA identifiers"),
     ("campaign.term", "search terms name conditions"),
     ("traits", "traits repeat the user's identity"),

@@ -162,9 +162,10 @@ impl Sanitizer {
         let key = if key.is_undefined() || key.is_null() {
             None
         } else {
-            Some(key.as_string().ok_or_else(|| {
-                plain_error("invalid_key", "masking key must be a string")
-            })?)
+            Some(
+                key.as_string()
+                    .ok_or_else(|| plain_error("invalid_key", "masking key must be a string"))?,
+            )
         };
         crate::Sanitizer::new(&text, key.as_deref().map(str::as_bytes))
             .map(|inner| Sanitizer { inner })

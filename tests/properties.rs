@@ -1,0 +1,486 @@
+//! Property tests for the invariants of DESIGN.md, over random events and
+//! random policies:
+//! - the output equals an independent reference model of the rules;
+//! - no value under a path the destination's lists do not name comes out;
+//! - masked values are HMAC hex and never contain the clear value;
+//! - the same input gives the same output, byte for byte;
+//! - no input, however malformed, panics.
+
+use phimask::mask::Masker;
+use phimask::Sanitizer;
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+
+const KEY: &str = "property-test-key-0123456789abcdefghij";
+const KEYS: [&str; 6] = ["a", "b", "email", "x y", "$u", "traits"];
+const TYPES: [&str; 6] = ["track", "identify", "group", "page", "screen", "alias"];
+const LISTS: [&str; 4] = [
+    "event_properties",
+    "user_properties",
+    "group_properties",
+    "context",
+];
+
+/// A step of a concrete or rule path: a key, or into array elements.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Key(String),
+    Elem,
+}
+
+type Rules = Vec<(Vec<Step>, bool)>; // (steps, masks)
+
+fn key() -> impl Strategy<Value = String> {
+    prop::sample::select(KEYS.to_vec()).prop_map(String::from)
+}
+
+/// Leaves; every string holds '@' and 'S', which hex digits never do, so a
+/// string in the output shows exactly where a clear value went.
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (-999i64..999).prop_map(|n| json!(n)),
+        (0u32..1000).prop_map(|n| json!(format!("S@{n}"))),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    leaf().prop_recursive(4, 40, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((key(), inner), 0..4)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+fn rule_path() -> impl Strategy<Value = Vec<Step>> {
+    prop::collection::vec((key(), 0usize..2), 1..4).prop_map(|segments| {
+        let mut steps = Vec::new();
+        for (k, elems) in segments {
+            steps.push(Step::Key(k));
+            steps.extend(std::iter::repeat_n(Step::Elem, elems));
+        }
+        steps
+    })
+}
+
+fn rules() -> impl Strategy<Value = Rules> {
+    prop::collection::vec((rule_path(), any::<bool>()), 0..5)
+}
+
+fn path_text(steps: &[Step]) -> String {
+    let mut out = String::new();
+    for s in steps {
+        match s {
+            Step::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Step::Elem => out.push_str("[]"),
+        }
+    }
+    out
+}
+
+fn list_json(rules: &Rules) -> Value {
+    let mut map = Map::new();
+    for (steps, masks) in rules {
+        map.insert(
+            path_text(steps),
+            json!(if *masks { "mask" } else { "allow" }),
+        );
+    }
+    Value::Object(map)
+}
+
+/// Policy rules may not name context.traits; keep them off the context list.
+fn legal(list: usize, rules: Rules) -> Rules {
+    rules
+        .into_iter()
+        .filter(|(s, _)| list != 3 || s[0] != Step::Key("traits".into()))
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    env: [Rules; 4],
+    dest: [Rules; 4],
+    ids: [u8; 4],
+    event: Value,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let lists = || [rules(), rules(), rules(), rules()];
+    (
+        lists(),
+        lists(),
+        prop::array::uniform4(0u8..3),
+        prop::sample::select(TYPES.to_vec()),
+        prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "properties",
+                    "traits",
+                    "context",
+                    "userId",
+                    "anonymousId",
+                    "groupId",
+                    "previousId",
+                    "event",
+                    "messageId",
+                    "integrations",
+                    "ssn",
+                ]),
+                value(),
+            ),
+            0..8,
+        ),
+        prop::option::of(value()),
+    )
+        .prop_map(|(env, dest, ids, ty, members, ctx_traits)| {
+            let mut event = Map::new();
+            event.insert("type".into(), json!(ty));
+            for (k, v) in members {
+                event.insert(k.into(), v);
+            }
+            if let (Some(t), Some(Value::Object(ctx))) = (ctx_traits, event.get_mut("context")) {
+                ctx.insert("traits".into(), t);
+            }
+            let legalize = |lists: [Rules; 4]| {
+                let mut i = 0;
+                lists.map(|r| {
+                    i += 1;
+                    legal(i - 1, r)
+                })
+            };
+            Case {
+                env: legalize(env),
+                dest: legalize(dest),
+                ids,
+                event: Value::Object(event),
+            }
+        })
+}
+
+const ID_KEYS: [&str; 4] = ["userId", "anonymousId", "groupId", "previousId"];
+const ID_ACTIONS: [&str; 3] = ["mask", "allow", "drop"];
+
+fn policy(c: &Case) -> String {
+    let lists = |r: &[Rules; 4]| {
+        let mut m = Map::new();
+        for (i, name) in LISTS.iter().enumerate() {
+            m.insert((*name).into(), list_json(&r[i]));
+        }
+        Value::Object(m)
+    };
+    let ids: Map<String, Value> = ID_KEYS
+        .iter()
+        .zip(c.ids)
+        .map(|(k, a)| ((*k).to_string(), json!(ID_ACTIONS[a as usize])))
+        .collect();
+    json!({
+        "version": 1, "environment": "test", "hipaa": true,
+        "identifiers": ids,
+        "allowlists": lists(&c.env),
+        "destinations": {
+            "d": { "connection": "server-side", "endpoint": "https://d.example/",
+                   "allowlists": lists(&c.dest) }
+        }
+    })
+    .to_string()
+}
+
+/// The environment's rules with the destination's added (same path: the
+/// destination's action).
+fn merged(c: &Case, list: usize) -> Rules {
+    let mut out = c.env[list].clone();
+    // JSON objects keep the last of duplicate paths; so does the policy.
+    let dedup = |rules: &Rules| {
+        let mut seen: Rules = Vec::new();
+        for (s, m) in rules {
+            match seen.iter_mut().find(|(t, _)| t == s) {
+                Some(slot) => slot.1 = *m,
+                None => seen.push((s.clone(), *m)),
+            }
+        }
+        seen
+    };
+    out = dedup(&out);
+    for (s, m) in dedup(&c.dest[list]) {
+        match out.iter_mut().find(|(t, _)| *t == s) {
+            Some(slot) => slot.1 = m,
+            None => out.push((s, m)),
+        }
+    }
+    out
+}
+
+// ---- the reference model, written from DESIGN.md over serde_json values ----
+
+fn mask_all(v: &Value, m: &Masker) -> Value {
+    match v {
+        Value::Null => Value::Null,
+        Value::Bool(b) => json!(m.mask(&b.to_string())),
+        Value::Number(n) => json!(m.mask(&n.to_string())),
+        Value::String(s) => json!(m.mask(s)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| mask_all(x, m)).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, x)| (k.clone(), mask_all(x, m))).collect())
+        }
+    }
+}
+
+fn apply(v: &Value, action: Option<bool>, m: &Masker) -> Option<Value> {
+    match action {
+        None => None,
+        Some(false) => Some(v.clone()),
+        Some(true) => Some(mask_all(v, m)),
+    }
+}
+
+/// The rules at and below `prefix`.
+fn reference(
+    v: &Value,
+    rules: &Rules,
+    prefix: &[Step],
+    inherited: Option<bool>,
+    m: &Masker,
+) -> Option<Value> {
+    let here = rules.iter().find(|(s, _)| s == prefix).map(|(_, a)| *a);
+    let action = here.or(inherited);
+    let below: Vec<&Step> = rules
+        .iter()
+        .filter(|(s, _)| s.len() > prefix.len() && s[..prefix.len()] == *prefix)
+        .map(|(s, _)| &s[prefix.len()])
+        .collect();
+    let has_keys = below.iter().any(|s| matches!(s, Step::Key(_)));
+    let has_elems = below.contains(&&Step::Elem);
+    match v {
+        Value::Object(o) if has_keys => {
+            let mut out = Map::new();
+            for (k, x) in o {
+                let mut p = prefix.to_vec();
+                p.push(Step::Key(k.clone()));
+                if let Some(y) = reference(x, rules, &p, action, m) {
+                    out.insert(k.clone(), y);
+                }
+            }
+            Some(Value::Object(out))
+        }
+        Value::Array(a) if has_elems => {
+            let mut p = prefix.to_vec();
+            p.push(Step::Elem);
+            Some(Value::Array(
+                a.iter()
+                    .map(|x| reference(x, rules, &p, action, m).unwrap_or(Value::Null))
+                    .collect(),
+            ))
+        }
+        _ => apply(v, action, m),
+    }
+}
+
+fn reference_event(c: &Case, m: &Masker) -> Value {
+    let Value::Object(ev) = &c.event else {
+        unreachable!()
+    };
+    let ty = ev["type"].as_str().unwrap();
+    let mut out = Map::new();
+    for (k, v) in ev {
+        let result = match k.as_str() {
+            "type" => Some(v.clone()),
+            "event" | "messageId" => matches!(v, Value::String(_) | Value::Null).then(|| v.clone()),
+            "integrations" => matches!(v, Value::Object(_) | Value::Null).then(|| v.clone()),
+            "userId" | "anonymousId" | "groupId" | "previousId" => {
+                let i = ID_KEYS.iter().position(|x| x == k).unwrap();
+                let scalar = matches!(v, Value::String(_) | Value::Number(_) | Value::Null);
+                let action = match c.ids[i] {
+                    0 => Some(true),
+                    1 => Some(false),
+                    _ => None,
+                };
+                if scalar {
+                    apply(v, action, m)
+                } else {
+                    None
+                }
+            }
+            "properties" if matches!(ty, "track" | "page" | "screen") => {
+                reference(v, &merged(c, 0), &[], None, m)
+            }
+            "traits" if ty == "identify" => reference(v, &merged(c, 1), &[], None, m),
+            "traits" if ty == "group" => reference(v, &merged(c, 2), &[], None, m),
+            "context" => {
+                let mut rules = merged(c, 3);
+                for (s, a) in merged(c, 1) {
+                    let mut p = vec![Step::Key("traits".into())];
+                    p.extend(s);
+                    rules.push((p, a));
+                }
+                // context.traits is always governed (by the user list), so
+                // a context object is always written: a rule on a key no
+                // event has stands for that.
+                rules.push((vec![Step::Key("\0".into())], false));
+                reference(v, &rules, &[], None, m)
+            }
+            _ => None,
+        };
+        if let Some(r) = result {
+            out.insert(k.clone(), r);
+        }
+    }
+    Value::Object(out)
+}
+
+// ---- invariant checks that do not rely on the model ----
+
+/// Whether a rule covers the concrete path, and whether the deepest such
+/// rule masks.
+fn covering(rules: &Rules, path: &[Step]) -> Option<bool> {
+    rules
+        .iter()
+        .filter(|(s, _)| s.len() <= path.len() && s[..] == path[..s.len()])
+        .max_by_key(|(s, _)| s.len())
+        .map(|(_, m)| *m)
+}
+
+fn on_the_way(rules: &Rules, path: &[Step]) -> bool {
+    rules
+        .iter()
+        .any(|(s, _)| s.len() > path.len() && s[..path.len()] == *path)
+}
+
+/// Every member and leaf of `out` sits under a rule (or on the way to
+/// one); leaves under a mask rule are HMAC hex; collects the clear strings
+/// sent under allow rules.
+fn check_paths(out: &Value, rules: &Rules, path: &mut Vec<Step>, allowed: &mut Vec<String>) {
+    match out {
+        Value::Object(o) => {
+            for (k, v) in o {
+                path.push(Step::Key(k.clone()));
+                assert!(
+                    covering(rules, path).is_some() || on_the_way(rules, path),
+                    "member outside the lists at {path:?}"
+                );
+                check_paths(v, rules, path, allowed);
+                path.pop();
+            }
+        }
+        Value::Array(a) => {
+            path.push(Step::Elem);
+            for v in a {
+                check_paths(v, rules, path, allowed);
+            }
+            path.pop();
+        }
+        Value::Null => {}
+        leaf => match covering(rules, path) {
+            None => panic!("value outside the lists at {path:?}"),
+            Some(true) => {
+                let s = leaf.as_str().expect("masked values are strings");
+                assert!(
+                    s.len() == 64
+                        && s.bytes()
+                            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                    "masked value is not HMAC hex at {path:?}"
+                );
+            }
+            Some(false) => {
+                if let Some(s) = leaf.as_str() {
+                    allowed.push(s.to_owned());
+                }
+            }
+        },
+    }
+}
+
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sanitize_follows_the_rules(c in case()) {
+        let masker = Masker::new(KEY.as_bytes()).unwrap();
+        let s = Sanitizer::new(&policy(&c), Some(KEY.as_bytes())).unwrap();
+        let text = c.event.to_string();
+        let out = s.sanitize_json(&text, "d").unwrap().unwrap();
+        // Deterministic, byte for byte.
+        prop_assert_eq!(s.sanitize_json(&text, "d").unwrap().unwrap(), out.clone());
+        let actual: Value = serde_json::from_str(&out).unwrap();
+
+        // Equal to the reference model, key order included.
+        let expected = reference_event(&c, &masker);
+        prop_assert_eq!(actual.to_string(), expected.to_string());
+
+        // Nothing outside the lists; masked leaves are HMAC hex.
+        let mut allowed = Vec::new();
+        let Value::Object(top) = &actual else { unreachable!() };
+        for (k, v) in top {
+            let rules = match k.as_str() {
+                "properties" => merged(&c, 0),
+                "traits" if c.event["type"] == "identify" => merged(&c, 1),
+                "traits" => merged(&c, 2),
+                "context" => {
+                    let mut rules = merged(&c, 3);
+                    rules.extend(merged(&c, 1).into_iter().map(|(s, a)| {
+                        let mut p = vec![Step::Key("traits".into())];
+                        p.extend(s);
+                        (p, a)
+                    }));
+                    rules
+                }
+                _ => {
+                    strings(v, &mut allowed);
+                    continue;
+                }
+            };
+            check_paths(v, &rules, &mut Vec::new(), &mut allowed);
+        }
+        // A clear string reaches the output only where an allow rule (or a
+        // kept structural field) put it.
+        let mut clear = Vec::new();
+        strings(&c.event, &mut clear);
+        for s in clear.iter().filter(|s| s.contains('@')) {
+            if out.contains(s.as_str()) {
+                prop_assert!(allowed.contains(s), "{} leaked", s);
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+        let s = Sanitizer::new(&policy(&Case {
+            env: Default::default(), dest: Default::default(), ids: [0; 4],
+            event: Value::Null,
+        }), Some(KEY.as_bytes())).unwrap();
+        match s.sanitize_json(&text, "d") {
+            Ok(Some(out)) => { serde_json::from_str::<Value>(&out).unwrap(); }
+            Ok(None) => prop_assert!(false, "restricted destinations always get output or an error"),
+            Err(e) => prop_assert!(!e.to_string().contains(&text) || text.len() < 4),
+        }
+    }
+
+    #[test]
+    fn mutated_events_never_panic_or_leak(c in case(), cut in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let s = Sanitizer::new(&policy(&c), Some(KEY.as_bytes())).unwrap();
+        let mut bytes = c.event.to_string().into_bytes();
+        let i = cut.index(bytes.len());
+        bytes[i] = byte;
+        let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
+        if let Ok(Some(out)) = s.sanitize_json(&text, "d") {
+            serde_json::from_str::<Value>(&out).unwrap();
+        }
+    }
+}
