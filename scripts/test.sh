@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every test of phimask: lint, Rust tests (unit, vectors, properties, docs),
+# the JavaScript tests against the built wasm, type checks, and the browser.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "setup"
+scripts/setup.sh --browser
+step "build the wasm package"
+scripts/build.sh
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy (native and wasm32)"
+cargo clippy --quiet --all-targets -- -D warnings
+cargo clippy --quiet --target wasm32-unknown-unknown --lib -- -D warnings
+step "cargo test"
+cargo test --release
+step "TypeScript types"
+npx --no-install tsc -p tests/types
+step "JavaScript tests (Node and headless Chromium)"
+node --test --test-concurrency=1 tests/js/*.test.mjs

@@ -1,0 +1,165 @@
+// The JavaScript API of DESIGN.md, as a user of the package calls it.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { Sanitizer, validatePolicy } from "../../www/node.mjs";
+import { hmacHex } from "./vectors.mjs";
+
+const KEY = "js-api-test-key-0123456789abcdefghijkl";
+const policy = {
+  version: 1,
+  environment: "production",
+  hipaa: true,
+  allowlists: { event_properties: { plan: "allow", email: "mask" } },
+  destinations: {
+    amplitude: { connection: "server-side", endpoint: "https://api2.amplitude.example/batch" },
+    warehouse: { connection: "server-side", endpoint: "https://ingest.example/segment", restrict_phi: false, baa: true },
+    ga4: { connection: "client-side", restrict_phi: false, baa: true },
+  },
+};
+const event = {
+  type: "track",
+  event: "Booked Visit",
+  userId: "patient-8812",
+  properties: { plan: "gold", email: "jane@example.com", condition: "hiv" },
+  context: { ip: "203.0.113.7" },
+};
+
+test("the policy may be an object or JSON text", () => {
+  for (const p of [policy, JSON.stringify(policy)]) {
+    const s = new Sanitizer(p, KEY);
+    assert.deepEqual(s.destinations(), ["amplitude", "warehouse"]);
+    s.free();
+  }
+});
+
+test("destinations() lists the server-side destinations in policy order; endpoint() gives their URL", () => {
+  const s = new Sanitizer(policy, KEY);
+  assert.deepEqual(s.destinations(), ["amplitude", "warehouse"]);
+  assert.equal(s.endpoint("amplitude"), "https://api2.amplitude.example/batch");
+  assert.equal(s.endpoint("ga4"), undefined);
+});
+
+test("sanitize() returns an object; sanitizeJson() returns JSON text; both agree", () => {
+  const s = new Sanitizer(policy, KEY);
+  const obj = s.sanitize(event, "amplitude");
+  assert.deepEqual(obj, {
+    type: "track",
+    event: "Booked Visit",
+    userId: hmacHex(KEY, "patient-8812"),
+    properties: { plan: "gold", email: hmacHex(KEY, "jane@example.com") },
+    // An object emptied by filtering is sent as {}.
+    context: {},
+  });
+  assert.equal(s.sanitizeJson(JSON.stringify(event), "amplitude"), JSON.stringify(obj));
+  // The caller's object is not modified.
+  assert.equal(event.properties.email, "jane@example.com");
+});
+
+test("a BAA destination gets the event unchanged; a client-side one gets null", () => {
+  const s = new Sanitizer(policy, KEY);
+  assert.deepEqual(s.sanitize(event, "warehouse"), event);
+  assert.equal(s.sanitize(event, "ga4"), null);
+  assert.equal(s.sanitizeJson(JSON.stringify(event), "ga4"), null);
+});
+
+test("bad events throw Errors with a code, naming what was wrong and echoing nothing", () => {
+  const s = new Sanitizer(policy, KEY);
+  const cases = [
+    [() => s.sanitizeJson('{"type":"track","email":"jane@example.com"', "amplitude"), "invalid_json"],
+    [() => s.sanitizeJson(42, "amplitude"), "invalid_json"],
+    [() => s.sanitize("jane@example.com", "amplitude"), "event_not_object"],
+    [() => s.sanitize(undefined, "amplitude"), "event_not_object"],
+    [() => s.sanitize({ type: "jane@example.com" }, "amplitude"), "unknown_type"],
+    [() => s.sanitize({ email: "jane@example.com" }, "amplitude"), "missing_type"],
+    [() => s.sanitize({ type: "track", big: "jane@example.com".repeat(3000) }, "amplitude"), "event_too_large"],
+    [() => s.sanitize(event, "mixpanel"), "unknown_destination"],
+  ];
+  for (const [call, code] of cases) {
+    assert.throws(call, (e) => {
+      assert.ok(e instanceof Error);
+      assert.equal(e.code, code, e.message);
+      assert.ok(!e.message.includes("jane"), e.message);
+      return true;
+    });
+  }
+  const cyclic = { type: "track" };
+  cyclic.self = cyclic;
+  assert.throws(() => s.sanitize(cyclic, "amplitude"), (e) => e.code === "event_not_object");
+});
+
+test("the 32 KB limit: an event of exactly 32768 bytes passes, one byte more is refused", () => {
+  const s = new Sanitizer(policy, KEY);
+  const base = JSON.stringify({ type: "track", event: "E", properties: { plan: "" } });
+  const fit = JSON.stringify({ type: "track", event: "E", properties: { plan: "x".repeat(32768 - base.length) } });
+  assert.equal(Buffer.byteLength(fit), 32768);
+  assert.ok(s.sanitizeJson(fit, "amplitude").includes("xxxx"));
+  const over = fit.replace('"plan":"', '"plan":"y');
+  assert.throws(() => s.sanitizeJson(over, "amplitude"), (e) => e.code === "event_too_large" && e.message === "event is larger than 32768 bytes");
+});
+
+test("the masking key: required when masking, at least 32 bytes, never echoed", () => {
+  for (const missing of [undefined, null]) {
+    assert.throws(() => new Sanitizer(policy, missing), (e) => e.code === "missing_key");
+  }
+  const short = "short-secret-key-31-bytes-long!";
+  assert.equal(Buffer.byteLength(short), 31);
+  assert.throws(() => new Sanitizer(policy, short), (e) => e.code === "key_too_short" && !e.message.includes(short));
+  assert.throws(() => new Sanitizer(policy, 12345678901234567890123456789012345), (e) => e.code === "invalid_key");
+  // 32 bytes of UTF-8 (16 two-byte characters) is enough.
+  assert.doesNotThrow(() => new Sanitizer(policy, "é".repeat(16)));
+  // No key is needed where nothing is masked.
+  const noMasking = {
+    ...policy,
+    identifiers: { userId: "drop", anonymousId: "drop", groupId: "allow", previousId: "drop" },
+    allowlists: { event_properties: { plan: "allow" } },
+  };
+  const s = new Sanitizer(noMasking, undefined);
+  assert.deepEqual(s.sanitize(event, "amplitude"), {
+    type: "track",
+    event: "Booked Visit",
+    properties: { plan: "gold" },
+    context: {},
+  });
+});
+
+test("invalid policies throw one Error listing every problem", () => {
+  assert.throws(
+    () => new Sanitizer({ version: 1, environment: "p", hipaa: true, destinations: { ads: { connection: "client-side" } }, extra: 1 }, KEY),
+    (e) => {
+      assert.equal(e.code, "invalid_policy");
+      assert.deepEqual(e.errors, [
+        { path: "extra", message: "unknown key; expected one of: version, environment, hipaa, identifiers, allowlists, destinations" },
+        { path: "destinations.ads.connection", message: "client-side destinations cannot restrict PHI" },
+      ]);
+      assert.match(e.message, /^invalid policy: extra: unknown key.*; destinations\.ads\.connection: client-side destinations cannot restrict PHI$/);
+      return true;
+    },
+  );
+  assert.throws(() => new Sanitizer(42, KEY), (e) => e.code === "invalid_policy");
+});
+
+test("validatePolicy never throws", () => {
+  assert.deepEqual(validatePolicy(policy), { valid: true, errors: [], warnings: [] });
+  for (const bad of [undefined, null, 7, "not json"]) {
+    const r = validatePolicy(bad);
+    assert.equal(r.valid, false);
+    assert.ok(r.errors.length === 1 && typeof r.errors[0].message === "string");
+  }
+});
+
+test("numbers keep their JSON text; sanitize(object) uses JavaScript's JSON text", () => {
+  const p = { ...policy, allowlists: { event_properties: { n: "mask" } } };
+  const s = new Sanitizer(p, KEY);
+  const out = JSON.parse(s.sanitizeJson('{"type":"track","event":"E","properties":{"n":1.50}}', "amplitude"));
+  assert.equal(out.properties.n, hmacHex(KEY, "1.50"));
+  // JSON.stringify writes 1.5 as "1.5".
+  assert.equal(s.sanitize({ type: "track", event: "E", properties: { n: 1.5 } }, "amplitude").properties.n, hmacHex(KEY, "1.5"));
+});
+
+test("many sanitizers and events do not exhaust memory", () => {
+  for (let i = 0; i < 200; i++) {
+    const s = new Sanitizer(policy, KEY);
+    for (let j = 0; j < 20; j++) s.sanitizeJson(JSON.stringify(event), "amplitude");
+    s.free();
+  }
+});
