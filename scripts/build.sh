@@ -8,7 +8,7 @@ wasm-bindgen --target web --out-dir pkg --out-name phimask \
   target/wasm32-unknown-unknown/release/phimask.wasm
 # npm binaryen only (Debian's wasm-opt breaks externref tables); the
 # features are the ones rustc's wasm32 target emits.
-npx --no-install wasm-opt -Oz \
+npx --no-install wasm-opt ${WASM_OPT_LEVEL:--Oz} \
   --enable-bulk-memory --enable-reference-types --enable-sign-ext \
   --enable-nontrapping-float-to-int --enable-mutable-globals --enable-multivalue \
   pkg/phimask_bg.wasm -o pkg/phimask_bg.wasm

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use crate::compile::{Node, Tries};
 use crate::error::{Error, EventError};
-use crate::json::{Kind, Reader, SyntaxError, SyntaxReason};
+use crate::json::{Kind, Reader, StrSpan, SyntaxError, SyntaxReason};
 use crate::mask::{KeyError, Masker};
 use crate::policy::{Action, Connection, IdAction, Identifiers, Policy, IDENTIFIER_KEYS};
 use crate::validate::validate_policy;
@@ -82,40 +82,37 @@ const STRUCTURAL: [(&str, Shape); 11] = [
 ];
 
 impl Field {
-    fn of(key: &[u8]) -> (Field, &'static str) {
-        match key {
-            b"type" => return (Field::Type, "type"),
-            b"properties" => return (Field::Properties, "properties"),
-            b"traits" => return (Field::Traits, "traits"),
-            b"context" => return (Field::Context, "context"),
-            _ => {}
-        }
-        if let Some(i) = IDENTIFIER_KEYS.iter().position(|k| k.as_bytes() == key) {
-            return (Field::Identifier(i), IDENTIFIER_KEYS[i]);
-        }
-        if let Some((name, shape)) = STRUCTURAL.iter().find(|(k, _)| k.as_bytes() == key) {
-            return (Field::Structural(*shape), name);
-        }
-        (Field::Other, "")
+    /// What `key` is, and for known keys their name and a bit of their own
+    /// (to find keys written twice).
+    fn of(key: &[u8]) -> (Field, Option<(&'static str, u32)>) {
+        let (field, name, index) = match key {
+            b"type" => (Field::Type, "type", 0),
+            b"properties" => (Field::Properties, "properties", 1),
+            b"traits" => (Field::Traits, "traits", 2),
+            b"context" => (Field::Context, "context", 3),
+            _ => {
+                if let Some(i) = IDENTIFIER_KEYS.iter().position(|k| k.as_bytes() == key) {
+                    (Field::Identifier(i), IDENTIFIER_KEYS[i], 4 + i)
+                } else if let Some(i) = STRUCTURAL.iter().position(|(k, _)| k.as_bytes() == key) {
+                    (Field::Structural(STRUCTURAL[i].1), STRUCTURAL[i].0, 8 + i)
+                } else {
+                    return (Field::Other, None);
+                }
+            }
+        };
+        (field, Some((name, 1 << index)))
     }
 }
 
-/// One top-level member, as found by the first pass.
-struct Member {
+/// A `properties` or `traits` member met before `type` (its list depends
+/// on the call type): validated, then written once the type is known, at
+/// the place it had.
+struct Deferred {
     field: Field,
-    /// The key, for known keys (empty for others).
-    name: &'static str,
-    kind: Kind,
-    /// The key as written, quotes included.
-    key: (usize, usize),
-    /// The value's start (its end is found again when it is walked).
+    key: StrSpan,
     value: usize,
-}
-
-/// A validated event: its call type and where its members are.
-struct Scanned {
-    call: CallType,
-    members: Vec<Member>,
+    /// Where in the output it belongs.
+    at: usize,
 }
 
 fn syntax(e: SyntaxError) -> EventError {
@@ -125,60 +122,6 @@ fn syntax(e: SyntaxError) -> EventError {
             offset: e.offset,
             reason,
         },
-    }
-}
-
-/// First pass: validates the whole event and notes its top-level members.
-fn scan(event: &[u8]) -> Result<Scanned, EventError> {
-    if event.len() > MAX_EVENT_BYTES {
-        return Err(EventError::TooLarge);
-    }
-    let mut r = Reader::new(event, MAX_DEPTH);
-    if r.peek_kind().map_err(syntax)? != Kind::Object {
-        // Validate it all the same, so bad JSON is reported as such.
-        r.skip_value(1).map_err(syntax)?;
-        r.finish().map_err(syntax)?;
-        return Err(EventError::NotObject);
-    }
-    r.begin_object(1).map_err(syntax)?;
-    let mut members: Vec<Member> = Vec::with_capacity(16);
-    let mut call = None;
-    let mut type_error = None;
-    let mut first = true;
-    while let Some(key) = r.next_key(&mut first).map_err(syntax)? {
-        let (field, name) = Field::of(&r.decode(key).map_err(syntax)?);
-        if field != Field::Other && members.iter().any(|m| m.name == name) {
-            return Err(EventError::DuplicateKey(name));
-        }
-        let kind = r.peek_kind().map_err(syntax)?;
-        let value = r.pos();
-        if field == Field::Type {
-            if kind == Kind::String {
-                let span = r.string().map_err(syntax)?;
-                call = CallType::parse(&r.decode(span).map_err(syntax)?);
-                type_error = call.is_none().then_some(EventError::UnknownType);
-            } else {
-                r.skip_value(2).map_err(syntax)?;
-                type_error = Some(EventError::TypeNotString);
-            }
-        } else {
-            r.skip_value(2).map_err(syntax)?;
-        }
-        members.push(Member {
-            field,
-            name,
-            kind,
-            key: (key.start, key.end),
-            value,
-        });
-    }
-    r.finish().map_err(syntax)?;
-    if let Some(e) = type_error {
-        return Err(e);
-    }
-    match call {
-        Some(call) => Ok(Scanned { call, members }),
-        None => Err(EventError::MissingType),
     }
 }
 
@@ -304,27 +247,32 @@ impl Sanitizer {
     /// event was refused; a refused event is sent to no destination.
     pub fn sanitize_json(&self, event: &str, destination: &str) -> Result<Option<String>, Error> {
         let dest = self.find(destination)?;
-        let scanned = scan(event.as_bytes())?;
         let tries = match &dest.route {
-            Route::ClientSide => return Ok(None),
-            Route::Unrestricted => return Ok(Some(event.trim().to_owned())),
-            Route::Restricted(tries) => tries,
+            Route::Restricted(tries) => Some(tries.as_ref()),
+            Route::ClientSide | Route::Unrestricted => None,
         };
         let mut w = Writer {
             src: event.as_bytes(),
-            out: Vec::with_capacity(event.len()),
+            out: Vec::with_capacity(if tries.is_some() { event.len() } else { 0 }),
             masker: self.masker.as_ref(),
         };
-        w.event(&scanned, tries, &self.identifiers)?;
-        // The output holds input slices cut at JSON token boundaries and
-        // ASCII, so it is UTF-8; the check only keeps this panic-free.
-        String::from_utf8(w.out)
-            .map(Some)
-            .map_err(|_| Error::Event(EventError::NotObject))
+        // Every event is read whole and validated, whatever the route.
+        w.event(tries, &self.identifiers)?;
+        match dest.route {
+            Route::ClientSide => Ok(None),
+            Route::Unrestricted => Ok(Some(event.trim().to_owned())),
+            // The output holds input slices cut at JSON token boundaries
+            // and ASCII, so it is UTF-8; the check only keeps this
+            // panic-free.
+            Route::Restricted(_) => String::from_utf8(w.out)
+                .map(Some)
+                .map_err(|_| Error::Event(EventError::NotObject)),
+        }
     }
 }
 
-/// Second pass: writes the sanitized event.
+/// Reads an event once, validating all of it, and writes what a
+/// destination may receive.
 struct Writer<'a> {
     src: &'a [u8],
     out: Vec<u8>,
@@ -336,59 +284,164 @@ impl<'a> Writer<'a> {
         Reader::at(self.src, at, MAX_DEPTH)
     }
 
-    fn event(&mut self, ev: &Scanned, tries: &Tries, ids: &Identifiers) -> Result<(), Error> {
+    /// Reads the whole event, and with `tries` writes the sanitized event
+    /// to `out`; without, only validates it.
+    fn event(&mut self, tries: Option<&Tries>, ids: &Identifiers) -> Result<(), Error> {
+        if self.src.len() > MAX_EVENT_BYTES {
+            return Err(EventError::TooLarge.into());
+        }
+        let mut r = self.reader(0);
+        if r.peek_kind().map_err(syntax)? != Kind::Object {
+            // Read it all the same, so bad JSON is reported as such.
+            r.skip_value(1).map_err(syntax)?;
+            r.finish().map_err(syntax)?;
+            return Err(EventError::NotObject.into());
+        }
+        r.begin_object(1).map_err(syntax)?;
         self.out.push(b'{');
+        let mut seen = 0u32;
+        let mut call = None;
+        let mut type_error = None;
+        let mut deferred: Vec<Deferred> = Vec::new();
         let mut first = true;
-        for m in &ev.members {
-            let mark = self.out.len();
-            if !first {
-                self.out.push(b',');
+        while let Some(key) = r.next_key(&mut first).map_err(syntax)? {
+            let (field, known) = Field::of(&r.decode(key).map_err(syntax)?);
+            if let Some((name, bit)) = known {
+                if seen & bit != 0 {
+                    return Err(EventError::DuplicateKey(name).into());
+                }
+                seen |= bit;
             }
-            self.out.extend_from_slice(&self.src[m.key.0..m.key.1]);
-            self.out.push(b':');
-            let mut r = self.reader(m.value);
-            let (node, action): (Option<&Node>, Option<Action>) = match m.field {
-                Field::Type => (None, Some(Action::Allow)),
-                Field::Structural(shape) => {
-                    let fits = matches!(
-                        (shape, m.kind),
-                        (_, Kind::Null)
-                            | (Shape::Text | Shape::TextOrNumber, Kind::String)
-                            | (Shape::TextOrNumber, Kind::Number)
-                            | (Shape::Object, Kind::Object)
-                    );
-                    (None, fits.then_some(Action::Allow))
+            let writing = tries.filter(|_| type_error.is_none());
+            if field == Field::Type {
+                let start = r.pos();
+                if r.peek_kind().map_err(syntax)? == Kind::String {
+                    let span = r.string().map_err(syntax)?;
+                    call = CallType::parse(&r.decode(span).map_err(syntax)?);
+                    type_error = call.is_none().then_some(EventError::UnknownType);
+                } else {
+                    r.skip_value(2).map_err(syntax)?;
+                    type_error = Some(EventError::TypeNotString);
                 }
-                Field::Identifier(i) => {
-                    let scalar = matches!(m.kind, Kind::String | Kind::Number | Kind::Null);
-                    let action = match ids.0[i] {
-                        IdAction::Mask => Some(Action::Mask),
-                        IdAction::Allow => Some(Action::Allow),
-                        IdAction::Drop => None,
-                    };
-                    (None, action.filter(|_| scalar))
+                if writing.is_some() {
+                    self.key(key);
+                    self.out.extend_from_slice(&self.src[start..r.pos()]);
                 }
-                Field::Properties => match ev.call {
-                    CallType::Track | CallType::Page | CallType::Screen => {
-                        (Some(&tries.event), None)
-                    }
-                    _ => (None, None),
-                },
-                Field::Traits => match ev.call {
-                    CallType::Identify => (Some(&tries.user), None),
-                    CallType::Group => (Some(&tries.group), None),
-                    _ => (None, None),
-                },
-                Field::Context => (Some(&tries.context), None),
-                Field::Other => (None, None),
-            };
-            if self.walk(&mut r, node, action, 2)? {
-                first = false;
-            } else {
-                self.out.truncate(mark);
+                continue;
+            }
+            match writing {
+                Some(_) if call.is_none() && matches!(field, Field::Properties | Field::Traits) => {
+                    let at = self.out.len();
+                    let value = r.pos();
+                    r.skip_value(2).map_err(syntax)?;
+                    deferred.push(Deferred {
+                        field,
+                        key,
+                        value,
+                        at,
+                    });
+                }
+                Some(tries) => self.member(&mut r, key, field, call, tries, ids)?,
+                None => {
+                    r.skip_value(2).map_err(syntax)?;
+                }
+            }
+        }
+        r.finish().map_err(syntax)?;
+        if let Some(e) = type_error {
+            return Err(e.into());
+        }
+        if call.is_none() {
+            return Err(EventError::MissingType.into());
+        }
+        if let Some(tries) = tries {
+            // From the last to the first, so earlier places do not move.
+            for d in deferred.iter().rev() {
+                let rest = std::mem::take(&mut self.out);
+                let mut r = self.reader(d.value);
+                let result = self.member(&mut r, d.key, d.field, call, tries, ids);
+                let member = std::mem::replace(&mut self.out, rest);
+                result?;
+                if member.is_empty() {
+                    continue;
+                }
+                // A comma before it if a member precedes, else after it if
+                // one follows.
+                let mut bytes = Vec::with_capacity(member.len() + 1);
+                if d.at > 1 {
+                    bytes.push(b',');
+                }
+                bytes.extend_from_slice(&member);
+                if d.at <= 1 && self.out.len() > d.at {
+                    bytes.push(b',');
+                }
+                self.out.splice(d.at..d.at, bytes);
             }
         }
         self.out.push(b'}');
+        Ok(())
+    }
+
+    /// Writes `,"key":` (no comma before the first member).
+    fn key(&mut self, key: StrSpan) {
+        if self.out.len() > 1 {
+            self.out.push(b',');
+        }
+        self.out.extend_from_slice(&self.src[key.start..key.end]);
+        self.out.push(b':');
+    }
+
+    /// Writes one top-level member as the destination may receive it, or
+    /// nothing.
+    fn member(
+        &mut self,
+        r: &mut Reader<'a>,
+        key: StrSpan,
+        field: Field,
+        call: Option<CallType>,
+        tries: &Tries,
+        ids: &Identifiers,
+    ) -> Result<(), Error> {
+        let kind = r.peek_kind().map_err(syntax)?;
+        let (node, action): (Option<&Node>, Option<Action>) = match field {
+            Field::Type | Field::Other => (None, None),
+            Field::Structural(shape) => {
+                let fits = matches!(
+                    (shape, kind),
+                    (_, Kind::Null)
+                        | (Shape::Text | Shape::TextOrNumber, Kind::String)
+                        | (Shape::TextOrNumber, Kind::Number)
+                        | (Shape::Object, Kind::Object)
+                );
+                (None, fits.then_some(Action::Allow))
+            }
+            Field::Identifier(i) => {
+                let scalar = matches!(kind, Kind::String | Kind::Number | Kind::Null);
+                let action = match ids.0[i] {
+                    IdAction::Mask => Some(Action::Mask),
+                    IdAction::Allow => Some(Action::Allow),
+                    IdAction::Drop => None,
+                };
+                (None, action.filter(|_| scalar))
+            }
+            Field::Properties => match call {
+                Some(CallType::Track | CallType::Page | CallType::Screen) => {
+                    (Some(&tries.event), None)
+                }
+                _ => (None, None),
+            },
+            Field::Traits => match call {
+                Some(CallType::Identify) => (Some(&tries.user), None),
+                Some(CallType::Group) => (Some(&tries.group), None),
+                _ => (None, None),
+            },
+            Field::Context => (Some(&tries.context), None),
+        };
+        let mark = self.out.len();
+        self.key(key);
+        if !self.walk(r, node, action, 2)? {
+            self.out.truncate(mark);
+        }
         Ok(())
     }
 

@@ -140,12 +140,21 @@ fn case() -> impl Strategy<Value = Case> {
             0..8,
         ),
         prop::option::of(value()),
+        any::<prop::sample::Index>(),
     )
-        .prop_map(|(env, dest, ids, ty, members, ctx_traits)| {
+        .prop_map(|(env, dest, ids, ty, members, ctx_traits, type_at)| {
+            // `type` anywhere among the members: the lists of properties
+            // and traits depend on it even when it comes after them.
             let mut event = Map::new();
-            event.insert("type".into(), json!(ty));
-            for (k, v) in members {
+            let type_at = type_at.index(members.len() + 1);
+            for (i, (k, v)) in members.into_iter().enumerate() {
+                if i == type_at {
+                    event.insert("type".into(), json!(ty));
+                }
                 event.insert(k.into(), v);
+            }
+            if !event.contains_key("type") {
+                event.insert("type".into(), json!(ty));
             }
             if let (Some(t), Some(Value::Object(ctx))) = (ctx_traits, event.get_mut("context")) {
                 ctx.insert("traits".into(), t);

@@ -1,0 +1,67 @@
+// Type-checked (never run) by `tsc -p tests/types`: the package's
+// TypeScript types describe the policy and the results, and reject
+// policies that cannot be valid.
+import init, {
+  Sanitizer,
+  validatePolicy,
+  type PhimaskError,
+  type Policy,
+  type PolicyProblem,
+  type SegmentEvent,
+  type ValidationResult,
+} from "../../pkg/phimask.js";
+
+export async function usage(): Promise<void> {
+  await init();
+  const policy: Policy = {
+    version: 1,
+    environment: "production",
+    hipaa: true,
+    identifiers: { userId: "mask", anonymousId: "drop" },
+    allowlists: {
+      event_properties: { plan: "allow", email: "mask", "products[].sku": "allow" },
+      user_properties: { email: "mask" },
+      context: { locale: "allow" },
+    },
+    destinations: {
+      amplitude: { connection: "server-side", endpoint: "https://api2.amplitude.example/batch" },
+      warehouse: { connection: "server-side", endpoint: "https://w.example/", restrict_phi: false, baa: true },
+    },
+  };
+  const result: ValidationResult = validatePolicy(policy);
+  const problems: PolicyProblem[] = [...result.errors, ...result.warnings];
+  problems.map((p) => `${p.path}: ${p.message}`);
+  const fromText: ValidationResult = validatePolicy(JSON.stringify(policy));
+  void fromText.valid;
+
+  const s = new Sanitizer(policy, "a masking key of at least 32 bytes....");
+  const names: string[] = s.destinations();
+  const endpoint: string | undefined = s.endpoint("amplitude");
+  const event: SegmentEvent = { type: "track", event: "Signed Up", properties: { plan: "pro" } };
+  const out: SegmentEvent | null = s.sanitize(event, names[0]);
+  const text: string | null = s.sanitizeJson(JSON.stringify(event), "amplitude");
+  void [endpoint, out, text];
+  try {
+    new Sanitizer("{}", undefined);
+  } catch (e) {
+    const err = e as PhimaskError;
+    const code: "invalid_policy" | string = err.code;
+    const listed: PolicyProblem[] | undefined = err.errors;
+    void [code, listed];
+  }
+  s.free();
+
+  // @ts-expect-error: only version 1 exists
+  const v2: Policy = { version: 2, environment: "x", hipaa: true, destinations: {} };
+  // @ts-expect-error: actions are "allow" or "mask"
+  const typo: Policy = { version: 1, environment: "x", hipaa: true, allowlists: { event_properties: { a: "alow" } }, destinations: {} };
+  // @ts-expect-error: connection is "server-side" or "client-side"
+  const conn: Policy = { version: 1, environment: "x", hipaa: true, destinations: { a: { connection: "server" } } };
+  // @ts-expect-error: unknown list
+  const list: Policy = { version: 1, environment: "x", hipaa: true, allowlists: { page_properties: {} }, destinations: {} };
+  // @ts-expect-error: hipaa is required
+  const noHipaa: Policy = { version: 1, environment: "x", destinations: {} };
+  // @ts-expect-error: events need a known type
+  const badEvent: SegmentEvent = { type: "purchase" };
+  void [v2, typo, conn, list, noHipaa, badEvent];
+}
