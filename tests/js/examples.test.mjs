@@ -1,0 +1,54 @@
+// The shipped policies and the examples the README shows.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { Sanitizer, validatePolicy } from "../../www/node.mjs";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const read = (p) => readFileSync(root + p, "utf8");
+const KEY = "examples-test-key-0123456789abcdefghijkl";
+
+// Clear values in the example events that no restricted destination may
+// receive.
+const PHI = [
+  "jane", "Jane", "004217", "3f1c9a2e", "203.0.113", "198.51.100", "Boston", "chest pain",
+  "1984-07-19", "MRN-", "RX-551234", "Elm St", "617 555", "Alan Grant", "office@backbay",
+  "hiv-testing", "free hiv test", "iPhone", "1234567893", "2026-12-03",
+];
+
+for (const env of ["development", "production"]) {
+  test(`policies/${env}.json is valid, with no warnings`, () => {
+    assert.deepEqual(validatePolicy(read(`policies/${env}.json`)), { valid: true, errors: [], warnings: [] });
+  });
+}
+
+test("no restricted destination of the shipped policies receives PHI of the example events", () => {
+  for (const env of ["development", "production"]) {
+    const policy = JSON.parse(read(`policies/${env}.json`));
+    const s = new Sanitizer(policy, KEY);
+    const restricted = s.destinations().filter((d) => policy.destinations[d].restrict_phi !== false);
+    assert.deepEqual(restricted, ["amplitude", "mixpanel"]);
+    for (const file of readdirSync(`${root}examples/events`)) {
+      const text = read(`examples/events/${file}`);
+      for (const d of restricted) {
+        const out = s.sanitizeJson(text, d);
+        for (const marker of PHI) assert.ok(!out.includes(marker), `${env} ${file} ${d}: ${marker}`);
+      }
+      // The BAA destination gets the event unchanged.
+      assert.deepEqual(JSON.parse(s.sanitizeJson(text, "warehouse")), JSON.parse(text));
+    }
+  }
+});
+
+test("the README's example command prints what each destination receives", () => {
+  const out = execFileSync(process.execPath, [`${root}www/examples.mjs`, `${root}policies/development.json`, `${root}examples/events/identify-patient.json`], {
+    encoding: "utf8",
+    env: { ...process.env, PHI_MASKING_KEY: KEY },
+  });
+  assert.match(out, /key from PHI_MASKING_KEY/);
+  assert.ok(!out.includes(KEY), "the key is never printed");
+  for (const d of ["amplitude", "mixpanel", "warehouse"]) assert.match(out, new RegExp(`--- ${d}:`));
+  assert.match(out, /"signup_year": 2024/);
+});
