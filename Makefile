@@ -1,10 +1,11 @@
 # phimask: `make run` starts it locally, `make test` runs every test.
 # Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: run test build bench size fmt lint setup
+.PHONY: run examples test build bench size fmt lint setup
 
 run:
-	scripts/setup.sh
-	scripts/build.sh
+	scripts/run.sh
+
+examples: build
 	node www/examples.mjs
 
 test:

@@ -1,0 +1,337 @@
+// The edge Worker inside workerd (Miniflare on the bundle `wrangler deploy
+// --dry-run` produces), sending to real HTTP servers on 127.0.0.1.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Sanitizer } from "../../www/node.mjs";
+import { bundle, closedUrl, sleep, startDestination, startWorker, until } from "./worker-harness.mjs";
+
+const KEY = "worker-test-masking-key-0123456789abcdef";
+const WRITE_KEY = "wk_test_1";
+const basic = (key) => `Basic ${Buffer.from(`${key}:`).toString("base64")}`;
+
+const event = {
+  event: "Appointment Booked",
+  userId: "patient-8812",
+  anonymousId: "anon-77",
+  messageId: "m-1",
+  properties: { plan: "gold", email: "jane@example.com", reason: "chest pain", value: 250 },
+  traits: { email: "jane@example.com", name: "Jane Doe" },
+  context: { ip: "203.0.113.7", locale: "en-US", traits: { email: "jane@example.com", plan: "gold" } },
+};
+const nested = (n) => (n === 0 ? "jane" : [nested(n - 1)]);
+const PHI = ["jane", "Jane", "patient-8812", "anon-77", "chest pain", "203.0.113.7"];
+
+describe("edge worker", () => {
+  const dest = {};
+  let policy;
+  let worker;
+  let built;
+  let sanitizer;
+
+  async function post(path, body, headers = { Authorization: basic(WRITE_KEY) }) {
+    const res = await worker.mf.dispatchFetch(`http://edge.test${path}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...headers },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json(), headers: res.headers };
+  }
+
+  const expected = (ev, d) => JSON.parse(sanitizer.sanitizeJson(JSON.stringify(ev), d));
+  const total = () => Object.values(dest).reduce((n, d) => n + d.requests.length, 0);
+
+  before(async () => {
+    for (const name of ["amplitude", "ads", "warehouse", "ga4"]) dest[name] = await startDestination();
+    policy = {
+      version: 1, environment: "test", hipaa: true,
+      allowlists: {
+        event_properties: { plan: "allow", email: "mask" },
+        user_properties: { email: "mask", plan: "allow" },
+        group_properties: { name: "allow" },
+      },
+      destinations: {
+        amplitude: { connection: "server-side", endpoint: dest.amplitude.url },
+        ads: { connection: "server-side", endpoint: dest.ads.url, allowlists: { event_properties: { value: "allow" } } },
+        warehouse: { connection: "server-side", endpoint: dest.warehouse.url, restrict_phi: false, baa: true },
+        ga4: { connection: "client-side", endpoint: dest.ga4.url, restrict_phi: false, baa: true },
+      },
+    };
+    sanitizer = new Sanitizer(policy, KEY);
+    built = await bundle(policy);
+    worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: `other-key, ${WRITE_KEY}` });
+  });
+
+  after(async () => {
+    await worker?.mf.dispose();
+    await Promise.all(Object.values(dest).map((d) => d.close()));
+    built?.cleanup();
+  });
+
+  const CALLS = [
+    ["track", "t"], ["identify", "i"], ["group", "g"], ["page", "p"], ["screen", "s"], ["alias", "a"],
+  ];
+  for (const [type, short] of CALLS) {
+    test(`POST /v1/${type} and /v1/${short}: each destination gets the engine's output for it`, async () => {
+      const before = { amplitude: dest.amplitude.delivered().length, ads: dest.ads.delivered().length, warehouse: dest.warehouse.delivered().length };
+      for (const path of [`/v1/${type}`, `/v1/${short}`]) {
+        const ev = { ...event, messageId: `${type}-${path}`, groupId: "clinic-1", previousId: "anon-0" };
+        const res = await post(path, ev);
+        assert.equal(res.status, 200);
+        assert.deepEqual(res.body, { success: true });
+        const typed = { ...ev, type };
+        for (const d of ["amplitude", "ads", "warehouse"]) {
+          await until(() => dest[d].delivered().some((e) => e.messageId === ev.messageId), `${d} to receive ${path}`);
+          const got = dest[d].delivered().find((e) => e.messageId === ev.messageId);
+          assert.deepEqual(got, expected(typed, d), `${d} ${path}`);
+          if (d !== "warehouse") for (const phi of PHI) assert.ok(!JSON.stringify(got).includes(phi), `${d} got ${phi}`);
+        }
+      }
+      for (const d of ["amplitude", "ads", "warehouse"]) assert.equal(dest[d].delivered().length, before[d] + 2, d);
+    });
+  }
+
+  test("the path decides the type, whatever the body says", async () => {
+    const res = await post("/v1/track", { ...event, type: "identify", messageId: "typed-by-path" });
+    assert.equal(res.status, 200);
+    await until(() => dest.amplitude.delivered().some((e) => e.messageId === "typed-by-path"), "amplitude");
+    const got = dest.amplitude.delivered().find((e) => e.messageId === "typed-by-path");
+    assert.equal(got.type, "track");
+    assert.deepEqual(got.properties, { plan: "gold", email: sanitizer.sanitize({ type: "track", properties: { email: "jane@example.com" } }, "amplitude").properties.email });
+  });
+
+  test("POST /v1/batch: one request per destination carrying all events; a bad event is rejected alone", async () => {
+    const counts = Object.fromEntries(Object.entries(dest).map(([k, d]) => [k, d.requests.length]));
+    const batch = [
+      { ...event, type: "track", messageId: "b-1" },
+      { type: "launch", messageId: "b-bad", properties: { email: "jane@example.com" } },
+      { ...event, type: "identify", messageId: "b-2" },
+      "not an event",
+      { ...event, type: "page", name: "Home", messageId: "b-3", big: "x".repeat(40_000) },
+    ];
+    const res = await post("/v1/batch", { batch, writeKey: WRITE_KEY });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.success, true);
+    assert.equal(res.body.accepted, 2);
+    assert.deepEqual(res.body.rejected.map((r) => [r.index, r.code]), [[1, "unknown_type"], [3, "event_not_object"], [4, "event_too_large"]]);
+    assert.ok(!JSON.stringify(res.body).includes("jane"), "errors echo nothing of the events");
+    for (const d of ["amplitude", "ads", "warehouse"]) {
+      await until(() => dest[d].requests.length === counts[d] + 1, `${d} batch`);
+      const { batch: got } = JSON.parse(dest[d].requests.at(-1).body);
+      assert.deepEqual(got, [expected(batch[0], d), expected(batch[2], d)], d);
+    }
+    await sleep(300);
+    for (const d of ["amplitude", "ads", "warehouse"]) assert.equal(dest[d].requests.length, counts[d] + 1, `${d}: one request`);
+  });
+
+  test("nothing is sent to client-side destinations", async () => {
+    await post("/v1/track", { ...event, messageId: "client-side-check" });
+    await until(() => dest.warehouse.delivered().some((e) => e.messageId === "client-side-check"), "warehouse");
+    await sleep(200);
+    assert.equal(dest.ga4.requests.length, 0);
+  });
+
+  test("none of the visitor's headers, and not the write key, go to any destination", async () => {
+    const visitor = {
+      Authorization: basic(WRITE_KEY),
+      Cookie: "session=visitor-cookie-123",
+      "User-Agent": "VisitorBrowser/1.0 visitor-ua",
+      Referer: "https://clinic.example/patients/8812?email=jane%40example.com",
+      "X-Forwarded-For": "198.51.100.23",
+      "CF-Connecting-IP": "198.51.100.24",
+      "X-Real-IP": "198.51.100.25",
+      Origin: "https://clinic.example",
+    };
+    const res = await post("/v1/track", { ...event, messageId: "headers-check", writeKey: WRITE_KEY }, visitor);
+    assert.equal(res.status, 200);
+    for (const d of ["amplitude", "ads", "warehouse"]) {
+      await until(() => dest[d].delivered().some((e) => e.messageId === "headers-check"), d);
+      const req = dest[d].requests.find((r) => r.body.includes("headers-check"));
+      const names = Object.keys(req.headers);
+      for (const h of ["cookie", "user-agent", "referer", "x-forwarded-for", "cf-connecting-ip", "x-real-ip", "origin", "authorization"]) {
+        assert.ok(!names.includes(h), `${d} got header ${h}`);
+      }
+      const sent = JSON.stringify(req.headers) + req.body;
+      for (const v of ["visitor-cookie-123", "visitor-ua", "198.51.100.2", "clinic.example/patients", WRITE_KEY]) {
+        assert.ok(!sent.includes(v), `${d} got ${v}`);
+      }
+      assert.equal(req.headers["content-type"], "application/json");
+      assert.equal(req.method, "POST");
+    }
+  });
+
+  test("write key: Basic auth or writeKey in the body; missing or unknown is 401", async () => {
+    const ok = await post("/v1/track", { ...event, writeKey: WRITE_KEY }, {});
+    assert.equal(ok.status, 200);
+    const before = total();
+    const cases = [
+      [{}, { ...event }, "missing_write_key"],
+      [{ Authorization: basic("wrong-key") }, event, "invalid_write_key"],
+      [{}, { ...event, writeKey: "wrong-key" }, "invalid_write_key"],
+      [{ Authorization: basic("wrong-key") }, { ...event, writeKey: WRITE_KEY }, "invalid_write_key"],
+    ];
+    for (const [headers, body, code] of cases) {
+      const res = await post("/v1/track", body, headers);
+      assert.equal(res.status, 401, code);
+      assert.equal(res.body.code, code);
+      assert.equal(res.body.success, false);
+      assert.ok(!JSON.stringify(res.body).includes("wrong-key"));
+    }
+    await sleep(200);
+    assert.equal(total(), before + 3, "only the accepted event was forwarded (to three destinations)");
+  });
+
+  test("bad requests: clear 4xx JSON errors that echo nothing, and nothing is forwarded", async () => {
+    await sleep(300);
+    const before = total();
+    const auth = { Authorization: basic(WRITE_KEY) };
+    const cases = [
+      ["/v1/track", '{"userId":"jane@example.com",', 400, "invalid_json"],
+      ["/v1/track", '["jane@example.com"]', 400, "invalid_body"],
+      ["/v1/track", JSON.stringify({ ...event, properties: { note: "jane ".repeat(7000) } }), 413, "event_too_large"],
+      ["/v1/batch", JSON.stringify({ batch: Array.from({ length: 20 }, () => ({ ...event, type: "track", pad: "jane ".repeat(6000) })) }), 413, "batch_too_large"],
+      ["/v1/batch", JSON.stringify({ batch: { type: "track" } }), 400, "invalid_body"],
+      ["/v1/batch", JSON.stringify({ batch: [] }), 400, "invalid_body"],
+      ["/v1/batch", JSON.stringify({ batch: [{ type: "nope", userId: "jane@example.com" }] }), 400, "no_event_accepted"],
+      ["/v1/identify", JSON.stringify({ traits: { a: nested(70) } }), 400, "event_too_deep"],
+    ];
+    for (const [path, body, status, code] of cases) {
+      const res = await post(path, body, auth);
+      assert.equal(res.status, status, `${code}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.code, code);
+      assert.equal(res.body.success, false);
+      assert.equal(typeof res.body.error, "string");
+      assert.ok(!JSON.stringify(res.body).includes("jane"), JSON.stringify(res.body));
+    }
+    await sleep(300);
+    assert.equal(total(), before);
+  });
+
+  test("CORS preflight, other methods and paths", async () => {
+    const pre = await worker.mf.dispatchFetch("http://edge.test/v1/track", {
+      method: "OPTIONS",
+      headers: { Origin: "https://clinic.example", "Access-Control-Request-Method": "POST" },
+    });
+    assert.equal(pre.status, 204);
+    assert.equal(pre.headers.get("access-control-allow-origin"), "*");
+    assert.match(pre.headers.get("access-control-allow-methods"), /POST/);
+    assert.match(pre.headers.get("access-control-allow-headers"), /Authorization/);
+    const get = await worker.mf.dispatchFetch("http://edge.test/v1/track");
+    assert.equal(get.status, 405);
+    assert.equal(get.headers.get("allow"), "POST, OPTIONS");
+    assert.equal((await get.json()).code, "method_not_allowed");
+    for (const path of ["/", "/v1", "/v1/purchase", "/v2/track", "/v1/track/x"]) {
+      const res = await worker.mf.dispatchFetch(`http://edge.test${path}`, { method: "POST", body: "{}" });
+      assert.equal(res.status, 404, path);
+      assert.equal((await res.json()).code, "not_found");
+    }
+    // analytics.js sends text/plain to avoid a preflight: accepted all the same.
+    const res = await post("/v1/page", { ...event, name: "Home" }, { Authorization: basic(WRITE_KEY), "Content-Type": "text/plain" });
+    assert.equal(res.status, 200);
+  });
+
+  test("logs name destination, status and count, never event values or keys", async () => {
+    await until(() => worker.logs.some((l) => l.includes('"phimask":"forwarded"')), "a forward log");
+    const text = worker.logs.join("\n");
+    assert.match(text, /"destination":"amplitude","status":200,"events":1/);
+    for (const v of ["jane", "patient-8812", KEY, WRITE_KEY]) assert.ok(!text.includes(v), v);
+  });
+
+  test("without PHI_MASKING_KEY (or with a short one) the worker accepts nothing and forwards nothing", async () => {
+    for (const bindings of [{ WRITE_KEYS: WRITE_KEY }, { WRITE_KEYS: WRITE_KEY, PHI_MASKING_KEY: "too-short" }]) {
+      const w = await startWorker(built.script, bindings);
+      try {
+        const before = total();
+        const res = await w.mf.dispatchFetch("http://edge.test/v1/track", {
+          method: "POST",
+          headers: { Authorization: basic(WRITE_KEY), "Content-Type": "application/json" },
+          body: JSON.stringify(event),
+        });
+        assert.equal(res.status, 503);
+        const body = await res.json();
+        assert.equal(body.success, false);
+        assert.match(body.code, /^(missing_key|key_too_short)$/);
+        assert.match(body.error, /PHI_MASKING_KEY/);
+        assert.ok(!JSON.stringify(body).includes("too-short"));
+        await sleep(300);
+        assert.equal(total(), before);
+      } finally {
+        await w.mf.dispose();
+      }
+    }
+  });
+
+  test("without WRITE_KEYS the worker accepts nothing", async () => {
+    const w = await startWorker(built.script, { PHI_MASKING_KEY: KEY });
+    try {
+      const res = await w.mf.dispatchFetch("http://edge.test/v1/track", {
+        method: "POST",
+        headers: { Authorization: basic(WRITE_KEY) },
+        body: JSON.stringify(event),
+      });
+      assert.equal(res.status, 503);
+      assert.equal((await res.json()).code, "no_write_keys");
+    } finally {
+      await w.mf.dispose();
+    }
+  });
+});
+
+describe("edge worker: failing destinations", () => {
+  let flaky;
+  let hanging;
+  let good;
+  let down;
+  let built;
+  let worker;
+
+  before(async () => {
+    flaky = await startDestination([500, 500, 200]);
+    hanging = await startDestination(["hang"]);
+    good = await startDestination();
+    down = await closedUrl();
+    built = await bundle({
+      version: 1, environment: "test", hipaa: true,
+      allowlists: { event_properties: { plan: "allow" } },
+      destinations: {
+        flaky: { connection: "server-side", endpoint: flaky.url },
+        down: { connection: "server-side", endpoint: down },
+        hanging: { connection: "server-side", endpoint: hanging.url },
+        good: { connection: "server-side", endpoint: good.url },
+      },
+    });
+    worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY });
+  });
+
+  after(async () => {
+    await worker?.mf.dispose();
+    await Promise.all([flaky, hanging, good].map((d) => d?.close()));
+    built?.cleanup();
+  });
+
+  test("a down or hanging destination neither delays nor breaks the others; 500 twice then 200 delivers exactly once", async () => {
+    const res = await worker.mf.dispatchFetch("http://edge.test/v1/track", {
+      method: "POST",
+      headers: { Authorization: basic(WRITE_KEY) },
+      body: JSON.stringify({ event: "E", messageId: "once", properties: { plan: "gold" } }),
+    });
+    // The client is answered while a destination still hangs.
+    assert.equal(res.status, 200);
+    await until(() => hanging.requests.length === 1, "the hanging destination to be called");
+    // The good destination is served while the hanging one still holds.
+    await until(() => good.delivered().length === 1, "the good destination");
+    assert.equal(hanging.delivered().length, 0);
+    // The flaky one after two 500s.
+    await until(() => flaky.delivered().length === 1, "the flaky destination's third attempt");
+    assert.deepEqual(flaky.requests.map((r) => r.status), [500, 500, 200]);
+    assert.ok(flaky.requests.every((r) => r.body === flaky.requests[0].body), "the same batch each time");
+    // The down one gives up after its retries, and says so.
+    await until(() => worker.logs.some((l) => l.includes('"phimask":"forward failed","destination":"down"')), "the failure log");
+    const failure = JSON.parse(worker.logs.find((l) => l.includes('"destination":"down"')));
+    assert.deepEqual(failure, { phimask: "forward failed", destination: "down", status: "network error", events: 1, attempts: 4 });
+    hanging.release();
+    await sleep(500);
+    assert.equal(flaky.delivered().length, 1, "exactly once");
+    assert.equal(good.requests.length, 1);
+    assert.deepEqual(good.delivered(), [{ type: "track", event: "E", messageId: "once", properties: { plan: "gold" }, context: {} }]);
+  });
+});

@@ -1,0 +1,28 @@
+// Validates a policy file with the engine itself, at build time: prints
+// every error and warning with its path, exits 1 when the policy is
+// invalid (so `wrangler deploy` and `wrangler dev` stop there).
+//   node www/check-policy.mjs policies/production.json
+import { readFileSync } from "node:fs";
+import { validatePolicy } from "./node.mjs";
+
+const path = process.argv[2];
+if (!path) {
+  console.error("usage: node www/check-policy.mjs POLICY.json");
+  process.exit(2);
+}
+let text;
+try {
+  text = readFileSync(path, "utf8");
+} catch (e) {
+  console.error(`phimask: cannot read policy ${path}: ${e.code ?? e.message}`);
+  process.exit(1);
+}
+const { valid, errors, warnings } = validatePolicy(text);
+const where = (p) => (p.path ? `${p.path}: ${p.message}` : p.message);
+for (const w of warnings) console.error(`phimask: ${path}: warning: ${where(w)}`);
+for (const e of errors) console.error(`phimask: ${path}: error: ${where(e)}`);
+if (!valid) {
+  console.error(`phimask: ${path} is invalid (${errors.length} error${errors.length === 1 ? "" : "s"}); nothing was built`);
+  process.exit(1);
+}
+console.error(`phimask: ${path} is valid${warnings.length ? ` (${warnings.length} warning${warnings.length === 1 ? "" : "s"})` : ""}`);

@@ -1,0 +1,45 @@
+// Sends one destination its sanitized events as a Segment batch, server
+// side, with retries. Only Content-Type goes along: none of the visitor's
+// headers (Cookie, User-Agent, Referer, X-Forwarded-For, CF-Connecting-IP).
+// Logs name the destination, status and event count, never event values.
+
+const ATTEMPTS = 4;
+const BACKOFF_MS = 200;
+const TIMEOUT_MS = 10_000;
+
+export async function forward(destination, endpoint, events, env) {
+  const body = `{"batch":[${events.join(",")}]}`;
+  const base = Number(env?.RETRY_BASE_MS ?? BACKOFF_MS);
+  let status = "no response";
+  let attempt = 0;
+  while (attempt < ATTEMPTS) {
+    attempt += 1;
+    if (attempt > 1) await sleep(base * 2 ** (attempt - 2));
+    try {
+      const res = await fetch(endpoint, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body,
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+      });
+      await res.body?.cancel();
+      status = res.status;
+      if (res.ok) {
+        log("log", { phimask: "forwarded", destination, status, events: events.length, attempt });
+        return;
+      }
+      if (res.status < 500 && res.status !== 429) break; // the destination refused: retrying will not help
+    } catch (e) {
+      status = e?.name === "TimeoutError" ? "timeout" : "network error";
+    }
+  }
+  log("error", { phimask: "forward failed", destination, status, events: events.length, attempts: attempt });
+}
+
+function log(level, record) {
+  console[level](JSON.stringify(record));
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,23 @@
+// JSON responses of the edge Worker, with CORS for browser SDKs. Bodies
+// never carry event values or secrets.
+
+/** CORS headers: any origin may send events; no credentials are used. */
+export function cors() {
+  return {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type, Authorization",
+    "Access-Control-Max-Age": "86400",
+  };
+}
+
+export function reply(status, body, headers = {}) {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "Content-Type": "application/json", ...cors(), ...headers },
+  });
+}
+
+export function fail(status, code, error, extra = {}) {
+  return reply(status, { success: false, code, error, ...extra });
+}

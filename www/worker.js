@@ -1,0 +1,73 @@
+// The phimask edge Worker: a Segment-compatible tracking API that sanitizes
+// every event for every server-side destination of the bundled policy and
+// forwards the results server-side. Nothing of the visitor's request but
+// the sanitized events leaves the edge.
+//
+// The per-environment entry files (entry-development.js,
+// entry-production.js) import their policy and call createWorker(policy).
+import wasm from "../pkg/phimask_bg.wasm";
+import { initSync, Sanitizer } from "../pkg/phimask.js";
+import { forward } from "./forward.js";
+import { ingest } from "./ingest.js";
+import { cors, reply } from "./respond.js";
+
+initSync({ module: wasm });
+
+/** Segment call types by path segment (long and short forms). */
+const CALLS = {
+  track: "track", identify: "identify", group: "group", page: "page", screen: "screen", alias: "alias",
+  t: "track", i: "identify", g: "group", p: "page", s: "screen", a: "alias",
+};
+
+/**
+ * The Worker for one policy. The policy is compiled once per isolate (and
+ * again only if the masking key changes), never per request.
+ */
+export function createWorker(policy) {
+  let compiled = null;
+
+  function sanitizerFor(env) {
+    const key = env.PHI_MASKING_KEY;
+    if (compiled?.key !== key) {
+      compiled?.sanitizer?.free();
+      try {
+        compiled = { key, sanitizer: new Sanitizer(policy, key ?? null) };
+      } catch (e) {
+        compiled = { key, error: e };
+      }
+    }
+    return compiled;
+  }
+
+  return {
+    async fetch(request, env, ctx) {
+      const url = new URL(request.url);
+      const match = /^\/v1\/([a-z]+)$/.exec(url.pathname);
+      const call = match && (match[1] === "batch" ? "batch" : CALLS[match[1]]);
+      if (!call) return reply(404, { success: false, code: "not_found", error: "not found: use POST /v1/{track,identify,group,page,screen,alias,batch}" });
+      if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: cors() });
+      if (request.method !== "POST") {
+        return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use POST" }, { Allow: "POST, OPTIONS" });
+      }
+
+      const { sanitizer, error } = sanitizerFor(env);
+      if (error) {
+        // Typically no PHI_MASKING_KEY: accept nothing, forward nothing.
+        console.error(JSON.stringify({ phimask: "not configured", code: error.code, error: error.message }));
+        return reply(503, { success: false, code: error.code, error: error.message });
+      }
+      const result = await ingest(request, env, call, sanitizer);
+      if (result.response) return result.response;
+
+      for (const [destination, events] of result.outgoing) {
+        ctx.waitUntil(forward(destination, sanitizer.endpoint(destination), events, env));
+      }
+      const body = { success: true };
+      if (result.rejected.length > 0) {
+        body.accepted = result.accepted;
+        body.rejected = result.rejected;
+      }
+      return reply(200, body);
+    },
+  };
+}
