@@ -14,9 +14,24 @@ if [ ! -f .dev.vars ]; then
   echo "run: created .dev.vars from .dev.vars.example (development secrets)"
 fi
 
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in 8787 8788; do
+  if listening "$port"; then
+    echo "run: port $port on 127.0.0.1 is in use (another make run?); stop that first" >&2
+    exit 1
+  fi
+done
+
+pids=()
+# Stops the sink and wrangler dev with this script (Ctrl-C or a signal).
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+trap 'exit 130' INT TERM
 node www/sink.mjs 8788 &
-sink=$!
-trap 'kill $sink 2>/dev/null || true' EXIT INT TERM
+pids+=($!)
+until listening 8788; do
+  kill -0 "${pids[0]}" 2>/dev/null || exit 1
+  sleep 0.1
+done
 
 cat <<'MSG'
 
@@ -26,4 +41,7 @@ run: sending an event (in another terminal):
 run: what each destination received is printed below, and at http://127.0.0.1:8788/
 
 MSG
-npx --no-install wrangler dev --env development --ip 127.0.0.1 --port 8787 --show-interactive-dev-session=false
+node_modules/.bin/wrangler dev --env development --ip 127.0.0.1 --port 8787 --show-interactive-dev-session=false &
+pids+=($!)
+# Whichever stops first (e.g. a port in use) stops the other.
+wait -n "${pids[@]}"

@@ -41,7 +41,8 @@ fn leaf() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         (-999i64..999).prop_map(|n| json!(n)),
-        (0u32..1000).prop_map(|n| json!(format!("S@{n}"))),
+        // Markers end in "@" so that none is a substring of another.
+        (0u32..1000).prop_map(|n| json!(format!("S@{n}@"))),
     ]
 }
 

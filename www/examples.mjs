@@ -13,7 +13,8 @@ const events = eventPaths.length
   ? eventPaths
   : readdirSync(`${root}examples/events`).sort().map((f) => `${root}examples/events/${f}`);
 
-const DEV_KEY = "phimask-development-key-not-for-production-use";
+// The development key of .dev.vars.example, so pseudonyms match `make run`.
+const DEV_KEY = "development-only-masking-key-do-not-use-in-production";
 const key = process.env.PHI_MASKING_KEY ?? DEV_KEY;
 
 const policyText = readFileSync(policyPath, "utf8");

@@ -7,14 +7,13 @@ const ATTEMPTS = 4;
 const BACKOFF_MS = 200;
 const TIMEOUT_MS = 10_000;
 
-export async function forward(destination, endpoint, events, env) {
+export async function forward(destination, endpoint, events) {
   const body = `{"batch":[${events.join(",")}]}`;
-  const base = Number(env?.RETRY_BASE_MS ?? BACKOFF_MS);
   let status = "no response";
   let attempt = 0;
   while (attempt < ATTEMPTS) {
     attempt += 1;
-    if (attempt > 1) await sleep(base * 2 ** (attempt - 2));
+    if (attempt > 1) await sleep(BACKOFF_MS * 2 ** (attempt - 2));
     try {
       const res = await fetch(endpoint, {
         method: "POST",

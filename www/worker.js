@@ -28,7 +28,7 @@ export function createWorker(policy) {
 
   function sanitizerFor(env) {
     const key = env.PHI_MASKING_KEY;
-    if (compiled?.key !== key) {
+    if (compiled === null || compiled.key !== key) {
       compiled?.sanitizer?.free();
       try {
         compiled = { key, sanitizer: new Sanitizer(policy, key ?? null) };
@@ -60,7 +60,7 @@ export function createWorker(policy) {
       if (result.response) return result.response;
 
       for (const [destination, events] of result.outgoing) {
-        ctx.waitUntil(forward(destination, sanitizer.endpoint(destination), events, env));
+        ctx.waitUntil(forward(destination, sanitizer.endpoint(destination), events));
       }
       const body = { success: true };
       if (result.rejected.length > 0) {

@@ -5,7 +5,7 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Miniflare } from "miniflare";
@@ -56,6 +56,8 @@ export async function startWorker(script, bindings) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: script,
+    // Module names are relative to this root; workerd refuses "..".
+    modulesRoot: dirname(script),
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
     compatibilityDate: "2026-04-26",
     bindings,

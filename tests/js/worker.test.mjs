@@ -75,6 +75,8 @@ describe("edge worker", () => {
       const before = { amplitude: dest.amplitude.delivered().length, ads: dest.ads.delivered().length, warehouse: dest.warehouse.delivered().length };
       for (const path of [`/v1/${type}`, `/v1/${short}`]) {
         const ev = { ...event, messageId: `${type}-${path}`, groupId: "clinic-1", previousId: "anon-0" };
+        // A group's traits are the group's (its name is allowed by the policy).
+        if (type === "group") ev.traits = { ...event.traits, name: "Northside Clinic" };
         const res = await post(path, ev);
         assert.equal(res.status, 200);
         assert.deepEqual(res.body, { success: true });
@@ -160,24 +162,29 @@ describe("edge worker", () => {
   });
 
   test("write key: Basic auth or writeKey in the body; missing or unknown is 401", async () => {
+    const before = total();
     const ok = await post("/v1/track", { ...event, writeKey: WRITE_KEY }, {});
     assert.equal(ok.status, 200);
-    const before = total();
+    // analytics.js batches carry the key in each event.
+    const inEvent = await post("/v1/batch", { batch: [{ ...event, type: "track", writeKey: WRITE_KEY }] }, {});
+    assert.equal(inEvent.status, 200);
+    await until(() => total() === before + 6, "the accepted events at three destinations");
     const cases = [
       [{}, { ...event }, "missing_write_key"],
       [{ Authorization: basic("wrong-key") }, event, "invalid_write_key"],
       [{}, { ...event, writeKey: "wrong-key" }, "invalid_write_key"],
       [{ Authorization: basic("wrong-key") }, { ...event, writeKey: WRITE_KEY }, "invalid_write_key"],
+      [{}, { batch: [{ ...event, type: "track", writeKey: "wrong-key" }] }, "invalid_write_key"],
     ];
     for (const [headers, body, code] of cases) {
-      const res = await post("/v1/track", body, headers);
+      const res = await post(body.batch ? "/v1/batch" : "/v1/track", body, headers);
       assert.equal(res.status, 401, code);
       assert.equal(res.body.code, code);
       assert.equal(res.body.success, false);
       assert.ok(!JSON.stringify(res.body).includes("wrong-key"));
     }
     await sleep(200);
-    assert.equal(total(), before + 3, "only the accepted event was forwarded (to three destinations)");
+    assert.equal(total(), before + 6, "only the accepted requests were forwarded (to three destinations each)");
   });
 
   test("bad requests: clear 4xx JSON errors that echo nothing, and nothing is forwarded", async () => {
@@ -281,6 +288,8 @@ describe("edge worker: failing destinations", () => {
   let hanging;
   let good;
   let down;
+  let refusing;
+  let throttling;
   let built;
   let worker;
 
@@ -288,6 +297,8 @@ describe("edge worker: failing destinations", () => {
     flaky = await startDestination([500, 500, 200]);
     hanging = await startDestination(["hang"]);
     good = await startDestination();
+    refusing = await startDestination([400]);
+    throttling = await startDestination([429, 200]);
     down = await closedUrl();
     built = await bundle({
       version: 1, environment: "test", hipaa: true,
@@ -297,6 +308,8 @@ describe("edge worker: failing destinations", () => {
         down: { connection: "server-side", endpoint: down },
         hanging: { connection: "server-side", endpoint: hanging.url },
         good: { connection: "server-side", endpoint: good.url },
+        refusing: { connection: "server-side", endpoint: refusing.url },
+        throttling: { connection: "server-side", endpoint: throttling.url },
       },
     });
     worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY });
@@ -304,11 +317,11 @@ describe("edge worker: failing destinations", () => {
 
   after(async () => {
     await worker?.mf.dispose();
-    await Promise.all([flaky, hanging, good].map((d) => d?.close()));
+    await Promise.all([flaky, hanging, good, refusing, throttling].map((d) => d?.close()));
     built?.cleanup();
   });
 
-  test("a down or hanging destination neither delays nor breaks the others; 500 twice then 200 delivers exactly once", async () => {
+  test("retries: 500 twice then 200 delivers exactly once, 429 is retried, 400 is not; a down or hanging destination neither delays nor breaks the others", async () => {
     const res = await worker.mf.dispatchFetch("http://edge.test/v1/track", {
       method: "POST",
       headers: { Authorization: basic(WRITE_KEY) },
@@ -328,10 +341,17 @@ describe("edge worker: failing destinations", () => {
     await until(() => worker.logs.some((l) => l.includes('"phimask":"forward failed","destination":"down"')), "the failure log");
     const failure = JSON.parse(worker.logs.find((l) => l.includes('"destination":"down"')));
     assert.deepEqual(failure, { phimask: "forward failed", destination: "down", status: "network error", events: 1, attempts: 4 });
+    // 429 is retried; another 4xx is not (the destination refused the batch).
+    await until(() => throttling.delivered().length === 1, "the throttling destination's second attempt");
+    assert.deepEqual(throttling.requests.map((r) => r.status), [429, 200]);
+    await until(() => worker.logs.some((l) => l.includes('"destination":"refusing"')), "the refusal log");
+    const refusal = JSON.parse(worker.logs.find((l) => l.includes('"destination":"refusing"')));
+    assert.deepEqual(refusal, { phimask: "forward failed", destination: "refusing", status: 400, events: 1, attempts: 1 });
     hanging.release();
     await sleep(500);
     assert.equal(flaky.delivered().length, 1, "exactly once");
     assert.equal(good.requests.length, 1);
-    assert.deepEqual(good.delivered(), [{ type: "track", event: "E", messageId: "once", properties: { plan: "gold" }, context: {} }]);
+    assert.equal(refusing.requests.length, 1, "a 400 is not retried");
+    assert.deepEqual(good.delivered(), [{ event: "E", messageId: "once", properties: { plan: "gold" }, type: "track" }]);
   });
 });

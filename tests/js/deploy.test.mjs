@@ -1,0 +1,64 @@
+// `wrangler deploy --dry-run` per environment, offline: the policy of the
+// environment is validated by the build and bundled; an invalid policy
+// stops the deploy with the validation messages.
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { root, runWrangler } from "./worker-harness.mjs";
+
+const tmp = mkdtempSync(join(tmpdir(), "phimask-deploy-"));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** The bundled script of a dry run: the entry module's text. */
+function bundled(outdir) {
+  const js = readdirSync(outdir).filter((f) => f.endsWith(".js"));
+  assert.equal(js.length, 1, `one script in ${readdirSync(outdir)}`);
+  return readFileSync(join(outdir, js[0]), "utf8");
+}
+
+describe("wrangler deploy --dry-run", () => {
+  for (const env of ["production", "development"]) {
+    test(`--env ${env} validates and bundles policies/${env}.json and prints the bundle size`, async () => {
+      const outdir = join(tmp, env);
+      const { code, output } = await runWrangler(["deploy", "--dry-run", "--env", env, "--outdir", outdir], root);
+      assert.equal(code, 0, output);
+      assert.match(output, new RegExp(`policies/${env}\\.json is valid`));
+      assert.match(output, /Total Upload: [\d.]+ KiB \/ gzip: [\d.]+ KiB/);
+      assert.match(output, /--dry-run: exiting now/);
+      const policy = JSON.parse(readFileSync(join(root, "policies", `${env}.json`), "utf8"));
+      const script = bundled(outdir);
+      for (const { endpoint } of Object.values(policy.destinations)) {
+        if (endpoint) assert.ok(script.includes(endpoint), `${env} bundle carries ${endpoint}`);
+      }
+      const other = env === "production" ? "development" : "production";
+      assert.ok(!script.includes(`"environment": "${other}"`) && !script.includes(`environment: "${other}"`), `no ${other} policy`);
+      assert.ok(readdirSync(outdir).some((f) => f.endsWith(".wasm")), "the engine's wasm is uploaded with it");
+    });
+  }
+
+  test("an invalid production policy fails the deploy and prints every validation message", async () => {
+    // A copy of the project whose production policy is broken.
+    const project = join(tmp, "broken");
+    mkdirSync(join(project, "policies"), { recursive: true });
+    for (const name of ["scripts", "www", "node_modules", "pkg"]) symlinkSync(join(root, name), join(project, name));
+    copyFileSync(join(root, "wrangler.toml"), join(project, "wrangler.toml"));
+    copyFileSync(join(root, "policies/development.json"), join(project, "policies/development.json"));
+    const policy = JSON.parse(readFileSync(join(root, "policies/production.json"), "utf8"));
+    policy.allowlists.event_properties.diagnosis = "keep";
+    policy.destinations.amplitude.endpoint = "http://collector.example/batch";
+    policy.destinations.meta = { connection: "client-side" };
+    writeFileSync(join(project, "policies/production.json"), JSON.stringify(policy, null, 2));
+
+    const outdir = join(project, "dist");
+    const { code, output } = await runWrangler(["deploy", "--dry-run", "--env", "production", "--outdir", outdir], project);
+    assert.notEqual(code, 0, output);
+    assert.match(output, /allowlists\.event_properties\.diagnosis: unknown action "keep"/);
+    assert.match(output, /destinations\.amplitude\.endpoint: /);
+    assert.match(output, /destinations\.meta\.connection: client-side destinations cannot restrict PHI/);
+    assert.match(output, /policies\/production\.json is invalid \(3 errors\); nothing was built/);
+    assert.doesNotMatch(output, /Total Upload/);
+    assert.throws(() => readdirSync(outdir), /ENOENT/, "no bundle was written");
+  });
+});
