@@ -124,10 +124,12 @@ async function known(key, keys) {
   return found;
 }
 
-/** The request body, or null when it is over `limit` bytes. */
+/**
+ * The request body, or null when it is over `limit` bytes. Past the limit
+ * the rest is read and discarded, not kept: a client whose body is cut off
+ * sees a network error and retries, where a 413 tells it to give up.
+ */
 async function readLimited(request, limit) {
-  const declared = Number(request.headers.get("Content-Length"));
-  if (Number.isFinite(declared) && declared > limit) return null;
   if (!request.body) return new Uint8Array(0);
   const reader = request.body.getReader();
   const chunks = [];
@@ -136,12 +138,10 @@ async function readLimited(request, limit) {
     const { done, value } = await reader.read();
     if (done) break;
     size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel();
-      return null;
-    }
-    chunks.push(value);
+    if (size <= limit) chunks.push(value);
+    else chunks.length = 0;
   }
+  if (size > limit) return null;
   const out = new Uint8Array(size);
   let at = 0;
   for (const c of chunks) {

@@ -196,13 +196,16 @@ describe("edge worker", () => {
       ["/v1/track", '["jane@example.com"]', 400, "invalid_body"],
       ["/v1/track", JSON.stringify({ ...event, properties: { note: "jane ".repeat(7000) } }), 413, "event_too_large"],
       ["/v1/batch", JSON.stringify({ batch: Array.from({ length: 20 }, () => ({ ...event, type: "track", pad: "jane ".repeat(6000) })) }), 413, "batch_too_large"],
+      // Far over the limits: the client still gets its answer, not a cut connection.
+      ["/v1/track", JSON.stringify({ ...event, properties: { note: "jane ".repeat(400_000) } }), 413, "event_too_large"],
+      ["/v1/batch", JSON.stringify({ batch: [{ ...event, type: "track", pad: "jane ".repeat(1_000_000) }] }), 413, "batch_too_large"],
       ["/v1/batch", JSON.stringify({ batch: { type: "track" } }), 400, "invalid_body"],
       ["/v1/batch", JSON.stringify({ batch: [] }), 400, "invalid_body"],
       ["/v1/batch", JSON.stringify({ batch: [{ type: "nope", userId: "jane@example.com" }] }), 400, "no_event_accepted"],
       ["/v1/identify", JSON.stringify({ traits: { a: nested(70) } }), 400, "event_too_deep"],
     ];
     for (const [path, body, status, code] of cases) {
-      const res = await post(path, body, auth);
+      const res = await post(path, body, auth).catch((e) => assert.fail(`${code} (${body.length} bytes): ${e.message} ${e.cause ?? ""}`));
       assert.equal(res.status, status, `${code}: ${JSON.stringify(res.body)}`);
       assert.equal(res.body.code, code);
       assert.equal(res.body.success, false);
