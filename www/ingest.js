@@ -53,7 +53,13 @@ export async function ingest(request, env, call, sanitizer) {
   if (batch) {
     if (!Array.isArray(body.batch)) return { response: fail(400, "invalid_body", 'batch requests need "batch": an array of events') };
     if (body.batch.length === 0) return { response: fail(400, "invalid_body", "batch has no events") };
-    events = body.batch;
+    const shared = {};
+    for (const key of SHARED) {
+      if (body[key] === undefined) continue;
+      if (!isObject(body[key])) return { response: fail(400, "invalid_body", `the batch's "${key}" must be an object`) };
+      shared[key] = body[key];
+    }
+    events = body.batch.map((event) => (isObject(event) ? withShared(event, shared) : event));
   } else {
     events = [{ ...body, type: call }];
   }
@@ -86,6 +92,19 @@ export async function ingest(request, env, call, sanitizer) {
     return { response: fail(400, "no_event_accepted", "no event of the batch was accepted", { rejected }) };
   }
   return { outgoing, accepted, rejected };
+}
+
+/** Segment: a batch's own context and integrations apply to all its events. */
+const SHARED = ["context", "integrations"];
+
+/** The event with the batch's shared objects under its own (its keys win). */
+function withShared(event, shared) {
+  const out = { ...event };
+  for (const [key, value] of Object.entries(shared)) {
+    if (out[key] === undefined) out[key] = value;
+    else if (isObject(out[key])) out[key] = { ...value, ...out[key] };
+  }
+  return out;
 }
 
 function isObject(v) {

@@ -13,10 +13,14 @@ import { cors, reply } from "./respond.js";
 
 initSync({ module: wasm });
 
-/** Segment call types by path segment (long and short forms). */
+/**
+ * Segment call types by path segment (long and short forms). analytics.js
+ * posts batches to /v1/b; Segment's HTTP API also names it /v1/import.
+ */
 const CALLS = {
   track: "track", identify: "identify", group: "group", page: "page", screen: "screen", alias: "alias",
   t: "track", i: "identify", g: "group", p: "page", s: "screen", a: "alias",
+  batch: "batch", b: "batch", import: "batch",
 };
 
 /**
@@ -43,8 +47,8 @@ export function createWorker(policy) {
     async fetch(request, env, ctx) {
       const url = new URL(request.url);
       const match = /^\/v1\/([a-z]+)$/.exec(url.pathname);
-      const call = match && (match[1] === "batch" ? "batch" : CALLS[match[1]]);
-      if (!call) return reply(404, { success: false, code: "not_found", error: "not found: use POST /v1/{track,identify,group,page,screen,alias,batch}" });
+      const call = match && Object.hasOwn(CALLS, match[1]) ? CALLS[match[1]] : undefined;
+      if (!call) return reply(404, { success: false, code: "not_found", error: "not found: use POST /v1/{track,identify,group,page,screen,alias,batch} (or /v1/{t,i,g,p,s,a,b,import})" });
       if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: cors() });
       if (request.method !== "POST") {
         return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use POST" }, { Allow: "POST, OPTIONS" });

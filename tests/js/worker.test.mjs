@@ -125,6 +125,46 @@ describe("edge worker", () => {
     for (const d of ["amplitude", "ads", "warehouse"]) assert.equal(dest[d].requests.length, counts[d] + 1, `${d}: one request`);
   });
 
+  test("analytics.js batches (/v1/b, key in each event, text/plain) and /v1/import are batches", async () => {
+    for (const path of ["/v1/b", "/v1/import"]) {
+      const id = `batch-via-${path}`;
+      const body = { batch: [{ ...event, type: "identify", messageId: id, writeKey: WRITE_KEY }], sentAt: "2026-11-22T14:05:11.000Z" };
+      const res = await post(path, body, { "Content-Type": "text/plain" });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      for (const d of ["amplitude", "ads", "warehouse"]) {
+        await until(() => dest[d].delivered().some((e) => e.messageId === id), `${d} to receive ${path}`);
+        const { writeKey: _, ...sent } = body.batch[0];
+        assert.deepEqual(dest[d].delivered().find((e) => e.messageId === id), expected(sent, d));
+      }
+    }
+  });
+
+  test("a batch's own context and integrations apply to each of its events, under the event's own", async () => {
+    const body = {
+      context: { locale: "fr-FR", timezone: "Europe/Paris", ip: "203.0.113.7" },
+      integrations: { All: false, Mixpanel: true },
+      batch: [
+        { ...event, type: "track", messageId: "shared-1", context: undefined },
+        { ...event, type: "track", messageId: "shared-2", context: { locale: "en-US" }, integrations: { All: true } },
+      ],
+    };
+    const res = await post("/v1/batch", body);
+    assert.equal(res.status, 200);
+    const merged = [
+      { ...body.batch[0], context: body.context, integrations: body.integrations },
+      { ...body.batch[1], context: { ...body.context, locale: "en-US" }, integrations: { All: true, Mixpanel: true } },
+    ];
+    for (const d of ["amplitude", "warehouse"]) {
+      await until(() => dest[d].delivered().some((e) => e.messageId === "shared-2"), d);
+      for (const ev of merged) assert.deepEqual(dest[d].delivered().find((e) => e.messageId === ev.messageId), expected(ev, d), d);
+    }
+    const amp = dest.amplitude.delivered().find((e) => e.messageId === "shared-1");
+    assert.deepEqual(amp.context, { locale: "fr-FR", timezone: "Europe/Paris" }, "the shared IP is dropped like any other");
+    const bad = await post("/v1/batch", { context: "fr-FR", batch: [{ ...event, type: "track" }] });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.code, "invalid_body");
+  });
+
   test("nothing is sent to client-side destinations", async () => {
     await post("/v1/track", { ...event, messageId: "client-side-check" });
     await until(() => dest.warehouse.delivered().some((e) => e.messageId === "client-side-check"), "warehouse");
@@ -229,7 +269,7 @@ describe("edge worker", () => {
     assert.equal(get.status, 405);
     assert.equal(get.headers.get("allow"), "POST, OPTIONS");
     assert.equal((await get.json()).code, "method_not_allowed");
-    for (const path of ["/", "/v1", "/v1/purchase", "/v2/track", "/v1/track/x"]) {
+    for (const path of ["/", "/v1", "/v1/purchase", "/v2/track", "/v1/track/x", "/v1/constructor", "/v1/__proto__"]) {
       const res = await worker.mf.dispatchFetch(`http://edge.test${path}`, { method: "POST", body: "{}" });
       assert.equal(res.status, 404, path);
       assert.equal((await res.json()).code, "not_found");
