@@ -16,6 +16,7 @@ mod json;
 pub mod mask;
 pub mod path;
 pub mod policy;
+pub mod request;
 pub mod sanitize;
 mod tree;
 pub mod validate;
@@ -26,5 +27,6 @@ mod wasm;
 
 pub use error::{Error, EventError};
 pub use policy::{Policy, Problem, Report};
+pub use request::{read_request, Call, Request, RequestError};
 pub use sanitize::{Sanitizer, MAX_DEPTH, MAX_EVENT_BYTES};
 pub use validate::validate_policy;

@@ -31,7 +31,19 @@ pub enum CallType {
 }
 
 impl CallType {
-    fn parse(name: &[u8]) -> Option<Self> {
+    /// The name of the call, as `type` holds it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CallType::Track => "track",
+            CallType::Identify => "identify",
+            CallType::Group => "group",
+            CallType::Page => "page",
+            CallType::Screen => "screen",
+            CallType::Alias => "alias",
+        }
+    }
+
+    pub(crate) fn parse(name: &[u8]) -> Option<Self> {
         Some(match name {
             b"track" => CallType::Track,
             b"identify" => CallType::Identify,

@@ -67,7 +67,13 @@ export interface SegmentEvent {
 export type ErrorCode =
   | "invalid_policy" | "missing_key" | "key_too_short" | "invalid_key" | "unknown_destination"
   | "event_too_large" | "event_too_deep" | "invalid_json" | "event_not_object"
-  | "missing_type" | "unknown_type" | "duplicate_key";
+  | "missing_type" | "unknown_type" | "duplicate_key" | "invalid_body";
+/** A tracking request read by `readRequest`: its write key, and each
+ * event's JSON text, or why that event alone was refused. */
+export interface TrackingRequest {
+  writeKey?: string;
+  events: Array<{ text: string } | { code: ErrorCode; error: string }>;
+}
 /** The Error phimask throws; `errors` lists a policy's problems. */
 export interface PhimaskError extends Error {
   code: ErrorCode;
@@ -139,6 +145,44 @@ pub fn validate_policy(
     set(&out, "errors", &problems(&report.errors));
     set(&out, "warnings", &problems(&report.warnings));
     out
+}
+
+/// Reads the body of a tracking request (the edge Worker's): `call` is
+/// `track` … `alias` (the path's type) or `batch`. Events keep their text
+/// as written. Throws (`invalid_json`, `invalid_body`, `event_too_deep`)
+/// when the request as a whole is unusable.
+#[wasm_bindgen(js_name = readRequest, unchecked_return_type = "TrackingRequest")]
+pub fn read_request(body: &str, call: &str) -> Result<JsValue, JsValue> {
+    let call = crate::Call::parse(call).ok_or_else(|| {
+        plain_error(
+            "unknown_type",
+            "call must be one of track, identify, group, page, screen, alias, batch",
+        )
+    })?;
+    let request =
+        crate::read_request(body, call).map_err(|e| plain_error(e.code(), &e.to_string()))?;
+    let out: JsValue = Object::new().into();
+    if let Some(key) = &request.write_key {
+        set(&out, "writeKey", &JsValue::from_str(key));
+    }
+    let events: Array = request
+        .events
+        .iter()
+        .map(|event| {
+            let o: JsValue = Object::new().into();
+            match event {
+                Ok(text) => set(&o, "text", &JsValue::from_str(text)),
+                Err(e) => {
+                    let e = Error::Event(e.clone());
+                    set(&o, "code", &JsValue::from_str(e.code()));
+                    set(&o, "error", &JsValue::from_str(&e.to_string()));
+                }
+            }
+            o
+        })
+        .collect();
+    set(&out, "events", &events);
+    Ok(out)
 }
 
 /// A compiled policy with its masking key.

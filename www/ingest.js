@@ -1,6 +1,7 @@
 // Reads one tracking request: size limits, write key, JSON, and the
 // sanitized events for each destination. An event that cannot be
 // sanitized for every destination goes to none of them.
+import { readRequest } from "../pkg/phimask.js";
 import { fail } from "./respond.js";
 
 export const MAX_EVENT_BYTES = 32 * 1024;
@@ -32,16 +33,22 @@ export async function ingest(request, env, call, sanitizer) {
   const bytes = await readLimited(request, limit);
   if (bytes === null) return { response: tooLarge() };
 
-  let body;
+  let text;
   try {
-    body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    // JSON.parse's own message quotes the input: never pass it on.
-    return { response: fail(400, "invalid_json", "request body is not valid UTF-8 JSON") };
+    return { response: fail(400, "invalid_json", "request body is not valid UTF-8") };
   }
-  if (!isObject(body)) return { response: fail(400, "invalid_body", "request body must be a JSON object") };
+  // The engine reads the request itself, so each event reaches it as the
+  // client wrote it (numbers exact); errors never quote the body.
+  let parsed;
+  try {
+    parsed = readRequest(text, batch ? "batch" : call);
+  } catch (e) {
+    return { response: fail(400, e.code ?? "invalid_body", e.message) };
+  }
 
-  const writeKey = headerKey ?? stringOr(body.writeKey) ?? (batch && Array.isArray(body.batch) ? stringOr(body.batch[0]?.writeKey) : undefined);
+  const writeKey = headerKey ?? parsed.writeKey;
   if (writeKey === undefined) {
     return { response: fail(401, "missing_write_key", "missing write key: send it as the HTTP Basic user name or as writeKey in the body") };
   }
@@ -49,35 +56,17 @@ export async function ingest(request, env, call, sanitizer) {
     return { response: fail(401, "invalid_write_key", "unknown write key") };
   }
 
-  let events;
-  if (batch) {
-    if (!Array.isArray(body.batch)) return { response: fail(400, "invalid_body", 'batch requests need "batch": an array of events') };
-    if (body.batch.length === 0) return { response: fail(400, "invalid_body", "batch has no events") };
-    const shared = {};
-    for (const key of SHARED) {
-      if (body[key] === undefined) continue;
-      if (!isObject(body[key])) return { response: fail(400, "invalid_body", `the batch's "${key}" must be an object`) };
-      shared[key] = body[key];
-    }
-    events = body.batch.map((event) => (isObject(event) ? withShared(event, shared) : event));
-  } else {
-    events = [{ ...body, type: call }];
-  }
-
   const destinations = sanitizer.destinations();
   const outgoing = new Map(destinations.map((d) => [d, []]));
   const rejected = [];
   let accepted = 0;
-  events.forEach((event, index) => {
-    if (!isObject(event)) {
-      rejected.push({ index, code: "event_not_object", error: "event must be a JSON object" });
+  parsed.events.forEach((event, index) => {
+    if (event.text === undefined) {
+      rejected.push({ index, code: event.code, error: event.error });
       return;
     }
-    // The write key is this edge's credential: no destination gets it.
-    const { writeKey: _, ...clean } = event;
-    const text = JSON.stringify(clean);
     try {
-      const outs = destinations.map((d) => sanitizer.sanitizeJson(text, d));
+      const outs = destinations.map((d) => sanitizer.sanitizeJson(event.text, d));
       destinations.forEach((d, i) => outs[i] !== null && outgoing.get(d).push(outs[i]));
       accepted += 1;
     } catch (e) {
@@ -92,27 +81,6 @@ export async function ingest(request, env, call, sanitizer) {
     return { response: fail(400, "no_event_accepted", "no event of the batch was accepted", { rejected }) };
   }
   return { outgoing, accepted, rejected };
-}
-
-/** Segment: a batch's own context and integrations apply to all its events. */
-const SHARED = ["context", "integrations"];
-
-/** The event with the batch's shared objects under its own (its keys win). */
-function withShared(event, shared) {
-  const out = { ...event };
-  for (const [key, value] of Object.entries(shared)) {
-    if (out[key] === undefined) out[key] = value;
-    else if (isObject(out[key])) out[key] = { ...value, ...out[key] };
-  }
-  return out;
-}
-
-function isObject(v) {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
-}
-
-function stringOr(v) {
-  return typeof v === "string" && v !== "" ? v : undefined;
 }
 
 /** The user name of an HTTP Basic Authorization header (Segment's write key). */

@@ -1,7 +1,7 @@
 // The JavaScript API of DESIGN.md, as a user of the package calls it.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Sanitizer, validatePolicy } from "../../www/node.mjs";
+import { readRequest, Sanitizer, validatePolicy } from "../../www/node.mjs";
 import { hmacHex } from "./vectors.mjs";
 
 const KEY = "js-api-test-key-0123456789abcdefghijkl";
@@ -161,5 +161,21 @@ test("many sanitizers and events do not exhaust memory", () => {
     const s = new Sanitizer(policy, KEY);
     for (let j = 0; j < 20; j++) s.sanitizeJson(JSON.stringify(event), "amplitude");
     s.free();
+  }
+});
+
+test("readRequest() gives the write key and each event's text as written; whole-request errors throw", () => {
+  const r = readRequest('{"writeKey":"wk_1","type":"page","properties":{"v":1.50}}', "track");
+  assert.deepEqual(r, { writeKey: "wk_1", events: [{ text: '{"type":"track","properties":{"v":1.50}}' }] });
+  const b = readRequest('{"batch":[{"type":"track","writeKey":"wk_2"},7]}', "batch");
+  assert.equal(b.writeKey, "wk_2");
+  assert.deepEqual(b.events, [{ text: '{"type":"track"}' }, { code: "event_not_object", error: "event must be a JSON object" }]);
+  for (const [body, call, code] of [
+    ['{"email":"jane@example.com"', "track", "invalid_json"],
+    ['["jane@example.com"]', "track", "invalid_body"],
+    ['{"batch":[]}', "batch", "invalid_body"],
+    ["{}", "launch", "unknown_type"],
+  ]) {
+    assert.throws(() => readRequest(body, call), (e) => e instanceof Error && e.code === code && !e.message.includes("jane"), body);
   }
 });

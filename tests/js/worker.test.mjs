@@ -1,6 +1,7 @@
 // The edge Worker inside workerd (Miniflare on the bundle `wrangler deploy
 // --dry-run` produces), sending to real HTTP servers on 127.0.0.1.
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Sanitizer } from "../../www/node.mjs";
 import { bundle, closedUrl, sleep, startDestination, startWorker, until } from "./worker-harness.mjs";
@@ -163,6 +164,21 @@ describe("edge worker", () => {
     const bad = await post("/v1/batch", { context: "fr-FR", batch: [{ ...event, type: "track" }] });
     assert.equal(bad.status, 400);
     assert.equal(bad.body.code, "invalid_body");
+  });
+
+  test("numbers reach destinations and masking exactly as the client wrote them", async () => {
+    const body = '{"event":"E","messageId":"exact-numbers","userId":12345678901234567890,"properties":{"value":1.50,"email":1E+2}}';
+    assert.equal((await post("/v1/track", body)).status, 200);
+    const hmac = (v) => createHmac("sha256", KEY).update(v).digest("hex");
+    const raw = async (d) => {
+      await until(() => dest[d].requests.some((r) => r.body.includes("exact-numbers")), d);
+      return dest[d].requests.find((r) => r.body.includes("exact-numbers")).body;
+    };
+    const amplitude = JSON.parse(await raw("amplitude")).batch[0];
+    assert.equal(amplitude.userId, hmac("12345678901234567890"));
+    assert.equal(amplitude.properties.email, hmac("1E+2"));
+    assert.ok((await raw("ads")).includes('"value":1.50'), "allowed as written");
+    assert.ok((await raw("warehouse")).includes('"userId":12345678901234567890'), "unchanged for the BAA destination");
   });
 
   test("nothing is sent to client-side destinations", async () => {

@@ -2,12 +2,14 @@
 // TypeScript types describe the policy and the results, and reject
 // policies that cannot be valid.
 import init, {
+  readRequest,
   Sanitizer,
   validatePolicy,
   type PhimaskError,
   type Policy,
   type PolicyProblem,
   type SegmentEvent,
+  type TrackingRequest,
   type ValidationResult,
 } from "../../pkg/phimask.js";
 
@@ -49,6 +51,13 @@ export async function usage(): Promise<void> {
     const listed: PolicyProblem[] | undefined = err.errors;
     void [code, listed];
   }
+  const req: TrackingRequest = readRequest('{"batch":[]}', "batch");
+  const key: string | undefined = req.writeKey;
+  for (const ev of req.events) {
+    if ("text" in ev) s.sanitizeJson(ev.text, "amplitude");
+    else void [ev.code, ev.error];
+  }
+  void key;
   s.free();
 
   // @ts-expect-error: only version 1 exists
