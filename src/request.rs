@@ -119,6 +119,20 @@ fn members(r: &mut Reader<'_>, depth: usize) -> Result<Vec<Member>, SyntaxError>
 
 /// Reads a tracking request body.
 ///
+/// # Examples
+/// ```
+/// use phimask::{read_request, Call};
+///
+/// let body = r#"{"writeKey":"wk_1","event":"Signed Up","properties":{"value":1.50}}"#;
+/// let request = read_request(body, Call::parse("track").unwrap())?;
+/// assert_eq!(request.write_key.as_deref(), Some("wk_1"));
+/// assert_eq!(
+///     request.events,
+///     [Ok(r#"{"type":"track","event":"Signed Up","properties":{"value":1.50}}"#.to_string())]
+/// );
+/// # Ok::<(), phimask::RequestError>(())
+/// ```
+///
 /// # Errors
 /// [`RequestError`] when the body as a whole is unusable; an event that is
 /// unusable on its own is refused in [`Request::events`] instead.

@@ -36,8 +36,12 @@ export function createWorker(policy) {
       compiled?.sanitizer?.free();
       try {
         compiled = { key, sanitizer: new Sanitizer(policy, key ?? null) };
+        const destinations = compiled.sanitizer.destinations();
+        console.log(JSON.stringify({ phimask: "policy compiled", environment: policy.environment, destinations }));
       } catch (e) {
+        // Typically no PHI_MASKING_KEY: accept nothing, forward nothing.
         compiled = { key, error: e };
+        console.error(JSON.stringify({ phimask: "not configured", code: e.code, error: e.message }));
       }
     }
     return compiled;
@@ -55,11 +59,7 @@ export function createWorker(policy) {
       }
 
       const { sanitizer, error } = sanitizerFor(env);
-      if (error) {
-        // Typically no PHI_MASKING_KEY: accept nothing, forward nothing.
-        console.error(JSON.stringify({ phimask: "not configured", code: error.code, error: error.message }));
-        return reply(503, { success: false, code: error.code, error: error.message });
-      }
+      if (error) return reply(503, { success: false, code: error.code, error: error.message });
       const result = await ingest(request, env, call, sanitizer);
       if (result.response) return result.response;
 

@@ -298,6 +298,9 @@ describe("edge worker", () => {
   test("logs name destination, status and count, never event values or keys", async () => {
     await until(() => worker.logs.some((l) => l.includes('"phimask":"forwarded"')), "a forward log");
     const text = worker.logs.join("\n");
+    // After all the requests above, the policy was compiled once.
+    const compiled = worker.logs.filter((l) => l.includes('"phimask":"policy compiled"'));
+    assert.deepEqual(compiled.map((l) => JSON.parse(l)), [{ phimask: "policy compiled", environment: "test", destinations: ["amplitude", "ads", "warehouse"] }]);
     assert.match(text, /"destination":"amplitude","status":200,"events":1/);
     for (const v of ["jane", "patient-8812", KEY, WRITE_KEY]) assert.ok(!text.includes(v), v);
   });
@@ -307,11 +310,14 @@ describe("edge worker", () => {
       const w = await startWorker(built.script, bindings);
       try {
         const before = total();
-        const res = await w.mf.dispatchFetch("http://edge.test/v1/track", {
-          method: "POST",
-          headers: { Authorization: basic(WRITE_KEY), "Content-Type": "application/json" },
-          body: JSON.stringify(event),
-        });
+        const send = () =>
+          w.mf.dispatchFetch("http://edge.test/v1/track", {
+            method: "POST",
+            headers: { Authorization: basic(WRITE_KEY), "Content-Type": "application/json" },
+            body: JSON.stringify(event),
+          });
+        assert.equal((await (await send()).json()).success, false);
+        const res = await send();
         assert.equal(res.status, 503);
         const body = await res.json();
         assert.equal(body.success, false);
@@ -320,6 +326,9 @@ describe("edge worker", () => {
         assert.ok(!JSON.stringify(body).includes("too-short"));
         await sleep(300);
         assert.equal(total(), before);
+        const said = w.logs.filter((l) => l.includes('"phimask":"not configured"'));
+        assert.equal(said.length, 1, "the operator is told once");
+        assert.ok(!said[0].includes("too-short"), "never the key");
       } finally {
         await w.mf.dispose();
       }
