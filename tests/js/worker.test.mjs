@@ -358,6 +358,7 @@ describe("edge worker: failing destinations", () => {
   let down;
   let refusing;
   let throttling;
+  let stuck;
   let built;
   let worker;
 
@@ -367,6 +368,7 @@ describe("edge worker: failing destinations", () => {
     good = await startDestination();
     refusing = await startDestination([400]);
     throttling = await startDestination([429, 200]);
+    stuck = await startDestination(["hang"]);
     down = await closedUrl();
     built = await bundle({
       version: 1, environment: "test", hipaa: true,
@@ -378,6 +380,7 @@ describe("edge worker: failing destinations", () => {
         good: { connection: "server-side", endpoint: good.url },
         refusing: { connection: "server-side", endpoint: refusing.url },
         throttling: { connection: "server-side", endpoint: throttling.url },
+        stuck: { connection: "server-side", endpoint: stuck.url },
       },
     });
     worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY });
@@ -385,7 +388,7 @@ describe("edge worker: failing destinations", () => {
 
   after(async () => {
     await worker?.mf.dispose();
-    await Promise.all([flaky, hanging, good, refusing, throttling].map((d) => d?.close()));
+    await Promise.all([flaky, hanging, good, refusing, throttling, stuck].map((d) => d?.close()));
     built?.cleanup();
   });
 
@@ -420,6 +423,13 @@ describe("edge worker: failing destinations", () => {
     assert.equal(flaky.delivered().length, 1, "exactly once");
     assert.equal(good.requests.length, 1);
     assert.equal(refusing.requests.length, 1, "a 400 is not retried");
+  });
+
+  test("a destination that never answers is given up after 4 attempts of 5 s each, and said so", async () => {
+    await until(() => worker.logs.some((l) => l.includes('"destination":"stuck"')), "the timeout log", 40_000);
+    const failure = JSON.parse(worker.logs.find((l) => l.includes('"destination":"stuck"')));
+    assert.deepEqual(failure, { phimask: "forward failed", destination: "stuck", status: "timeout", events: 1, attempts: 4 });
+    assert.equal(stuck.requests.length, 4);
     assert.deepEqual(good.delivered(), [{ event: "E", messageId: "once", properties: { plan: "gold" }, type: "track" }]);
   });
 });
