@@ -153,7 +153,7 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
     match call {
         Call::Single(call) => Ok(Request {
             write_key,
-            events: vec![Ok(single(body, &top, call))],
+            events: vec![single(src, &top, call)],
         }),
         Call::Batch => {
             let batch =
@@ -194,7 +194,7 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
                 if events.is_empty() {
                     first_key = write_key_of(src, &own);
                 }
-                events.push(Ok(batched(body, &own, &shared)?));
+                events.push(batched(src, &own, &shared)?);
             }
             if events.is_empty() {
                 return Err(RequestError::InvalidBody("batch has no events"));
@@ -222,86 +222,107 @@ fn write_key_of(src: &[u8], members: &[Member]) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// Appends `"key":value` as written (a comma first unless the object was
-/// just opened: no value or key ends with `{`).
-fn push_member(out: &mut String, src: &str, m: &Member) {
-    push_member_key(out, src, m);
-    out.push_str(&src[m.value.0..m.value.1]);
+/// Writes an event from members of the request, copied as written.
+struct Out<'a> {
+    src: &'a [u8],
+    out: Vec<u8>,
 }
 
-fn push_member_key(out: &mut String, src: &str, m: &Member) {
-    if !out.ends_with('{') {
-        out.push(',');
+impl<'a> Out<'a> {
+    fn new(src: &'a [u8], capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(capacity + 2);
+        out.push(b'{');
+        Out { src, out }
     }
-    out.push_str(&src[m.key.0..m.key.1]);
-    out.push(':');
+
+    /// `"key":` as written, after a comma unless an object was just opened
+    /// (no key or value ends with `{`).
+    fn key(&mut self, m: &Member) {
+        if self.out.last() != Some(&b'{') {
+            self.out.push(b',');
+        }
+        self.out.extend_from_slice(&self.src[m.key.0..m.key.1]);
+        self.out.push(b':');
+    }
+
+    fn member(&mut self, m: &Member) {
+        self.key(m);
+        self.out.extend_from_slice(&self.src[m.value.0..m.value.1]);
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Closes the event. Members are cut at ASCII token boundaries of a
+    /// UTF-8 body, so this is UTF-8; the check only keeps it panic-free.
+    fn finish(mut self) -> Result<String, EventError> {
+        self.out.push(b'}');
+        String::from_utf8(self.out).map_err(|_| EventError::NotObject)
+    }
 }
 
 /// The event of a single call: `type` from the path, first; no write key.
-fn single(src: &str, top: &[Member], call: CallType) -> String {
-    let mut out = String::with_capacity(src.len() + 24);
-    out.push_str("{\"type\":\"");
-    out.push_str(call.name());
-    out.push('"');
+fn single(src: &[u8], top: &[Member], call: CallType) -> Result<String, EventError> {
+    let mut out = Out::new(src, src.len() + 24);
+    out.raw(b"\"type\":\"");
+    out.raw(call.name().as_bytes());
+    out.raw(b"\"");
     for m in top {
         if m.name != b"type" && m.name != b"writeKey" {
-            push_member(&mut out, src, m);
+            out.member(m);
         }
     }
-    out.push('}');
-    out
+    out.finish()
 }
 
 /// An event of a batch: no write key; the batch's shared objects under its
 /// own (its keys win; one it lacks is added whole).
 fn batched(
-    text: &str,
+    src: &[u8],
     own: &[Member],
     shared: &[(&str, Vec<Member>)],
-) -> Result<String, SyntaxError> {
-    let src = text.as_bytes();
+) -> Result<Result<String, EventError>, SyntaxError> {
     let span = own
         .first()
         .zip(own.last())
         .map_or(0, |(a, b)| b.value.1 - a.key.0);
-    let mut out = String::with_capacity(span + 2);
-    out.push('{');
+    let mut out = Out::new(src, span);
     for m in own.iter().filter(|m| m.name != b"writeKey") {
         let extra = shared.iter().find(|(name, _)| m.name == name.as_bytes());
         let mut r = Reader::at(src, m.value.0, MAX_REQUEST_DEPTH);
         match extra {
             Some((_, common)) if r.peek_kind()? == Kind::Object => {
                 let mine = members(&mut r, 4)?;
-                push_member_key(&mut out, text, m);
-                out.push('{');
+                out.key(m);
+                out.raw(b"{");
                 for c in common
                     .iter()
                     .filter(|c| !mine.iter().any(|o| o.name == c.name))
                 {
-                    push_member(&mut out, text, c);
+                    out.member(c);
                 }
                 for o in &mine {
-                    push_member(&mut out, text, o);
+                    out.member(o);
                 }
-                out.push('}');
+                out.raw(b"}");
             }
-            _ => push_member(&mut out, text, m),
+            _ => out.member(m),
         }
     }
     for (name, common) in shared {
         if !own.iter().any(|m| m.name == name.as_bytes()) {
-            if !out.ends_with('{') {
-                out.push(',');
+            if out.out.last() != Some(&b'{') {
+                out.raw(b",");
             }
-            out.push('"');
-            out.push_str(name);
-            out.push_str("\":{");
+            out.raw(b"\"");
+            out.raw(name.as_bytes());
+            out.raw(b"\":{");
             for c in common {
-                push_member(&mut out, text, c);
+                out.member(c);
             }
-            out.push('}');
+            out.raw(b"}");
         }
     }
-    out.push('}');
-    Ok(out)
+    Ok(out.finish())
 }

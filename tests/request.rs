@@ -3,6 +3,7 @@
 //! objects are rewritten.
 
 use phimask::{read_request, Call, EventError, Request, RequestError};
+use proptest::prelude::*;
 use serde_json::{json, Value};
 
 fn single(body: &str) -> Request {
@@ -190,5 +191,101 @@ fn calls_by_name() {
     }
     for name in ["", "t", "Track", "launch"] {
         assert!(Call::parse(name).is_none(), "{name}");
+    }
+}
+
+/// Values with numbers written in forms JavaScript would rewrite.
+fn value() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("null".to_string()),
+        Just("1.50".to_string()),
+        Just("12345678901234567890".to_string()),
+        Just("-0.0E+2".to_string()),
+        Just(r#""\u00e9 \"q\"""#.to_string()),
+        (0u32..100).prop_map(|n| format!("\"s{n}\"")),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
+            prop::collection::vec((member_key(), inner), 0..4).prop_map(|m| object(&m)),
+        ]
+    })
+}
+
+fn member_key() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "a",
+        "b",
+        "type",
+        "writeKey",
+        "context",
+        "integrations",
+        "locale",
+    ])
+    .prop_map(String::from)
+}
+
+/// An object without duplicate keys (the first of each wins).
+fn object(members: &[(String, String)]) -> String {
+    let mut seen = Vec::new();
+    let parts: Vec<String> = members
+        .iter()
+        .filter(|(k, _)| {
+            let new = !seen.contains(k);
+            seen.push(k.clone());
+            new
+        })
+        .map(|(k, v)| format!("\"{k}\":{v}"))
+        .collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Each event comes out as the client wrote it, minus the write key,
+    /// under the batch's shared objects; every value's text is kept.
+    #[test]
+    fn batch_events_are_the_events_as_written(
+        events in prop::collection::vec(prop::collection::vec((member_key(), value()), 0..5), 1..4),
+        shared in prop::option::of(prop::collection::vec((member_key(), value()), 0..3)),
+    ) {
+        let events: Vec<String> = events.iter().map(|m| object(m)).collect();
+        let shared = shared.map(|m| object(&m));
+        let body = match &shared {
+            Some(ctx) => format!(r#"{{"context":{ctx},"batch":[{}]}}"#, events.join(",")),
+            None => format!(r#"{{"batch":[{}]}}"#, events.join(",")),
+        };
+        let r = read_request(&body, Call::Batch).unwrap();
+        prop_assert_eq!(r.events.len(), events.len());
+        for (text, got) in events.iter().zip(&r.events) {
+            let got = got.as_ref().unwrap();
+            let mut want = parse(text);
+            let obj = want.as_object_mut().unwrap();
+            obj.remove("writeKey");
+            if let Some(ctx) = &shared {
+                let common = parse(ctx);
+                match obj.get_mut("context") {
+                    None => { obj.insert("context".into(), common); }
+                    Some(Value::Object(own)) => {
+                        let mut merged = common.as_object().unwrap().clone();
+                        for (k, v) in own.iter() { merged.insert(k.clone(), v.clone()); }
+                        *own = merged;
+                    }
+                    Some(_) => {}
+                }
+            }
+            // Every value's text survives (serde_json would normalize numbers).
+            if parse(text).get("writeKey").is_none() {
+                for lit in ["1.50", "12345678901234567890", "-0.0E+2", r#""\u00e9 \"q\"""#] {
+                    prop_assert!(got.matches(lit).count() >= text.matches(lit).count(), "{} lost in {}", lit, got);
+                }
+            }
+            prop_assert_eq!(parse(got), want);
+        }
     }
 }
