@@ -6,7 +6,8 @@ export function cors() {
   return {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Content-Type, Authorization",
+    // AnonymousId: RudderStack's browser SDK sends it (never forwarded).
+    "Access-Control-Allow-Headers": "Content-Type, Authorization, AnonymousId",
     "Access-Control-Max-Age": "86400",
   };
 }

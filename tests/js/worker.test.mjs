@@ -198,6 +198,7 @@ describe("edge worker", () => {
       "CF-Connecting-IP": "198.51.100.24",
       "X-Real-IP": "198.51.100.25",
       Origin: "https://clinic.example",
+      AnonymousId: Buffer.from("anon-visitor-99").toString("base64"),
     };
     const res = await post("/v1/track", { ...event, messageId: "headers-check", writeKey: WRITE_KEY }, visitor);
     assert.equal(res.status, 200);
@@ -205,11 +206,11 @@ describe("edge worker", () => {
       await until(() => dest[d].delivered().some((e) => e.messageId === "headers-check"), d);
       const req = dest[d].requests.find((r) => r.body.includes("headers-check"));
       const names = Object.keys(req.headers);
-      for (const h of ["cookie", "user-agent", "referer", "x-forwarded-for", "cf-connecting-ip", "x-real-ip", "origin", "authorization"]) {
+      for (const h of ["cookie", "user-agent", "referer", "x-forwarded-for", "cf-connecting-ip", "x-real-ip", "origin", "authorization", "anonymousid"]) {
         assert.ok(!names.includes(h), `${d} got header ${h}`);
       }
       const sent = JSON.stringify(req.headers) + req.body;
-      for (const v of ["visitor-cookie-123", "visitor-ua", "198.51.100.2", "clinic.example/patients", WRITE_KEY]) {
+      for (const v of ["visitor-cookie-123", "visitor-ua", "198.51.100.2", "clinic.example/patients", WRITE_KEY, visitor.AnonymousId]) {
         assert.ok(!sent.includes(v), `${d} got ${v}`);
       }
       assert.equal(req.headers["content-type"], "application/json");
@@ -275,12 +276,14 @@ describe("edge worker", () => {
   test("CORS preflight, other methods and paths", async () => {
     const pre = await worker.mf.dispatchFetch("http://edge.test/v1/track", {
       method: "OPTIONS",
-      headers: { Origin: "https://clinic.example", "Access-Control-Request-Method": "POST" },
+      headers: { Origin: "https://clinic.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type, anonymousid" },
     });
     assert.equal(pre.status, 204);
     assert.equal(pre.headers.get("access-control-allow-origin"), "*");
     assert.match(pre.headers.get("access-control-allow-methods"), /POST/);
-    assert.match(pre.headers.get("access-control-allow-headers"), /Authorization/);
+    // What analytics.js, analytics-node and RudderStack's browser SDK send.
+    const allowed = pre.headers.get("access-control-allow-headers").toLowerCase().split(/,\s*/);
+    for (const h of ["authorization", "content-type", "anonymousid"]) assert.ok(allowed.includes(h), h);
     const get = await worker.mf.dispatchFetch("http://edge.test/v1/track");
     assert.equal(get.status, 405);
     assert.equal(get.headers.get("allow"), "POST, OPTIONS");
