@@ -46,7 +46,10 @@ export async function bundle(policy) {
   return { dir, script: join(dir, "dist/entry.js"), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Starts the bundled Worker in workerd. Logs are collected in `logs`. */
+/**
+ * Starts the bundled Worker in workerd. Logs are collected in `logs`;
+ * `url` is where it listens on 127.0.0.1 (for a browser to reach it).
+ */
 export async function startWorker(script, bindings) {
   const logs = [];
   const collect = (stream) => {
@@ -61,14 +64,16 @@ export async function startWorker(script, bindings) {
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
     compatibilityDate: "2026-04-26",
     bindings,
+    host: "127.0.0.1",
+    port: 0,
     cf: false,
     handleRuntimeStdio: (stdout, stderr) => {
       collect(stdout);
       collect(stderr);
     },
   });
-  await mf.ready;
-  return { mf, logs };
+  const url = await mf.ready;
+  return { mf, logs, url };
 }
 
 /**
