@@ -1,5 +1,6 @@
 // Sends one destination its sanitized events as a Segment batch, server
-// side, with retries. Only Content-Type goes along: none of the visitor's
+// side, with retries. Only Content-Type (and the destination's own
+// credential, if its secret is set) goes along: none of the visitor's
 // headers (Cookie, User-Agent, Referer, X-Forwarded-For, CF-Connecting-IP).
 // Logs name the destination, status and event count, never event values.
 
@@ -9,8 +10,19 @@ const BACKOFF_MS = 200;
 // ctx.waitUntil may run after the response.
 const TIMEOUT_MS = 5_000;
 
-export async function forward(destination, endpoint, events) {
+/**
+ * The Worker secret holding a destination's credential, sent as its
+ * Authorization header: AUTH_<NAME>, the name upper-cased with anything
+ * but letters and digits as "_" (amplitude → AUTH_AMPLITUDE).
+ */
+export function authSecret(destination) {
+  return `AUTH_${destination.toUpperCase().replace(/[^A-Z0-9]/g, "_")}`;
+}
+
+export async function forward(destination, endpoint, events, auth) {
   const body = `{"batch":[${events.join(",")}]}`;
+  const headers = { "Content-Type": "application/json" };
+  if (typeof auth === "string" && auth !== "") headers.Authorization = auth;
   let status = "no response";
   let attempt = 0;
   while (attempt < ATTEMPTS) {
@@ -19,7 +31,7 @@ export async function forward(destination, endpoint, events) {
     try {
       const res = await fetch(endpoint, {
         method: "POST",
-        headers: { "Content-Type": "application/json" },
+        headers,
         body,
         signal: AbortSignal.timeout(TIMEOUT_MS),
       });

@@ -7,7 +7,7 @@
 // entry-production.js) import their policy and call createWorker(policy).
 import wasm from "../pkg/phimask_bg.wasm";
 import { initSync, Sanitizer } from "../pkg/phimask.js";
-import { forward } from "./forward.js";
+import { authSecret, forward } from "./forward.js";
 import { ingest } from "./ingest.js";
 import { cors, reply } from "./respond.js";
 
@@ -64,7 +64,7 @@ export function createWorker(policy) {
       if (result.response) return result.response;
 
       for (const [destination, events] of result.outgoing) {
-        ctx.waitUntil(forward(destination, sanitizer.endpoint(destination), events));
+        ctx.waitUntil(forward(destination, sanitizer.endpoint(destination), events, env[authSecret(destination)]));
       }
       const body = { success: true };
       if (result.rejected.length > 0) {

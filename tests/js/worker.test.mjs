@@ -8,6 +8,8 @@ import { bundle, closedUrl, sleep, startDestination, startWorker, until } from "
 
 const KEY = "worker-test-masking-key-0123456789abcdef";
 const WRITE_KEY = "wk_test_1";
+// The warehouse's own credential (a Worker secret), sent only to it.
+const WAREHOUSE_AUTH = "Bearer warehouse-token-7f3a";
 const basic = (key) => `Basic ${Buffer.from(`${key}:`).toString("base64")}`;
 
 const event = {
@@ -59,7 +61,7 @@ describe("edge worker", () => {
     };
     sanitizer = new Sanitizer(policy, KEY);
     built = await bundle(policy);
-    worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: `other-key, ${WRITE_KEY}` });
+    worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: `other-key, ${WRITE_KEY}`, AUTH_WAREHOUSE: WAREHOUSE_AUTH });
   });
 
   after(async () => {
@@ -206,9 +208,11 @@ describe("edge worker", () => {
       await until(() => dest[d].delivered().some((e) => e.messageId === "headers-check"), d);
       const req = dest[d].requests.find((r) => r.body.includes("headers-check"));
       const names = Object.keys(req.headers);
-      for (const h of ["cookie", "user-agent", "referer", "x-forwarded-for", "cf-connecting-ip", "x-real-ip", "origin", "authorization", "anonymousid"]) {
+      for (const h of ["cookie", "user-agent", "referer", "x-forwarded-for", "cf-connecting-ip", "x-real-ip", "origin", "anonymousid"]) {
         assert.ok(!names.includes(h), `${d} got header ${h}`);
       }
+      // Only the destination's own credential, never the visitor's.
+      assert.equal(req.headers.authorization, d === "warehouse" ? WAREHOUSE_AUTH : undefined, d);
       const sent = JSON.stringify(req.headers) + req.body;
       for (const v of ["visitor-cookie-123", "visitor-ua", "198.51.100.2", "clinic.example/patients", WRITE_KEY, visitor.AnonymousId]) {
         assert.ok(!sent.includes(v), `${d} got ${v}`);
@@ -305,7 +309,7 @@ describe("edge worker", () => {
     const compiled = worker.logs.filter((l) => l.includes('"phimask":"policy compiled"'));
     assert.deepEqual(compiled.map((l) => JSON.parse(l)), [{ phimask: "policy compiled", environment: "test", destinations: ["amplitude", "ads", "warehouse"] }]);
     assert.match(text, /"destination":"amplitude","status":200,"events":1/);
-    for (const v of ["jane", "patient-8812", KEY, WRITE_KEY]) assert.ok(!text.includes(v), v);
+    for (const v of ["jane", "patient-8812", KEY, WRITE_KEY, WAREHOUSE_AUTH]) assert.ok(!text.includes(v), v);
   });
 
   test("without PHI_MASKING_KEY (or with a short one) the worker accepts nothing and forwards nothing", async () => {
