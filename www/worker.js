@@ -24,6 +24,21 @@ const CALLS = {
 };
 
 /**
+ * Each destination's credential secret; none for names that share one
+ * (`a-b` and `a.b`), so no destination is ever sent another's credential.
+ */
+function credentialSecrets(destinations) {
+  const names = destinations.map(authSecret);
+  const secrets = new Map();
+  destinations.forEach((d, i) => {
+    const shared = names.filter((n) => n === names[i]).length > 1;
+    if (shared) console.error(JSON.stringify({ phimask: "credential not sent", destination: d, reason: `${names[i]} would be shared with another destination` }));
+    secrets.set(d, shared ? null : names[i]);
+  });
+  return secrets;
+}
+
+/**
  * The Worker for one policy. The policy is compiled once per isolate (and
  * again only if the masking key changes), never per request.
  */
@@ -35,8 +50,9 @@ export function createWorker(policy) {
     if (compiled === null || compiled.key !== key) {
       compiled?.sanitizer?.free();
       try {
-        compiled = { key, sanitizer: new Sanitizer(policy, key ?? null) };
-        const destinations = compiled.sanitizer.destinations();
+        const sanitizer = new Sanitizer(policy, key ?? null);
+        const destinations = sanitizer.destinations();
+        compiled = { key, sanitizer, secrets: credentialSecrets(destinations) };
         console.log(JSON.stringify({ phimask: "policy compiled", environment: policy.environment, destinations }));
       } catch (e) {
         // Typically no PHI_MASKING_KEY: accept nothing, forward nothing.
@@ -58,13 +74,14 @@ export function createWorker(policy) {
         return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use POST" }, { Allow: "POST, OPTIONS" });
       }
 
-      const { sanitizer, error } = sanitizerFor(env);
+      const { sanitizer, secrets, error } = sanitizerFor(env);
       if (error) return reply(503, { success: false, code: error.code, error: error.message });
       const result = await ingest(request, env, call, sanitizer);
       if (result.response) return result.response;
 
       for (const [destination, events] of result.outgoing) {
-        ctx.waitUntil(forward(destination, sanitizer.endpoint(destination), events, env[authSecret(destination)]));
+        const secret = secrets.get(destination);
+        ctx.waitUntil(forward(destination, sanitizer.endpoint(destination), events, secret && env[secret]));
       }
       const body = { success: true };
       if (result.rejected.length > 0) {

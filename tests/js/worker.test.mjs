@@ -440,3 +440,40 @@ describe("edge worker: failing destinations", () => {
     assert.deepEqual(good.delivered(), [{ event: "E", messageId: "once", properties: { plan: "gold" }, type: "track" }]);
   });
 });
+
+describe("edge worker: destinations' credentials", () => {
+  const dest = {};
+  let built;
+  let worker;
+
+  before(async () => {
+    for (const name of ["crm", "crm-eu", "crm.eu"]) dest[name] = await startDestination();
+    built = await bundle({
+      version: 1, environment: "test", hipaa: true,
+      destinations: Object.fromEntries(Object.entries(dest).map(([name, d]) => [name, { connection: "server-side", endpoint: d.url }])),
+    });
+    worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, AUTH_CRM: "Basic crm-credential", AUTH_CRM_EU: "Basic eu-credential" });
+  });
+
+  after(async () => {
+    await worker?.mf.dispose();
+    await Promise.all(Object.values(dest).map((d) => d.close()));
+    built?.cleanup();
+  });
+
+  test("each destination gets only its own AUTH_<NAME>; names that would share one get none", async () => {
+    const res = await worker.mf.dispatchFetch("http://edge.test/v1/track", {
+      method: "POST",
+      headers: { Authorization: basic(WRITE_KEY) },
+      body: JSON.stringify({ event: "E" }),
+    });
+    assert.equal(res.status, 200);
+    for (const d of Object.values(dest)) await until(() => d.requests.length === 1, "every destination");
+    assert.equal(dest.crm.requests[0].headers.authorization, "Basic crm-credential");
+    assert.equal(dest["crm-eu"].requests[0].headers.authorization, undefined);
+    assert.equal(dest["crm.eu"].requests[0].headers.authorization, undefined);
+    const refused = worker.logs.filter((l) => l.includes('"phimask":"credential not sent"')).map((l) => JSON.parse(l).destination);
+    assert.deepEqual(refused.sort(), ["crm-eu", "crm.eu"]);
+    for (const v of ["crm-credential", "eu-credential"]) assert.ok(!worker.logs.join("\n").includes(v), "no credential in the logs");
+  });
+});
