@@ -2,8 +2,8 @@
 // Chromium (Debian's), loading pkg/ with `await init()`.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { chromium } from "playwright-core";
 import { Sanitizer } from "../../www/node.mjs";
+import { launchChromium } from "./chromium.mjs";
 import { startServer } from "../../www/serve.mjs";
 import { hmacHex } from "./vectors.mjs";
 
@@ -14,14 +14,7 @@ let page;
 
 before(async () => {
   server = await startServer(0);
-  // launch() gives Chromium a fresh, temporary profile of its own.
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
   page = await browser.newPage();
   const pageErrors = [];
   page.on("pageerror", (e) => pageErrors.push(e));

@@ -4,8 +4,8 @@
 // preflighted) do, to the bundled Worker in workerd.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { chromium } from "playwright-core";
 import { Sanitizer } from "../../www/node.mjs";
+import { launchChromium } from "./chromium.mjs";
 import { startServer } from "../../www/serve.mjs";
 import { bundle, startDestination, startWorker, until } from "./worker-harness.mjs";
 
@@ -32,10 +32,7 @@ before(async () => {
   built = await bundle(policy);
   worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY });
   server = await startServer(0);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
   page = await browser.newPage();
   // Any page of another origin than the Worker's.
   await page.goto(`http://127.0.0.1:${server.address().port}/www/playground.html`);
