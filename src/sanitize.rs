@@ -43,16 +43,17 @@ impl CallType {
         }
     }
 
+    const ALL: [CallType; 6] = [
+        CallType::Track,
+        CallType::Identify,
+        CallType::Group,
+        CallType::Page,
+        CallType::Screen,
+        CallType::Alias,
+    ];
+
     pub(crate) fn parse(name: &[u8]) -> Option<Self> {
-        Some(match name {
-            b"track" => CallType::Track,
-            b"identify" => CallType::Identify,
-            b"group" => CallType::Group,
-            b"page" => CallType::Page,
-            b"screen" => CallType::Screen,
-            b"alias" => CallType::Alias,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|c| c.name().as_bytes() == name)
     }
 }
 

@@ -11,7 +11,7 @@ export const MAX_BATCH_BYTES = 500 * 1024;
  * @returns {{response: Response} | {outgoing: Map<string, string[]>, accepted: number,
  *           rejected: {index: number, code: string, error: string}[]}}
  */
-export async function ingest(request, env, call, sanitizer) {
+export async function ingest(request, env, call, sanitizer, destinations) {
   const keys = String(env.WRITE_KEYS ?? "")
     .split(",")
     .map((k) => k.trim())
@@ -56,7 +56,6 @@ export async function ingest(request, env, call, sanitizer) {
     return { response: fail(401, "invalid_write_key", "unknown write key") };
   }
 
-  const destinations = sanitizer.destinations();
   const outgoing = new Map(destinations.map((d) => [d, []]));
   const rejected = [];
   let accepted = 0;

@@ -52,7 +52,7 @@ export function createWorker(policy) {
       try {
         const sanitizer = new Sanitizer(policy, key ?? null);
         const destinations = sanitizer.destinations();
-        compiled = { key, sanitizer, secrets: credentialSecrets(destinations) };
+        compiled = { key, sanitizer, destinations, secrets: credentialSecrets(destinations) };
         console.log(JSON.stringify({ phimask: "policy compiled", environment: policy.environment, destinations }));
       } catch (e) {
         // Typically no PHI_MASKING_KEY: accept nothing, forward nothing.
@@ -74,9 +74,9 @@ export function createWorker(policy) {
         return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use POST" }, { Allow: "POST, OPTIONS" });
       }
 
-      const { sanitizer, secrets, error } = sanitizerFor(env);
+      const { sanitizer, destinations, secrets, error } = sanitizerFor(env);
       if (error) return reply(503, { success: false, code: error.code, error: error.message });
-      const result = await ingest(request, env, call, sanitizer);
+      const result = await ingest(request, env, call, sanitizer, destinations);
       if (result.response) return result.response;
 
       for (const [destination, events] of result.outgoing) {
