@@ -1,8 +1,8 @@
-//! Compiles allowlists into tries, once per sanitizer, so the per-event
-//! walk only looks up keys.
+//! Compiles allowlists into tries and `events` maps into sorted tables,
+//! once per sanitizer, so the per-event walk only looks up keys.
 
 use crate::path::Step;
-use crate::policy::{Action, Allowlists, List, Rule};
+use crate::policy::{Action, Allowlists, List, NameRule, Names, Rule, ANY_NAME};
 
 /// A trie node: the rule at this path (if any), the keys below it, and the
 /// `[]` step below it.
@@ -73,6 +73,8 @@ pub struct Tries {
     pub group: Node,
     /// The context list, with `traits` governed by the user list.
     pub context: Node,
+    /// Object members of `integrations`.
+    pub integrations: Node,
 }
 
 impl Tries {
@@ -87,6 +89,41 @@ impl Tries {
             user,
             group: trie(lists.list(List::GroupProperties)),
             context,
+            integrations: trie(lists.list(List::Integrations)),
+        }
+    }
+}
+
+/// An `events` map compiled: names sorted for binary search, and the rule
+/// for names not listed (`*`, or else allow).
+#[derive(Debug, Clone)]
+pub struct NameTable {
+    listed: Vec<(Box<[u8]>, NameRule)>,
+    other: NameRule,
+}
+
+impl NameTable {
+    pub fn new(names: &Names) -> Self {
+        let mut listed: Vec<(Box<[u8]>, NameRule)> = names
+            .0
+            .iter()
+            .filter(|(n, _)| n != ANY_NAME)
+            .map(|(n, r)| (n.as_bytes().into(), r.clone()))
+            .collect();
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        let other = names
+            .0
+            .iter()
+            .find(|(n, _)| n == ANY_NAME)
+            .map_or(NameRule::Allow, |(_, r)| r.clone());
+        NameTable { listed, other }
+    }
+
+    /// The rule for a name.
+    pub fn rule(&self, name: &[u8]) -> &NameRule {
+        match self.listed.binary_search_by(|(n, _)| n.as_ref().cmp(name)) {
+            Ok(i) => &self.listed[i].1,
+            Err(_) => &self.other,
         }
     }
 }

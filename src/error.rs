@@ -1,9 +1,9 @@
 //! The one error type of the engine. Messages say what was wrong and never
 //! contain event values or the masking key.
 
+use crate::event::{CallType, Required, MAX_DEPTH, MAX_EVENT_BYTES};
 use crate::json::SyntaxReason;
 use crate::policy::Problem;
-use crate::sanitize::{MAX_DEPTH, MAX_EVENT_BYTES};
 
 /// Why an event was refused. Nothing of a refused event is sent anywhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,11 @@ pub enum EventError {
     UnknownType,
     /// A known top-level key written twice (readers disagree on which wins).
     DuplicateKey(&'static str),
+    /// `integrations` that is neither an object nor null: its routing
+    /// cannot be known.
+    IntegrationsNotObject,
+    /// A field Segment's spec requires of the call is missing.
+    Incomplete(Required),
 }
 
 /// Everything that can go wrong in phimask.
@@ -57,12 +62,12 @@ impl Error {
                 EventError::MissingType => "missing_type",
                 EventError::TypeNotString | EventError::UnknownType => "unknown_type",
                 EventError::DuplicateKey(_) => "duplicate_key",
+                EventError::IntegrationsNotObject => "invalid_integrations",
+                EventError::Incomplete(_) => "incomplete_event",
             },
         }
     }
 }
-
-const TYPES: &str = "track, identify, group, page, screen, alias";
 
 impl std::fmt::Display for EventError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,12 +78,22 @@ impl std::fmt::Display for EventError {
                 write!(f, "event is not valid JSON: {reason} at byte {offset}")
             }
             EventError::NotObject => f.write_str("event must be a JSON object"),
-            EventError::MissingType => write!(f, "event has no \"type\"; expected one of {TYPES}"),
+            EventError::MissingType => write!(
+                f,
+                "event has no \"type\"; expected one of {}",
+                CallType::list()
+            ),
             EventError::TypeNotString => f.write_str("event \"type\" must be a string"),
-            EventError::UnknownType => write!(f, "event \"type\" must be one of {TYPES}"),
+            EventError::UnknownType => {
+                write!(f, "event \"type\" must be one of {}", CallType::list())
+            }
             EventError::DuplicateKey(key) => {
                 write!(f, "event has the key \"{key}\" more than once")
             }
+            EventError::IntegrationsNotObject => f.write_str(
+                "event \"integrations\" must be an object (or null): its routing cannot be known",
+            ),
+            EventError::Incomplete(what) => what.fmt(f),
         }
     }
 }

@@ -446,9 +446,43 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Appends `s` as a JSON string (quotes, backslashes and control
+/// characters escaped).
+pub fn write_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0x0f)]);
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_strings_that_read_back() {
+        let s = "a\"b\\c\n\u{1}é😀";
+        let mut out = Vec::new();
+        write_string(&mut out, s);
+        let mut r = Reader::new(&out, 1);
+        let span = r.string().unwrap();
+        assert_eq!(r.decode(span).unwrap().as_ref(), s.as_bytes());
+        r.finish().unwrap();
+    }
 
     fn validate(s: &str) -> Result<()> {
         let mut r = Reader::new(s.as_bytes(), 64);

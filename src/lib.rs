@@ -11,13 +11,16 @@
 #![deny(unsafe_code)]
 
 mod compile;
+pub mod detect;
 pub mod error;
+pub mod event;
 mod json;
 pub mod mask;
 pub mod path;
 pub mod policy;
 pub mod request;
 pub mod sanitize;
+pub mod structural;
 mod tree;
 pub mod validate;
 

@@ -1,6 +1,7 @@
 //! The policy model (version 1): what the validator produces and the
 //! compiler consumes. See `validate` for how a file becomes a [`Policy`].
 
+use crate::event::Calls;
 use crate::path::Step;
 
 /// What an allowlist rule does with the value at its path.
@@ -10,6 +11,9 @@ pub enum Action {
     Allow,
     /// Send the value ID-masked (HMAC-SHA256 hex of every scalar leaf).
     Mask,
+    /// Send a string, number, boolean or null unchanged; drop objects and
+    /// arrays. Not written in policies: the default `context` rules.
+    AllowScalar,
 }
 
 /// What happens to an identity field (`userId`, …) for restricted
@@ -34,21 +38,24 @@ impl Default for Identifiers {
     }
 }
 
-/// The four allowlists, by the part of the event they govern.
+/// The allowlists, by the part of the event they govern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum List {
     EventProperties,
     UserProperties,
     GroupProperties,
     Context,
+    /// Object members of `integrations` (its boolean members always pass).
+    Integrations,
 }
 
 impl List {
-    pub const ALL: [List; 4] = [
+    pub const ALL: [List; 5] = [
         List::EventProperties,
         List::UserProperties,
         List::GroupProperties,
         List::Context,
+        List::Integrations,
     ];
 
     /// The list's key in the policy file.
@@ -58,6 +65,7 @@ impl List {
             List::UserProperties => "user_properties",
             List::GroupProperties => "group_properties",
             List::Context => "context",
+            List::Integrations => "integrations",
         }
     }
 
@@ -77,7 +85,7 @@ pub struct Rule {
 
 /// Rules for each [`List`], indexed by [`List::index`], in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Allowlists(pub [Vec<Rule>; 4]);
+pub struct Allowlists(pub [Vec<Rule>; 5]);
 
 impl Allowlists {
     pub fn list(&self, list: List) -> &[Rule] {
@@ -98,15 +106,51 @@ impl Allowlists {
         }
         merged
     }
-
-    /// Whether any rule masks.
-    pub fn masks(&self) -> bool {
-        self.0.iter().flatten().any(|r| r.action == Action::Mask)
-    }
 }
 
-/// The context entries a policy gets when it names no `context` list.
-pub const DEFAULT_CONTEXT: [&str; 3] = ["library", "locale", "timezone"];
+/// The context entries a policy gets when it names no `context` list:
+/// leaves only ([`Action::AllowScalar`]), so an object hidden under one of
+/// them is not sent.
+pub const DEFAULT_CONTEXT: [&str; 4] = ["library.name", "library.version", "locale", "timezone"];
+
+/// What the `events` map does with an event, page or screen name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameRule {
+    /// The name is sent as it is.
+    Allow,
+    /// The event is not sent to the destination at all.
+    Drop,
+    /// The name is replaced by this one.
+    Rename(String),
+}
+
+/// An `events` map: names (and `*`, the rule for names not listed) to
+/// rules, in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names(pub Vec<(String, NameRule)>);
+
+/// The key of the rule for names an `events` map does not list.
+pub const ANY_NAME: &str = "*";
+
+impl Names {
+    /// These rules with `overrides` added; for the same name the override
+    /// wins.
+    pub fn merged_with(&self, overrides: &Names) -> Names {
+        let mut merged = self.clone();
+        for (name, rule) in &overrides.0 {
+            match merged.0.iter_mut().find(|(n, _)| n == name) {
+                Some(existing) => existing.1 = rule.clone(),
+                None => merged.0.push((name.clone(), rule.clone())),
+            }
+        }
+        merged
+    }
+
+    /// Whether a `*` rule decides names not listed.
+    pub fn has_default(&self) -> bool {
+        self.0.iter().any(|(n, _)| n == ANY_NAME)
+    }
+}
 
 /// How the destination is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +173,13 @@ pub struct Destination {
     pub baa: bool,
     /// The destination's own entries (they add to the environment's).
     pub allowlists: Allowlists,
+    /// Its own `events` entries (they add to the environment's).
+    pub events: Names,
+    /// The call types it receives.
+    pub calls: Calls,
+    /// The name `integrations` routing knows it by (`"Google Analytics
+    /// 4"`): its `integration` option, or else its own name.
+    pub integration: String,
 }
 
 /// A validated policy.
@@ -138,6 +189,7 @@ pub struct Policy {
     pub hipaa: bool,
     pub identifiers: Identifiers,
     pub allowlists: Allowlists,
+    pub events: Names,
     pub destinations: Vec<Destination>,
 }
 
@@ -148,14 +200,18 @@ impl Policy {
         self.allowlists.merged_with(&destination.allowlists)
     }
 
-    /// Whether some destination the edge forwards to needs the masking key.
+    /// The `events` map that governs `destination`.
+    pub fn names_for(&self, destination: &Destination) -> Names {
+        self.events.merged_with(&destination.events)
+    }
+
+    /// Whether some destination the edge forwards to needs the masking key:
+    /// every restricted one may mask (a `messageId` that is not plain is
+    /// masked, whatever the lists say).
     pub fn needs_key(&self) -> bool {
-        let ids_mask = self.identifiers.0.contains(&IdAction::Mask);
-        self.destinations.iter().any(|d| {
-            d.connection == Connection::ServerSide
-                && d.restricted
-                && (ids_mask || self.lists_for(d).masks())
-        })
+        self.destinations
+            .iter()
+            .any(|d| d.connection == Connection::ServerSide && d.restricted)
     }
 }
 

@@ -8,8 +8,11 @@
 //! the write key (removed), and a batch's shared `context`/`integrations`.
 
 use crate::error::EventError;
+use crate::event::{CallType, MAX_DEPTH};
 use crate::json::{Kind, Reader, SyntaxError, SyntaxReason};
-use crate::sanitize::{CallType, MAX_DEPTH};
+
+/// Largest batch request accepted, in bytes of JSON (Segment's limit).
+pub const MAX_BATCH_BYTES: usize = 500 * 1024;
 
 /// How deep a request may nest. Deeper than an event may (the engine then
 /// refuses that event alone) but bounded, so reading stays shallow.

@@ -1,141 +1,31 @@
-//! Sanitizes Segment-spec events for one destination.
+//! Sanitizes Segment-spec events for each destination.
 //!
-//! Two passes over the event text, no tree: the first validates the whole
-//! event (syntax, depth, type) and notes where each top-level member is;
-//! the second writes the output directly, walking only the members the
-//! destination may receive, guided by the compiled tries.
+//! An event is read and validated once ([`Event::read`]); then, for each
+//! destination, the writer walks only the members it may receive, guided
+//! by the compiled tries, and writes the output directly: dropped subtrees
+//! are skipped without allocating, allowed ones copied as they stand.
 
 use std::borrow::Cow;
 
-use crate::compile::{Node, Tries};
+use crate::compile::{NameTable, Node, Tries};
 use crate::error::{Error, EventError};
-use crate::json::{Kind, Reader, StrSpan, SyntaxError, SyntaxReason};
+use crate::event::{Calls, Event, Field, Member, NameField};
+use crate::json::{self, Kind, Reader, StrSpan, SyntaxError, SyntaxReason};
 use crate::mask::{KeyError, Masker};
-use crate::policy::{Action, Connection, IdAction, Identifiers, Policy, IDENTIFIER_KEYS};
+use crate::policy::{Action, Connection, IdAction, Identifiers, NameRule, Policy};
+use crate::structural;
 use crate::validate::validate_policy;
 
-/// Largest event accepted, in bytes of JSON text.
-pub const MAX_EVENT_BYTES: usize = 32 * 1024;
-/// Deepest nesting accepted in an event (the event object is level 1).
-pub const MAX_DEPTH: usize = 64;
+pub use crate::event::{CallType, MAX_DEPTH, MAX_EVENT_BYTES};
 
-/// The six Segment call types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallType {
-    Track,
-    Identify,
-    Group,
-    Page,
-    Screen,
-    Alias,
-}
-
-impl CallType {
-    /// The name of the call, as `type` holds it.
-    pub fn name(self) -> &'static str {
-        match self {
-            CallType::Track => "track",
-            CallType::Identify => "identify",
-            CallType::Group => "group",
-            CallType::Page => "page",
-            CallType::Screen => "screen",
-            CallType::Alias => "alias",
-        }
-    }
-
-    const ALL: [CallType; 6] = [
-        CallType::Track,
-        CallType::Identify,
-        CallType::Group,
-        CallType::Page,
-        CallType::Screen,
-        CallType::Alias,
-    ];
-
-    pub(crate) fn parse(name: &[u8]) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.name().as_bytes() == name)
-    }
-}
-
-/// What a structural field may hold; anything else is not sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    /// A string (or null): `event`, `messageId`, timestamps, …
-    Text,
-    /// A string or a number: `version`.
-    TextOrNumber,
-    /// An object (or null): `integrations`.
-    Object,
-}
-
-/// What a top-level key of an event is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Type,
-    Structural(Shape),
-    Identifier(usize),
-    Properties,
-    Traits,
-    Context,
-    Other,
-}
-
-const STRUCTURAL: [(&str, Shape); 11] = [
-    ("event", Shape::Text),
-    ("name", Shape::Text),
-    ("category", Shape::Text),
-    ("messageId", Shape::Text),
-    ("timestamp", Shape::Text),
-    ("originalTimestamp", Shape::Text),
-    ("sentAt", Shape::Text),
-    ("receivedAt", Shape::Text),
-    ("channel", Shape::Text),
-    ("version", Shape::TextOrNumber),
-    ("integrations", Shape::Object),
-];
-
-impl Field {
-    /// What `key` is, and for known keys their name and a bit of their own
-    /// (to find keys written twice).
-    fn of(key: &[u8]) -> (Field, Option<(&'static str, u32)>) {
-        let (field, name, index) = match key {
-            b"type" => (Field::Type, "type", 0),
-            b"properties" => (Field::Properties, "properties", 1),
-            b"traits" => (Field::Traits, "traits", 2),
-            b"context" => (Field::Context, "context", 3),
-            _ => {
-                if let Some(i) = IDENTIFIER_KEYS.iter().position(|k| k.as_bytes() == key) {
-                    (Field::Identifier(i), IDENTIFIER_KEYS[i], 4 + i)
-                } else if let Some(i) = STRUCTURAL.iter().position(|(k, _)| k.as_bytes() == key) {
-                    (Field::Structural(STRUCTURAL[i].1), STRUCTURAL[i].0, 8 + i)
-                } else {
-                    return (Field::Other, None);
-                }
-            }
-        };
-        (field, Some((name, 1 << index)))
-    }
-}
-
-/// A `properties` or `traits` member met before `type` (its list depends
-/// on the call type): validated, then written once the type is known, at
-/// the place it had.
-struct Deferred {
-    field: Field,
-    key: StrSpan,
-    value: usize,
-    /// Where in the output it belongs.
-    at: usize,
-}
-
-fn syntax(e: SyntaxError) -> EventError {
-    match e.reason {
+fn syntax(e: SyntaxError) -> Error {
+    Error::Event(match e.reason {
         SyntaxReason::TooDeep(_) => EventError::TooDeep,
         reason => EventError::InvalidJson {
             offset: e.offset,
             reason,
         },
-    }
+    })
 }
 
 /// How a destination is served.
@@ -145,14 +35,22 @@ enum Route {
     ClientSide,
     /// Under a BAA with PHI restriction off: the event unchanged.
     Unrestricted,
-    /// ID masking and enforced allowlists.
-    Restricted(Box<Tries>),
+    /// ID masking, enforced allowlists and the `events` map.
+    Restricted(Box<Restricted>),
+}
+
+#[derive(Debug, Clone)]
+struct Restricted {
+    tries: Tries,
+    names: NameTable,
 }
 
 #[derive(Debug, Clone)]
 struct Compiled {
     name: String,
     endpoint: Option<String>,
+    integration: String,
+    calls: Calls,
     route: Route,
 }
 
@@ -163,6 +61,7 @@ struct Compiled {
 /// let policy = r#"{
 ///   "version": 1, "environment": "production", "hipaa": true,
 ///   "allowlists": { "event_properties": { "plan": "allow", "email": "mask" } },
+///   "events": { "Signed Up": "allow", "*": "drop" },
 ///   "destinations": { "amplitude": { "connection": "server-side",
 ///                                    "endpoint": "https://api2.amplitude.example/batch" } }
 /// }"#;
@@ -170,12 +69,12 @@ struct Compiled {
 /// let s = phimask::Sanitizer::new(policy, Some(key)).unwrap();
 /// let out = s
 ///     .sanitize_json(
-///         r#"{"type":"track","event":"Signed Up","properties":{"plan":"pro","email":"jane@x.com","diagnosis":"flu"}}"#,
+///         r#"{"type":"track","event":"Signed Up","userId":"u1","properties":{"plan":"pro","email":"jane@x.com","diagnosis":"flu"}}"#,
 ///         "amplitude",
 ///     )
 ///     .unwrap()
 ///     .unwrap();
-/// assert!(out.starts_with(r#"{"type":"track","event":"Signed Up","properties":{"plan":"pro","email":""#));
+/// assert!(out.starts_with(r#"{"type":"track","event":"Signed Up","userId":""#));
 /// assert!(!out.contains("jane") && !out.contains("diagnosis"));
 /// ```
 #[derive(Debug, Clone)]
@@ -191,7 +90,7 @@ impl Sanitizer {
     /// # Errors
     /// [`Error::InvalidPolicy`] listing every problem; [`Error::KeyTooShort`]
     /// for a key under 32 bytes; [`Error::MissingKey`] when no key is given
-    /// but some server-side destination needs masking.
+    /// but some server-side destination restricts PHI (and so may mask).
     pub fn new(policy: &str, key: Option<&[u8]>) -> Result<Self, Error> {
         match validate_policy(policy) {
             (Some(policy), _) => Self::from_policy(&policy, key),
@@ -215,12 +114,15 @@ impl Sanitizer {
             .map(|d| Compiled {
                 name: d.name.clone(),
                 endpoint: d.endpoint.clone(),
+                integration: d.integration.clone(),
+                calls: d.calls,
                 route: match (d.connection, d.restricted) {
                     (Connection::ClientSide, _) => Route::ClientSide,
                     (Connection::ServerSide, false) => Route::Unrestricted,
-                    (Connection::ServerSide, true) => {
-                        Route::Restricted(Box::new(Tries::new(&policy.lists_for(d))))
-                    }
+                    (Connection::ServerSide, true) => Route::Restricted(Box::new(Restricted {
+                        tries: Tries::new(&policy.lists_for(d)),
+                        names: NameTable::new(&policy.names_for(d)),
+                    })),
                 },
             })
             .collect();
@@ -253,39 +155,61 @@ impl Sanitizer {
     }
 
     /// Sanitizes one event (JSON text) for `destination`: the JSON text to
-    /// send, or `None` when nothing may be sent (client-side destinations).
+    /// send, or `None` when nothing may be sent (a client-side destination,
+    /// a call type it does not take, an event `integrations` does not
+    /// route to it or its `events` map drops).
     ///
     /// # Errors
     /// [`Error::UnknownDestination`], or [`Error::Event`] saying why the
     /// event was refused; a refused event is sent to no destination.
     pub fn sanitize_json(&self, event: &str, destination: &str) -> Result<Option<String>, Error> {
         let dest = self.find(destination)?;
-        let tries = match &dest.route {
-            Route::Restricted(tries) => Some(tries.as_ref()),
-            Route::ClientSide | Route::Unrestricted => None,
+        let event = Event::read(event.as_bytes())?;
+        self.write(&event, dest)
+    }
+
+    /// Writes an event read by [`Event::read`] for one destination.
+    fn write(&self, event: &Event<'_>, dest: &Compiled) -> Result<Option<String>, Error> {
+        if !dest.calls.has(event.call) || !event.routed_to(&dest.integration) {
+            return Ok(None);
+        }
+        let restricted = match &dest.route {
+            Route::ClientSide => return Ok(None),
+            Route::Unrestricted => {
+                // Read from a &str, so UTF-8; the check keeps this panic-free.
+                let text = std::str::from_utf8(event.src).map_err(|_| EventError::NotObject)?;
+                return Ok(Some(text.trim().to_owned()));
+            }
+            Route::Restricted(r) => r,
         };
+        if dropped_by_name(event, &restricted.names) {
+            return Ok(None);
+        }
         let mut w = Writer {
-            src: event.as_bytes(),
-            out: Vec::with_capacity(if tries.is_some() { event.len() } else { 0 }),
+            src: event.src,
+            out: Vec::with_capacity(event.src.len()),
             masker: self.masker.as_ref(),
         };
-        // Every event is read whole and validated, whatever the route.
-        w.event(tries, &self.identifiers)?;
-        match dest.route {
-            Route::ClientSide => Ok(None),
-            Route::Unrestricted => Ok(Some(event.trim().to_owned())),
-            // The output holds input slices cut at JSON token boundaries
-            // and ASCII, so it is UTF-8; the check only keeps this
-            // panic-free.
-            Route::Restricted(_) => String::from_utf8(w.out)
-                .map(Some)
-                .map_err(|_| Error::Event(EventError::NotObject)),
-        }
+        w.event(event, restricted, &self.identifiers)?;
+        // The output holds input slices cut at JSON token boundaries and
+        // ASCII, so it is UTF-8; the check only keeps this panic-free.
+        String::from_utf8(w.out)
+            .map(Some)
+            .map_err(|_| Error::Event(EventError::NotObject))
     }
 }
 
-/// Reads an event once, validating all of it, and writes what a
-/// destination may receive.
+/// Whether the `events` map drops the event: one of its names (those the
+/// call type has) is ruled `drop`.
+fn dropped_by_name(event: &Event<'_>, names: &NameTable) -> bool {
+    [NameField::Event, NameField::Name, NameField::Category]
+        .into_iter()
+        .filter(|which| which.belongs_to(event.call))
+        .filter_map(|which| event.name(which))
+        .any(|name| *names.rule(name) == NameRule::Drop)
+}
+
+/// Writes what a restricted destination may receive of one event.
 struct Writer<'a> {
     src: &'a [u8],
     out: Vec<u8>,
@@ -293,168 +217,213 @@ struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    fn reader(&self, at: usize) -> Reader<'a> {
-        Reader::at(self.src, at, MAX_DEPTH)
-    }
-
-    /// Reads the whole event, and with `tries` writes the sanitized event
-    /// to `out`; without, only validates it.
-    fn event(&mut self, tries: Option<&Tries>, ids: &Identifiers) -> Result<(), Error> {
-        if self.src.len() > MAX_EVENT_BYTES {
-            return Err(EventError::TooLarge.into());
-        }
-        let mut r = self.reader(0);
-        if r.peek_kind().map_err(syntax)? != Kind::Object {
-            // Read it all the same, so bad JSON is reported as such.
-            r.skip_value(1).map_err(syntax)?;
-            r.finish().map_err(syntax)?;
-            return Err(EventError::NotObject.into());
-        }
-        r.begin_object(1).map_err(syntax)?;
+    /// Writes the event, member by member, in the order of the input.
+    fn event(
+        &mut self,
+        event: &Event<'a>,
+        dest: &Restricted,
+        ids: &Identifiers,
+    ) -> Result<(), Error> {
         self.out.push(b'{');
-        let mut seen = 0u32;
-        let mut call = None;
-        let mut type_error = None;
-        let mut deferred: Vec<Deferred> = Vec::new();
-        let mut first = true;
-        while let Some(key) = r.next_key(&mut first).map_err(syntax)? {
-            let (field, known) = Field::of(&r.decode(key).map_err(syntax)?);
-            if let Some((name, bit)) = known {
-                if seen & bit != 0 {
-                    return Err(EventError::DuplicateKey(name).into());
-                }
-                seen |= bit;
-            }
-            let writing = tries.filter(|_| type_error.is_none());
-            if field == Field::Type {
-                let start = r.pos();
-                if r.peek_kind().map_err(syntax)? == Kind::String {
-                    let span = r.string().map_err(syntax)?;
-                    call = CallType::parse(&r.decode(span).map_err(syntax)?);
-                    type_error = call.is_none().then_some(EventError::UnknownType);
-                } else {
-                    r.skip_value(2).map_err(syntax)?;
-                    type_error = Some(EventError::TypeNotString);
-                }
-                if writing.is_some() {
-                    self.key(key);
-                    self.out.extend_from_slice(&self.src[start..r.pos()]);
-                }
-                continue;
-            }
-            match writing {
-                Some(_) if call.is_none() && matches!(field, Field::Properties | Field::Traits) => {
-                    let at = self.out.len();
-                    let value = r.pos();
-                    r.skip_value(2).map_err(syntax)?;
-                    deferred.push(Deferred {
-                        field,
-                        key,
-                        value,
-                        at,
-                    });
-                }
-                Some(tries) => self.member(&mut r, key, field, call, tries, ids)?,
-                None => {
-                    r.skip_value(2).map_err(syntax)?;
-                }
-            }
-        }
-        r.finish().map_err(syntax)?;
-        if let Some(e) = type_error {
-            return Err(e.into());
-        }
-        if call.is_none() {
-            return Err(EventError::MissingType.into());
-        }
-        if let Some(tries) = tries {
-            // From the last to the first, so earlier places do not move.
-            for d in deferred.iter().rev() {
-                let rest = std::mem::take(&mut self.out);
-                let mut r = self.reader(d.value);
-                let result = self.member(&mut r, d.key, d.field, call, tries, ids);
-                let member = std::mem::replace(&mut self.out, rest);
-                result?;
-                if member.is_empty() {
-                    continue;
-                }
-                // A comma before it if a member precedes, else after it if
-                // one follows.
-                let mut bytes = Vec::with_capacity(member.len() + 1);
-                if d.at > 1 {
-                    bytes.push(b',');
-                }
-                bytes.extend_from_slice(&member);
-                if d.at <= 1 && self.out.len() > d.at {
-                    bytes.push(b',');
-                }
-                self.out.splice(d.at..d.at, bytes);
+        for m in &event.members {
+            let mut r = Reader::at(self.src, m.value, MAX_DEPTH);
+            let mark = self.out.len();
+            self.key(m.key);
+            if !self.member(&mut r, m, event, dest, ids)? {
+                self.out.truncate(mark);
             }
         }
         self.out.push(b'}');
         Ok(())
     }
 
-    /// Writes `,"key":` (no comma before the first member).
+    /// Writes `,"key":` (no comma right after an opening brace).
     fn key(&mut self, key: StrSpan) {
-        if self.out.len() > 1 {
+        if self.out.last() != Some(&b'{') {
             self.out.push(b',');
         }
         self.out.extend_from_slice(&self.src[key.start..key.end]);
         self.out.push(b':');
     }
 
-    /// Writes one top-level member as the destination may receive it, or
-    /// nothing.
+    /// Writes one top-level member's value as the destination may receive
+    /// it; `false` when nothing of it may be sent.
     fn member(
         &mut self,
         r: &mut Reader<'a>,
-        key: StrSpan,
-        field: Field,
-        call: Option<CallType>,
-        tries: &Tries,
+        m: &Member,
+        event: &Event<'a>,
+        dest: &Restricted,
         ids: &Identifiers,
-    ) -> Result<(), Error> {
-        let kind = r.peek_kind().map_err(syntax)?;
-        let (node, action): (Option<&Node>, Option<Action>) = match field {
-            Field::Type | Field::Other => (None, None),
-            Field::Structural(shape) => {
-                let fits = matches!(
-                    (shape, kind),
-                    (_, Kind::Null)
-                        | (Shape::Text | Shape::TextOrNumber, Kind::String)
-                        | (Shape::TextOrNumber, Kind::Number)
-                        | (Shape::Object, Kind::Object)
-                );
-                (None, fits.then_some(Action::Allow))
-            }
+    ) -> Result<bool, Error> {
+        let tries = &dest.tries;
+        match m.field {
+            Field::Type => self.apply(r, Some(Action::Allow), 2),
+            Field::MessageId => self.message_id(r, m.kind),
+            Field::Timestamp => self.text_if(r, m.kind, structural::rfc3339),
+            Field::Channel => self.text_if(r, m.kind, structural::channel),
+            Field::Version => self.version(r, m.kind),
+            Field::Name(which) => self.name(r, m.kind, event, which, &dest.names),
+            Field::Integrations => self.integrations(r, m.kind, &tries.integrations),
             Field::Identifier(i) => {
-                let scalar = matches!(kind, Kind::String | Kind::Number | Kind::Null);
                 let action = match ids.0[i] {
                     IdAction::Mask => Some(Action::Mask),
                     IdAction::Allow => Some(Action::Allow),
                     IdAction::Drop => None,
                 };
-                (None, action.filter(|_| scalar))
+                let scalar = matches!(m.kind, Kind::String | Kind::Number | Kind::Null);
+                self.apply(r, action.filter(|_| scalar), 2)
             }
-            Field::Properties => match call {
-                Some(CallType::Track | CallType::Page | CallType::Screen) => {
-                    (Some(&tries.event), None)
+            Field::Properties => match event.call {
+                CallType::Track | CallType::Page | CallType::Screen => {
+                    self.walk(r, Some(&tries.event), None, 2)
                 }
-                _ => (None, None),
+                _ => Ok(false),
             },
-            Field::Traits => match call {
-                Some(CallType::Identify) => (Some(&tries.user), None),
-                Some(CallType::Group) => (Some(&tries.group), None),
-                _ => (None, None),
+            Field::Traits => match event.call {
+                CallType::Identify => self.walk(r, Some(&tries.user), None, 2),
+                CallType::Group => self.walk(r, Some(&tries.group), None, 2),
+                _ => Ok(false),
             },
-            Field::Context => (Some(&tries.context), None),
-        };
-        let mark = self.out.len();
-        self.key(key);
-        if !self.walk(r, node, action, 2)? {
-            self.out.truncate(mark);
+            Field::Context => self.walk(r, Some(&tries.context), None, 2),
+            Field::Other => Ok(false),
         }
+    }
+
+    /// `messageId`: as it is when plain (see [`structural::plain_message_id`]),
+    /// else masked, so destinations still deduplicate on it; not sent when
+    /// it is not a string, number or boolean.
+    fn message_id(&mut self, r: &mut Reader<'a>, kind: Kind) -> Result<bool, Error> {
+        match kind {
+            Kind::String => {
+                let span = r.string().map_err(syntax)?;
+                let clear = r.decode(span).map_err(syntax)?;
+                if structural::plain_message_id(&clear) {
+                    self.out.extend_from_slice(&self.src[span.start..span.end]);
+                } else {
+                    self.hex(&clear)?;
+                }
+                Ok(true)
+            }
+            Kind::Number | Kind::True | Kind::False => self.apply(r, Some(Action::Mask), 2),
+            _ => Ok(false),
+        }
+    }
+
+    /// A string whose decoded text passes `fits`, as written; else nothing.
+    fn text_if(
+        &mut self,
+        r: &mut Reader<'a>,
+        kind: Kind,
+        fits: fn(&[u8]) -> bool,
+    ) -> Result<bool, Error> {
+        if kind != Kind::String {
+            return Ok(false);
+        }
+        let span = r.string().map_err(syntax)?;
+        if !fits(&r.decode(span).map_err(syntax)?) {
+            return Ok(false);
+        }
+        self.out.extend_from_slice(&self.src[span.start..span.end]);
+        Ok(true)
+    }
+
+    /// `version`: a small integer only.
+    fn version(&mut self, r: &mut Reader<'a>, kind: Kind) -> Result<bool, Error> {
+        if kind != Kind::Number {
+            return Ok(false);
+        }
+        let (start, end) = r.number().map_err(syntax)?;
+        let text = &self.src[start..end];
+        let fits = structural::version(text);
+        if fits {
+            self.out.extend_from_slice(text);
+        }
+        Ok(fits)
+    }
+
+    /// `event` of a track, `name` and `category` of a page or screen, as
+    /// the `events` map says (a `drop` was handled before writing began).
+    fn name(
+        &mut self,
+        r: &mut Reader<'a>,
+        kind: Kind,
+        event: &Event<'a>,
+        which: NameField,
+        names: &NameTable,
+    ) -> Result<bool, Error> {
+        let name = event.name(which).filter(|_| which.belongs_to(event.call));
+        let (Some(name), Kind::String) = (name, kind) else {
+            return Ok(false);
+        };
+        match names.rule(name) {
+            NameRule::Allow => self.apply(r, Some(Action::Allow), 2),
+            NameRule::Rename(to) => {
+                json::write_string(&mut self.out, to);
+                Ok(true)
+            }
+            NameRule::Drop => Ok(false),
+        }
+    }
+
+    /// `integrations`: boolean members whose key looks like an integration
+    /// name, and object members only as the `integrations` list names them.
+    fn integrations(&mut self, r: &mut Reader<'a>, kind: Kind, node: &Node) -> Result<bool, Error> {
+        if kind != Kind::Object {
+            return Ok(false);
+        }
+        self.object(r, 2, |w, r, name| match r.peek_kind().map_err(syntax)? {
+            Kind::True | Kind::False if structural::integration_name(name) => {
+                w.apply(r, Some(Action::Allow), 3)
+            }
+            _ => w.walk(r, node.child(name), None, 3),
+        })?;
+        Ok(true)
+    }
+
+    /// Writes the object at `r`, each member through `each` (which writes
+    /// its value and says whether it did; members it refuses are left out).
+    fn object(
+        &mut self,
+        r: &mut Reader<'a>,
+        depth: usize,
+        mut each: impl FnMut(&mut Self, &mut Reader<'a>, &[u8]) -> Result<bool, Error>,
+    ) -> Result<(), Error> {
+        r.begin_object(depth).map_err(syntax)?;
+        self.out.push(b'{');
+        let mut first = true;
+        while let Some(key) = r.next_key(&mut first).map_err(syntax)? {
+            let mark = self.out.len();
+            self.key(key);
+            let name: Cow<'a, [u8]> = r.decode(key).map_err(syntax)?;
+            if !each(self, r, &name)? {
+                self.out.truncate(mark);
+            }
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    /// Writes the array at `r`, each element through `each` (an element it
+    /// refuses becomes `null`, so the others keep their positions).
+    fn array(
+        &mut self,
+        r: &mut Reader<'a>,
+        depth: usize,
+        mut each: impl FnMut(&mut Self, &mut Reader<'a>) -> Result<bool, Error>,
+    ) -> Result<(), Error> {
+        r.begin_array(depth).map_err(syntax)?;
+        self.out.push(b'[');
+        let mut first = true;
+        while r.next_element(&mut first).map_err(syntax)? {
+            if self.out.last() != Some(&b'[') {
+                self.out.push(b',');
+            }
+            if !each(self, r)? {
+                self.out.extend_from_slice(b"null");
+            }
+        }
+        self.out.push(b']');
         Ok(())
     }
 
@@ -475,40 +444,14 @@ impl<'a> Writer<'a> {
         };
         match r.peek_kind().map_err(syntax)? {
             Kind::Object if node.has_keys() => {
-                r.begin_object(depth).map_err(syntax)?;
-                self.out.push(b'{');
-                let mut first_in = true;
-                let mut first_out = true;
-                while let Some(key) = r.next_key(&mut first_in).map_err(syntax)? {
-                    let mark = self.out.len();
-                    if !first_out {
-                        self.out.push(b',');
-                    }
-                    self.out.extend_from_slice(&self.src[key.start..key.end]);
-                    self.out.push(b':');
-                    let name: Cow<'_, [u8]> = r.decode(key).map_err(syntax)?;
-                    if self.walk(r, node.child(&name), action, depth + 1)? {
-                        first_out = false;
-                    } else {
-                        self.out.truncate(mark);
-                    }
-                }
-                self.out.push(b'}');
+                self.object(r, depth, |w, r, name| {
+                    w.walk(r, node.child(name), action, depth + 1)
+                })?;
                 Ok(true)
             }
             Kind::Array if node.elements.is_some() => {
-                r.begin_array(depth).map_err(syntax)?;
-                self.out.push(b'[');
-                let mut first = true;
-                while r.next_element(&mut first).map_err(syntax)? {
-                    if self.out.last() != Some(&b'[') {
-                        self.out.push(b',');
-                    }
-                    if !self.walk(r, node.elements.as_deref(), action, depth + 1)? {
-                        self.out.extend_from_slice(b"null");
-                    }
-                }
-                self.out.push(b']');
+                let elements = node.elements.as_deref();
+                self.array(r, depth, |w, r| w.walk(r, elements, action, depth + 1))?;
                 Ok(true)
             }
             // The shape does not fit the deeper rules: the nearest rule
@@ -524,81 +467,66 @@ impl<'a> Writer<'a> {
         action: Option<Action>,
         depth: usize,
     ) -> Result<bool, Error> {
-        match action {
-            None => {
-                r.skip_value(depth).map_err(syntax)?;
-                Ok(false)
-            }
-            Some(Action::Allow) => {
-                let (start, end) = r.skip_value(depth).map_err(syntax)?;
-                self.out.extend_from_slice(&self.src[start..end]);
-                Ok(true)
+        let copy = match action {
+            None => false,
+            Some(Action::Allow) => true,
+            Some(Action::AllowScalar) => {
+                !matches!(r.peek_kind().map_err(syntax)?, Kind::Object | Kind::Array)
             }
             Some(Action::Mask) => {
-                let masker = self.masker.ok_or(Error::MissingKey)?;
-                self.mask(r, masker, depth)?;
-                Ok(true)
+                self.mask(r, depth)?;
+                return Ok(true);
             }
+        };
+        let (start, end) = r.skip_value(depth).map_err(syntax)?;
+        if copy {
+            self.out.extend_from_slice(&self.src[start..end]);
         }
+        Ok(copy)
     }
 
     /// Writes the value with every scalar leaf masked and its shape kept.
-    fn mask(&mut self, r: &mut Reader<'a>, masker: &Masker, depth: usize) -> Result<(), Error> {
+    fn mask(&mut self, r: &mut Reader<'a>, depth: usize) -> Result<(), Error> {
         match r.peek_kind().map_err(syntax)? {
-            Kind::Object => {
-                r.begin_object(depth).map_err(syntax)?;
-                self.out.push(b'{');
-                let mut first = true;
-                while let Some(key) = r.next_key(&mut first).map_err(syntax)? {
-                    if self.out.last() != Some(&b'{') {
-                        self.out.push(b',');
-                    }
-                    self.out.extend_from_slice(&self.src[key.start..key.end]);
-                    self.out.push(b':');
-                    self.mask(r, masker, depth + 1)?;
-                }
-                self.out.push(b'}');
-            }
-            Kind::Array => {
-                r.begin_array(depth).map_err(syntax)?;
-                self.out.push(b'[');
-                let mut first = true;
-                while r.next_element(&mut first).map_err(syntax)? {
-                    if self.out.last() != Some(&b'[') {
-                        self.out.push(b',');
-                    }
-                    self.mask(r, masker, depth + 1)?;
-                }
-                self.out.push(b']');
-            }
+            Kind::Object => self.object(r, depth, |w, r, _| {
+                w.mask(r, depth + 1)?;
+                Ok(true)
+            }),
+            Kind::Array => self.array(r, depth, |w, r| {
+                w.mask(r, depth + 1)?;
+                Ok(true)
+            }),
             Kind::String => {
                 let span = r.string().map_err(syntax)?;
-                let clear = r.decode(span).map_err(syntax)?;
-                self.hex(masker, &clear);
+                self.hex(&r.decode(span).map_err(syntax)?)
             }
             Kind::Number => {
                 let (start, end) = r.number().map_err(syntax)?;
-                self.hex(masker, &self.src[start..end]);
+                let src = self.src;
+                self.hex(&src[start..end])
             }
             Kind::True => {
                 r.literal(b"true").map_err(syntax)?;
-                self.hex(masker, b"true");
+                self.hex(b"true")
             }
             Kind::False => {
                 r.literal(b"false").map_err(syntax)?;
-                self.hex(masker, b"false");
+                self.hex(b"false")
             }
             Kind::Null => {
                 r.literal(b"null").map_err(syntax)?;
                 self.out.extend_from_slice(b"null");
+                Ok(())
             }
         }
-        Ok(())
     }
 
-    fn hex(&mut self, masker: &Masker, clear: &[u8]) {
+    /// Writes the masked form of `clear` as a JSON string.
+    fn hex(&mut self, clear: &[u8]) -> Result<(), Error> {
+        let masker = self.masker.ok_or(Error::MissingKey)?;
         self.out.push(b'"');
         masker.write_hex(clear, &mut self.out);
         self.out.push(b'"');
+        Ok(())
     }
 }

@@ -23,9 +23,19 @@ export interface Allowlists {
   user_properties?: Allowlist;
   /** `traits` of group calls. */
   group_properties?: Allowlist;
-  /** `context.*` (never `traits`). Defaults to library, locale, timezone. */
+  /** `context.*` (never `traits`). Defaults to the leaves library.name,
+   * library.version, locale, timezone. */
   context?: Allowlist;
+  /** Object members of `integrations` (`"Amplitude.session_id"`); its
+   * boolean members always pass. */
+  integrations?: Allowlist;
 }
+/** What an `events` map does with an event, page or screen name. */
+export type NameRule = "allow" | "drop" | { rename: string };
+/** Event (track), page and screen names to rules; `"*"` for the rest. */
+export type EventsMap = Record<string, NameRule>;
+/** A Segment call type. */
+export type CallType = "track" | "identify" | "group" | "page" | "screen" | "alias";
 export interface Destination {
   connection: "server-side" | "client-side";
   /** https URL the edge POSTs `{"batch": [...]}` to (server-side). */
@@ -36,6 +46,12 @@ export interface Destination {
   baa?: boolean;
   /** Entries added to the environment's lists (same path: these win). */
   allowlists?: Allowlists;
+  /** Entries added to the top-level `events` map (same name: these win). */
+  events?: EventsMap;
+  /** The call types it receives (default: all). */
+  calls?: CallType[];
+  /** Its name for `integrations` routing (default: the destination's name). */
+  integration?: string;
 }
 /** A phimask policy, version 1. */
 export interface Policy {
@@ -49,6 +65,8 @@ export interface Policy {
     previousId?: IdentifierAction;
   };
   allowlists?: Allowlists;
+  /** Names of track events and of pages and screens, for restricted destinations. */
+  events?: EventsMap;
   destinations: Record<string, Destination>;
 }
 /** One problem of a policy, at its JSON path. */
@@ -60,14 +78,24 @@ export interface ValidationResult {
 }
 /** A Segment-spec event. */
 export interface SegmentEvent {
-  type: "track" | "identify" | "group" | "page" | "screen" | "alias";
+  type: CallType;
   [key: string]: unknown;
 }
 /** `code` of the Errors phimask throws. */
 export type ErrorCode =
   | "invalid_policy" | "missing_key" | "key_too_short" | "invalid_key" | "unknown_destination"
   | "event_too_large" | "event_too_deep" | "invalid_json" | "event_not_object"
-  | "missing_type" | "unknown_type" | "duplicate_key" | "invalid_body";
+  | "missing_type" | "unknown_type" | "duplicate_key" | "invalid_integrations"
+  | "incomplete_event" | "invalid_body";
+/** The engine's limits, for callers that read requests themselves. */
+export interface Limits {
+  /** Largest event, in bytes of JSON. */
+  maxEventBytes: number;
+  /** Largest batch request, in bytes of JSON. */
+  maxBatchBytes: number;
+  /** Deepest nesting of an event. */
+  maxDepth: number;
+}
 /** A tracking request read by `readRequest`: its write key, and each
  * event's JSON text, or why that event alone was refused. */
 export interface TrackingRequest {
@@ -147,6 +175,31 @@ pub fn validate_policy(
     out
 }
 
+/// The engine's limits: the one source for callers that check sizes
+/// before handing a request over (the edge Worker).
+#[wasm_bindgen(unchecked_return_type = "Limits")]
+pub fn limits() -> JsValue {
+    let out: JsValue = Object::new().into();
+    let number = |n: usize| JsValue::from_f64(n as f64);
+    set(&out, "maxEventBytes", &number(crate::MAX_EVENT_BYTES));
+    set(
+        &out,
+        "maxBatchBytes",
+        &number(crate::request::MAX_BATCH_BYTES),
+    );
+    set(&out, "maxDepth", &number(crate::MAX_DEPTH));
+    out
+}
+
+/// The six call types, in Segment's order.
+#[wasm_bindgen(js_name = callTypes, unchecked_return_type = "CallType[]")]
+pub fn call_types() -> Vec<String> {
+    crate::event::CallType::ALL
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect()
+}
+
 /// Reads the body of a tracking request (the edge Worker's): `call` is
 /// `track` … `alias` (the path's type) or `batch`. Events keep their text
 /// as written. Throws (`invalid_json`, `invalid_body`, `event_too_deep`)
@@ -156,7 +209,10 @@ pub fn read_request(body: &str, call: &str) -> Result<JsValue, JsValue> {
     let call = crate::Call::parse(call).ok_or_else(|| {
         plain_error(
             "unknown_type",
-            "call must be one of track, identify, group, page, screen, alias, batch",
+            &format!(
+                "call must be one of {}, batch",
+                crate::event::CallType::list()
+            ),
         )
     })?;
     let request =

@@ -18,9 +18,9 @@ fn sanitizer() -> Sanitizer {
 }
 
 fn event_of_size(size: usize) -> String {
-    let base = r#"{"type":"track","event":"E","properties":{"plan":""}}"#;
+    let base = r#"{"type":"track","event":"E","userId":"u","properties":{"plan":""}}"#;
     let pad = "x".repeat(size - base.len());
-    format!(r#"{{"type":"track","event":"E","properties":{{"plan":"{pad}"}}}}"#)
+    format!(r#"{{"type":"track","event":"E","userId":"u","properties":{{"plan":"{pad}"}}}}"#)
 }
 
 #[test]
@@ -44,7 +44,7 @@ fn depth_limit_is_64() {
     // The event object is level 1, "nested" level 2, so 62 more arrays fit.
     let nest = |n: usize| {
         format!(
-            r#"{{"type":"track","event":"E","properties":{{"nested":{}1{}}}}}"#,
+            r#"{{"type":"track","event":"E","userId":"u","properties":{{"nested":{}1{}}}}}"#,
             "[".repeat(n),
             "]".repeat(n)
         )
@@ -76,7 +76,7 @@ fn keys() {
     // The key shows up in no Debug output either.
     let s = sanitizer();
     assert!(!format!("{s:?}").contains("rust-api-test-key"));
-    // Nothing to mask: no key needed.
+    // No restricted destination, so nothing to mask: no key needed.
     let unrestricted = POLICY.replace(
         r#""amplitude": { "connection": "server-side", "endpoint": "https://api2.amplitude.example/batch" },"#,
         "",
@@ -96,11 +96,10 @@ fn destinations_and_endpoints() {
         Some("https://api2.amplitude.example/batch")
     );
     assert_eq!(s.endpoint("ga4"), None);
-    assert_eq!(s.sanitize_json(r#"{"type":"track"}"#, "ga4").unwrap(), None);
+    let event = r#"{"type":"track","event":"E","userId":"u"}"#;
+    assert_eq!(s.sanitize_json(event, "ga4").unwrap(), None);
     assert_eq!(
-        s.sanitize_json(r#"{"type":"track"}"#, "nope")
-            .unwrap_err()
-            .code(),
+        s.sanitize_json(event, "nope").unwrap_err().code(),
         "unknown_destination"
     );
 }
@@ -116,6 +115,11 @@ fn errors_echo_nothing_of_the_event() {
         format!(r#"["{secret}"]"#),
         format!(r#"{{"type":"track","{secret}":1,"type":"page"}}"#),
         format!(r#"{{"type":"track","x":"{secret}\q"}}"#),
+        format!(r#"{{"type":"track","event":"E","anonymousId":null,"x":"{secret}"}}"#),
+        format!(r#"{{"type":"track","userId":"{secret}"}}"#),
+        format!(r#"{{"type":"group","userId":"{secret}"}}"#),
+        format!(r#"{{"type":"alias","userId":"{secret}"}}"#),
+        format!(r#"{{"type":"track","event":"E","userId":1,"integrations":"{secret}"}}"#),
     ] {
         let err = s.sanitize_json(&bad, "amplitude").unwrap_err();
         assert!(!err.to_string().contains("jane"), "{err}");

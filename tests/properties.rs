@@ -4,21 +4,24 @@
 //! - no value under a path the destination's lists do not name comes out;
 //! - masked values are HMAC hex and never contain the clear value;
 //! - the same input gives the same output, byte for byte;
-//! - no input, however malformed, panics.
+//! - no input, however malformed, panics or leaks.
 
-use phimask::mask::Masker;
+mod common;
+
 use phimask::Sanitizer;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 const KEY: &str = "property-test-key-0123456789abcdefghij";
-const KEYS: [&str; 6] = ["a", "b", "email", "x y", "$u", "traits"];
+// "All" and "d" (the destination's name) exercise integrations routing.
+const KEYS: [&str; 8] = ["a", "b", "email", "x y", "$u", "traits", "All", "d"];
 const TYPES: [&str; 6] = ["track", "identify", "group", "page", "screen", "alias"];
-const LISTS: [&str; 4] = [
+const LISTS: [&str; 5] = [
     "event_properties",
     "user_properties",
     "group_properties",
     "context",
+    "integrations",
 ];
 
 /// A step of a concrete or rule path: a key, or into array elements.
@@ -108,14 +111,14 @@ fn legal(list: usize, rules: Rules) -> Rules {
 
 #[derive(Debug, Clone)]
 struct Case {
-    env: [Rules; 4],
-    dest: [Rules; 4],
+    env: [Rules; 5],
+    dest: [Rules; 5],
     ids: [u8; 4],
     event: Value,
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    let lists = || [rules(), rules(), rules(), rules()];
+    let lists = || [rules(), rules(), rules(), rules(), rules()];
     (
         lists(),
         lists(),
@@ -132,7 +135,12 @@ fn case() -> impl Strategy<Value = Case> {
                     "groupId",
                     "previousId",
                     "event",
+                    "name",
+                    "category",
                     "messageId",
+                    "timestamp",
+                    "channel",
+                    "version",
                     "integrations",
                     "ssn",
                 ]),
@@ -142,45 +150,64 @@ fn case() -> impl Strategy<Value = Case> {
         ),
         prop::option::of(value()),
         any::<prop::sample::Index>(),
+        prop::bool::weighted(0.85),
     )
-        .prop_map(|(env, dest, ids, ty, members, ctx_traits, type_at)| {
-            // `type` anywhere among the members: the lists of properties
-            // and traits depend on it even when it comes after them.
-            let mut event = Map::new();
-            let type_at = type_at.index(members.len() + 1);
-            for (i, (k, v)) in members.into_iter().enumerate() {
-                if i == type_at {
+        .prop_map(
+            |(env, dest, ids, ty, members, ctx_traits, type_at, complete)| {
+                // `type` anywhere among the members: the lists of properties
+                // and traits depend on it even when it comes after them.
+                let mut event = Map::new();
+                let type_at = type_at.index(members.len() + 1);
+                for (i, (k, v)) in members.into_iter().enumerate() {
+                    if i == type_at {
+                        event.insert("type".into(), json!(ty));
+                    }
+                    event.insert(k.into(), v);
+                }
+                if !event.contains_key("type") {
                     event.insert("type".into(), json!(ty));
                 }
-                event.insert(k.into(), v);
-            }
-            if !event.contains_key("type") {
-                event.insert("type".into(), json!(ty));
-            }
-            if let (Some(t), Some(Value::Object(ctx))) = (ctx_traits, event.get_mut("context")) {
-                ctx.insert("traits".into(), t);
-            }
-            let legalize = |lists: [Rules; 4]| {
-                let mut i = 0;
-                lists.map(|r| {
-                    i += 1;
-                    legal(i - 1, r)
-                })
-            };
-            Case {
-                env: legalize(env),
-                dest: legalize(dest),
-                ids,
-                event: Value::Object(event),
-            }
-        })
+                if let (Some(t), Some(Value::Object(ctx))) = (ctx_traits, event.get_mut("context"))
+                {
+                    ctx.insert("traits".into(), t);
+                }
+                // Most events carry what their call requires (the rest test
+                // the refusals); a member already there of the wrong type stays.
+                if complete {
+                    let required: &[&str] = match ty {
+                        "track" => &["anonymousId", "event"],
+                        "group" => &["anonymousId", "groupId"],
+                        "alias" => &["anonymousId", "previousId"],
+                        _ => &["anonymousId"],
+                    };
+                    for (i, key) in required.iter().enumerate() {
+                        event
+                            .entry(*key)
+                            .or_insert_with(|| json!(format!("S@{}@", 1000 + i)));
+                    }
+                }
+                let legalize = |lists: [Rules; 5]| {
+                    let mut i = 0;
+                    lists.map(|r| {
+                        i += 1;
+                        legal(i - 1, r)
+                    })
+                };
+                Case {
+                    env: legalize(env),
+                    dest: legalize(dest),
+                    ids,
+                    event: Value::Object(event),
+                }
+            },
+        )
 }
 
 const ID_KEYS: [&str; 4] = ["userId", "anonymousId", "groupId", "previousId"];
 const ID_ACTIONS: [&str; 3] = ["mask", "allow", "drop"];
 
 fn policy(c: &Case) -> String {
-    let lists = |r: &[Rules; 4]| {
+    let lists = |r: &[Rules; 5]| {
         let mut m = Map::new();
         for (i, name) in LISTS.iter().enumerate() {
             m.insert((*name).into(), list_json(&r[i]));
@@ -231,35 +258,34 @@ fn merged(c: &Case, list: usize) -> Rules {
 
 // ---- the reference model, written from DESIGN.md over serde_json values ----
 
-fn mask_all(v: &Value, m: &Masker) -> Value {
+/// The masked value of `clear` (HMAC written out in `common`).
+fn hmac(clear: &str) -> Value {
+    json!(common::hmac_hex(KEY.as_bytes(), clear.as_bytes()))
+}
+
+fn mask_all(v: &Value) -> Value {
     match v {
         Value::Null => Value::Null,
-        Value::Bool(b) => json!(m.mask(&b.to_string())),
-        Value::Number(n) => json!(m.mask(&n.to_string())),
-        Value::String(s) => json!(m.mask(s)),
-        Value::Array(a) => Value::Array(a.iter().map(|x| mask_all(x, m)).collect()),
+        Value::Bool(b) => hmac(&b.to_string()),
+        Value::Number(n) => hmac(&n.to_string()),
+        Value::String(s) => hmac(s),
+        Value::Array(a) => Value::Array(a.iter().map(mask_all).collect()),
         Value::Object(o) => {
-            Value::Object(o.iter().map(|(k, x)| (k.clone(), mask_all(x, m))).collect())
+            Value::Object(o.iter().map(|(k, x)| (k.clone(), mask_all(x))).collect())
         }
     }
 }
 
-fn apply(v: &Value, action: Option<bool>, m: &Masker) -> Option<Value> {
+fn apply(v: &Value, action: Option<bool>) -> Option<Value> {
     match action {
         None => None,
         Some(false) => Some(v.clone()),
-        Some(true) => Some(mask_all(v, m)),
+        Some(true) => Some(mask_all(v)),
     }
 }
 
 /// The rules at and below `prefix`.
-fn reference(
-    v: &Value,
-    rules: &Rules,
-    prefix: &[Step],
-    inherited: Option<bool>,
-    m: &Masker,
-) -> Option<Value> {
+fn reference(v: &Value, rules: &Rules, prefix: &[Step], inherited: Option<bool>) -> Option<Value> {
     let here = rules.iter().find(|(s, _)| s == prefix).map(|(_, a)| *a);
     let action = here.or(inherited);
     let below: Vec<&Step> = rules
@@ -275,7 +301,7 @@ fn reference(
             for (k, x) in o {
                 let mut p = prefix.to_vec();
                 p.push(Step::Key(k.clone()));
-                if let Some(y) = reference(x, rules, &p, action, m) {
+                if let Some(y) = reference(x, rules, &p, action) {
                     out.insert(k.clone(), y);
                 }
             }
@@ -286,26 +312,104 @@ fn reference(
             p.push(Step::Elem);
             Some(Value::Array(
                 a.iter()
-                    .map(|x| reference(x, rules, &p, action, m).unwrap_or(Value::Null))
+                    .map(|x| reference(x, rules, &p, action).unwrap_or(Value::Null))
                     .collect(),
             ))
         }
-        _ => apply(v, action, m),
+        _ => apply(v, action),
     }
 }
 
-fn reference_event(c: &Case, m: &Masker) -> Value {
+/// Whether an id is usable: a non-empty string or a number.
+fn usable_id(v: Option<&Value>) -> bool {
+    matches!(v, Some(Value::String(s)) if !s.is_empty()) || matches!(v, Some(Value::Number(_)))
+}
+
+/// What the engine must answer: an error code, no output (not routed to
+/// the destination), or the sanitized event.
+fn reference_event(c: &Case) -> Result<Option<Value>, &'static str> {
     let Value::Object(ev) = &c.event else {
         unreachable!()
     };
     let ty = ev["type"].as_str().unwrap();
+    // Refusals: integrations of no known routing, then incomplete calls.
+    if !matches!(
+        ev.get("integrations"),
+        None | Some(Value::Object(_)) | Some(Value::Null)
+    ) {
+        return Err("invalid_integrations");
+    }
+    let named = matches!(ev.get("event"), Some(Value::String(s)) if !s.is_empty());
+    if !usable_id(ev.get("userId")) && !usable_id(ev.get("anonymousId"))
+        || ty == "track" && !named
+        || ty == "group" && !usable_id(ev.get("groupId"))
+        || ty == "alias" && !usable_id(ev.get("previousId"))
+    {
+        return Err("incomplete_event");
+    }
+    // Routing: the destination "d"'s own members, else "All".
+    if let Some(Value::Object(switches)) = ev.get("integrations") {
+        let on = |v: &Value| matches!(v, Value::Bool(true) | Value::Object(_));
+        let own: Vec<bool> = switches
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("d"))
+            .map(|(_, v)| on(v))
+            .collect();
+        let all: Vec<bool> = switches
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("all"))
+            .map(|(_, v)| on(v))
+            .collect();
+        let routed = if own.is_empty() {
+            all.iter().all(|x| *x)
+        } else {
+            own.iter().all(|x| *x)
+        };
+        if !routed {
+            return Ok(None);
+        }
+    }
+    let plain_id = |s: &str| {
+        (1..=100).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".:_-".contains(&b))
+    };
+    let integration_name = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b" ._-()/".contains(&b))
+    };
     let mut out = Map::new();
     for (k, v) in ev {
-        let result = match k.as_str() {
-            "type" => Some(v.clone()),
-            "event" | "messageId" => matches!(v, Value::String(_) | Value::Null).then(|| v.clone()),
-            "integrations" => matches!(v, Value::Object(_) | Value::Null).then(|| v.clone()),
-            "userId" | "anonymousId" | "groupId" | "previousId" => {
+        let result = match (k.as_str(), v) {
+            ("type", _) => Some(v.clone()),
+            ("event", Value::String(_)) if ty == "track" => Some(v.clone()),
+            ("name" | "category", Value::String(_)) if matches!(ty, "page" | "screen") => {
+                Some(v.clone())
+            }
+            // Generated strings hold '@', so they are never plain ids.
+            ("messageId", Value::String(s)) if plain_id(s) => Some(v.clone()),
+            ("messageId", Value::String(_) | Value::Number(_) | Value::Bool(_)) => {
+                Some(mask_all(v))
+            }
+            ("version", Value::Number(n)) => n
+                .as_i64()
+                .filter(|n| n.abs() < 1_000_000)
+                .map(|_| v.clone()),
+            ("integrations", Value::Object(members)) => {
+                let rules = merged(c, 4);
+                let mut kept = Map::new();
+                for (key, x) in members {
+                    let r = match x {
+                        Value::Bool(_) if integration_name(key) => Some(x.clone()),
+                        _ => reference(x, &rules, &[Step::Key(key.clone())], None),
+                    };
+                    if let Some(r) = r {
+                        kept.insert(key.clone(), r);
+                    }
+                }
+                Some(Value::Object(kept))
+            }
+            ("userId" | "anonymousId" | "groupId" | "previousId", _) => {
                 let i = ID_KEYS.iter().position(|x| x == k).unwrap();
                 let scalar = matches!(v, Value::String(_) | Value::Number(_) | Value::Null);
                 let action = match c.ids[i] {
@@ -314,17 +418,17 @@ fn reference_event(c: &Case, m: &Masker) -> Value {
                     _ => None,
                 };
                 if scalar {
-                    apply(v, action, m)
+                    apply(v, action)
                 } else {
                     None
                 }
             }
-            "properties" if matches!(ty, "track" | "page" | "screen") => {
-                reference(v, &merged(c, 0), &[], None, m)
+            ("properties", _) if matches!(ty, "track" | "page" | "screen") => {
+                reference(v, &merged(c, 0), &[], None)
             }
-            "traits" if ty == "identify" => reference(v, &merged(c, 1), &[], None, m),
-            "traits" if ty == "group" => reference(v, &merged(c, 2), &[], None, m),
-            "context" => {
+            ("traits", _) if ty == "identify" => reference(v, &merged(c, 1), &[], None),
+            ("traits", _) if ty == "group" => reference(v, &merged(c, 2), &[], None),
+            ("context", _) => {
                 let mut rules = merged(c, 3);
                 for (s, a) in merged(c, 1) {
                     let mut p = vec![Step::Key("traits".into())];
@@ -335,7 +439,7 @@ fn reference_event(c: &Case, m: &Masker) -> Value {
                 // a context object is always written: a rule on a key no
                 // event has stands for that.
                 rules.push((vec![Step::Key("\0".into())], false));
-                reference(v, &rules, &[], None, m)
+                reference(v, &rules, &[], None)
             }
             _ => None,
         };
@@ -343,7 +447,7 @@ fn reference_event(c: &Case, m: &Masker) -> Value {
             out.insert(k.clone(), r);
         }
     }
-    Value::Object(out)
+    Ok(Some(Value::Object(out)))
 }
 
 // ---- invariant checks that do not rely on the model ----
@@ -417,46 +521,79 @@ fn strings(v: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// The `S@n@` markers in a text.
+fn markers(text: &str) -> Vec<String> {
+    text.match_indices("S@")
+        .filter_map(|(i, _)| {
+            let rest = &text[i + 2..];
+            let n = rest.bytes().take_while(u8::is_ascii_digit).count();
+            (n > 0 && rest.as_bytes().get(n) == Some(&b'@')).then(|| text[i..i + n + 3].to_owned())
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn sanitize_follows_the_rules(c in case()) {
-        let masker = Masker::new(KEY.as_bytes()).unwrap();
         let s = Sanitizer::new(&policy(&c), Some(KEY.as_bytes())).unwrap();
         let text = c.event.to_string();
-        let out = s.sanitize_json(&text, "d").unwrap().unwrap();
+        let result = s.sanitize_json(&text, "d");
         // Deterministic, byte for byte.
-        prop_assert_eq!(s.sanitize_json(&text, "d").unwrap().unwrap(), out.clone());
+        prop_assert_eq!(&s.sanitize_json(&text, "d"), &result);
+        let expected = match reference_event(&c) {
+            Err(code) => {
+                prop_assert_eq!(result.map_err(|e| e.code()), Err(code));
+                return Ok(());
+            }
+            Ok(None) => {
+                prop_assert_eq!(result, Ok(None));
+                return Ok(());
+            }
+            Ok(Some(expected)) => expected,
+        };
+        let out = result.unwrap().unwrap();
         let actual: Value = serde_json::from_str(&out).unwrap();
 
         // Equal to the reference model, key order included.
-        let expected = reference_event(&c, &masker);
         prop_assert_eq!(actual.to_string(), expected.to_string());
 
         // Nothing outside the lists; masked leaves are HMAC hex.
         let mut allowed = Vec::new();
         let Value::Object(top) = &actual else { unreachable!() };
         for (k, v) in top {
-            let rules = match k.as_str() {
-                "properties" => merged(&c, 0),
-                "traits" if c.event["type"] == "identify" => merged(&c, 1),
-                "traits" => merged(&c, 2),
-                "context" => {
+            let (rules, mut path) = match (k.as_str(), v) {
+                ("properties", _) => (merged(&c, 0), vec![]),
+                ("traits", _) if c.event["type"] == "identify" => (merged(&c, 1), vec![]),
+                ("traits", _) => (merged(&c, 2), vec![]),
+                ("context", _) => {
                     let mut rules = merged(&c, 3);
                     rules.extend(merged(&c, 1).into_iter().map(|(s, a)| {
                         let mut p = vec![Step::Key("traits".into())];
                         p.extend(s);
                         (p, a)
                     }));
-                    rules
+                    (rules, vec![])
+                }
+                ("messageId", Value::String(id)) => {
+                    prop_assert!(!id.contains('@'), "messageId in clear");
+                    continue;
+                }
+                ("integrations", Value::Object(members)) => {
+                    for (key, x) in members {
+                        if !x.is_boolean() {
+                            check_paths(x, &merged(&c, 4), &mut vec![Step::Key(key.clone())], &mut allowed);
+                        }
+                    }
+                    continue;
                 }
                 _ => {
                     strings(v, &mut allowed);
                     continue;
                 }
             };
-            check_paths(v, &rules, &mut Vec::new(), &mut allowed);
+            check_paths(v, &rules, &mut path, &mut allowed);
         }
         // A clear string reaches the output only where an allow rule (or a
         // kept structural field) put it.
@@ -489,8 +626,23 @@ proptest! {
         let i = cut.index(bytes.len());
         bytes[i] = byte;
         let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
-        if let Ok(Some(out)) = s.sanitize_json(&text, "d") {
-            serde_json::from_str::<Value>(&out).unwrap();
+        let Ok(Some(out)) = s.sanitize_json(&text, "d") else { return Ok(()) };
+        serde_json::from_str::<Value>(&out).unwrap();
+        // What was sent is what the model sends for the event as it now
+        // reads: no marker of the input leaks anywhere else.
+        let event: Value = serde_json::from_str(&text).expect("the engine accepts only JSON");
+        if !common::without_duplicate_keys(&text) {
+            return Ok(());
+        }
+        let model = reference_event(&Case { event, ..c.clone() });
+        let Ok(Some(model)) = model else {
+            prop_assert!(false, "the engine sent {} where the model says {:?}", out, model);
+            unreachable!()
+        };
+        for marker in markers(&text) {
+            if out.contains(&marker) {
+                prop_assert!(model.to_string().contains(&marker), "{} leaked", marker);
+            }
         }
     }
 }
