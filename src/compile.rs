@@ -104,13 +104,14 @@ pub struct NameTable {
 
 impl NameTable {
     pub fn new(names: &Names) -> Self {
-        let mut listed: Vec<(Box<[u8]>, NameRule)> = names
-            .0
-            .iter()
-            .filter(|(n, _)| n != ANY_NAME)
-            .map(|(n, r)| (n.as_bytes().into(), r.clone()))
-            .collect();
-        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        // Inserted in order (names are unique), like the trie's keys.
+        let mut listed: Vec<(Box<[u8]>, NameRule)> = Vec::with_capacity(names.0.len());
+        for (name, rule) in names.0.iter().filter(|(n, _)| n != ANY_NAME) {
+            let key = name.as_bytes();
+            if let Err(i) = listed.binary_search_by(|(n, _)| n.as_ref().cmp(key)) {
+                listed.insert(i, (key.into(), rule.clone()));
+            }
+        }
         let other = names
             .0
             .iter()

@@ -1,7 +1,7 @@
 // The JavaScript API of DESIGN.md, as a user of the package calls it.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { readRequest, Sanitizer, validatePolicy } from "../../www/node.mjs";
+import { callTypes, limits, readRequest, Sanitizer, validatePolicy } from "../../www/node.mjs";
 import { hmacHex } from "./vectors.mjs";
 
 const KEY = "js-api-test-key-0123456789abcdefghijkl";
@@ -10,6 +10,7 @@ const policy = {
   environment: "production",
   hipaa: true,
   allowlists: { event_properties: { plan: "allow", email: "mask" } },
+  events: { "Booked Visit": "allow", "*": "drop" },
   destinations: {
     amplitude: { connection: "server-side", endpoint: "https://api2.amplitude.example/batch" },
     warehouse: { connection: "server-side", endpoint: "https://ingest.example/segment", restrict_phi: false, baa: true },
@@ -89,8 +90,8 @@ test("bad events throw Errors with a code, naming what was wrong and echoing not
 
 test("the 32 KB limit: an event of exactly 32768 bytes passes, one byte more is refused", () => {
   const s = new Sanitizer(policy, KEY);
-  const base = JSON.stringify({ type: "track", event: "E", properties: { plan: "" } });
-  const fit = JSON.stringify({ type: "track", event: "E", properties: { plan: "x".repeat(32768 - base.length) } });
+  const base = JSON.stringify({ type: "track", event: "Booked Visit", userId: "u", properties: { plan: "" } });
+  const fit = JSON.stringify({ type: "track", event: "Booked Visit", userId: "u", properties: { plan: "x".repeat(32768 - base.length) } });
   assert.equal(Buffer.byteLength(fit), 32768);
   assert.ok(s.sanitizeJson(fit, "amplitude").includes("xxxx"));
   const over = fit.replace('"plan":"', '"plan":"y');
@@ -107,19 +108,18 @@ test("the masking key: required when masking, at least 32 bytes, never echoed", 
   assert.throws(() => new Sanitizer(policy, 12345678901234567890123456789012345), (e) => e.code === "invalid_key");
   // 32 bytes of UTF-8 (16 two-byte characters) is enough.
   assert.doesNotThrow(() => new Sanitizer(policy, "é".repeat(16)));
-  // No key is needed where nothing is masked.
-  const noMasking = {
+  // A restricted destination may always mask (a messageId that is not
+  // plain is masked), so it needs the key even when no rule masks.
+  const noMaskingRules = {
     ...policy,
     identifiers: { userId: "drop", anonymousId: "drop", groupId: "allow", previousId: "drop" },
     allowlists: { event_properties: { plan: "allow" } },
   };
-  const s = new Sanitizer(noMasking, undefined);
-  assert.deepEqual(s.sanitize(event, "amplitude"), {
-    type: "track",
-    event: "Booked Visit",
-    properties: { plan: "gold" },
-    context: {},
-  });
+  assert.throws(() => new Sanitizer(noMaskingRules, undefined), (e) => e.code === "missing_key");
+  // Without a restricted destination no key is needed.
+  const { amplitude: _, ...unrestricted } = policy.destinations;
+  const s = new Sanitizer({ ...policy, destinations: unrestricted }, undefined);
+  assert.deepEqual(s.sanitize(event, "warehouse"), event);
 });
 
 test("invalid policies throw one Error listing every problem", () => {
@@ -128,7 +128,7 @@ test("invalid policies throw one Error listing every problem", () => {
     (e) => {
       assert.equal(e.code, "invalid_policy");
       assert.deepEqual(e.errors, [
-        { path: "extra", message: "unknown key; expected one of: version, environment, hipaa, identifiers, allowlists, destinations" },
+        { path: "extra", message: "unknown key; expected one of: version, environment, hipaa, identifiers, allowlists, events, destinations" },
         { path: "destinations.ads.connection", message: "client-side destinations cannot restrict PHI" },
       ]);
       assert.match(e.message, /^invalid policy: extra: unknown key.*; destinations\.ads\.connection: client-side destinations cannot restrict PHI$/);
@@ -150,10 +150,26 @@ test("validatePolicy never throws", () => {
 test("numbers keep their JSON text; sanitize(object) uses JavaScript's JSON text", () => {
   const p = { ...policy, allowlists: { event_properties: { n: "mask" } } };
   const s = new Sanitizer(p, KEY);
-  const out = JSON.parse(s.sanitizeJson('{"type":"track","event":"E","properties":{"n":1.50}}', "amplitude"));
+  const out = JSON.parse(s.sanitizeJson('{"type":"track","event":"Booked Visit","userId":"u","properties":{"n":1.50}}', "amplitude"));
   assert.equal(out.properties.n, hmacHex(KEY, "1.50"));
   // JSON.stringify writes 1.5 as "1.5".
-  assert.equal(s.sanitize({ type: "track", event: "E", properties: { n: 1.5 } }, "amplitude").properties.n, hmacHex(KEY, "1.5"));
+  assert.equal(s.sanitize({ type: "track", event: "Booked Visit", userId: "u", properties: { n: 1.5 } }, "amplitude").properties.n, hmacHex(KEY, "1.5"));
+});
+
+test("limits() and callTypes(): the engine's limits and call types, one source for the Worker", () => {
+  assert.deepEqual(limits(), { maxEventBytes: 32768, maxBatchBytes: 512000, maxDepth: 64 });
+  assert.deepEqual(callTypes(), ["track", "identify", "group", "page", "screen", "alias"]);
+});
+
+test("routing, calls and the events map: null for a destination the event does not go to", () => {
+  const s = new Sanitizer({ ...policy, destinations: { ...policy.destinations, amplitude: { ...policy.destinations.amplitude, calls: ["track"] } } }, KEY);
+  assert.equal(s.sanitize({ ...event, integrations: { All: false } }, "amplitude"), null);
+  assert.equal(s.sanitize({ ...event, integrations: { All: false } }, "warehouse"), null);
+  assert.equal(s.sanitize({ ...event, integrations: { All: false, Amplitude: true } }, "warehouse"), null);
+  assert.notEqual(s.sanitize({ ...event, integrations: { All: false, Amplitude: true } }, "amplitude"), null);
+  assert.equal(s.sanitize({ ...event, event: "Viewed HIV Results" }, "amplitude"), null);
+  assert.equal(s.sanitize({ type: "identify", userId: "u" }, "amplitude"), null);
+  assert.throws(() => s.sanitize({ type: "track", userId: "u" }, "amplitude"), (e) => e.code === "incomplete_event");
 });
 
 test("many sanitizers and events do not exhaust memory", () => {

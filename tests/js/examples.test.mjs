@@ -15,7 +15,7 @@ const KEY = "examples-test-key-0123456789abcdefghijkl";
 const PHI = [
   "jane", "Jane", "004217", "3f1c9a2e", "203.0.113", "198.51.100", "Boston", "chest pain",
   "1984-07-19", "MRN-", "RX-551234", "Elm St", "617 555", "Alan Grant", "office@backbay",
-  "hiv-testing", "free hiv test", "iPhone", "1234567893", "2026-12-03",
+  "hiv-testing", "free hiv test", "iPhone", "1234567893", "2026-12-03", "Cardiology", "HIV Testing",
 ];
 
 for (const env of ["development", "production"]) {
@@ -34,7 +34,15 @@ test("no restricted destination of the shipped policies receives PHI of the exam
       const text = read(`examples/events/${file}`);
       for (const d of restricted) {
         const out = s.sanitizeJson(text, d);
+        // mixpanel's calls leave out group calls.
+        if (d === "mixpanel" && file.startsWith("group-")) {
+          assert.equal(out, null);
+          continue;
+        }
         for (const marker of PHI) assert.ok(!out.includes(marker), `${env} ${file} ${d}: ${marker}`);
+        const { event, name } = JSON.parse(out);
+        if (file === "track-appointment.json") assert.equal(event, "Appointment Booked", "renamed by the events map");
+        if (file === "page-condition.json") assert.equal(name, "Service Page", "renamed by the events map");
       }
       // The BAA destination gets the event unchanged.
       assert.deepEqual(JSON.parse(s.sanitizeJson(text, "warehouse")), JSON.parse(text));
