@@ -1,11 +1,12 @@
 // Reads one tracking request: size limits, write key, JSON, and the
 // sanitized events for each destination. An event that cannot be
 // sanitized for every destination goes to none of them.
-import { readRequest } from "../pkg/phimask.js";
+import { limits, readRequest } from "./engine.js";
+import { readBody } from "./body.js";
 import { fail } from "./respond.js";
 
-export const MAX_EVENT_BYTES = 32 * 1024;
-export const MAX_BATCH_BYTES = 500 * 1024;
+/** The engine's limits: the one source of the 32 KB and 500 KB. */
+const { maxEventBytes: MAX_EVENT_BYTES, maxBatchBytes: MAX_BATCH_BYTES } = limits();
 
 /**
  * @returns {{response: Response} | {outgoing: Map<string, string[]>, accepted: number,
@@ -30,8 +31,15 @@ export async function ingest(request, env, call, sanitizer, destinations) {
     batch
       ? fail(413, "batch_too_large", `batch is larger than ${MAX_BATCH_BYTES} bytes`)
       : fail(413, "event_too_large", `event is larger than ${MAX_EVENT_BYTES} bytes`);
-  const bytes = await readLimited(request, limit);
-  if (bytes === null) return { response: tooLarge() };
+  const body = await readBody(request, limit);
+  if (body.error === "too_large") return { response: tooLarge() };
+  if (body.error === "unsupported_encoding") {
+    return { response: fail(415, "unsupported_encoding", "unsupported Content-Encoding: send the body as is, or with gzip or deflate") };
+  }
+  if (body.error === "bad_encoding") {
+    return { response: fail(400, "invalid_encoding", "request body does not decompress as its Content-Encoding says") };
+  }
+  const { bytes } = body;
 
   let text;
   try {
@@ -108,31 +116,4 @@ async function known(key, keys) {
     found = found || diff === 0;
   }
   return found;
-}
-
-/**
- * The request body, or null when it is over `limit` bytes. Past the limit
- * the rest is read and discarded, not kept: a client whose body is cut off
- * sees a network error and retries, where a 413 tells it to give up.
- */
-async function readLimited(request, limit) {
-  if (!request.body) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size <= limit) chunks.push(value);
-    else chunks.length = 0;
-  }
-  if (size > limit) return null;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
 }

@@ -5,23 +5,20 @@
 //
 // The per-environment entry files (entry-development.js,
 // entry-production.js) import their policy and call createWorker(policy).
-import wasm from "../pkg/phimask_bg.wasm";
-import { initSync, Sanitizer } from "../pkg/phimask.js";
+import { callTypes, Sanitizer } from "./engine.js";
 import { authSecret, forward } from "./forward.js";
 import { ingest } from "./ingest.js";
 import { cors, reply } from "./respond.js";
 
-initSync({ module: wasm });
-
 /**
- * Segment call types by path segment (long and short forms). analytics.js
- * posts batches to /v1/b; Segment's HTTP API also names it /v1/import.
+ * Segment call types by path segment: the engine's six, each also by its
+ * first letter (/v1/t …). analytics.js posts batches to /v1/b; Segment's
+ * HTTP API also names it /v1/import.
  */
-const CALLS = {
-  track: "track", identify: "identify", group: "group", page: "page", screen: "screen", alias: "alias",
-  t: "track", i: "identify", g: "group", p: "page", s: "screen", a: "alias",
-  batch: "batch", b: "batch", import: "batch",
-};
+const CALLS = Object.fromEntries([
+  ...callTypes().flatMap((t) => [[t, t], [t[0], t]]),
+  ["batch", "batch"], ["b", "batch"], ["import", "batch"],
+]);
 
 /**
  * Each destination's credential secret; none for names that share one

@@ -2,7 +2,7 @@
 // with a test policy, then started in workerd through Miniflare, sending
 // to real HTTP servers on 127.0.0.1.
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -89,7 +89,7 @@ export async function startDestination(plan = [200]) {
     req.on("end", () => {
       const body = Buffer.concat(chunks).toString("utf8");
       const status = plan[Math.min(requests.length, plan.length - 1)];
-      requests.push({ method: req.method, path: req.url, headers: req.headers, body, status });
+      requests.push({ method: req.method, path: req.url, headers: req.headers, body, status, at: Date.now() });
       if (status === "hang") {
         held.push(res);
         return;
@@ -132,3 +132,33 @@ export async function until(check, what, ms = 15_000) {
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Peak resident memory (VmHWM, bytes) of the workerd processes this test
+ * process started, by pid. Linux only (/proc).
+ */
+export function workerdPeakMemory() {
+  const parentOf = (pid) => {
+    try {
+      return Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]);
+    } catch {
+      return 0;
+    }
+  };
+  const descends = (pid) => {
+    for (let p = pid; p > 1; p = parentOf(p)) if (p === process.pid) return true;
+    return false;
+  };
+  const peaks = new Map();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const status = readFileSync(`/proc/${entry}/status`, "utf8");
+      if (!/^Name:\s+workerd$/m.test(status) || !descends(Number(entry))) continue;
+      peaks.set(Number(entry), Number(/^VmHWM:\s+(\d+) kB/m.exec(status)[1]) * 1024);
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return peaks;
+}

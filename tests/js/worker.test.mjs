@@ -77,7 +77,8 @@ describe("edge worker", () => {
     test(`POST /v1/${type} and /v1/${short}: each destination gets the engine's output for it`, async () => {
       const before = { amplitude: dest.amplitude.delivered().length, ads: dest.ads.delivered().length, warehouse: dest.warehouse.delivered().length };
       for (const path of [`/v1/${type}`, `/v1/${short}`]) {
-        const ev = { ...event, messageId: `${type}-${path}`, groupId: "clinic-1", previousId: "anon-0" };
+        // Plain ids (letters, digits, "-") are sent as they are.
+        const ev = { ...event, messageId: `${type}-${path.slice(4)}`, groupId: "clinic-1", previousId: "anon-0" };
         // A group's traits are the group's (its name is allowed by the policy).
         if (type === "group") ev.traits = { ...event.traits, name: "Northside Clinic" };
         const res = await post(path, ev);
@@ -101,7 +102,7 @@ describe("edge worker", () => {
     await until(() => dest.amplitude.delivered().some((e) => e.messageId === "typed-by-path"), "amplitude");
     const got = dest.amplitude.delivered().find((e) => e.messageId === "typed-by-path");
     assert.equal(got.type, "track");
-    assert.deepEqual(got.properties, { plan: "gold", email: sanitizer.sanitize({ type: "track", properties: { email: "jane@example.com" } }, "amplitude").properties.email });
+    assert.deepEqual(got.properties, { plan: "gold", email: sanitizer.sanitize({ type: "track", event: "E", userId: "u", properties: { email: "jane@example.com" } }, "amplitude").properties.email });
   });
 
   test("POST /v1/batch: one request per destination carrying all events; a bad event is rejected alone", async () => {
@@ -130,7 +131,7 @@ describe("edge worker", () => {
 
   test("analytics.js batches (/v1/b, key in each event, text/plain) and /v1/import are batches", async () => {
     for (const path of ["/v1/b", "/v1/import"]) {
-      const id = `batch-via-${path}`;
+      const id = `batch-via-${path.slice(4)}`;
       const body = { batch: [{ ...event, type: "identify", messageId: id, writeKey: WRITE_KEY }], sentAt: "2026-11-22T14:05:11.000Z" };
       const res = await post(path, body, { "Content-Type": "text/plain" });
       assert.equal(res.status, 200, JSON.stringify(res.body));
@@ -145,7 +146,7 @@ describe("edge worker", () => {
   test("a batch's own context and integrations apply to each of its events, under the event's own", async () => {
     const body = {
       context: { locale: "fr-FR", timezone: "Europe/Paris", ip: "203.0.113.7" },
-      integrations: { All: false, Mixpanel: true },
+      integrations: { All: false, Amplitude: true, Warehouse: true },
       batch: [
         { ...event, type: "track", messageId: "shared-1", context: undefined },
         { ...event, type: "track", messageId: "shared-2", context: { locale: "en-US" }, integrations: { All: true } },
@@ -155,12 +156,16 @@ describe("edge worker", () => {
     assert.equal(res.status, 200);
     const merged = [
       { ...body.batch[0], context: body.context, integrations: body.integrations },
-      { ...body.batch[1], context: { ...body.context, locale: "en-US" }, integrations: { All: true, Mixpanel: true } },
+      { ...body.batch[1], context: { ...body.context, locale: "en-US" }, integrations: { All: true, Amplitude: true, Warehouse: true } },
     ];
     for (const d of ["amplitude", "warehouse"]) {
       await until(() => dest[d].delivered().some((e) => e.messageId === "shared-2"), d);
       for (const ev of merged) assert.deepEqual(dest[d].delivered().find((e) => e.messageId === ev.messageId), expected(ev, d), d);
     }
+    // Routing: the batch's All false keeps shared-1 from ads; shared-2's own
+    // All true sends it there.
+    await until(() => dest.ads.delivered().some((e) => e.messageId === "shared-2"), "ads");
+    assert.equal(dest.ads.delivered().some((e) => e.messageId === "shared-1"), false);
     const amp = dest.amplitude.delivered().find((e) => e.messageId === "shared-1");
     assert.deepEqual(amp.context, { locale: "fr-FR", timezone: "Europe/Paris" }, "the shared IP is dropped like any other");
     const bad = await post("/v1/batch", { context: "fr-FR", batch: [{ ...event, type: "track" }] });
@@ -403,7 +408,7 @@ describe("edge worker: failing destinations", () => {
     const res = await worker.mf.dispatchFetch("http://edge.test/v1/track", {
       method: "POST",
       headers: { Authorization: basic(WRITE_KEY) },
-      body: JSON.stringify({ event: "E", messageId: "once", properties: { plan: "gold" } }),
+      body: JSON.stringify({ event: "E", userId: "u-1", messageId: "once", properties: { plan: "gold" } }),
     });
     // The client is answered while a destination still hangs.
     assert.equal(res.status, 200);
@@ -414,6 +419,11 @@ describe("edge worker: failing destinations", () => {
     // The flaky one after two 500s.
     await until(() => flaky.delivered().length === 1, "the flaky destination's third attempt");
     assert.deepEqual(flaky.requests.map((r) => r.status), [500, 500, 200]);
+    // Exponential backoff: at least 0.2 s, then 0.4 s between attempts
+    // (lower bounds; a few ms of timer slack allowed).
+    const [a, b, c] = flaky.requests.map((r) => r.at);
+    assert.ok(b - a >= 190, `first backoff ${b - a} ms`);
+    assert.ok(c - b >= 390, `second backoff ${c - b} ms`);
     assert.ok(flaky.requests.every((r) => r.body === flaky.requests[0].body), "the same batch each time");
     // The down one gives up after its retries, and says so.
     await until(() => worker.logs.some((l) => l.includes('"phimask":"forward failed","destination":"down"')), "the failure log");
@@ -433,11 +443,22 @@ describe("edge worker: failing destinations", () => {
   });
 
   test("a destination that never answers is given up after 4 attempts of 5 s each, and said so", async () => {
-    await until(() => worker.logs.some((l) => l.includes('"destination":"stuck"')), "the timeout log", 40_000);
-    const failure = JSON.parse(worker.logs.find((l) => l.includes('"destination":"stuck"')));
+    const res = await worker.mf.dispatchFetch("http://edge.test/v1/track", {
+      method: "POST",
+      headers: { Authorization: basic(WRITE_KEY) },
+      body: JSON.stringify({ event: "E", userId: "u-2", messageId: "never-answered" }),
+    });
+    assert.equal(res.status, 200);
+    const mine = () => stuck.requests.filter((r) => r.body.includes("never-answered"));
+    await until(() => mine().length === 4, "four attempts", 40_000);
+    // Each attempt waits out its 5 s timeout, then the backoff.
+    const at = mine().map((r) => r.at);
+    for (let i = 1; i < 4; i++) assert.ok(at[i] - at[i - 1] >= 5000 + 200 * 2 ** (i - 1) - 20, `attempt ${i + 1} after ${at[i] - at[i - 1]} ms`);
+    await until(() => worker.logs.filter((l) => l.includes('"destination":"stuck"')).length === 2, "the timeout log of each request", 15_000);
+    const failure = JSON.parse(worker.logs.filter((l) => l.includes('"destination":"stuck"')).at(-1));
     assert.deepEqual(failure, { phimask: "forward failed", destination: "stuck", status: "timeout", events: 1, attempts: 4 });
-    assert.equal(stuck.requests.length, 4);
-    assert.deepEqual(good.delivered(), [{ event: "E", messageId: "once", properties: { plan: "gold" }, type: "track" }]);
+    await sleep(300);
+    assert.equal(mine().length, 4, "no fifth attempt");
   });
 });
 
@@ -465,7 +486,7 @@ describe("edge worker: destinations' credentials", () => {
     const res = await worker.mf.dispatchFetch("http://edge.test/v1/track", {
       method: "POST",
       headers: { Authorization: basic(WRITE_KEY) },
-      body: JSON.stringify({ event: "E" }),
+      body: JSON.stringify({ event: "E", anonymousId: "a-1" }),
     });
     assert.equal(res.status, 200);
     for (const d of Object.values(dest)) await until(() => d.requests.length === 1, "every destination");
