@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what phimask needs, idempotently: the wasm32 target, the
 # wasm-bindgen CLI matching Cargo.lock, the npm packages of package-lock.json,
-# and with --browser Debian's Chromium (for the browser tests).
+# and with --browser what only the tests need: Debian's Chromium and the
+# Python SDK (in .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -26,6 +27,15 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   say "installing npm packages (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
+fi
+
+# The Python SDK the tests drive (pinned, in a project venv).
+pystamp=.venv/.phimask-requirements
+if [ "${1:-}" = "--browser" ] && { [ ! -f "$pystamp" ] || ! cmp -s tests/sdk/requirements.txt "$pystamp"; }; then
+  say "installing segment-analytics-python into .venv (pip)"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+  cp tests/sdk/requirements.txt "$pystamp"
 fi
 
 if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then

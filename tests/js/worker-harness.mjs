@@ -1,7 +1,7 @@
 // Runs the edge Worker as it ships: bundled by `wrangler deploy --dry-run`
 // with a test policy, then started in workerd through Miniflare, sending
 // to real HTTP servers on 127.0.0.1.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -161,4 +161,100 @@ export function workerdPeakMemory() {
     }
   }
   return peaks;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort() {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * The Worker with `policy` under `wrangler dev` (what `make run` runs), in
+ * a directory of its own with `vars` as its .dev.vars. Resolves to
+ * { url, output(), stop() }.
+ */
+export async function startWranglerDev(policy, vars) {
+  const dir = mkdtempSync(join(tmpdir(), "phimask-dev-"));
+  writeFileSync(join(dir, "policy.json"), JSON.stringify(policy));
+  writeFileSync(
+    join(dir, "entry.js"),
+    `import policy from "./policy.json";\nimport { createWorker } from ${JSON.stringify(join(root, "www/worker.js"))};\nexport default createWorker(policy);\n`,
+  );
+  writeFileSync(join(dir, "wrangler.toml"), 'name = "phimask-sdk-test"\nmain = "entry.js"\ncompatibility_date = "2026-04-26"\nsend_metrics = false\n');
+  writeFileSync(join(dir, ".dev.vars"), Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n"));
+  const port = await freePort();
+  const inspector = await freePort();
+  const child = spawn(wrangler, ["dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspector), "--show-interactive-dev-session=false"], {
+    cwd: dir, env: quietEnv, detached: true, stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  for (const s of [child.stdout, child.stderr]) s.on("data", (c) => (output += c));
+  const stop = async () => {
+    if (child.exitCode === null) {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      process.kill(-child.pid, "SIGTERM");
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await until(() => output.includes(`Ready on http://127.0.0.1:${port}`) || child.exitCode !== null, "wrangler dev to be ready", 60_000);
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${output}`);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { url: `http://127.0.0.1:${port}`, output: () => output, stop };
+}
+
+/**
+ * A pass-through proxy on 127.0.0.1 to `target`, recording each request's
+ * method, path and Content-Encoding; `failNext(n)` answers the next n POSTs
+ * with 503 itself (with CORS, so a browser sees the status).
+ */
+export async function startProxy(target) {
+  const seen = [];
+  let failures = 0;
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", async () => {
+      seen.push({ method: req.method, path: req.url, encoding: req.headers["content-encoding"], retry: req.headers["x-retry-count"] });
+      if (req.method === "POST" && failures > 0) {
+        failures -= 1;
+        res.writeHead(503, { "content-type": "application/json", "access-control-allow-origin": "*" }).end('{"success":false}');
+        return;
+      }
+      const headers = { ...req.headers };
+      delete headers.host;
+      try {
+        const answer = await fetch(target + req.url, {
+          method: req.method,
+          headers,
+          body: req.method === "POST" ? Buffer.concat(chunks) : undefined,
+        });
+        const back = Object.fromEntries(answer.headers);
+        delete back["content-length"];
+        delete back["content-encoding"];
+        res.writeHead(answer.status, back);
+        res.end(Buffer.from(await answer.arrayBuffer()));
+      } catch {
+        res.writeHead(502).end();
+      }
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    seen,
+    failNext: (n) => (failures = n),
+    close: () => {
+      server.closeAllConnections?.();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
 }
