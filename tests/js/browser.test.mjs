@@ -86,7 +86,7 @@ test("event data is shown as text, never as markup", async () => {
       allowlists: { event_properties: { html: "allow" } },
       destinations: { a: { connection: "server-side", endpoint: "https://a.example/" } },
     }),
-    event: JSON.stringify({ type: "track", event: "E", properties: { html: "<img src=x onerror=window.pwned=1>" } }),
+    event: JSON.stringify({ type: "track", event: "E", userId: "u-1", properties: { html: "<img src=x onerror=window.pwned=1>" } }),
   });
   assert.match((await outputs()).a, /<img src=x onerror/);
   assert.equal(await page.evaluate(() => window.pwned), undefined);
