@@ -60,3 +60,11 @@ test("the README's example command prints what each destination receives", () =>
   for (const d of ["amplitude", "mixpanel", "warehouse"]) assert.match(out, new RegExp(`--- ${d}:`));
   assert.match(out, /"signup_year": 2024/);
 });
+
+test("the README's example policy is valid, with no warnings", () => {
+  const readme = read("README.md");
+  const section = readme.slice(readme.indexOf("## Policy reference"));
+  const block = /```json\n([^]*?)```/.exec(section);
+  assert.ok(block, "the README's example policy");
+  assert.deepEqual(validatePolicy(block[1]), { valid: true, errors: [], warnings: [] });
+});

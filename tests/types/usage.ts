@@ -2,9 +2,13 @@
 // TypeScript types describe the policy and the results, and reject
 // policies that cannot be valid.
 import init, {
+  callTypes,
+  limits,
   readRequest,
   Sanitizer,
   validatePolicy,
+  type CallType,
+  type Limits,
   type PhimaskError,
   type Policy,
   type PolicyProblem,
@@ -24,9 +28,11 @@ export async function usage(): Promise<void> {
       event_properties: { plan: "allow", email: "mask", "products[].sku": "allow" },
       user_properties: { email: "mask" },
       context: { locale: "allow" },
+      integrations: { "Amplitude.session_id": "allow" },
     },
+    events: { "Appointment Booked": "allow", "Viewed HIV Testing": { rename: "Viewed Service Page" }, "*": "drop" },
     destinations: {
-      amplitude: { connection: "server-side", endpoint: "https://api2.amplitude.example/batch" },
+      amplitude: { connection: "server-side", endpoint: "https://api2.amplitude.example/batch", calls: ["track", "page"], integration: "Amplitude" },
       warehouse: { connection: "server-side", endpoint: "https://w.example/", restrict_phi: false, baa: true },
     },
   };
@@ -35,6 +41,11 @@ export async function usage(): Promise<void> {
   problems.map((p) => `${p.path}: ${p.message}`);
   const fromText: ValidationResult = validatePolicy(JSON.stringify(policy));
   void fromText.valid;
+
+  const l: Limits = limits();
+  void l.maxEventBytes;
+  const types: CallType[] = callTypes();
+  void types;
 
   const s = new Sanitizer(policy, "a masking key of at least 32 bytes....");
   const names: string[] = s.destinations();
@@ -72,5 +83,9 @@ export async function usage(): Promise<void> {
   const noHipaa: Policy = { version: 1, environment: "x", destinations: {} };
   // @ts-expect-error: events need a known type
   const badEvent: SegmentEvent = { type: "purchase" };
-  void [v2, typo, conn, list, noHipaa, badEvent];
+  // @ts-expect-error: calls are call types
+  const badCalls: Policy = { version: 1, environment: "x", hipaa: true, destinations: { a: { connection: "server-side", calls: ["purchase"] } } };
+  // @ts-expect-error: a name rule is "allow", "drop" or a rename
+  const badName: Policy = { version: 1, environment: "x", hipaa: true, events: { E: "keep" }, destinations: {} };
+  void [v2, typo, conn, list, noHipaa, badEvent, badCalls, badName];
 }
