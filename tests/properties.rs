@@ -1,4 +1,4 @@
-//! Property tests for the invariants of DESIGN.md, over random events and
+//! Property tests for the invariants the README promises, over random events and
 //! random policies:
 //! - the output equals an independent reference model of the rules;
 //! - no value under a path the destination's lists do not name comes out;
@@ -256,7 +256,7 @@ fn merged(c: &Case, list: usize) -> Rules {
     out
 }
 
-// ---- the reference model, written from DESIGN.md over serde_json values ----
+// ---- the reference model, written from the README's rules over serde_json values ----
 
 /// The masked value of `clear` (HMAC written out in `common`).
 fn hmac(clear: &str) -> Value {

@@ -1,4 +1,4 @@
-// The JavaScript API of DESIGN.md, as a user of the package calls it.
+// The JavaScript API the README documents, as a user of the package calls it.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { callTypes, limits, readRequest, Sanitizer, validatePolicy } from "../../www/node.mjs";
