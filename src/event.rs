@@ -187,7 +187,8 @@ pub struct Event<'a> {
     switches: Vec<Switch<'a>>,
 }
 
-fn syntax(e: SyntaxError) -> EventError {
+/// The event error for a syntax error of the reader.
+pub(crate) fn syntax(e: SyntaxError) -> EventError {
     match e.reason {
         SyntaxReason::TooDeep(_) => EventError::TooDeep,
         reason => EventError::InvalidJson {

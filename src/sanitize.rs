@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use crate::compile::{NameTable, Node, Tries};
 use crate::error::{Error, EventError};
 use crate::event::{Calls, Event, Field, Member, NameField};
-use crate::json::{self, Kind, Reader, StrSpan, SyntaxError, SyntaxReason};
+use crate::json::{self, Kind, Reader, StrSpan, SyntaxError};
 use crate::mask::{KeyError, Masker};
 use crate::policy::{Action, Connection, IdAction, Identifiers, NameRule, Policy};
 use crate::structural;
@@ -19,13 +19,7 @@ use crate::validate::validate_policy;
 pub use crate::event::{CallType, MAX_DEPTH, MAX_EVENT_BYTES};
 
 fn syntax(e: SyntaxError) -> Error {
-    Error::Event(match e.reason {
-        SyntaxReason::TooDeep(_) => EventError::TooDeep,
-        reason => EventError::InvalidJson {
-            offset: e.offset,
-            reason,
-        },
-    })
+    Error::Event(crate::event::syntax(e))
 }
 
 /// How a destination is served.

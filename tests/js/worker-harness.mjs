@@ -32,15 +32,21 @@ export async function runWrangler(args, cwd) {
   }
 }
 
-/** Bundles the Worker with `policy` the way `wrangler deploy` does. */
-export async function bundle(policy) {
-  const dir = mkdtempSync(join(tmpdir(), "phimask-worker-"));
+/** A directory with a Worker entry bound to `policy` and its wrangler.toml. */
+function workerDir(policy, name) {
+  const dir = mkdtempSync(join(tmpdir(), `${name}-`));
   writeFileSync(join(dir, "policy.json"), JSON.stringify(policy));
   writeFileSync(
     join(dir, "entry.js"),
     `import policy from "./policy.json";\nimport { createWorker } from ${JSON.stringify(join(root, "www/worker.js"))};\nexport default createWorker(policy);\n`,
   );
-  writeFileSync(join(dir, "wrangler.toml"), 'name = "phimask-test"\nmain = "entry.js"\ncompatibility_date = "2026-04-26"\nsend_metrics = false\n');
+  writeFileSync(join(dir, "wrangler.toml"), `name = "${name}"\nmain = "entry.js"\ncompatibility_date = "2026-04-26"\nsend_metrics = false\n`);
+  return dir;
+}
+
+/** Bundles the Worker with `policy` the way `wrangler deploy` does. */
+export async function bundle(policy) {
+  const dir = workerDir(policy, "phimask-test");
   const { code, output } = await runWrangler(["deploy", "--dry-run", "--outdir", "dist"], dir);
   if (code !== 0) throw new Error(`wrangler failed:\n${output}`);
   return { dir, script: join(dir, "dist/entry.js"), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
@@ -115,11 +121,7 @@ export async function startDestination(plan = [200]) {
 
 /** A URL on 127.0.0.1 where nothing listens. */
 export async function closedUrl() {
-  const server = createServer();
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return `http://127.0.0.1:${port}/batch`;
+  return `http://127.0.0.1:${await freePort()}/batch`;
 }
 
 /** Waits until `check()` is true; fails after `ms` (a limit, not a measurement). */
@@ -178,13 +180,7 @@ export async function freePort() {
  * { url, output(), stop() }.
  */
 export async function startWranglerDev(policy, vars) {
-  const dir = mkdtempSync(join(tmpdir(), "phimask-dev-"));
-  writeFileSync(join(dir, "policy.json"), JSON.stringify(policy));
-  writeFileSync(
-    join(dir, "entry.js"),
-    `import policy from "./policy.json";\nimport { createWorker } from ${JSON.stringify(join(root, "www/worker.js"))};\nexport default createWorker(policy);\n`,
-  );
-  writeFileSync(join(dir, "wrangler.toml"), 'name = "phimask-sdk-test"\nmain = "entry.js"\ncompatibility_date = "2026-04-26"\nsend_metrics = false\n');
+  const dir = workerDir(policy, "phimask-dev-test");
   writeFileSync(join(dir, ".dev.vars"), Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n"));
   const port = await freePort();
   const inspector = await freePort();
