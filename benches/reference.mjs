@@ -5,12 +5,15 @@
 // .test.mjs runs it against the engine on every shared vector, so the two
 // cannot drift apart.
 import { createHmac } from "node:crypto";
+import { isIP } from "node:net";
 
 const IDS = ["userId", "anonymousId", "groupId", "previousId"];
 const TIMESTAMPS = new Set(["timestamp", "originalTimestamp", "sentAt", "receivedAt"]);
 const CHANNELS = new Set(["browser", "server", "mobile"]);
 const NAMES = { track: ["event"], page: ["name", "category"], screen: ["name", "category"] };
 const DEFAULT_CONTEXT = { "library.name": "scalar", "library.version": "scalar", locale: "scalar", timezone: "scalar" };
+const DETECTOR_NAMES = ["email", "ssn", "phone", "card", "ip", "id"];
+const RESTRICTED_ZIP3 = new Set(["036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878", "879", "884", "890", "893"]);
 
 // The default detectors (email, SSN, phone, card, IP), as regular expressions.
 const WORD = "A-Za-z0-9\\u0080-\\uffff";
@@ -21,6 +24,8 @@ const DETECTORS = [
   new RegExp(`(?<![${WORD}])\\+\\d{8,15}(?![${WORD}])`),
   new RegExp(`(?<![${WORD}.])(?:(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)\\.){3}(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)(?![${WORD}]|\\.\\d)`),
 ];
+// Global versions for finding every match: email, ssn, phone (two forms), ip.
+const NAMED = [["email", 0], ["ssn", 1], ["phone", 2], ["phone", 3], ["ip", 4]].map(([n, i]) => [n, new RegExp(DETECTORS[i].source, "g")]);
 const luhn = (digits) =>
   [...digits].reverse().reduce((sum, d, i) => sum + (i % 2 ? [0, 2, 4, 6, 8, 1, 3, 5, 7, 9][d] : Number(d)), 0) % 10 === 0;
 function hasCard(s) {
@@ -30,6 +35,75 @@ function hasCard(s) {
   return false;
 }
 const detected = (s) => DETECTORS.some((re) => re.test(s)) || hasCard(s);
+
+/** Every match of the chosen detectors: [start, end, name], left to right, the longest at a place. */
+function matches(s, names) {
+  const found = [];
+  for (const [name, re] of NAMED) if (names.has(name)) for (const m of s.matchAll(re)) found.push([m.index, m.index + m[0].length, name]);
+  if (names.has("card")) {
+    for (const m of s.matchAll(new RegExp(`(?<![${WORD}])[2-6](?:[ -]?\\d){12,18}(?![${WORD}])`, "g"))) {
+      if (luhn(m[0].replace(/\D/g, ""))) found.push([m.index, m.index + m[0].length, "card"]);
+    }
+  }
+  if (names.has("ip")) {
+    for (const m of s.matchAll(new RegExp(`(?<![${WORD}:.])[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?![${WORD}])`, "g"))) {
+      const t = m[0].replace(/\.$/, "");
+      if (isIP(t) === 6) found.push([m.index, m.index + t.length, "ip"]);
+    }
+  }
+  if (names.has("id")) for (const m of s.matchAll(new RegExp(`(?<![${WORD}])\\d{7,}(?![${WORD}])`, "g"))) found.push([m.index, m.index + m[0].length, "id"]);
+  found.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
+  const out = [];
+  for (const f of found) if (out.length === 0 || f[0] >= out.at(-1)[1]) out.push(f);
+  return out;
+}
+
+// Value actions, as the README describes them; undefined = not sent.
+function ipAction(v, mode) {
+  // Zone ids (fe80::1%eth0) are not addresses a destination may keep.
+  if (typeof v !== "string" || v.includes("%") || !isIP(v)) return undefined;
+  if (isIP(v) === 4) return mode === "zero" ? "0.0.0.0" : v.replace(/\.\d+$/, ".0");
+  if (mode === "zero") return "::";
+  const mapped = /^::ffff:(\d+\.\d+\.\d+)\.\d+$/i.exec(v);
+  if (mapped) return `::ffff:${mapped[1]}.0`;
+  // The first 48 bits, written as RFC 5952 says (the URL parser's IPv6 form).
+  const full = new URL(`http://[${v}]/`).hostname.slice(1, -1);
+  const groups = expand(full).slice(0, 3).map((g) => parseInt(g, 16).toString(16));
+  return new URL(`http://[${groups.join(":")}::]/`).hostname.slice(1, -1);
+}
+function expand(v6) {
+  const [head, tail = ""] = v6.split("::");
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  return v6.includes("::") ? [...h, ...Array(8 - h.length - t.length).fill("0"), ...t] : h;
+}
+function zip3Action(v) {
+  const m = typeof v === "number" ? /^(\d{5})$/.exec(String(v)) : /^(\d{5})(?:-\d{4})?$/.exec(v);
+  if (!m) return undefined;
+  const prefix = m[1].slice(0, 3);
+  return RESTRICTED_ZIP3.has(prefix) ? "000" : prefix;
+}
+function yearAction(v) {
+  if (typeof v !== "string") return undefined;
+  const valid = /^\d{4}-\d{2}-\d{2}$/.test(v) ? rfc3339(`${v}T00:00:00Z`) : rfc3339(v);
+  return valid ? v.slice(0, 4) : undefined;
+}
+function ageAction(v) {
+  const n = typeof v === "number" ? v : /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/.test(v) ? Number(v) : NaN;
+  if (Number.isNaN(n) || (n < 0)) return undefined;
+  return n >= 90 ? "90+" : Math.trunc(n);
+}
+function normalized(s, how) {
+  const lower = (t) => t.replace(/[A-Z]/g, (c) => c.toLowerCase());
+  if (how === "email") return lower(s.trim()) || undefined;
+  if (how === "text") return lower(s.split(/\s+/).filter(Boolean).join(" ")) || undefined;
+  const digits = s.replace(/\D/g, "");
+  if (digits === "") return undefined;
+  return digits.length === 10 ? `+1${digits}` : `+${digits}`;
+}
+
+/** A rule's action as { action, ...options }. */
+const actionOf = (a) => (typeof a === "string" ? { action: a } : a);
 
 const plainId = (s) => /^[A-Za-z0-9._:-]{1,100}$/.test(s) && !detected(s);
 const integrationName = (s) => /^[A-Za-z0-9 ._()/-]{1,100}$/.test(s) && !detected(s);
@@ -70,18 +144,77 @@ export function referenceSanitizer(policy, destination, key) {
   const calls = new Set(own.calls ?? ["track", "identify", "group", "page", "screen", "alias"]);
   const integration = (own.integration ?? destination).toLowerCase();
   const ids = { userId: "mask", anonymousId: "mask", groupId: "mask", previousId: "mask", ...policy.identifiers };
-  const mask = (s) => createHmac("sha256", key).update(s).digest("hex");
-  const maskAll = (v) =>
-    v === null ? null
-    : Array.isArray(v) ? v.map(maskAll)
-    : typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, maskAll(x)]))
-    : mask(String(v));
+  const scopeKey = own.mask_scope === undefined ? key : createHmac("sha256", key).update(`phimask-scope:${own.mask_scope}`).digest();
+  const mask = (s) => createHmac("sha256", scopeKey).update(s).digest("hex");
+  const defaultScan = policy.scan === undefined || policy.scan === false ? undefined : policy.scan;
+  const scanOf = (rule) => {
+    const set = rule.scan === undefined ? defaultScan : rule.scan === false ? undefined : rule.scan;
+    if (set === undefined) return undefined;
+    return { names: new Set(set === true ? DETECTOR_NAMES.slice(0, 5) : set), onMatch: rule.on_match ?? "redact" };
+  };
+  // A string through a scan: the text to send, or undefined.
+  const scanned = (s, scan) => {
+    const found = matches(s, scan.names);
+    if (found.length === 0) return s;
+    if (scan.onMatch === "drop") return undefined;
+    let out = "";
+    let at = 0;
+    for (const [start, end, name] of found) {
+      out += s.slice(at, start) + (scan.onMatch === "mask" ? mask(s.slice(start, end)) : `[${name}]`);
+      at = end;
+    }
+    return out + s.slice(at);
+  };
+  const scanAll = (v, scan) => {
+    if (typeof v === "string") return scanned(v, scan);
+    if (Array.isArray(v)) return v.map((x) => scanAll(x, scan) ?? null);
+    if (v !== null && typeof v === "object") {
+      const out = {};
+      for (const [k, x] of Object.entries(v)) {
+        const name = scanned(k, scan);
+        if (name === undefined) continue;
+        const r = scanAll(x, scan);
+        if (r !== undefined) out[name] = r;
+      }
+      return out;
+    }
+    return v;
+  };
+  const maskWith = (v, how) => {
+    if (v === null) return null;
+    if (Array.isArray(v)) return v.map((x) => maskWith(x, how) ?? null);
+    if (typeof v === "object") {
+      const out = {};
+      for (const [k, x] of Object.entries(v)) {
+        const r = maskWith(x, how);
+        if (r !== undefined) out[k] = r;
+      }
+      return out;
+    }
+    const clear = how === undefined ? String(v) : normalized(String(v), how);
+    return clear === undefined ? undefined : mask(clear);
+  };
   const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
-  const apply = (v, action) =>
-    action === "allow" ? v
-    : action === "mask" ? maskAll(v)
-    : action === "scalar" && (v === null || typeof v !== "object") ? v
-    : undefined;
+  const scalar = (v) => typeof v === "string" || typeof v === "number";
+  const apply = (v, rule) => {
+    if (rule === undefined) return undefined;
+    if (rule === "copy") return v;
+    const r = actionOf(rule);
+    switch (r.action) {
+      case "scalar":
+      case "allow": {
+        if (r.action === "scalar" && v !== null && typeof v === "object") return undefined;
+        const scan = scanOf(r);
+        return scan ? scanAll(v, scan) : v;
+      }
+      case "mask": return maskWith(v, r.normalize);
+      case "ip": return ipAction(v, r.mode);
+      case "zip3": return scalar(v) ? zip3Action(v) : undefined;
+      case "year": return yearAction(v);
+      case "age": return scalar(v) ? ageAction(v) : undefined;
+      default: return undefined; // "drop"
+    }
+  };
   const walk = (v, node, inherited) => {
     const action = node?.action ?? inherited;
     if (!node || (node.keys.size === 0 && !node.elements)) return apply(v, action);
@@ -134,7 +267,7 @@ export function referenceSanitizer(policy, destination, key) {
           const kept = typeof x === "boolean" && integrationName(name) ? x : walk(x, tries.integrations.keys.get(name));
           if (kept !== undefined) r[name] = kept;
         }
-      } else if (IDS.includes(k)) r = ["string", "number"].includes(typeof v) || v === null ? apply(v, ids[k]) : undefined;
+      } else if (IDS.includes(k)) r = ["string", "number"].includes(typeof v) || v === null ? apply(v, ids[k] === "allow" ? "copy" : ids[k] === "drop" ? undefined : "mask") : undefined;
       else if (k === "properties" && ["track", "page", "screen"].includes(ev.type)) r = walk(v, tries.event);
       else if (k === "traits" && ev.type === "identify") r = walk(v, tries.user);
       else if (k === "traits" && ev.type === "group") r = walk(v, tries.group);

@@ -1,8 +1,9 @@
 //! Compiles allowlists into tries and `events` maps into sorted tables,
 //! once per sanitizer, so the per-event walk only looks up keys.
 
+use crate::action::scan::Scan;
 use crate::path::Step;
-use crate::policy::{Action, Allowlists, List, NameRule, Names, Rule, ANY_NAME};
+use crate::policy::{Action, Allowlists, List, NameRule, Names, Rule, ScanRule, ANY_NAME};
 
 /// A trie node: the rule at this path (if any), the keys below it, and the
 /// `[]` step below it.
@@ -56,11 +57,22 @@ impl Node {
     }
 }
 
-/// Builds the trie of one list.
-pub fn trie(rules: &[Rule]) -> Node {
+/// Builds the trie of one list; `allow` rules without a scan of their own
+/// get the policy-wide `scan`.
+pub fn trie(rules: &[Rule], scan: Option<Scan>) -> Node {
     let mut root = Node::default();
     for rule in rules {
-        root.insert(&rule.steps, rule.action);
+        let action = match rule.action {
+            Action::Allow {
+                scan: ScanRule::Default,
+                scalars_only,
+            } => Action::Allow {
+                scan: scan.map_or(ScanRule::Off, ScanRule::On),
+                scalars_only,
+            },
+            other => other,
+        };
+        root.insert(&rule.steps, action);
     }
     root
 }
@@ -78,18 +90,18 @@ pub struct Tries {
 }
 
 impl Tries {
-    pub fn new(lists: &Allowlists) -> Self {
-        let user = trie(lists.list(List::UserProperties));
-        let mut context = trie(lists.list(List::Context));
+    pub fn new(lists: &Allowlists, scan: Option<Scan>) -> Self {
+        let user = trie(lists.list(List::UserProperties), scan);
+        let mut context = trie(lists.list(List::Context), scan);
         // Validation refuses context rules on `traits`, so this replaces
         // nothing: context.traits follows user_properties alone.
         *context.child_mut(b"traits") = user.clone();
         Tries {
-            event: trie(lists.list(List::EventProperties)),
+            event: trie(lists.list(List::EventProperties), scan),
             user,
-            group: trie(lists.list(List::GroupProperties)),
+            group: trie(lists.list(List::GroupProperties), scan),
             context,
-            integrations: trie(lists.list(List::Integrations)),
+            integrations: trie(lists.list(List::Integrations), scan),
         }
     }
 }
@@ -137,9 +149,9 @@ mod tests {
     #[test]
     fn builds_nested_rules() {
         let rules: Vec<Rule> = [
-            ("address", Action::Allow),
-            ("address.zip", Action::Mask),
-            ("products[].sku", Action::Allow),
+            ("address", Action::ALLOW),
+            ("address.zip", Action::Mask(None)),
+            ("products[].sku", Action::ALLOW),
         ]
         .into_iter()
         .map(|(p, action)| Rule {
@@ -148,14 +160,21 @@ mod tests {
             action,
         })
         .collect();
-        let root = trie(&rules);
+        let root = trie(&rules, None);
         let address = root.child(b"address").unwrap();
-        assert_eq!(address.action, Some(Action::Allow));
-        assert_eq!(address.child(b"zip").unwrap().action, Some(Action::Mask));
+        let copy = Some(Action::Allow {
+            scan: ScanRule::Off,
+            scalars_only: false,
+        });
+        assert_eq!(address.action, copy);
+        assert_eq!(
+            address.child(b"zip").unwrap().action,
+            Some(Action::Mask(None))
+        );
         let products = root.child(b"products").unwrap();
         assert_eq!(products.action, None);
         let sku = products.elements.as_ref().unwrap().child(b"sku").unwrap();
-        assert_eq!(sku.action, Some(Action::Allow));
+        assert_eq!(sku.action, copy);
         assert!(root.child(b"missing").is_none());
     }
 }

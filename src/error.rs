@@ -118,7 +118,7 @@ impl std::fmt::Display for Error {
                 f.write_str("masking key is too short: PHI_MASKING_KEY must be at least 32 bytes")
             }
             Error::UnknownDestination(name) => {
-                write!(f, "unknown destination \"{}\"", name.escape_debug())
+                write!(f, "unknown destination {}", quoted(name))
             }
             Error::Event(e) => e.fmt(f),
         }
@@ -126,6 +126,24 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// `s` for a message, quoted, with quotes, backslashes and control
+/// characters escaped (a small stand-in for `escape_debug`, whose Unicode
+/// tables would weigh on the Worker).
+pub fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
 
 impl From<EventError> for Error {
     fn from(e: EventError) -> Self {

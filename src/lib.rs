@@ -10,6 +10,7 @@
 //! to JavaScript.
 #![deny(unsafe_code)]
 
+pub mod action;
 mod compile;
 pub mod detect;
 pub mod error;

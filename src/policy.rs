@@ -1,19 +1,51 @@
 //! The policy model (version 1): what the validator produces and the
 //! compiler consumes. See `validate` for how a file becomes a [`Policy`].
 
+use crate::action::ip::IpMode;
+use crate::action::normalize::Normalize;
+use crate::action::scan::Scan;
 use crate::event::Calls;
 use crate::path::Step;
 
 /// What an allowlist rule does with the value at its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Send the value unchanged.
-    Allow,
-    /// Send the value ID-masked (HMAC-SHA256 hex of every scalar leaf).
-    Mask,
-    /// Send a string, number, boolean or null unchanged; drop objects and
-    /// arrays. Not written in policies: the default `context` rules.
-    AllowScalar,
+    /// Send the value unchanged, its strings scanned as `scan` says.
+    /// `scalars_only` (the default `context` rules, never written in a
+    /// policy) drops objects and arrays.
+    Allow { scan: ScanRule, scalars_only: bool },
+    /// Send the value ID-masked (HMAC-SHA256 hex of every scalar leaf),
+    /// normalized first if asked.
+    Mask(Option<Normalize>),
+    /// Send nothing (documents a decision; overrides a rule above).
+    Drop,
+    /// An IP address truncated or zeroed.
+    Ip(IpMode),
+    /// A US ZIP code as its first three digits.
+    Zip3,
+    /// A date as its year.
+    Year,
+    /// An age, 90 and over as "90+".
+    Age,
+}
+
+impl Action {
+    /// `"allow"` with the policy-wide scan.
+    pub const ALLOW: Action = Action::Allow {
+        scan: ScanRule::Default,
+        scalars_only: false,
+    };
+}
+
+/// Whether an `allow` rule scans its strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanRule {
+    /// As the policy's top-level `scan` says (no scan without one).
+    Default,
+    /// `"scan": false`: never.
+    Off,
+    /// Its own scan.
+    On(Scan),
 }
 
 /// What happens to an identity field (`userId`, …) for restricted
@@ -180,6 +212,8 @@ pub struct Destination {
     /// The name `integrations` routing knows it by (`"Google Analytics
     /// 4"`): its `integration` option, or else its own name.
     pub integration: String,
+    /// Its key scope (`mask_scope`): masks with a key derived for it.
+    pub mask_scope: Option<String>,
 }
 
 /// A validated policy.
@@ -190,6 +224,8 @@ pub struct Policy {
     pub identifiers: Identifiers,
     pub allowlists: Allowlists,
     pub events: Names,
+    /// The top-level `scan`: for `allow` rules that set none.
+    pub scan: Option<Scan>,
     pub destinations: Vec<Destination>,
 }
 

@@ -7,16 +7,26 @@
 
 use std::borrow::Cow;
 
+use crate::action::normalize::Normalize;
+use crate::action::scan::{self, Scan, Scanned};
+use crate::action::{age, ip, year, zip3, Input, Output};
 use crate::compile::{NameTable, Node, Tries};
 use crate::error::{Error, EventError};
 use crate::event::{Calls, Event, Field, Member, NameField};
 use crate::json::{self, Kind, Reader, StrSpan, SyntaxError};
 use crate::mask::{KeyError, Masker};
-use crate::policy::{Action, Connection, IdAction, Identifiers, NameRule, Policy};
+use crate::policy::{Action, Connection, IdAction, Identifiers, NameRule, Policy, ScanRule};
 use crate::structural;
 use crate::validate::validate_policy;
 
 pub use crate::event::{CallType, MAX_DEPTH, MAX_EVENT_BYTES};
+
+/// Copies a value as it stands (the writer's own fields: type, names,
+/// routing flags, allowed identifiers).
+const COPY: Action = Action::Allow {
+    scan: ScanRule::Off,
+    scalars_only: false,
+};
 
 fn syntax(e: SyntaxError) -> Error {
     Error::Event(crate::event::syntax(e))
@@ -45,6 +55,8 @@ struct Compiled {
     endpoint: Option<String>,
     integration: String,
     calls: Calls,
+    /// Index of its masker (key scope) in [`Sanitizer::maskers`].
+    scope: usize,
     route: Route,
 }
 
@@ -74,7 +86,9 @@ struct Compiled {
 #[derive(Debug, Clone)]
 pub struct Sanitizer {
     identifiers: Identifiers,
-    masker: Option<Masker>,
+    /// The default scope's masker first, then one per `mask_scope` name;
+    /// empty without a key.
+    maskers: Vec<Masker>,
     destinations: Vec<Compiled>,
 }
 
@@ -97,10 +111,20 @@ impl Sanitizer {
     /// # Errors
     /// As [`Sanitizer::new`], for the key.
     pub fn from_policy(policy: &Policy, key: Option<&[u8]>) -> Result<Self, Error> {
-        let masker = match key {
+        let base = match key {
             Some(key) => Some(Masker::new(key).map_err(|KeyError::TooShort| Error::KeyTooShort)?),
             None if policy.needs_key() => return Err(Error::MissingKey),
             None => None,
+        };
+        let mut scopes: Vec<Option<String>> = vec![None];
+        for d in &policy.destinations {
+            if !scopes.contains(&d.mask_scope) {
+                scopes.push(d.mask_scope.clone());
+            }
+        }
+        let maskers = match &base {
+            Some(base) => scopes.iter().map(|s| scoped(base, s.as_deref())).collect(),
+            None => Vec::new(),
         };
         let destinations = policy
             .destinations
@@ -110,11 +134,12 @@ impl Sanitizer {
                 endpoint: d.endpoint.clone(),
                 integration: d.integration.clone(),
                 calls: d.calls,
+                scope: scopes.iter().position(|s| *s == d.mask_scope).unwrap_or(0),
                 route: match (d.connection, d.restricted) {
                     (Connection::ClientSide, _) => Route::ClientSide,
                     (Connection::ServerSide, false) => Route::Unrestricted,
                     (Connection::ServerSide, true) => Route::Restricted(Box::new(Restricted {
-                        tries: Tries::new(&policy.lists_for(d)),
+                        tries: Tries::new(&policy.lists_for(d), policy.scan),
                         names: NameTable::new(&policy.names_for(d)),
                     })),
                 },
@@ -122,7 +147,7 @@ impl Sanitizer {
             .collect();
         Ok(Sanitizer {
             identifiers: policy.identifiers,
-            masker,
+            maskers,
             destinations,
         })
     }
@@ -182,7 +207,7 @@ impl Sanitizer {
         let mut w = Writer {
             src: event.src,
             out: Vec::with_capacity(event.src.len()),
-            masker: self.masker.as_ref(),
+            masker: self.maskers.get(dest.scope),
         };
         w.event(event, restricted, &self.identifiers)?;
         // The output holds input slices cut at JSON token boundaries and
@@ -190,6 +215,18 @@ impl Sanitizer {
         String::from_utf8(w.out)
             .map(Some)
             .map_err(|_| Error::Event(EventError::NotObject))
+    }
+}
+
+/// The masker of a key scope: the deployment key's own for the default
+/// scope, else keyed with HMAC-SHA256(key, "phimask-scope:" + NAME).
+fn scoped(base: &Masker, scope: Option<&str>) -> Masker {
+    match scope {
+        None => base.clone(),
+        Some(name) => {
+            let key = base.digest(format!("phimask-scope:{name}").as_bytes());
+            Masker::with_any_key(&key)
+        }
     }
 }
 
@@ -252,7 +289,7 @@ impl<'a> Writer<'a> {
     ) -> Result<bool, Error> {
         let tries = &dest.tries;
         match m.field {
-            Field::Type => self.apply(r, Some(Action::Allow), 2),
+            Field::Type => self.apply(r, Some(COPY), 2),
             Field::MessageId => self.message_id(r, m.kind),
             Field::Timestamp => self.text_if(r, m.kind, structural::rfc3339),
             Field::Channel => self.text_if(r, m.kind, structural::channel),
@@ -261,8 +298,8 @@ impl<'a> Writer<'a> {
             Field::Integrations => self.integrations(r, m.kind, &tries.integrations),
             Field::Identifier(i) => {
                 let action = match ids.0[i] {
-                    IdAction::Mask => Some(Action::Mask),
-                    IdAction::Allow => Some(Action::Allow),
+                    IdAction::Mask => Some(Action::Mask(None)),
+                    IdAction::Allow => Some(COPY),
                     IdAction::Drop => None,
                 };
                 let scalar = matches!(m.kind, Kind::String | Kind::Number | Kind::Null);
@@ -299,7 +336,7 @@ impl<'a> Writer<'a> {
                 }
                 Ok(true)
             }
-            Kind::Number | Kind::True | Kind::False => self.apply(r, Some(Action::Mask), 2),
+            Kind::Number | Kind::True | Kind::False => self.apply(r, Some(Action::Mask(None)), 2),
             _ => Ok(false),
         }
     }
@@ -351,7 +388,7 @@ impl<'a> Writer<'a> {
             return Ok(false);
         };
         match names.rule(name) {
-            NameRule::Allow => self.apply(r, Some(Action::Allow), 2),
+            NameRule::Allow => self.apply(r, Some(COPY), 2),
             NameRule::Rename(to) => {
                 json::write_string(&mut self.out, to);
                 Ok(true)
@@ -368,7 +405,7 @@ impl<'a> Writer<'a> {
         }
         self.object(r, 2, |w, r, name| match r.peek_kind().map_err(syntax)? {
             Kind::True | Kind::False if structural::integration_name(name) => {
-                w.apply(r, Some(Action::Allow), 3)
+                w.apply(r, Some(COPY), 3)
             }
             _ => w.walk(r, node.child(name), None, 3),
         })?;
@@ -454,65 +491,173 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Writes the whole value at `r` under one action (or skips it).
+    /// Writes the whole value at `r` under one action (or skips it);
+    /// whether anything was written.
     fn apply(
         &mut self,
         r: &mut Reader<'a>,
         action: Option<Action>,
         depth: usize,
     ) -> Result<bool, Error> {
-        let copy = match action {
-            None => false,
-            Some(Action::Allow) => true,
-            Some(Action::AllowScalar) => {
-                !matches!(r.peek_kind().map_err(syntax)?, Kind::Object | Kind::Array)
+        let kind = r.peek_kind().map_err(syntax)?;
+        let container = matches!(kind, Kind::Object | Kind::Array);
+        match action {
+            Some(Action::Allow { scan, scalars_only }) if !(scalars_only && container) => {
+                match scan {
+                    ScanRule::On(scan) => self.scanned(r, depth, scan),
+                    ScanRule::Default | ScanRule::Off => {
+                        let (start, end) = r.skip_value(depth).map_err(syntax)?;
+                        self.out.extend_from_slice(&self.src[start..end]);
+                        Ok(true)
+                    }
+                }
             }
-            Some(Action::Mask) => {
-                self.mask(r, depth)?;
-                return Ok(true);
+            Some(Action::Mask(normalize)) => self.mask(r, depth, normalize),
+            Some(Action::Ip(mode)) => self.transform(r, depth, |v| ip::apply(v, mode)),
+            Some(Action::Zip3) => self.transform(r, depth, zip3::apply),
+            Some(Action::Year) => self.transform(r, depth, year::apply),
+            Some(Action::Age) => self.transform(r, depth, age::apply),
+            Some(Action::Allow { .. } | Action::Drop) | None => {
+                r.skip_value(depth).map_err(syntax)?;
+                Ok(false)
             }
-        };
-        let (start, end) = r.skip_value(depth).map_err(syntax)?;
-        if copy {
-            self.out.extend_from_slice(&self.src[start..end]);
         }
-        Ok(copy)
     }
 
-    /// Writes the value with every scalar leaf masked and its shape kept.
-    fn mask(&mut self, r: &mut Reader<'a>, depth: usize) -> Result<(), Error> {
-        match r.peek_kind().map_err(syntax)? {
-            Kind::Object => self.object(r, depth, |w, r, _| {
-                w.mask(r, depth + 1)?;
-                Ok(true)
-            }),
-            Kind::Array => self.array(r, depth, |w, r| {
-                w.mask(r, depth + 1)?;
-                Ok(true)
-            }),
+    /// A string or number through a value action; anything else, or a value
+    /// the action cannot take, is not sent.
+    fn transform(
+        &mut self,
+        r: &mut Reader<'a>,
+        depth: usize,
+        action: impl Fn(Input<'_>) -> Option<Output>,
+    ) -> Result<bool, Error> {
+        let out = match r.peek_kind().map_err(syntax)? {
             Kind::String => {
                 let span = r.string().map_err(syntax)?;
-                self.hex(&r.decode(span).map_err(syntax)?)
+                action(Input::Text(&r.decode(span).map_err(syntax)?))
             }
             Kind::Number => {
                 let (start, end) = r.number().map_err(syntax)?;
-                let src = self.src;
-                self.hex(&src[start..end])
+                action(Input::Number(&self.src[start..end]))
+            }
+            _ => {
+                r.skip_value(depth).map_err(syntax)?;
+                None
+            }
+        };
+        match out {
+            Some(Output::Text(text)) => json::write_string(&mut self.out, &text),
+            Some(Output::Number(number)) => self.out.extend_from_slice(number.as_bytes()),
+            None => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The value with its strings — keys included — scanned: matches
+    /// redacted or masked, or the string (a key: its member) dropped.
+    fn scanned(&mut self, r: &mut Reader<'a>, depth: usize, scan: Scan) -> Result<bool, Error> {
+        match r.peek_kind().map_err(syntax)? {
+            Kind::String => {
+                let span = r.string().map_err(syntax)?;
+                let text = r.decode(span).map_err(syntax)?;
+                match scan::apply(&text, scan, self.masker) {
+                    Scanned::Clean => self.out.extend_from_slice(&self.src[span.start..span.end]),
+                    Scanned::Replaced(s) => json::write_string(&mut self.out, &s),
+                    Scanned::Drop => return Ok(false),
+                }
+            }
+            Kind::Object => {
+                r.begin_object(depth).map_err(syntax)?;
+                self.out.push(b'{');
+                let mut first = true;
+                while let Some(key) = r.next_key(&mut first).map_err(syntax)? {
+                    let mark = self.out.len();
+                    if self.out.last() != Some(&b'{') {
+                        self.out.push(b',');
+                    }
+                    let name = r.decode(key).map_err(syntax)?;
+                    let kept = match scan::apply(&name, scan, self.masker) {
+                        Scanned::Clean => {
+                            self.out.extend_from_slice(&self.src[key.start..key.end]);
+                            true
+                        }
+                        Scanned::Replaced(s) => {
+                            json::write_string(&mut self.out, &s);
+                            true
+                        }
+                        Scanned::Drop => false,
+                    };
+                    self.out.push(b':');
+                    let written = if kept {
+                        self.scanned(r, depth + 1, scan)?
+                    } else {
+                        r.skip_value(depth + 1).map_err(syntax)?;
+                        false
+                    };
+                    if !written {
+                        self.out.truncate(mark);
+                    }
+                }
+                self.out.push(b'}');
+            }
+            Kind::Array => self.array(r, depth, |w, r| w.scanned(r, depth + 1, scan))?,
+            _ => {
+                let (start, end) = r.skip_value(depth).map_err(syntax)?;
+                self.out.extend_from_slice(&self.src[start..end]);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes the value with every scalar leaf masked (normalized first,
+    /// if asked) and its shape kept; a leaf that does not normalize is
+    /// left out (`null` in an array).
+    fn mask(
+        &mut self,
+        r: &mut Reader<'a>,
+        depth: usize,
+        normalize: Option<Normalize>,
+    ) -> Result<bool, Error> {
+        let clear: Cow<'a, [u8]> = match r.peek_kind().map_err(syntax)? {
+            Kind::Object => {
+                self.object(r, depth, |w, r, _| w.mask(r, depth + 1, normalize))?;
+                return Ok(true);
+            }
+            Kind::Array => {
+                self.array(r, depth, |w, r| w.mask(r, depth + 1, normalize))?;
+                return Ok(true);
+            }
+            Kind::String => {
+                let span = r.string().map_err(syntax)?;
+                r.decode(span).map_err(syntax)?
+            }
+            Kind::Number => {
+                let (start, end) = r.number().map_err(syntax)?;
+                Cow::Borrowed(&self.src[start..end])
             }
             Kind::True => {
                 r.literal(b"true").map_err(syntax)?;
-                self.hex(b"true")
+                Cow::Borrowed(b"true")
             }
             Kind::False => {
                 r.literal(b"false").map_err(syntax)?;
-                self.hex(b"false")
+                Cow::Borrowed(b"false")
             }
             Kind::Null => {
                 r.literal(b"null").map_err(syntax)?;
                 self.out.extend_from_slice(b"null");
-                Ok(())
+                return Ok(true);
             }
+        };
+        match normalize {
+            None => self.hex(&clear)?,
+            Some(n) => match n.apply(&clear) {
+                Some(normalized) => self.hex(&normalized)?,
+                None => return Ok(false),
+            },
         }
+        Ok(true)
     }
 
     /// Writes the masked form of `clear` as a JSON string.

@@ -1,14 +1,16 @@
 //! Policy validation: turns a policy file into a [`Policy`], reporting
 //! every problem at once, each at its JSON path.
 
+mod actions;
 mod destination;
 mod lists;
 mod names;
 
+use crate::action::scan::{OnMatch, Scan};
 use crate::path;
 use crate::policy::{
     Action, Allowlists, IdAction, Identifiers, List, Names, Policy, Problem, Report, Rule,
-    DEFAULT_CONTEXT, IDENTIFIER_KEYS,
+    ScanRule, DEFAULT_CONTEXT, IDENTIFIER_KEYS,
 };
 use crate::tree::{self, Value};
 use destination::Environment;
@@ -74,13 +76,14 @@ fn join(parent: &str, key: &str) -> String {
     }
 }
 
-const POLICY_KEYS: [&str; 7] = [
+const POLICY_KEYS: [&str; 8] = [
     "version",
     "environment",
     "hipaa",
     "identifiers",
     "allowlists",
     "events",
+    "scan",
     "destinations",
 ];
 
@@ -152,6 +155,13 @@ impl Checker {
         if !has_context {
             allowlists.0[List::Context.index()] = default_context();
         }
+        let scan = match get("scan") {
+            Some(v) => self.scan(v, "scan").flatten().map(|detectors| Scan {
+                detectors,
+                on_match: OnMatch::Redact,
+            }),
+            None => None,
+        };
         let events = match get("events") {
             Some(v) => self.names(v, "events"),
             None => Names::default(),
@@ -173,6 +183,7 @@ impl Checker {
             identifiers,
             allowlists,
             events,
+            scan,
             destinations,
         })
     }
@@ -276,7 +287,10 @@ fn default_context() -> Vec<Rule> {
             Some(Rule {
                 path: (*p).to_owned(),
                 steps: path::parse(p).ok()?,
-                action: Action::AllowScalar,
+                action: Action::Allow {
+                    scan: ScanRule::Default,
+                    scalars_only: true,
+                },
             })
         })
         .collect()

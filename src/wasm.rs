@@ -10,8 +10,17 @@ use crate::Error;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = r#"
-/** What an allowlist rule does: send the value unchanged, or ID-masked. */
-export type Action = "allow" | "mask";
+/** A detector of `scan`. */
+export type Detector = "email" | "ssn" | "phone" | "card" | "ip" | "id";
+/** `true` (every detector but `id`), `false`, or a list of detectors. */
+export type Scan = boolean | Detector[];
+/** What an allowlist rule does with the value at its path. */
+export type Action =
+  | "allow" | "mask" | "drop" | "ip" | "zip3" | "year" | "age"
+  | { action: "allow"; scan?: Scan; on_match?: "redact" | "mask" | "drop" }
+  | { action: "mask"; normalize?: "email" | "phone" | "text" }
+  | { action: "ip"; mode?: "truncate" | "zero" }
+  | { action: "drop" | "zip3" | "year" | "age" };
 /** What happens to userId, anonymousId, groupId, previousId. */
 export type IdentifierAction = "mask" | "allow" | "drop";
 /** Path (`a.b`, `products[].sku`) to action. */
@@ -52,6 +61,8 @@ export interface Destination {
   calls?: CallType[];
   /** Its name for `integrations` routing (default: the destination's name). */
   integration?: string;
+  /** Its key scope: masks with a key derived for this name. */
+  mask_scope?: string;
 }
 /** A phimask policy, version 1. */
 export interface Policy {
@@ -67,6 +78,8 @@ export interface Policy {
   allowlists?: Allowlists;
   /** Names of track events and of pages and screens, for restricted destinations. */
   events?: EventsMap;
+  /** Detectors for every `allow` rule that sets no `scan` of its own. */
+  scan?: Scan;
   destinations: Record<string, Destination>;
 }
 /** One problem of a policy, at its JSON path. */

@@ -35,6 +35,15 @@ fn resolve(expected: &Value, key: &[u8]) -> Value {
         Value::Object(map) if map.len() == 1 && map.contains_key("$mask") => Value::String(
             common::hmac_hex(key, map["$mask"].as_str().unwrap().as_bytes()),
         ),
+        // A key scope's masks use HMAC-SHA256(key, "phimask-scope:" + NAME).
+        Value::Object(map) if map.len() == 2 && map.contains_key("$mask") => {
+            let scope = format!("phimask-scope:{}", map["scope"].as_str().unwrap());
+            let derived = common::hmac_bytes(key, scope.as_bytes());
+            Value::String(common::hmac_hex(
+                &derived,
+                map["$mask"].as_str().unwrap().as_bytes(),
+            ))
+        }
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| (k.clone(), resolve(v, key)))

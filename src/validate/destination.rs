@@ -7,7 +7,7 @@ use crate::event::{CallType, Calls};
 use crate::policy::{Allowlists, Connection, Destination, Names};
 use crate::tree::Value;
 
-const DESTINATION_KEYS: [&str; 8] = [
+const DESTINATION_KEYS: [&str; 9] = [
     "connection",
     "endpoint",
     "restrict_phi",
@@ -16,6 +16,7 @@ const DESTINATION_KEYS: [&str; 8] = [
     "events",
     "calls",
     "integration",
+    "mask_scope",
 ];
 
 const EVENTS_WARNING: &str = "no \"*\" rule here or in the top-level \"events\": names not listed pass unchanged, and event and page names can carry PHI (\"Viewed HIV Results\"); add \"*\": \"drop\" or a rename";
@@ -125,6 +126,10 @@ impl Checker {
             Some(v) => self.integration(v, &join(path, "integration")),
             None => None,
         };
+        let mask_scope = match members.get("mask_scope") {
+            Some(v) => self.mask_scope(v, &join(path, "mask_scope")),
+            None => None,
+        };
         Some(Destination {
             name: name.to_owned(),
             connection: connection?,
@@ -135,6 +140,7 @@ impl Checker {
             events,
             calls,
             integration: integration.unwrap_or_else(|| name.to_owned()),
+            mask_scope,
         })
     }
 
@@ -252,7 +258,11 @@ impl Checker {
                     Some(call) => calls = calls.with(call),
                     None => self.error(
                         &here,
-                        format!("unknown call type \"{}\"; {}", s.escape_debug(), expected()),
+                        format!(
+                            "unknown call type {}; {}",
+                            crate::error::quoted(s),
+                            expected()
+                        ),
                     ),
                 },
                 other => self.error(
@@ -266,6 +276,26 @@ impl Checker {
             }
         }
         calls
+    }
+
+    /// `mask_scope`: the name of its key scope.
+    fn mask_scope(&mut self, value: &Value, path: &str) -> Option<String> {
+        match value {
+            Value::String(s)
+                if (1..=64).contains(&s.len())
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) =>
+            {
+                Some(s.clone())
+            }
+            _ => {
+                self.error(
+                    path,
+                    "must be a scope name of 1 to 64 letters, digits, '_', '-' and '.'",
+                );
+                None
+            }
+        }
     }
 
     /// `integration`: the name `integrations` routing uses for it.

@@ -30,27 +30,7 @@ impl Checker {
             if members[..i].iter().any(|(k, _)| k == key) {
                 continue;
             }
-            let action = match v {
-                Value::String(s) if s == "allow" => Some(Action::Allow),
-                Value::String(s) if s == "mask" => Some(Action::Mask),
-                Value::String(s) => {
-                    self.error(
-                        &here,
-                        format!("unknown action \"{s}\"; expected \"allow\" or \"mask\""),
-                    );
-                    None
-                }
-                other => {
-                    self.error(
-                        &here,
-                        format!(
-                            "action must be \"allow\" or \"mask\", not {}",
-                            other.type_name()
-                        ),
-                    );
-                    None
-                }
-            };
+            let action = self.action(v, &here);
             let steps = match path::parse(key) {
                 Ok(steps) => Some(steps),
                 Err(message) => {
@@ -68,7 +48,7 @@ impl Checker {
                 );
                 continue;
             }
-            if action == Action::Allow {
+            if matches!(action, Action::Allow { .. }) {
                 self.warn_if_phi(&here, list, key);
             }
             rules.push(Rule {

@@ -8,6 +8,14 @@ use sha2::{Digest, Sha256};
 /// `Masker` and of the `hmac` crate, as lowercase hex: the expected masked
 /// value of `message`. Checked against RFC 4231 below.
 pub fn hmac_hex(key: &[u8], message: &[u8]) -> String {
+    hmac_bytes(key, message)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The raw 32 bytes of HMAC-SHA256(key, message), as `hmac_hex`.
+pub fn hmac_bytes(key: &[u8], message: &[u8]) -> [u8; 32] {
     const BLOCK: usize = 64;
     let mut block = [0u8; BLOCK];
     if key.len() > BLOCK {
@@ -20,11 +28,11 @@ pub fn hmac_hex(key: &[u8], message: &[u8]) -> String {
         .chain_update(pad(0x36))
         .chain_update(message)
         .finalize();
-    let outer = Sha256::new()
+    Sha256::new()
         .chain_update(pad(0x5c))
         .chain_update(inner)
-        .finalize();
-    outer.iter().map(|b| format!("{b:02x}")).collect()
+        .finalize()
+        .into()
 }
 
 #[test]

@@ -1,5 +1,6 @@
 // Reads the shared vectors of tests/vectors/ (the Rust tests read the same
-// files) and resolves {"$mask": clear} with Node's own HMAC-SHA256.
+// files) and resolves {"$mask": clear} (and {"$mask": clear, "scope":
+// NAME}, masked with the scope's derived key) with Node's own HMAC-SHA256.
 import { createHmac } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -14,7 +15,13 @@ export function vectorFiles() {
 }
 
 export function hmacHex(key, clear) {
-  return createHmac("sha256", Buffer.from(key, "utf8")).update(Buffer.from(clear, "utf8")).digest("hex");
+  const k = typeof key === "string" ? Buffer.from(key, "utf8") : key;
+  return createHmac("sha256", k).update(Buffer.from(clear, "utf8")).digest("hex");
+}
+
+/** A key scope's key: HMAC-SHA256(key, "phimask-scope:" + NAME), raw. */
+export function scopeKey(key, scope) {
+  return createHmac("sha256", Buffer.from(key, "utf8")).update(`phimask-scope:${scope}`).digest();
 }
 
 export function resolveMasks(expected, key) {
@@ -22,6 +29,7 @@ export function resolveMasks(expected, key) {
   if (expected && typeof expected === "object") {
     const keys = Object.keys(expected);
     if (keys.length === 1 && keys[0] === "$mask") return hmacHex(key, expected.$mask);
+    if (keys.length === 2 && "$mask" in expected && "scope" in expected) return hmacHex(scopeKey(key, expected.scope), expected.$mask);
     return Object.fromEntries(keys.map((k) => [k, resolveMasks(expected[k], key)]));
   }
   return expected;

@@ -25,11 +25,15 @@ export async function usage(): Promise<void> {
     hipaa: true,
     identifiers: { userId: "mask", anonymousId: "drop" },
     allowlists: {
-      event_properties: { plan: "allow", email: "mask", "products[].sku": "allow" },
+      event_properties: {
+        plan: "allow", email: { action: "mask", normalize: "email" }, "products[].sku": "allow",
+        zip: "zip3", dob: "year", age: "age", notes: { action: "allow", scan: ["email", "ssn"], on_match: "mask" },
+      },
       user_properties: { email: "mask" },
-      context: { locale: "allow" },
+      context: { locale: "allow", ip: { action: "ip", mode: "zero" } },
       integrations: { "Amplitude.session_id": "allow" },
     },
+    scan: true,
     events: { "Appointment Booked": "allow", "Viewed HIV Testing": { rename: "Viewed Service Page" }, "*": "drop" },
     destinations: {
       amplitude: { connection: "server-side", endpoint: "https://api2.amplitude.example/batch", calls: ["track", "page"], integration: "Amplitude" },
@@ -83,6 +87,9 @@ export async function usage(): Promise<void> {
   const noHipaa: Policy = { version: 1, environment: "x", destinations: {} };
   // @ts-expect-error: events need a known type
   const badEvent: SegmentEvent = { type: "purchase" };
+  // @ts-expect-error: normalize is email, phone or text
+  const badNormalize: Policy = { version: 1, environment: "x", hipaa: true, allowlists: { event_properties: { a: { action: "mask", normalize: "zip" } } }, destinations: {} };
+  void badNormalize;
   // @ts-expect-error: calls are call types
   const badCalls: Policy = { version: 1, environment: "x", hipaa: true, destinations: { a: { connection: "server-side", calls: ["purchase"] } } };
   // @ts-expect-error: a name rule is "allow", "drop" or a rename

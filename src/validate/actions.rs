@@ -1,0 +1,226 @@
+//! Validation of an allowlist entry's action: a short string (`"allow"`,
+//! `"zip3"`) or an object `{"action": NAME, ...options}`; and of `scan`.
+
+use super::{join, Checker};
+use crate::action::ip::IpMode;
+use crate::action::normalize::Normalize;
+use crate::action::scan::{OnMatch, Scan};
+use crate::detect::{Detector, Detectors};
+use crate::policy::{Action, ScanRule};
+use crate::tree::Value;
+
+/// Action names, and the options each takes.
+const ACTIONS: [(&str, &[&str]); 7] = [
+    ("allow", &["scan", "on_match"]),
+    ("mask", &["normalize"]),
+    ("drop", &[]),
+    ("ip", &["mode"]),
+    ("zip3", &[]),
+    ("year", &[]),
+    ("age", &[]),
+];
+
+fn action_names() -> String {
+    ACTIONS.map(|(n, _)| format!("\"{n}\"")).join(", ")
+}
+
+/// `"a", "b" or "c"` for messages.
+fn one_of(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+impl Checker {
+    /// The action of the entry at `path`, or `None` (and errors).
+    pub(super) fn action(&mut self, value: &Value, path: &str) -> Option<Action> {
+        match value {
+            Value::String(name) => self.action_named(name, path, &[], path),
+            Value::Object(_) => {
+                let members = self.object(value, path, None)?;
+                let name = match members.iter().find(|(k, _)| k == "action") {
+                    Some((_, Value::String(name))) => name.clone(),
+                    Some((_, other)) => {
+                        self.error(
+                            &join(path, "action"),
+                            format!(
+                                "must be a string, not {}; expected one of {}",
+                                other.type_name(),
+                                action_names()
+                            ),
+                        );
+                        return None;
+                    }
+                    None => {
+                        self.error(
+                            &join(path, "action"),
+                            format!("missing; expected one of {}", action_names()),
+                        );
+                        return None;
+                    }
+                };
+                let options: Vec<(String, Value)> = members
+                    .iter()
+                    .filter(|(k, _)| k != "action")
+                    .cloned()
+                    .collect();
+                self.action_named(&name, &join(path, "action"), &options, path)
+            }
+            other => {
+                self.error(
+                    path,
+                    format!(
+                        "action must be a string or an object, not {}; expected one of {}",
+                        other.type_name(),
+                        action_names()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// The action `name` with its options; `name_path` is where the name
+    /// stands, `path` the entry's.
+    fn action_named(
+        &mut self,
+        name: &str,
+        name_path: &str,
+        options: &[(String, Value)],
+        path: &str,
+    ) -> Option<Action> {
+        let Some((_, allowed)) = ACTIONS.iter().find(|(n, _)| *n == name) else {
+            self.error(
+                name_path,
+                format!(
+                    "unknown action {}; expected one of {}",
+                    crate::error::quoted(name),
+                    action_names()
+                ),
+            );
+            return None;
+        };
+        let mut ok = true;
+        for (key, _) in options {
+            if !allowed.contains(&key.as_str()) {
+                let expected = if allowed.is_empty() {
+                    format!("\"{name}\" takes no options")
+                } else {
+                    format!("expected {}", one_of(allowed))
+                };
+                self.error(
+                    &join(path, key),
+                    format!("unknown option of \"{name}\"; {expected}"),
+                );
+                ok = false;
+            }
+        }
+        let get = |key: &str| options.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        let action = match name {
+            "allow" => {
+                let scan = match get("scan") {
+                    None => ScanRule::Default,
+                    Some(v) => match self.scan(v, &join(path, "scan"))? {
+                        None => ScanRule::Off,
+                        Some(detectors) => ScanRule::On(Scan {
+                            detectors,
+                            on_match: OnMatch::Redact,
+                        }),
+                    },
+                };
+                let scan = match (get("on_match"), scan) {
+                    (None, scan) => scan,
+                    (Some(v), ScanRule::On(s)) => ScanRule::On(Scan {
+                        on_match: self.choice(
+                            v,
+                            &join(path, "on_match"),
+                            &OnMatch::ALL.map(|o| (o.name(), o)),
+                        )?,
+                        ..s
+                    }),
+                    (Some(_), _) => {
+                        self.error(
+                            &join(path, "on_match"),
+                            "applies only with \"scan\" on this rule",
+                        );
+                        return None;
+                    }
+                };
+                Action::Allow {
+                    scan,
+                    scalars_only: false,
+                }
+            }
+            "mask" => Action::Mask(match get("normalize") {
+                None => None,
+                Some(v) => Some(self.choice(
+                    v,
+                    &join(path, "normalize"),
+                    &Normalize::ALL.map(|n| (n.name(), n)),
+                )?),
+            }),
+            "drop" => Action::Drop,
+            "ip" => Action::Ip(match get("mode") {
+                None => IpMode::Truncate,
+                Some(v) => self.choice(
+                    v,
+                    &join(path, "mode"),
+                    &[("truncate", IpMode::Truncate), ("zero", IpMode::Zero)],
+                )?,
+            }),
+            "zip3" => Action::Zip3,
+            "year" => Action::Year,
+            _ => Action::Age,
+        };
+        ok.then_some(action)
+    }
+
+    /// One of `choices`, by name.
+    fn choice<T: Copy>(&mut self, value: &Value, path: &str, choices: &[(&str, T)]) -> Option<T> {
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        if let Value::String(s) = value {
+            if let Some((_, c)) = choices.iter().find(|(n, _)| n == s) {
+                return Some(*c);
+            }
+        }
+        self.error(path, format!("must be {}", one_of(&names)));
+        None
+    }
+
+    /// A `scan` value: `true` (the default detectors), `false` (none), or a
+    /// list of detector names. `Some(None)` is `false`.
+    pub(super) fn scan(&mut self, value: &Value, path: &str) -> Option<Option<Detectors>> {
+        let names = Detector::ALL.map(Detector::name);
+        let expected = format!("true, false or a list of {}", one_of(&names));
+        match value {
+            Value::Bool(true) => Some(Some(Detectors::DEFAULT)),
+            Value::Bool(false) => Some(None),
+            Value::Array(items) if !items.is_empty() => {
+                let mut set = Detectors::default();
+                let mut ok = true;
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) if Detector::parse(s).is_some() => {
+                            set = set.with(Detector::parse(s)?);
+                        }
+                        _ => {
+                            self.error(
+                                &format!("{path}[{i}]"),
+                                format!("unknown detector; expected {}", one_of(&names)),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                ok.then_some(Some(set))
+            }
+            _ => {
+                self.error(path, format!("must be {expected}"));
+                None
+            }
+        }
+    }
+}
