@@ -13,7 +13,7 @@ const KEY = "examples-test-key-0123456789abcdefghijkl";
 // Clear values in the example events that no restricted destination may
 // receive.
 const PHI = [
-  "jane", "Jane", "004217", "3f1c9a2e", "203.0.113", "198.51.100", "Boston", "chest pain",
+  "jane", "Jane", "004217", "3f1c9a2e", "203.0.113.42", "198.51.100.7", "02118", "1984-07-19", "Boston", "chest pain",
   "1984-07-19", "MRN-", "RX-551234", "Elm St", "617 555", "Alan Grant", "office@backbay",
   "hiv-testing", "free hiv test", "iPhone", "1234567893", "2026-12-03", "Cardiology", "HIV Testing",
 ];
