@@ -102,6 +102,66 @@ function normalized(s, how) {
   return digits.length === 10 ? `+1${digits}` : `+${digits}`;
 }
 
+// The url action: scheme, host and port; path segments by template or
+// ":id" when identifier-like; only listed query parameters whose values
+// hold no PHI; no user info, no fragment.
+function decodeRepeated(s) {
+  let current = s;
+  for (let i = 0; i < 3; i++) {
+    let next;
+    try {
+      next = decodeURIComponent(current);
+    } catch {
+      return undefined;
+    }
+    if (next === current) return current;
+    current = next;
+  }
+  try {
+    return decodeURIComponent(current) === current ? current : undefined;
+  } catch {
+    return undefined;
+  }
+}
+function identifierLike(segment) {
+  const s = decodeRepeated(segment);
+  if (s === undefined) return true;
+  return s.includes("@") || /\d{5}/.test(s) || /[0-9A-Fa-f]{16}/.test(s)
+    || /[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}/.test(s) || detected(s);
+}
+function urlAction(v, rule) {
+  if (typeof v !== "string" || /[\u0000-\u001f\u007f-\u009f ]/.test(v)) return undefined;
+  const url = v.split("#")[0];
+  let origin = "";
+  let rest = url;
+  if (!url.startsWith("/") && !url.startsWith("?")) {
+    const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?]*)(.*)$/.exec(url);
+    if (!m || !["http", "https"].includes(m[1].toLowerCase())) return undefined;
+    const hostPort = m[2].split("@").at(-1);
+    if (hostPort === "" || hostPort.startsWith(":")) return undefined;
+    origin = `${m[1].toLowerCase()}://${hostPort.toLowerCase()}`;
+    rest = m[3];
+  }
+  const [path, ...q] = rest.split("?");
+  const query = q.length > 0 ? q.join("?") : undefined;
+  let outPath = path;
+  if (path !== "") {
+    const segments = path.split("/");
+    const template = (rule.paths ?? []).map((t) => t.split("/")).find((t) =>
+      t.length === segments.length && t.every((x, i) => (x.startsWith(":") ? segments[i] !== "" : decodeRepeated(segments[i]) === x)));
+    outPath = template ? template.join("/") : segments.map((s) => (identifierLike(s) ? ":id" : s)).join("/");
+  }
+  const keeps = (name) => (rule.query ?? []).some((k) => (k.endsWith("*") ? name.startsWith(k.slice(0, -1)) : k === name));
+  const kept = query === undefined ? [] : query.split("&").filter((pair) => {
+    const i = pair.indexOf("=");
+    const [name, value] = i < 0 ? [pair, ""] : [pair.slice(0, i), pair.slice(i + 1)];
+    const n = decodeRepeated(name.replaceAll("+", " "));
+    const val = decodeRepeated(value.replaceAll("+", " "));
+    return n !== undefined && keeps(n) && val !== undefined && !detected(val) && !val.includes("@");
+  });
+  return origin + outPath + (kept.length > 0 ? `?${kept.join("&")}` : "");
+}
+
 /** A rule's action as { action, ...options }. */
 const actionOf = (a) => (typeof a === "string" ? { action: a } : a);
 
@@ -208,6 +268,7 @@ export function referenceSanitizer(policy, destination, key) {
         return scan ? scanAll(v, scan) : v;
       }
       case "mask": return maskWith(v, r.normalize);
+      case "url": return urlAction(v, r);
       case "ip": return ipAction(v, r.mode);
       case "zip3": return scalar(v) ? zip3Action(v) : undefined;
       case "year": return yearAction(v);

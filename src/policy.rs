@@ -4,6 +4,7 @@
 use crate::action::ip::IpMode;
 use crate::action::normalize::Normalize;
 use crate::action::scan::Scan;
+use crate::action::url::UrlRule;
 use crate::event::Calls;
 use crate::path::Step;
 
@@ -19,6 +20,8 @@ pub enum Action {
     Mask(Option<Normalize>),
     /// Send nothing (documents a decision; overrides a rule above).
     Drop,
+    /// A URL reduced by the rule at this index of [`Policy::urls`].
+    Url(u16),
     /// An IP address truncated or zeroed.
     Ip(IpMode),
     /// A US ZIP code as its first three digits.
@@ -226,6 +229,8 @@ pub struct Policy {
     pub events: Names,
     /// The top-level `scan`: for `allow` rules that set none.
     pub scan: Option<Scan>,
+    /// The options of every `url` rule, by [`Action::Url`] index.
+    pub urls: Vec<UrlRule>,
     pub destinations: Vec<Destination>,
 }
 

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use crate::action::normalize::Normalize;
 use crate::action::scan::{self, Scan, Scanned};
+use crate::action::url::UrlRule;
 use crate::action::{age, ip, year, zip3, Input, Output};
 use crate::compile::{NameTable, Node, Tries};
 use crate::error::{Error, EventError};
@@ -89,6 +90,8 @@ pub struct Sanitizer {
     /// The default scope's masker first, then one per `mask_scope` name;
     /// empty without a key.
     maskers: Vec<Masker>,
+    /// The options of the policy's `url` rules.
+    urls: Vec<UrlRule>,
     destinations: Vec<Compiled>,
 }
 
@@ -148,6 +151,7 @@ impl Sanitizer {
         Ok(Sanitizer {
             identifiers: policy.identifiers,
             maskers,
+            urls: policy.urls.clone(),
             destinations,
         })
     }
@@ -208,6 +212,7 @@ impl Sanitizer {
             src: event.src,
             out: Vec::with_capacity(event.src.len()),
             masker: self.maskers.get(dest.scope),
+            urls: &self.urls,
         };
         w.event(event, restricted, &self.identifiers)?;
         // The output holds input slices cut at JSON token boundaries and
@@ -245,6 +250,7 @@ struct Writer<'a> {
     src: &'a [u8],
     out: Vec<u8>,
     masker: Option<&'a Masker>,
+    urls: &'a [UrlRule],
 }
 
 impl<'a> Writer<'a> {
@@ -513,6 +519,13 @@ impl<'a> Writer<'a> {
                 }
             }
             Some(Action::Mask(normalize)) => self.mask(r, depth, normalize),
+            Some(Action::Url(i)) => {
+                let rule = self.urls.get(usize::from(i));
+                self.transform(r, depth, |v| match (v, rule) {
+                    (Input::Text(text), Some(rule)) => rule.apply(text).map(Output::Text),
+                    _ => None,
+                })
+            }
             Some(Action::Ip(mode)) => self.transform(r, depth, |v| ip::apply(v, mode)),
             Some(Action::Zip3) => self.transform(r, depth, zip3::apply),
             Some(Action::Year) => self.transform(r, depth, year::apply),

@@ -7,6 +7,7 @@ mod lists;
 mod names;
 
 use crate::action::scan::{OnMatch, Scan};
+use crate::action::url::UrlRule;
 use crate::path;
 use crate::policy::{
     Action, Allowlists, IdAction, Identifiers, List, Names, Policy, Problem, Report, Rule,
@@ -64,6 +65,8 @@ pub fn validate_policy(text: &str) -> (Option<Policy>, Report) {
 struct Checker {
     errors: Vec<Problem>,
     warnings: Vec<Problem>,
+    /// The options of the `url` rules met so far (`Action::Url` indexes).
+    urls: Vec<UrlRule>,
 }
 
 fn join(parent: &str, key: &str) -> String {
@@ -184,6 +187,7 @@ impl Checker {
             allowlists,
             events,
             scan,
+            urls: std::mem::take(&mut self.urls),
             destinations,
         })
     }

@@ -16,10 +16,11 @@ export type Detector = "email" | "ssn" | "phone" | "card" | "ip" | "id";
 export type Scan = boolean | Detector[];
 /** What an allowlist rule does with the value at its path. */
 export type Action =
-  | "allow" | "mask" | "drop" | "ip" | "zip3" | "year" | "age"
+  | "allow" | "mask" | "drop" | "url" | "ip" | "zip3" | "year" | "age"
   | { action: "allow"; scan?: Scan; on_match?: "redact" | "mask" | "drop" }
   | { action: "mask"; normalize?: "email" | "phone" | "text" }
   | { action: "ip"; mode?: "truncate" | "zero" }
+  | { action: "url"; query?: string[]; paths?: string[] }
   | { action: "drop" | "zip3" | "year" | "age" };
 /** What happens to userId, anonymousId, groupId, previousId. */
 export type IdentifierAction = "mask" | "allow" | "drop";

@@ -6,6 +6,7 @@ pub mod age;
 pub mod ip;
 pub mod normalize;
 pub mod scan;
+pub mod url;
 pub mod year;
 pub mod zip3;
 

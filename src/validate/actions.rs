@@ -5,15 +5,17 @@ use super::{join, Checker};
 use crate::action::ip::IpMode;
 use crate::action::normalize::Normalize;
 use crate::action::scan::{OnMatch, Scan};
+use crate::action::url::UrlRule;
 use crate::detect::{Detector, Detectors};
 use crate::policy::{Action, ScanRule};
 use crate::tree::Value;
 
 /// Action names, and the options each takes.
-const ACTIONS: [(&str, &[&str]); 7] = [
+const ACTIONS: [(&str, &[&str]); 8] = [
     ("allow", &["scan", "on_match"]),
     ("mask", &["normalize"]),
     ("drop", &[]),
+    ("url", &["query", "paths"]),
     ("ip", &["mode"]),
     ("zip3", &[]),
     ("year", &[]),
@@ -163,6 +165,21 @@ impl Checker {
                 )?),
             }),
             "drop" => Action::Drop,
+            "url" => {
+                // Both checked before either can stop, so every problem is told.
+                let query = self.strings(get("query"), &join(path, "query"), query_name);
+                let paths = self.strings(get("paths"), &join(path, "paths"), path_template);
+                let rule = UrlRule {
+                    query: query?,
+                    paths: paths?
+                        .iter()
+                        .map(|t| t.split('/').map(String::from).collect())
+                        .collect(),
+                };
+                let index = u16::try_from(self.urls.len()).ok()?;
+                self.urls.push(rule);
+                Action::Url(index)
+            }
             "ip" => Action::Ip(match get("mode") {
                 None => IpMode::Truncate,
                 Some(v) => self.choice(
@@ -176,6 +193,48 @@ impl Checker {
             _ => Action::Age,
         };
         ok.then_some(action)
+    }
+
+    /// A list of strings that each pass `check` (else its message);
+    /// absent: empty.
+    fn strings(
+        &mut self,
+        value: Option<&Value>,
+        path: &str,
+        check: fn(&str) -> Result<(), &'static str>,
+    ) -> Option<Vec<String>> {
+        let Some(value) = value else {
+            return Some(Vec::new());
+        };
+        let Value::Array(items) = value else {
+            self.error(
+                path,
+                format!("must be an array of strings, not {}", value.type_name()),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let here = format!("{path}[{i}]");
+            match item {
+                Value::String(s) => match check(s) {
+                    Ok(()) => out.push(s.clone()),
+                    Err(message) => {
+                        self.error(&here, message);
+                        ok = false;
+                    }
+                },
+                other => {
+                    self.error(
+                        &here,
+                        format!("must be a string, not {}", other.type_name()),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
     }
 
     /// One of `choices`, by name.
@@ -222,5 +281,36 @@ impl Checker {
                 None
             }
         }
+    }
+}
+
+/// A kept query parameter: a name, or a prefix ending in `*`.
+fn query_name(name: &str) -> Result<(), &'static str> {
+    let stem = name.strip_suffix('*').unwrap_or(name);
+    if stem.is_empty() || stem.contains(['*', '&', '=', '#']) || stem.chars().any(char::is_control)
+    {
+        return Err("must be a parameter name, or a prefix ending in '*' (\"utm_*\")");
+    }
+    Ok(())
+}
+
+/// A path template: `/` then segments, each literal or `:name`.
+fn path_template(template: &str) -> Result<(), &'static str> {
+    const BAD: &str = "must be a path template such as \"/patients/:id\": '/' then segments, each literal or ':' and a name of letters, digits and '_'";
+    let Some(rest) = template.strip_prefix('/') else {
+        return Err(BAD);
+    };
+    let ok = rest
+        .split('/')
+        .all(|segment| match segment.strip_prefix(':') {
+            Some(name) => {
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            }
+            None => !segment.contains(['?', '#', ' ']) && !segment.chars().any(char::is_control),
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(BAD)
     }
 }
