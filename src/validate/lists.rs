@@ -60,24 +60,25 @@ impl Checker {
         rules
     }
 
-    /// Warns when an `allow` rule sends a field that commonly holds PHI.
+    /// Warns when an `allow` rule sends a field that commonly holds PHI,
+    /// naming the action that would keep it useful without the PHI.
     fn warn_if_phi(&mut self, here: &str, list: List, rule_path: &str) {
         if list == List::Context {
-            for (field, what) in SENSITIVE_CONTEXT {
+            for (field, what, instead) in SENSITIVE_CONTEXT {
                 let covers = rule_path == field
                     || field.starts_with(&format!("{rule_path}."))
                     || rule_path.starts_with(&format!("{field}."));
                 if covers {
                     self.warn(
                         here,
-                        format!("\"allow\" sends context.{field} in clear: {what}; consider leaving it off the list"),
+                        format!("\"allow\" sends context.{field} in clear: {what}; {instead}"),
                     );
                     return;
                 }
             }
             return;
         }
-        if list == List::GroupProperties {
+        if list == List::GroupProperties || list == List::Integrations {
             // Groups are organizations (a clinic, an employer), not patients.
             return;
         }
@@ -87,86 +88,132 @@ impl Checker {
             .filter(char::is_ascii_alphanumeric)
             .map(|c| c.to_ascii_lowercase())
             .collect();
-        if SENSITIVE_NAMES.contains(&normalized.as_str()) {
+        if let Some((_, instead)) = SENSITIVE_NAMES
+            .iter()
+            .find(|(names, _)| names.contains(&normalized.as_str()))
+        {
             self.warn(
                 here,
-                format!("\"allow\" sends \"{last}\" in clear, and such fields commonly hold PHI; consider \"mask\" or leaving it off the list"),
+                format!("\"allow\" sends \"{last}\" in clear, and such fields commonly hold PHI; {instead}"),
             );
         }
     }
 }
 
-/// Context fields that hold identifiers, and why.
-const SENSITIVE_CONTEXT: [(&str, &str); 14] = [
-    ("ip", "the visitor's IP address is a HIPAA identifier"),
-    ("userAgent", "the user agent fingerprints the device"),
+const LEAVE_OFF: &str = "consider leaving it off the list";
+const URL: &str = "use {\"action\": \"url\"} (with the \"query\" parameters and \"paths\" templates you need) to send it reduced";
+
+/// Context fields that hold identifiers, why, and what to do instead.
+const SENSITIVE_CONTEXT: [(&str, &str, &str); 14] = [
+    (
+        "ip",
+        "the visitor's IP address is a HIPAA identifier",
+        "use \"ip\" to send it truncated, or leave it off the list",
+    ),
+    (
+        "userAgent",
+        "the user agent fingerprints the device",
+        LEAVE_OFF,
+    ),
     (
         "page.url",
         "page URLs carry query strings and record numbers",
+        URL,
     ),
-    ("page.path", "page paths carry record numbers"),
+    ("page.path", "page paths carry record numbers", URL),
     (
         "page.search",
         "query strings carry emails, names and conditions",
+        URL,
     ),
     (
         "page.referrer",
         "referrer URLs carry query strings and record numbers",
+        URL,
     ),
-    ("page.title", "page titles name conditions and patients"),
+    (
+        "page.title",
+        "page titles name conditions and patients",
+        "leave it off the list, or allow it with \"scan\"",
+    ),
     (
         "referrer",
         "referrer URLs carry query strings and record numbers",
+        URL,
     ),
     (
         "location",
         "the visitor's location is geography smaller than a state",
+        LEAVE_OFF,
     ),
-    ("device.id", "device identifiers are HIPAA identifiers"),
+    (
+        "device.id",
+        "device identifiers are HIPAA identifiers",
+        "use \"mask\", or leave it off the list",
+    ),
     (
         "device.advertisingId",
         "advertising IDs are HIPAA identifiers",
+        "use \"mask\", or leave it off the list",
     ),
-    ("device.token", "device tokens are HIPAA identifiers"),
-    ("campaign.term", "search terms name conditions"),
-    ("traits", "traits repeat the user's identity"),
+    (
+        "device.token",
+        "device tokens are HIPAA identifiers",
+        "use \"mask\", or leave it off the list",
+    ),
+    ("campaign.term", "search terms name conditions", LEAVE_OFF),
+    ("traits", "traits repeat the user's identity", LEAVE_OFF),
 ];
 
 /// Property names (lower-cased, letters and digits only) that commonly hold
-/// PHI.
-const SENSITIVE_NAMES: [&str; 34] = [
-    "email",
-    "emailaddress",
-    "phone",
-    "phonenumber",
-    "mobile",
-    "fax",
-    "name",
-    "firstname",
-    "lastname",
-    "fullname",
-    "address",
-    "street",
-    "streetaddress",
-    "city",
-    "zip",
-    "zipcode",
-    "postalcode",
-    "ssn",
-    "socialsecuritynumber",
-    "dob",
-    "birthday",
-    "birthdate",
-    "dateofbirth",
-    "mrn",
-    "medicalrecordnumber",
-    "ip",
-    "ipaddress",
-    "url",
-    "currenturl",
-    "referrer",
-    "initialreferrer",
-    "search",
-    "diagnosis",
-    "condition",
+/// PHI, and what to use instead of `allow`.
+const SENSITIVE_NAMES: [(&[&str], &str); 8] = [
+    (
+        &["email", "emailaddress"],
+        "use {\"action\": \"mask\", \"normalize\": \"email\"}, or leave it off the list",
+    ),
+    (
+        &["phone", "phonenumber", "mobile", "fax"],
+        "use {\"action\": \"mask\", \"normalize\": \"phone\"}, or leave it off the list",
+    ),
+    (
+        &["zip", "zipcode", "postalcode"],
+        "use \"zip3\", or leave it off the list",
+    ),
+    (
+        &["dob", "birthday", "birthdate", "dateofbirth"],
+        "use \"year\", or leave it off the list",
+    ),
+    (&["age"], "use \"age\" (90 and over become \"90+\")"),
+    (&["ip", "ipaddress"], "use \"ip\", or leave it off the list"),
+    (
+        &[
+            "url",
+            "currenturl",
+            "referrer",
+            "initialreferrer",
+            "search",
+            "href",
+        ],
+        URL,
+    ),
+    (
+        &[
+            "name",
+            "firstname",
+            "lastname",
+            "fullname",
+            "address",
+            "street",
+            "streetaddress",
+            "city",
+            "ssn",
+            "socialsecuritynumber",
+            "mrn",
+            "medicalrecordnumber",
+            "diagnosis",
+            "condition",
+        ],
+        "consider \"mask\" or leaving it off the list",
+    ),
 ];
