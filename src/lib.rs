@@ -19,6 +19,7 @@ mod json;
 pub mod mask;
 pub mod path;
 pub mod policy;
+pub mod report;
 pub mod request;
 pub mod sanitize;
 pub mod structural;

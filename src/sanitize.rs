@@ -17,6 +17,7 @@ use crate::event::{Calls, Event, Field, Member, NameField};
 use crate::json::{self, Kind, Reader, StrSpan, SyntaxError};
 use crate::mask::{KeyError, Masker};
 use crate::policy::{Action, Connection, IdAction, Identifiers, NameRule, Policy, ScanRule};
+use crate::report::{Done, Explanation, Reason, Tally, Trail};
 use crate::structural;
 use crate::validate::validate_policy;
 
@@ -186,40 +187,89 @@ impl Sanitizer {
     /// [`Error::UnknownDestination`], or [`Error::Event`] saying why the
     /// event was refused; a refused event is sent to no destination.
     pub fn sanitize_json(&self, event: &str, destination: &str) -> Result<Option<String>, Error> {
-        let dest = self.find(destination)?;
-        let event = Event::read(event.as_bytes())?;
-        self.write(&event, dest)
+        Ok(self.sanitize_json_tallied(event, destination)?.0)
     }
 
-    /// Writes an event read by [`Event::read`] for one destination.
-    fn write(&self, event: &Event<'_>, dest: &Compiled) -> Result<Option<String>, Error> {
-        if !dest.calls.has(event.call) || !event.routed_to(&dest.integration) {
-            return Ok(None);
+    /// As [`Sanitizer::sanitize_json`], with the counts of paths dropped,
+    /// masked and transformed.
+    ///
+    /// # Errors
+    /// As [`Sanitizer::sanitize_json`].
+    pub fn sanitize_json_tallied(
+        &self,
+        event: &str,
+        destination: &str,
+    ) -> Result<(Option<String>, Tally), Error> {
+        let dest = self.find(destination)?;
+        let event = Event::read(event.as_bytes())?;
+        let (out, tally, _) = self.write(&event, dest, None)?;
+        Ok((out, tally))
+    }
+
+    /// For every destination of the policy, whether the event is sent,
+    /// why, and which paths are dropped, masked or transformed (paths
+    /// only, never values).
+    ///
+    /// # Errors
+    /// [`Error::Event`] saying why the event is refused (for every
+    /// destination).
+    pub fn explain(&self, event: &str) -> Result<Vec<Explanation>, Error> {
+        let event = Event::read(event.as_bytes())?;
+        self.destinations
+            .iter()
+            .map(|dest| {
+                let (_, _, (reason, trail)) = self.write(&event, dest, Some(Trail::default()))?;
+                Ok(Explanation {
+                    destination: dest.name.clone(),
+                    reason,
+                    paths: trail.map(|t| t.paths).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Writes an event read by [`Event::read`] for one destination; with
+    /// a trail, notes the paths too.
+    #[allow(clippy::type_complexity)]
+    fn write(
+        &self,
+        event: &Event<'_>,
+        dest: &Compiled,
+        trail: Option<Trail>,
+    ) -> Result<(Option<String>, Tally, (Reason, Option<Trail>)), Error> {
+        let not_sent = |reason| Ok((None, Tally::default(), (reason, None)));
+        if !dest.calls.has(event.call) {
+            return not_sent(Reason::CallType);
+        }
+        if !event.routed_to(&dest.integration) {
+            return not_sent(Reason::Routing);
         }
         let restricted = match &dest.route {
-            Route::ClientSide => return Ok(None),
+            Route::ClientSide => return not_sent(Reason::ClientSide),
             Route::Unrestricted => {
                 // Read from a &str, so UTF-8; the check keeps this panic-free.
                 let text = std::str::from_utf8(event.src).map_err(|_| EventError::NotObject)?;
-                return Ok(Some(text.trim().to_owned()));
+                let out = Some(text.trim().to_owned());
+                return Ok((out, Tally::default(), (Reason::Unrestricted, None)));
             }
             Route::Restricted(r) => r,
         };
         if dropped_by_name(event, &restricted.names) {
-            return Ok(None);
+            return not_sent(Reason::EventName);
         }
         let mut w = Writer {
             src: event.src,
             out: Vec::with_capacity(event.src.len()),
             masker: self.maskers.get(dest.scope),
             urls: &self.urls,
+            tally: Tally::default(),
+            trail,
         };
         w.event(event, restricted, &self.identifiers)?;
         // The output holds input slices cut at JSON token boundaries and
         // ASCII, so it is UTF-8; the check only keeps this panic-free.
-        String::from_utf8(w.out)
-            .map(Some)
-            .map_err(|_| Error::Event(EventError::NotObject))
+        let out = String::from_utf8(w.out).map_err(|_| Error::Event(EventError::NotObject))?;
+        Ok((Some(out), w.tally, (Reason::Sanitized, w.trail)))
     }
 }
 
@@ -251,9 +301,39 @@ struct Writer<'a> {
     out: Vec<u8>,
     masker: Option<&'a Masker>,
     urls: &'a [UrlRule],
+    tally: Tally,
+    /// The paths, when explaining.
+    trail: Option<Trail>,
 }
 
 impl<'a> Writer<'a> {
+    /// Counts what was done at the current path (and notes the path).
+    fn note(&mut self, done: Done) {
+        match done {
+            Done::Dropped => self.tally.dropped += 1,
+            Done::Masked => self.tally.masked += 1,
+            Done::Transformed => self.tally.transformed += 1,
+        }
+        if let Some(t) = &mut self.trail {
+            t.note(done);
+        }
+    }
+
+    /// Steps the trail into member `name` (when explaining).
+    fn enter(&mut self, name: &[u8]) -> usize {
+        self.trail.as_mut().map_or(0, |t| t.enter(name))
+    }
+
+    fn enter_elements(&mut self) -> usize {
+        self.trail.as_mut().map_or(0, Trail::enter_elements)
+    }
+
+    fn leave(&mut self, mark: usize) {
+        if let Some(t) = &mut self.trail {
+            t.leave(mark);
+        }
+    }
+
     /// Writes the event, member by member, in the order of the input.
     fn event(
         &mut self,
@@ -265,10 +345,16 @@ impl<'a> Writer<'a> {
         for m in &event.members {
             let mut r = Reader::at(self.src, m.value, MAX_DEPTH);
             let mark = self.out.len();
+            let at = match &self.trail {
+                Some(_) => self.enter(&r.decode(m.key).map_err(syntax)?),
+                None => 0,
+            };
             self.key(m.key);
             if !self.member(&mut r, m, event, dest, ids)? {
                 self.out.truncate(mark);
+                self.note(Done::Dropped);
             }
+            self.leave(at);
         }
         self.out.push(b'}');
         Ok(())
@@ -397,6 +483,8 @@ impl<'a> Writer<'a> {
             NameRule::Allow => self.apply(r, Some(COPY), 2),
             NameRule::Rename(to) => {
                 json::write_string(&mut self.out, to);
+                r.skip_value(2).map_err(syntax)?;
+                self.note(Done::Transformed);
                 Ok(true)
             }
             NameRule::Drop => Ok(false),
@@ -433,9 +521,12 @@ impl<'a> Writer<'a> {
             let mark = self.out.len();
             self.key(key);
             let name: Cow<'a, [u8]> = r.decode(key).map_err(syntax)?;
+            let at = self.enter(&name);
             if !each(self, r, &name)? {
                 self.out.truncate(mark);
+                self.note(Done::Dropped);
             }
+            self.leave(at);
         }
         self.out.push(b'}');
         Ok(())
@@ -452,14 +543,17 @@ impl<'a> Writer<'a> {
         r.begin_array(depth).map_err(syntax)?;
         self.out.push(b'[');
         let mut first = true;
+        let at = self.enter_elements();
         while r.next_element(&mut first).map_err(syntax)? {
             if self.out.last() != Some(&b'[') {
                 self.out.push(b',');
             }
             if !each(self, r)? {
                 self.out.extend_from_slice(b"null");
+                self.note(Done::Dropped);
             }
         }
+        self.leave(at);
         self.out.push(b']');
         Ok(())
     }
@@ -564,6 +658,7 @@ impl<'a> Writer<'a> {
             Some(Output::Number(number)) => self.out.extend_from_slice(number.as_bytes()),
             None => return Ok(false),
         }
+        self.note(Done::Transformed);
         Ok(true)
     }
 
@@ -576,7 +671,10 @@ impl<'a> Writer<'a> {
                 let text = r.decode(span).map_err(syntax)?;
                 match scan::apply(&text, scan, self.masker) {
                     Scanned::Clean => self.out.extend_from_slice(&self.src[span.start..span.end]),
-                    Scanned::Replaced(s) => json::write_string(&mut self.out, &s),
+                    Scanned::Replaced(s) => {
+                        json::write_string(&mut self.out, &s);
+                        self.note(Done::Transformed);
+                    }
                     Scanned::Drop => return Ok(false),
                 }
             }
@@ -590,6 +688,7 @@ impl<'a> Writer<'a> {
                         self.out.push(b',');
                     }
                     let name = r.decode(key).map_err(syntax)?;
+                    let at = self.enter(&name);
                     let kept = match scan::apply(&name, scan, self.masker) {
                         Scanned::Clean => {
                             self.out.extend_from_slice(&self.src[key.start..key.end]);
@@ -597,6 +696,7 @@ impl<'a> Writer<'a> {
                         }
                         Scanned::Replaced(s) => {
                             json::write_string(&mut self.out, &s);
+                            self.note(Done::Transformed);
                             true
                         }
                         Scanned::Drop => false,
@@ -610,7 +710,9 @@ impl<'a> Writer<'a> {
                     };
                     if !written {
                         self.out.truncate(mark);
+                        self.note(Done::Dropped);
                     }
+                    self.leave(at);
                 }
                 self.out.push(b'}');
             }
@@ -676,6 +778,7 @@ impl<'a> Writer<'a> {
     /// Writes the masked form of `clear` as a JSON string.
     fn hex(&mut self, clear: &[u8]) -> Result<(), Error> {
         let masker = self.masker.ok_or(Error::MissingKey)?;
+        self.note(Done::Masked);
         self.out.push(b'"');
         masker.write_hex(clear, &mut self.out);
         self.out.push(b'"');

@@ -2,6 +2,8 @@
 //! it turns JS values into text for the core and core errors into JS
 //! `Error`s (with `code`, and `errors` for policy problems), in one place.
 
+use std::cell::RefCell;
+
 use js_sys::{Array, Object, Reflect, JSON};
 use wasm_bindgen::prelude::*;
 
@@ -116,6 +118,16 @@ export interface TrackingRequest {
   writeKey?: string;
   events: Array<{ text: string } | { code: ErrorCode; error: string }>;
 }
+/** What one destination gets of an event, and why (paths, never values). */
+export interface Explanation {
+  sent: boolean;
+  reason: string;
+  dropped: string[];
+  masked: string[];
+  transformed: string[];
+}
+/** Counts since the last `takeReport()`, by destination. */
+export type Report = Record<string, { events: number; dropped: number; masked: number; transformed: number }>;
 /** The Error phimask throws; `errors` lists a policy's problems. */
 export interface PhimaskError extends Error {
   code: ErrorCode;
@@ -255,10 +267,19 @@ pub fn read_request(body: &str, call: &str) -> Result<JsValue, JsValue> {
     Ok(out)
 }
 
+/// Counts of one destination since the last `takeReport()`: events sent,
+/// and paths dropped, masked and transformed.
+type Counts = (String, u32, crate::report::Tally);
+
 /// A compiled policy with its masking key.
 #[wasm_bindgen]
 pub struct Sanitizer {
     inner: crate::Sanitizer,
+    report: RefCell<Vec<Counts>>,
+}
+
+fn strings(list: &[String]) -> Array {
+    list.iter().map(|s| JsValue::from_str(s)).collect()
 }
 
 #[wasm_bindgen]
@@ -282,7 +303,10 @@ impl Sanitizer {
             )
         };
         crate::Sanitizer::new(&text, key.as_deref().map(str::as_bytes))
-            .map(|inner| Sanitizer { inner })
+            .map(|inner| Sanitizer {
+                inner,
+                report: RefCell::new(Vec::new()),
+            })
             .map_err(|e| js_error(&e))
     }
 
@@ -333,10 +357,70 @@ impl Sanitizer {
         let text = event
             .as_string()
             .ok_or_else(|| plain_error("invalid_json", "event must be JSON text (a string)"))?;
-        match self.inner.sanitize_json(&text, destination) {
-            Ok(Some(out)) => Ok(JsValue::from_str(&out)),
-            Ok(None) => Ok(JsValue::NULL),
+        match self.inner.sanitize_json_tallied(&text, destination) {
+            Ok((Some(out), tally)) => {
+                let mut report = self.report.borrow_mut();
+                match report.iter_mut().find(|(d, _, _)| d == destination) {
+                    Some((_, events, sum)) => {
+                        *events += 1;
+                        sum.add(tally);
+                    }
+                    None => report.push((destination.to_owned(), 1, tally)),
+                }
+                Ok(JsValue::from_str(&out))
+            }
+            Ok((None, _)) => Ok(JsValue::NULL),
             Err(e) => Err(js_error(&e)),
         }
+    }
+
+    /// Counts since the last call, by destination: events `sanitizeJson`
+    /// returned for it, and paths dropped, masked and transformed in them.
+    #[wasm_bindgen(js_name = takeReport, unchecked_return_type = "Report")]
+    pub fn take_report(&self) -> JsValue {
+        let out: JsValue = Object::new().into();
+        for (destination, events, tally) in self.report.borrow_mut().drain(..) {
+            let counts: JsValue = Object::new().into();
+            set(&counts, "events", &JsValue::from(events));
+            set(&counts, "dropped", &JsValue::from(tally.dropped));
+            set(&counts, "masked", &JsValue::from(tally.masked));
+            set(&counts, "transformed", &JsValue::from(tally.transformed));
+            set(&out, &destination, &counts);
+        }
+        out
+    }
+
+    /// For each destination: whether the event is sent, why, and the paths
+    /// dropped, masked and transformed (never values). Throws on a bad
+    /// event.
+    #[wasm_bindgen(unchecked_return_type = "Record<string, Explanation>")]
+    pub fn explain(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "SegmentEvent | string")] event: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let text = match event.as_string() {
+            Some(text) => text,
+            None => JSON::stringify(&event)
+                .ok()
+                .and_then(|t| t.as_string())
+                .ok_or_else(|| {
+                    plain_error(
+                        "event_not_object",
+                        "event must be a JSON-serializable object",
+                    )
+                })?,
+        };
+        let all = self.inner.explain(&text).map_err(|e| js_error(&e))?;
+        let out: JsValue = Object::new().into();
+        for e in all {
+            let o: JsValue = Object::new().into();
+            set(&o, "sent", &JsValue::from_bool(e.reason.sent()));
+            set(&o, "reason", &JsValue::from_str(e.reason.text()));
+            set(&o, "dropped", &strings(&e.paths.dropped));
+            set(&o, "masked", &strings(&e.paths.masked));
+            set(&o, "transformed", &strings(&e.paths.transformed));
+            set(&out, &e.destination, &o);
+        }
+        Ok(out)
     }
 }

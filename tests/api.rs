@@ -125,3 +125,47 @@ fn errors_echo_nothing_of_the_event() {
         assert!(!err.to_string().contains("jane"), "{err}");
     }
 }
+
+#[test]
+fn explain_names_paths_and_reasons_never_values() {
+    let policy = r#"{
+      "version": 1, "environment": "production", "hipaa": true,
+      "allowlists": {
+        "event_properties": { "plan": "allow", "email": "mask", "zip": "zip3", "items[].sku": "allow" },
+        "context": { "page.url": "url" }
+      },
+      "events": { "Booked": "allow", "*": "drop" },
+      "destinations": {
+        "amplitude": { "connection": "server-side", "endpoint": "https://a.example/" },
+        "ads": { "connection": "server-side", "endpoint": "https://ads.example/", "calls": ["page"] },
+        "warehouse": { "connection": "server-side", "endpoint": "https://w.example/", "restrict_phi": false, "baa": true }
+      }
+    }"#;
+    let s = Sanitizer::new(policy, Some(KEY)).unwrap();
+    let event = r#"{"type":"track","event":"Booked","userId":"jane@x.com","properties":{"plan":"gold","email":"jane@x.com","zip":"02134","dx":"flu","items":[{"sku":"A","note":"jane"}]},"context":{"ip":"203.0.113.7","page":{"url":"https://c.example/p/483920?email=jane%40x.com"}}}"#;
+    let all = s.explain(event).unwrap();
+    let amp = &all[0];
+    assert_eq!(amp.destination, "amplitude");
+    assert_eq!(amp.reason, phimask::report::Reason::Sanitized);
+    assert_eq!(amp.paths.masked, ["userId", "properties.email"]);
+    assert_eq!(
+        amp.paths.transformed,
+        ["properties.zip", "context.page.url"]
+    );
+    assert_eq!(
+        amp.paths.dropped,
+        ["properties.dx", "properties.items[].note", "context.ip"]
+    );
+    assert_eq!(all[1].reason, phimask::report::Reason::CallType);
+    assert_eq!(all[2].reason, phimask::report::Reason::Unrestricted);
+    let text = format!("{all:?}");
+    assert!(!text.contains("jane") && !text.contains("02134") && !text.contains("flu"));
+    // The counts match the paths for one event.
+    let (_, tally) = s.sanitize_json_tallied(event, "amplitude").unwrap();
+    assert_eq!((tally.dropped, tally.masked, tally.transformed), (3, 2, 2));
+    let renamed = event.replace("\"Booked\"", "\"Viewed HIV Results\"");
+    assert_eq!(
+        s.explain(&renamed).unwrap()[0].reason,
+        phimask::report::Reason::EventName
+    );
+}

@@ -10,7 +10,7 @@ const { maxEventBytes: MAX_EVENT_BYTES, maxBatchBytes: MAX_BATCH_BYTES } = limit
 
 /**
  * @returns {{response: Response} | {outgoing: Map<string, string[]>, accepted: number,
- *           rejected: {index: number, code: string, error: string}[]}}
+ *           rejected: {index: number, code: string, error: string}[], report: object}}
  */
 export async function ingest(request, env, call, sanitizer, destinations) {
   const keys = String(env.WRITE_KEYS ?? "")
@@ -67,6 +67,7 @@ export async function ingest(request, env, call, sanitizer, destinations) {
   const outgoing = new Map(destinations.map((d) => [d, []]));
   const rejected = [];
   let accepted = 0;
+  sanitizer.takeReport(); // counts start with this request
   parsed.events.forEach((event, index) => {
     if (event.text === undefined) {
       rejected.push({ index, code: event.code, error: event.error });
@@ -81,13 +82,15 @@ export async function ingest(request, env, call, sanitizer, destinations) {
     }
   });
   for (const [d, list] of outgoing) if (list.length === 0) outgoing.delete(d);
+  // Paths dropped, masked and transformed per destination: counts only.
+  const report = sanitizer.takeReport();
 
   if (accepted === 0) {
     const [first] = rejected;
     if (!batch) return { response: fail(first.code === "event_too_large" ? 413 : 400, first.code, first.error) };
     return { response: fail(400, "no_event_accepted", "no event of the batch was accepted", { rejected }) };
   }
-  return { outgoing, accepted, rejected };
+  return { outgoing, accepted, rejected, report };
 }
 
 /** The user name of an HTTP Basic Authorization header (Segment's write key). */

@@ -75,6 +75,8 @@ export function createWorker(policy) {
       if (error) return reply(503, { success: false, code: error.code, error: error.message });
       const result = await ingest(request, env, call, sanitizer, destinations);
       if (result.response) return result.response;
+      // One line per request: what each destination got, as counts.
+      console.log(JSON.stringify({ phimask: "request", call, accepted: result.accepted, rejected: result.rejected.length, destinations: result.report }));
 
       for (const [destination, events] of result.outgoing) {
         const secret = secrets.get(destination);

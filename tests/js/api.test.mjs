@@ -156,6 +156,26 @@ test("numbers keep their JSON text; sanitize(object) uses JavaScript's JSON text
   assert.equal(s.sanitize({ type: "track", event: "Booked Visit", userId: "u", properties: { n: 1.5 } }, "amplitude").properties.n, hmacHex(KEY, "1.5"));
 });
 
+test("explain() says per destination whether and why, with paths but no values; takeReport() counts", () => {
+  const s = new Sanitizer(policy, KEY);
+  const ev = { ...event, properties: { ...event.properties, note: "jane@example.com" } };
+  const out = s.explain(ev);
+  assert.deepEqual(out.amplitude, {
+    sent: true, reason: "sent, sanitized by its lists",
+    dropped: ["properties.condition", "properties.note", "context.ip"],
+    masked: ["userId", "properties.email"], transformed: [],
+  });
+  assert.deepEqual(out.warehouse, { sent: true, reason: "sent unchanged: unrestricted, with a BAA", dropped: [], masked: [], transformed: [] });
+  assert.equal(out.ga4.sent, false);
+  assert.ok(!JSON.stringify(out).includes("jane"));
+  assert.equal(s.explain({ ...ev, event: "Viewed HIV Results" }).amplitude.reason, 'not sent: its "events" map drops this name');
+  s.takeReport();
+  s.sanitizeJson(JSON.stringify(ev), "amplitude");
+  s.sanitizeJson(JSON.stringify(ev), "amplitude");
+  assert.deepEqual(s.takeReport(), { amplitude: { events: 2, dropped: 6, masked: 4, transformed: 0 } });
+  assert.deepEqual(s.takeReport(), {});
+});
+
 test("limits() and callTypes(): the engine's limits and call types, one source for the Worker", () => {
   assert.deepEqual(limits(), { maxEventBytes: 32768, maxBatchBytes: 512000, maxDepth: 64 });
   assert.deepEqual(callTypes(), ["track", "identify", "group", "page", "screen", "alias"]);

@@ -86,6 +86,18 @@ describe("edge worker: every field fails closed", () => {
       for (const phi of PHI) assert.ok(!JSON.stringify(event).includes(phi), `${d} got ${phi}`);
     }
     assert.deepEqual(got("warehouse", "u-repro")[0], { type: "track", ...hostile }, "the BAA destination gets it unchanged");
+    // One log line for the request: what each destination got, as counts.
+    await until(() => worker.logs.some((l) => l.includes('"phimask":"request"') && l.includes('"transformed":1')), "the request log");
+    const line = worker.logs.find((l) => l.includes('"phimask":"request"') && l.includes('"transformed":1'));
+    assert.deepEqual(JSON.parse(line), {
+      phimask: "request", call: "track", accepted: 1, rejected: 0,
+      destinations: {
+        amplitude: { events: 1, dropped: 7, masked: 2, transformed: 1 },
+        mixpanel: { events: 1, dropped: 7, masked: 2, transformed: 1 },
+        warehouse: { events: 1, dropped: 0, masked: 0, transformed: 0 },
+      },
+    });
+    for (const phi of PHI) assert.ok(!line.includes(phi), phi);
   });
 
   test("an event name the map does not list goes to no restricted destination", async () => {

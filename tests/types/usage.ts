@@ -8,6 +8,8 @@ import init, {
   Sanitizer,
   validatePolicy,
   type CallType,
+  type Explanation,
+  type Report,
   type Limits,
   type PhimaskError,
   type Policy,
@@ -53,6 +55,10 @@ export async function usage(): Promise<void> {
 
   const s = new Sanitizer(policy, "a masking key of at least 32 bytes....");
   const names: string[] = s.destinations();
+  const why: Record<string, Explanation> = s.explain({ type: "track", event: "E", userId: "u" });
+  const dropped: string[] = why.amplitude.dropped;
+  const counts: Report = s.takeReport();
+  void [dropped, counts];
   const endpoint: string | undefined = s.endpoint("amplitude");
   const event: SegmentEvent = { type: "track", event: "Signed Up", properties: { plan: "pro" } };
   const out: SegmentEvent | null = s.sanitize(event, names[0]);
