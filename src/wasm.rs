@@ -278,6 +278,19 @@ pub struct Sanitizer {
     report: RefCell<Vec<Counts>>,
 }
 
+/// An event object as JSON text (`JSON.stringify`).
+fn event_text(event: &JsValue) -> Result<String, JsValue> {
+    JSON::stringify(event)
+        .ok()
+        .and_then(|t| t.as_string())
+        .ok_or_else(|| {
+            plain_error(
+                "event_not_object",
+                "event must be a JSON-serializable object",
+            )
+        })
+}
+
 fn strings(list: &[String]) -> Array {
     list.iter().map(|s| JsValue::from_str(s)).collect()
 }
@@ -330,15 +343,7 @@ impl Sanitizer {
     ) -> Result<JsValue, JsValue> {
         // JSON.stringify then JSON.parse is faster than converting the
         // object field by field across the boundary.
-        let text = JSON::stringify(&event)
-            .ok()
-            .and_then(|t| t.as_string())
-            .ok_or_else(|| {
-                plain_error(
-                    "event_not_object",
-                    "event must be a JSON-serializable object",
-                )
-            })?;
+        let text = event_text(&event)?;
         match self.inner.sanitize_json(&text, destination) {
             Ok(Some(out)) => JSON::parse(&out),
             Ok(None) => Ok(JsValue::NULL),
@@ -400,15 +405,7 @@ impl Sanitizer {
     ) -> Result<JsValue, JsValue> {
         let text = match event.as_string() {
             Some(text) => text,
-            None => JSON::stringify(&event)
-                .ok()
-                .and_then(|t| t.as_string())
-                .ok_or_else(|| {
-                    plain_error(
-                        "event_not_object",
-                        "event must be a JSON-serializable object",
-                    )
-                })?,
+            None => event_text(&event)?,
         };
         let all = self.inner.explain(&text).map_err(|e| js_error(&e))?;
         let out: JsValue = Object::new().into();
