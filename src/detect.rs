@@ -477,6 +477,13 @@ mod tests {
             "SKU-00012",
             "x1234567",
             "1234567x",
+            "Glucose Meter GLU-100 (2-pack)",
+            "Vitamin D3 2000 IU, 90 tablets",
+            "Blood Pressure Monitor BP-5500 v2.1",
+            "Order #A-10233, qty 3 @ $14.99",
+            "2026-11-23",
+            "14:05:11.123",
+            "USD 1,250,000.00",
         ] {
             assert_eq!(kinds(text, Detectors::DEFAULT), [], "{text}");
         }
