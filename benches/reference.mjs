@@ -157,7 +157,8 @@ function urlAction(v, rule) {
     const [name, value] = i < 0 ? [pair, ""] : [pair.slice(0, i), pair.slice(i + 1)];
     const n = decodeRepeated(name.replaceAll("+", " "));
     const val = decodeRepeated(value.replaceAll("+", " "));
-    return n !== undefined && keeps(n) && val !== undefined && !detected(val) && !val.includes("@");
+    const clean = (x) => x !== undefined && !detected(x) && !x.includes("@");
+    return clean(n) && keeps(n) && clean(val);
   });
   return origin + outPath + (kept.length > 0 ? `?${kept.join("&")}` : "");
 }

@@ -74,10 +74,14 @@ impl UrlRule {
             .split('&')
             .filter(|pair| {
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                let kept = decoded(&name.replace('+', " ")).is_some_and(|n| self.keeps(&n));
-                kept && decoded(&value.replace('+', " ")).is_some_and(|v| {
-                    !detect::any(v.as_bytes(), Detectors::DEFAULT) && !v.contains('@')
-                })
+                // A prefix keeps names it cannot vouch for, so names are
+                // checked for PHI like values.
+                let clean = |s: &str| {
+                    decoded(&s.replace('+', " ")).filter(|d| {
+                        !detect::any(d.as_bytes(), Detectors::DEFAULT) && !d.contains('@')
+                    })
+                };
+                clean(name).is_some_and(|n| self.keeps(&n)) && clean(value).is_some()
             })
             .collect::<Vec<_>>()
             .join("&")
