@@ -19,8 +19,8 @@ bench: build
 	node benches/bench.mjs
 
 size: build
-	@printf 'pkg/phimask_bg.wasm: %s bytes, %s gzipped\n' \
-	  "$$(wc -c < pkg/phimask_bg.wasm)" "$$(gzip -9c pkg/phimask_bg.wasm | wc -c)"
+	@for p in pkg pkg-worker; do printf '%s/phimask_bg.wasm: %s bytes, %s gzipped\n' \
+	  "$$p" "$$(wc -c < $$p/phimask_bg.wasm)" "$$(gzip -9c $$p/phimask_bg.wasm | wc -c)"; done
 
 fmt:
 	cargo fmt --all
@@ -29,6 +29,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown --lib --no-default-features -- -D warnings
 
 setup:
 	scripts/setup.sh --browser

@@ -9,13 +9,14 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "setup"
 scripts/setup.sh --browser
-step "build the wasm package"
+step "build the wasm packages"
 scripts/build.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (native and wasm32)"
 cargo clippy --quiet --all-targets -- -D warnings
 cargo clippy --quiet --target wasm32-unknown-unknown --lib -- -D warnings
+cargo clippy --quiet --target wasm32-unknown-unknown --lib --no-default-features -- -D warnings
 step "cargo test"
 cargo test --release
 step "TypeScript types"

@@ -7,8 +7,6 @@
 //! analytics values — prices, ISO timestamps, versions like `10.4.12`,
 //! UUIDs, 6-digit numbers — do not match.
 
-use std::net::Ipv6Addr;
-
 /// One kind of PHI a detector finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detector {
@@ -71,6 +69,16 @@ impl Detectors {
 
     pub fn is_empty(self) -> bool {
         self.0 == 0
+    }
+
+    /// The set as bits (for a prepared policy).
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set these bits name, or `None` if a bit names no detector.
+    pub fn from_bits(bits: u8) -> Option<Self> {
+        (bits < 1 << Detector::ALL.len()).then_some(Detectors(bits))
     }
 }
 
@@ -395,8 +403,7 @@ fn ipv6(text: &[u8], at: usize) -> Option<usize> {
     }
     // The token may end in a dot that is punctuation ("… ::1.").
     let token = token.strip_suffix(b".").unwrap_or(token);
-    let s = std::str::from_utf8(token).ok()?;
-    s.parse::<Ipv6Addr>().ok().map(|_| at + token.len())
+    crate::action::ip::parse_v6(token).map(|_| at + token.len())
 }
 
 /// Seven or more digits in a row, not glued to letters or other digits.

@@ -73,6 +73,16 @@ impl Calls {
     pub fn has(self, call: CallType) -> bool {
         self.0 & 1 << call as u8 != 0
     }
+
+    /// The set as bits (for a prepared policy).
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set these bits name, or `None` if a bit names no call type.
+    pub fn from_bits(bits: u8) -> Option<Self> {
+        (bits & !Calls::ALL.0 == 0).then_some(Calls(bits))
+    }
 }
 
 impl Default for Calls {

@@ -19,6 +19,7 @@ mod json;
 pub mod mask;
 pub mod path;
 pub mod policy;
+pub mod prepared;
 pub mod report;
 pub mod request;
 pub mod sanitize;
@@ -35,3 +36,16 @@ pub use policy::{Policy, Problem, Report};
 pub use request::{read_request, Call, Request, RequestError};
 pub use sanitize::{Sanitizer, MAX_DEPTH, MAX_EVENT_BYTES};
 pub use validate::validate_policy;
+
+/// Validates `policy` (JSON text) and prepares it for
+/// [`Sanitizer::from_prepared`]: the form a build of the engine without the
+/// validator loads (the edge Worker's).
+///
+/// # Errors
+/// [`Error::InvalidPolicy`] listing every problem.
+pub fn prepare_policy(policy: &str) -> Result<Vec<u8>, Error> {
+    match validate_policy(policy) {
+        (Some(policy), _) => Ok(prepared::prepare(&policy)),
+        (None, report) => Err(Error::InvalidPolicy(report.errors)),
+    }
+}

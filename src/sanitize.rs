@@ -16,7 +16,9 @@ use crate::error::{Error, EventError};
 use crate::event::{Calls, Event, Field, Member, NameField};
 use crate::json::{self, Kind, Reader, StrSpan, SyntaxError};
 use crate::mask::{KeyError, Masker};
-use crate::policy::{Action, Connection, IdAction, Identifiers, NameRule, Policy, ScanRule};
+use crate::policy::{
+    Action, Connection, IdAction, Identifiers, NameRule, Policy, Problem, ScanRule,
+};
 use crate::report::{Done, Explanation, Reason, Tally, Trail};
 use crate::structural;
 use crate::validate::validate_policy;
@@ -107,6 +109,22 @@ impl Sanitizer {
         match validate_policy(policy) {
             (Some(policy), _) => Self::from_policy(&policy, key),
             (None, report) => Err(Error::InvalidPolicy(report.errors)),
+        }
+    }
+
+    /// Loads a policy prepared by [`crate::prepare_policy`] and compiles it
+    /// with the masking key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPolicy`] when the bytes are not a prepared policy of
+    /// this engine; otherwise as [`Sanitizer::new`], for the key.
+    pub fn from_prepared(prepared: &[u8], key: Option<&[u8]>) -> Result<Self, Error> {
+        match crate::prepared::load(prepared) {
+            Some(policy) => Self::from_policy(&policy, key),
+            None => Err(Error::InvalidPolicy(vec![Problem {
+                path: String::new(),
+                message: "not a policy prepared by this build of phimask (prepare it again with check-policy)".into(),
+            }])),
         }
     }
 

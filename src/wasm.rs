@@ -4,7 +4,9 @@
 
 use std::cell::RefCell;
 
-use js_sys::{Array, Object, Reflect, JSON};
+#[cfg(feature = "full")]
+use js_sys::JSON;
+use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
 use crate::policy::Problem;
@@ -169,6 +171,7 @@ fn plain_error(code: &str, message: &str) -> JsValue {
 }
 
 /// A policy given as JSON text or as an object.
+#[cfg(feature = "full")]
 fn policy_text(policy: &JsValue) -> Option<String> {
     if let Some(text) = policy.as_string() {
         return Some(text);
@@ -180,6 +183,7 @@ fn policy_text(policy: &JsValue) -> Option<String> {
 }
 
 /// Validates a policy; never throws.
+#[cfg(feature = "full")]
 #[wasm_bindgen(js_name = validatePolicy, unchecked_return_type = "ValidationResult")]
 pub fn validate_policy(
     #[wasm_bindgen(unchecked_param_type = "Policy | string")] policy: JsValue,
@@ -199,6 +203,29 @@ pub fn validate_policy(
     set(&out, "errors", &problems(&report.errors));
     set(&out, "warnings", &problems(&report.warnings));
     out
+}
+
+/// Validates a policy and prepares it for `Sanitizer.fromPrepared` (the
+/// edge Worker's build, which has no validator, loads only these). Throws
+/// an Error listing every problem (`errors`).
+#[cfg(feature = "full")]
+#[wasm_bindgen(js_name = preparePolicy)]
+pub fn prepare_policy(
+    #[wasm_bindgen(unchecked_param_type = "Policy | string")] policy: JsValue,
+) -> Result<Vec<u8>, JsValue> {
+    let text = policy_text(&policy)
+        .ok_or_else(|| plain_error("invalid_policy", "policy must be an object or JSON text"))?;
+    crate::prepare_policy(&text).map_err(|e| js_error(&e))
+}
+
+/// The masking key argument: a string, or none.
+fn key_bytes(key: &JsValue) -> Result<Option<String>, JsValue> {
+    if key.is_undefined() || key.is_null() {
+        return Ok(None);
+    }
+    key.as_string()
+        .map(Some)
+        .ok_or_else(|| plain_error("invalid_key", "masking key must be a string"))
 }
 
 /// The engine's limits: the one source for callers that check sizes
@@ -278,6 +305,7 @@ pub struct Sanitizer {
     report: RefCell<Vec<Counts>>,
 }
 
+#[cfg(feature = "full")]
 /// An event object as JSON text (`JSON.stringify`).
 fn event_text(event: &JsValue) -> Result<String, JsValue> {
     JSON::stringify(event)
@@ -291,6 +319,7 @@ fn event_text(event: &JsValue) -> Result<String, JsValue> {
         })
 }
 
+#[cfg(feature = "full")]
 fn strings(list: &[String]) -> Array {
     list.iter().map(|s| JsValue::from_str(s)).collect()
 }
@@ -299,6 +328,7 @@ fn strings(list: &[String]) -> Array {
 impl Sanitizer {
     /// Validates and compiles the policy; throws an Error listing every
     /// problem (`errors`), or saying what is wrong with the key.
+    #[cfg(feature = "full")]
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "Policy | string")] policy: JsValue,
@@ -307,20 +337,34 @@ impl Sanitizer {
         let text = policy_text(&policy).ok_or_else(|| {
             plain_error("invalid_policy", "policy must be an object or JSON text")
         })?;
-        let key = if key.is_undefined() || key.is_null() {
-            None
-        } else {
-            Some(
-                key.as_string()
-                    .ok_or_else(|| plain_error("invalid_key", "masking key must be a string"))?,
-            )
-        };
-        crate::Sanitizer::new(&text, key.as_deref().map(str::as_bytes))
-            .map(|inner| Sanitizer {
-                inner,
-                report: RefCell::new(Vec::new()),
-            })
-            .map_err(|e| js_error(&e))
+        let key = key_bytes(&key)?;
+        Self::wrap(crate::Sanitizer::new(
+            &text,
+            key.as_deref().map(str::as_bytes),
+        ))
+    }
+
+    /// Compiles a policy made by `preparePolicy` (of this same build);
+    /// throws `invalid_policy` for anything else, or as the constructor
+    /// for the key.
+    #[wasm_bindgen(js_name = fromPrepared)]
+    pub fn from_prepared(
+        prepared: &[u8],
+        #[wasm_bindgen(unchecked_param_type = "string | undefined | null")] key: JsValue,
+    ) -> Result<Sanitizer, JsValue> {
+        let key = key_bytes(&key)?;
+        Self::wrap(crate::Sanitizer::from_prepared(
+            prepared,
+            key.as_deref().map(str::as_bytes),
+        ))
+    }
+
+    fn wrap(made: Result<crate::Sanitizer, Error>) -> Result<Sanitizer, JsValue> {
+        made.map(|inner| Sanitizer {
+            inner,
+            report: RefCell::new(Vec::new()),
+        })
+        .map_err(|e| js_error(&e))
     }
 
     /// Names of the server-side destinations the edge forwards to.
@@ -333,6 +377,7 @@ impl Sanitizer {
         self.inner.endpoint(destination).map(str::to_owned)
     }
 
+    #[cfg(feature = "full")]
     /// Sanitizes an event object for `destination`: the object to send,
     /// or null when nothing may be sent. Throws on a bad event.
     #[wasm_bindgen(unchecked_return_type = "SegmentEvent | null")]
@@ -395,6 +440,7 @@ impl Sanitizer {
         out
     }
 
+    #[cfg(feature = "full")]
     /// For each destination: whether the event is sent, why, and the paths
     /// dropped, masked and transformed (never values). Throws on a bad
     /// event.

@@ -8,7 +8,7 @@
 
 mod common;
 
-use phimask::Sanitizer;
+use phimask::{prepare_policy, Sanitizer};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -542,6 +542,10 @@ proptest! {
         let result = s.sanitize_json(&text, "d");
         // Deterministic, byte for byte.
         prop_assert_eq!(&s.sanitize_json(&text, "d"), &result);
+        // The same policy prepared (the Worker's way) gives the same.
+        let prepared = prepare_policy(&policy(&c)).unwrap();
+        let p = Sanitizer::from_prepared(&prepared, Some(KEY.as_bytes())).unwrap();
+        prop_assert_eq!(&p.sanitize_json(&text, "d"), &result);
         let expected = match reference_event(&c) {
             Err(code) => {
                 prop_assert_eq!(result.map_err(|e| e.code()), Err(code));

@@ -6,7 +6,7 @@ use std::path::Path;
 
 mod common;
 
-use phimask::{validate_policy, Sanitizer};
+use phimask::{prepare_policy, validate_policy, Sanitizer};
 use serde_json::{json, Value};
 
 fn vector_files() -> Vec<(String, Value)> {
@@ -67,12 +67,20 @@ fn run_sanitize(file: &str, doc: &Value) -> usize {
     let policy = serde_json::to_string(&doc["policy"]).unwrap();
     let sanitizer = Sanitizer::new(&policy, Some(key.as_bytes()))
         .unwrap_or_else(|e| panic!("{file}: policy refused: {e}"));
+    // The edge Worker's way in: the policy prepared at build time.
+    let prepared = prepare_policy(&policy).unwrap();
+    let from_prepared = Sanitizer::from_prepared(&prepared, Some(key.as_bytes())).unwrap();
     let cases = doc["cases"].as_array().unwrap();
     each_case(cases, |case| {
         let name = format!("{file}: {}", case["name"]);
         let destination = case["destination"].as_str().unwrap();
         let text = event_text(case);
         let result = sanitizer.sanitize_json(&text, destination);
+        assert_eq!(
+            from_prepared.sanitize_json(&text, destination),
+            result,
+            "{name}: the prepared policy sanitizes alike"
+        );
         if let Some(code) = case.get("error") {
             let err = result.expect_err(&name);
             assert_eq!(err.code(), code, "{name}");

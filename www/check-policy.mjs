@@ -1,15 +1,21 @@
 // Validates a policy file with the engine itself, at build time: prints
 // every error and warning with its path, exits 1 when the policy is
-// invalid (so `wrangler deploy` and `wrangler dev` stop there).
-//   node www/check-policy.mjs policies/production.json
-import { readFileSync } from "node:fs";
+// invalid (so `wrangler deploy` and `wrangler dev` stop there). With an
+// output path, also writes the prepared policy module a Worker entry
+// imports (and removes it when the policy is invalid).
+//   node www/check-policy.mjs policies/production.json [build/production.policy.js]
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { validatePolicy } from "./node.mjs";
+import { preparedModule } from "./prepared-module.mjs";
 
-const path = process.argv[2];
+const [path, out] = process.argv.slice(2);
 if (!path) {
-  console.error("usage: node www/check-policy.mjs POLICY.json");
+  console.error("usage: node www/check-policy.mjs POLICY.json [PREPARED.js]");
   process.exit(2);
 }
+// Whatever happens below, no stale prepared policy is left to bundle.
+if (out) rmSync(out, { force: true });
 let text;
 try {
   text = readFileSync(path, "utf8");
@@ -24,5 +30,9 @@ for (const e of errors) console.error(`phimask: ${path}: error: ${where(e)}`);
 if (!valid) {
   console.error(`phimask: ${path} is invalid (${errors.length} error${errors.length === 1 ? "" : "s"}); nothing was built`);
   process.exit(1);
+}
+if (out) {
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, preparedModule(text, path));
 }
 console.error(`phimask: ${path} is valid${warnings.length ? ` (${warnings.length} warning${warnings.length === 1 ? "" : "s"})` : ""}`);

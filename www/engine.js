@@ -1,8 +1,10 @@
 // The engine, loaded once for the Worker: every Worker module imports it
-// from here, so the wasm is ready before any of them uses it.
-import wasm from "../pkg/phimask_bg.wasm";
-import { initSync } from "../pkg/phimask.js";
+// from here, so the wasm is ready before any of them uses it. It is the
+// Worker's build (pkg-worker/): no policy validator, so it loads policies
+// prepared at build time (www/check-policy.mjs).
+import wasm from "../pkg-worker/phimask_bg.wasm";
+import { initSync } from "../pkg-worker/phimask.js";
 
 initSync({ module: wasm });
 
-export { callTypes, limits, readRequest, Sanitizer } from "../pkg/phimask.js";
+export { callTypes, limits, readRequest, Sanitizer } from "../pkg-worker/phimask.js";

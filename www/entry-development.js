@@ -1,5 +1,6 @@
 // The Worker with the development policy (wrangler.toml: env.development).
-import policy from "../policies/development.json";
+// Written by the build command (www/check-policy.mjs policies/development.json).
+import policy from "../build/development.policy.js";
 import { createWorker } from "./worker.js";
 
 export default createWorker(policy);

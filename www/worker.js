@@ -4,7 +4,8 @@
 // the sanitized events leaves the edge.
 //
 // The per-environment entry files (entry-development.js,
-// entry-production.js) import their policy and call createWorker(policy).
+// entry-production.js) import their prepared policy (written by
+// www/check-policy.mjs at build time) and call createWorker(policy).
 import { callTypes, Sanitizer } from "./engine.js";
 import { authSecret, forward } from "./forward.js";
 import { ingest } from "./ingest.js";
@@ -36,10 +37,12 @@ function credentialSecrets(destinations) {
 }
 
 /**
- * The Worker for one policy. The policy is compiled once per isolate (and
- * again only if the masking key changes), never per request.
+ * The Worker for one prepared policy ({ environment, prepared }, base64).
+ * The policy is compiled once per isolate (and again only if the masking
+ * key changes), never per request.
  */
 export function createWorker(policy) {
+  const prepared = Uint8Array.from(atob(policy.prepared), (c) => c.charCodeAt(0));
   let compiled = null;
 
   function sanitizerFor(env) {
@@ -47,7 +50,7 @@ export function createWorker(policy) {
     if (compiled === null || compiled.key !== key) {
       compiled?.sanitizer?.free();
       try {
-        const sanitizer = new Sanitizer(policy, key ?? null);
+        const sanitizer = Sanitizer.fromPrepared(prepared, key ?? null);
         const destinations = sanitizer.destinations();
         compiled = { key, sanitizer, destinations, secrets: credentialSecrets(destinations) };
         console.log(JSON.stringify({ phimask: "policy compiled", environment: policy.environment, destinations }));

@@ -2,10 +2,11 @@
 // environment is validated by the build and bundled; an invalid policy
 // stops the deploy with the validation messages.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { Sanitizer } from "../../www/node.mjs";
 import { root, runWrangler } from "./worker-harness.mjs";
 
 const tmp = mkdtempSync(join(tmpdir(), "phimask-deploy-"));
@@ -29,11 +30,15 @@ describe("wrangler deploy --dry-run", () => {
       assert.match(output, /--dry-run: exiting now/);
       const policy = JSON.parse(readFileSync(join(root, "policies", `${env}.json`), "utf8"));
       const script = bundled(outdir);
-      for (const { endpoint } of Object.values(policy.destinations)) {
-        if (endpoint) assert.ok(script.includes(endpoint), `${env} bundle carries ${endpoint}`);
-      }
-      const other = env === "production" ? "development" : "production";
-      assert.ok(!script.includes(`"environment": "${other}"`) && !script.includes(`environment: "${other}"`), `no ${other} policy`);
+      // The bundle carries this environment's policy, prepared: loaded
+      // back, it names the policy's server-side destinations and endpoints.
+      const prepared = [...script.matchAll(/environment: ?"(\w+)", ?prepared: ?"([A-Za-z0-9+/=]+)"/g)];
+      assert.deepEqual(prepared.map((m) => m[1]), [env], "one prepared policy, of this environment");
+      const loaded = Sanitizer.fromPrepared(Buffer.from(prepared[0][2], "base64"), "k".repeat(32));
+      const serverSide = Object.entries(policy.destinations).filter(([, d]) => d.connection === "server-side");
+      assert.deepEqual(loaded.destinations().sort(), serverSide.map(([name]) => name).sort());
+      for (const [name, { endpoint }] of serverSide) assert.equal(loaded.endpoint(name), endpoint);
+      assert.ok(!script.includes("validatePolicy"), "the Worker's engine has no validator");
       assert.ok(readdirSync(outdir).some((f) => f.endsWith(".wasm")), "the engine's wasm is uploaded with it");
     });
   }
@@ -42,7 +47,7 @@ describe("wrangler deploy --dry-run", () => {
     // A copy of the project whose production policy is broken.
     const project = join(tmp, "broken");
     mkdirSync(join(project, "policies"), { recursive: true });
-    for (const name of ["scripts", "www", "node_modules", "pkg"]) symlinkSync(join(root, name), join(project, name));
+    for (const name of ["scripts", "www", "node_modules", "pkg", "pkg-worker"]) symlinkSync(join(root, name), join(project, name));
     copyFileSync(join(root, "wrangler.toml"), join(project, "wrangler.toml"));
     copyFileSync(join(root, "policies/development.json"), join(project, "policies/development.json"));
     const policy = JSON.parse(readFileSync(join(root, "policies/production.json"), "utf8"));
@@ -50,6 +55,9 @@ describe("wrangler deploy --dry-run", () => {
     policy.destinations.amplitude.endpoint = "http://collector.example/batch";
     policy.destinations.meta = { connection: "client-side" };
     writeFileSync(join(project, "policies/production.json"), JSON.stringify(policy, null, 2));
+    const stale = join(project, "build/production.policy.js");
+    mkdirSync(join(project, "build"));
+    writeFileSync(stale, 'export default { environment: "production", prepared: "" };\n');
 
     const outdir = join(project, "dist");
     const { code, output } = await runWrangler(["deploy", "--dry-run", "--env", "production", "--outdir", outdir], project);
@@ -60,5 +68,6 @@ describe("wrangler deploy --dry-run", () => {
     assert.match(output, /policies\/production\.json is invalid \(3 errors\); nothing was built/);
     assert.doesNotMatch(output, /Total Upload/);
     assert.throws(() => readdirSync(outdir), /ENOENT/, "no bundle was written");
+    assert.ok(!existsSync(stale), "the prepared policy of an earlier build is removed, so nothing can bundle it");
   });
 });

@@ -3,8 +3,9 @@
 // against Node's crypto (an HMAC independent of the engine's).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Sanitizer, validatePolicy } from "../../www/node.mjs";
+import { preparePolicy, Sanitizer, validatePolicy } from "../../www/node.mjs";
 import { eventText, hmacHex, resolveMasks, vectorFiles } from "./vectors.mjs";
+import { edge } from "./worker-engine.mjs";
 
 const files = vectorFiles();
 
@@ -12,16 +13,29 @@ test("vector files are present", () => {
   assert.ok(files.length >= 5);
 });
 
+test("the Worker's engine has no validator: it loads prepared policies only", () => {
+  assert.equal(edge.validatePolicy, undefined);
+  assert.equal(edge.preparePolicy, undefined);
+  assert.throws(
+    () => edge.Sanitizer.fromPrepared(new TextEncoder().encode('{"version": 1}'), "k".repeat(32)),
+    (e) => e.code === "invalid_policy" && /prepare it again/.test(e.message),
+  );
+});
+
 for (const { file, doc } of files.filter((f) => f.doc.kind === "sanitize")) {
   const sanitizer = new Sanitizer(doc.policy, doc.key);
+  // The Worker's engine with the policy prepared as its build prepares it.
+  const worker = edge.Sanitizer.fromPrepared(preparePolicy(doc.policy), doc.key);
   for (const c of doc.cases) {
     test(`${file}: ${c.name}`, () => {
       const text = eventText(c);
       if (c.error) {
-        assert.throws(
-          () => sanitizer.sanitizeJson(text, c.destination),
-          (e) => e instanceof Error && e.code === c.error && e.message === c.message,
-        );
+        for (const s of [sanitizer, worker]) {
+          assert.throws(
+            () => s.sanitizeJson(text, c.destination),
+            (e) => e instanceof Error && e.code === c.error && e.message === c.message,
+          );
+        }
         if (c.event) {
           assert.throws(() => sanitizer.sanitize(c.event, c.destination), (e) => e.code === c.error);
         }
@@ -29,6 +43,7 @@ for (const { file, doc } of files.filter((f) => f.doc.kind === "sanitize")) {
       }
       const expected = resolveMasks(c.expected, doc.key);
       const out = sanitizer.sanitizeJson(text, c.destination);
+      assert.equal(worker.sanitizeJson(text, c.destination), out, "the Worker's engine agrees");
       if (expected === null) {
         assert.equal(out, null);
         return;

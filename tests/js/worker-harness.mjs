@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Miniflare } from "miniflare";
+import { preparedModule } from "../../www/prepared-module.mjs";
 
 export const root = fileURLToPath(new URL("../../", import.meta.url));
 export const wrangler = join(root, "node_modules/.bin/wrangler");
@@ -32,21 +33,27 @@ export async function runWrangler(args, cwd) {
   }
 }
 
-/** A directory with a Worker entry bound to `policy` and its wrangler.toml. */
-function workerDir(policy, name) {
+/**
+ * A directory with a Worker entry bound to `policy` (prepared as the build
+ * command prepares it) and its wrangler.toml.
+ */
+function workerDir(policy, name, alter = (text) => text) {
   const dir = mkdtempSync(join(tmpdir(), `${name}-`));
-  writeFileSync(join(dir, "policy.json"), JSON.stringify(policy));
+  writeFileSync(join(dir, "policy.js"), alter(preparedModule(JSON.stringify(policy), "a test policy")));
   writeFileSync(
     join(dir, "entry.js"),
-    `import policy from "./policy.json";\nimport { createWorker } from ${JSON.stringify(join(root, "www/worker.js"))};\nexport default createWorker(policy);\n`,
+    `import policy from "./policy.js";\nimport { createWorker } from ${JSON.stringify(join(root, "www/worker.js"))};\nexport default createWorker(policy);\n`,
   );
   writeFileSync(join(dir, "wrangler.toml"), `name = "${name}"\nmain = "entry.js"\ncompatibility_date = "2026-04-26"\nsend_metrics = false\n`);
   return dir;
 }
 
-/** Bundles the Worker with `policy` the way `wrangler deploy` does. */
-export async function bundle(policy) {
-  const dir = workerDir(policy, "phimask-test");
+/**
+ * Bundles the Worker with `policy` the way `wrangler deploy` does;
+ * `alter` may change the prepared policy module's text first.
+ */
+export async function bundle(policy, alter) {
+  const dir = workerDir(policy, "phimask-test", alter);
   const { code, output } = await runWrangler(["deploy", "--dry-run", "--outdir", "dist"], dir);
   if (code !== 0) throw new Error(`wrangler failed:\n${output}`);
   return { dir, script: join(dir, "dist/entry.js"), cleanup: () => rmSync(dir, { recursive: true, force: true }) };

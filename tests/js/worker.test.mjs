@@ -347,6 +347,29 @@ describe("edge worker", () => {
     }
   });
 
+  test("a damaged prepared policy: the worker accepts nothing and forwards nothing", async () => {
+    // One character of the prepared bytes changed (as a bad copy would).
+    const damaged = await bundle(policy, (text) => text.replace(/prepared: "(.)/, (_, c) => `prepared: "${c === "A" ? "B" : "A"}`));
+    const w = await startWorker(damaged.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY });
+    try {
+      const before = total();
+      const res = await w.mf.dispatchFetch("http://edge.test/v1/track", {
+        method: "POST",
+        headers: { Authorization: basic(WRITE_KEY), "Content-Type": "application/json" },
+        body: JSON.stringify(event),
+      });
+      assert.equal(res.status, 503);
+      const body = await res.json();
+      assert.equal(body.code, "invalid_policy");
+      assert.match(body.error, /prepare it again/);
+      await sleep(300);
+      assert.equal(total(), before);
+    } finally {
+      await w.mf.dispose();
+      damaged.cleanup();
+    }
+  });
+
   test("without WRITE_KEYS the worker accepts nothing", async () => {
     const w = await startWorker(built.script, { PHI_MASKING_KEY: KEY });
     try {

@@ -4,6 +4,7 @@
 import init, {
   callTypes,
   limits,
+  preparePolicy,
   readRequest,
   Sanitizer,
   validatePolicy,
@@ -54,6 +55,10 @@ export async function usage(): Promise<void> {
   void types;
 
   const s = new Sanitizer(policy, "a masking key of at least 32 bytes....");
+  // The Worker's way in: a policy prepared at build time.
+  const prepared: Uint8Array = preparePolicy(policy);
+  const edge: Sanitizer = Sanitizer.fromPrepared(prepared, null);
+  const edgeNames: string[] = edge.destinations();
   const names: string[] = s.destinations();
   const why: Record<string, Explanation> = s.explain({ type: "track", event: "E", userId: "u" });
   const dropped: string[] = why.amplitude.dropped;
