@@ -15,6 +15,7 @@ mod compile;
 pub mod detect;
 pub mod error;
 pub mod event;
+pub mod format;
 mod json;
 pub mod mask;
 pub mod path;

@@ -93,36 +93,104 @@ pub fn date_parts(d: &[u8]) -> Option<(u32, u32, u32)> {
 
 /// `HH:MM:SS[.frac](Z|±HH:MM)`.
 fn time_ok(t: &[u8]) -> bool {
+    time_parts(t).is_some()
+}
+
+/// Milliseconds into the UTC day (a leap second counts as the last
+/// millisecond of its minute) and the offset east of UTC in minutes, of
+/// `HH:MM:SS[.frac](Z|±HH:MM)`.
+fn time_parts(t: &[u8]) -> Option<(i64, i64)> {
     if t.len() < 9 || t[2] != b':' || t[5] != b':' {
-        return false;
+        return None;
     }
-    let hms = (num(&t[..2]), num(&t[3..5]), num(&t[6..8]));
-    let (Some(h), Some(m), Some(sec)) = hms else {
-        return false;
-    };
+    let (h, m, sec) = (num(&t[..2])?, num(&t[3..5])?, num(&t[6..8])?);
     if h > 23 || m > 59 || sec > 60 {
-        return false;
+        return None;
     }
+    let mut millis = 0;
     let mut rest = &t[8..];
     if let Some(frac) = rest.strip_prefix(b".") {
         let n = frac.iter().take_while(|b| b.is_ascii_digit()).count();
         if !(1..=9).contains(&n) {
-            return false;
+            return None;
         }
+        // The first three digits, padded: ".5" is 500 ms.
+        millis = (0..3).fold(0, |v, i| {
+            v * 10
+                + frac
+                    .get(i)
+                    .filter(|_| i < n)
+                    .map_or(0, |d| i64::from(d - b'0'))
+        });
         rest = &frac[n..];
     }
-    match rest {
-        [b'Z' | b'z'] => true,
-        [b'+' | b'-', oh1, oh2, b':', om1, om2] => {
-            matches!((num(&[*oh1, *oh2]), num(&[*om1, *om2])), (Some(oh), Some(om)) if oh <= 23 && om <= 59)
+    let offset = match rest {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), oh1, oh2, b':', om1, om2] => {
+            let (oh, om) = (num(&[*oh1, *oh2])?, num(&[*om1, *om2])?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let minutes = i64::from(oh * 60 + om);
+            if *sign == b'-' {
+                -minutes
+            } else {
+                minutes
+            }
         }
-        _ => false,
-    }
+        _ => return None,
+    };
+    let (sec, millis) = if sec == 60 { (59, 999) } else { (sec, millis) };
+    let day_millis = ((i64::from(h) * 60 + i64::from(m)) * 60 + i64::from(sec)) * 1000 + millis;
+    Some((day_millis, offset))
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 date-time, or `None`
+/// when it is not one.
+pub fn epoch_millis(s: &[u8]) -> Option<i64> {
+    let (date, time) = split_at_t(s)?;
+    let (year, month, day) = date_parts(date)?;
+    let (day_millis, offset) = time_parts(time)?;
+    // Days from 1970-01-01 (H. Hinnant's days_from_civil).
+    let (y, m, d) = (i64::from(year), i64::from(month), i64::from(day));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400_000 + day_millis - offset * 60_000)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_milliseconds() {
+        for (text, ms) in [
+            ("1970-01-01T00:00:00Z", 0),
+            ("2026-11-23T10:00:00Z", 1_795_428_000_000),
+            ("2026-11-23T10:00:00.5Z", 1_795_428_000_500),
+            ("2026-11-23T10:00:00.123456789Z", 1_795_428_000_123),
+            ("2026-11-23T11:30:00+01:30", 1_795_428_000_000),
+            ("2026-11-23T05:00:00-05:00", 1_795_428_000_000),
+            ("2024-02-29T00:00:00Z", 1_709_164_800_000),
+            ("1969-12-31T23:59:59Z", -1000),
+            ("2016-12-31T23:59:60Z", 1_483_228_799_999),
+            ("2000-03-01T00:00:00z", 951_868_800_000),
+        ] {
+            assert_eq!(epoch_millis(text.as_bytes()), Some(ms), "{text}");
+        }
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2026-11-23 10:00:00Z",
+            "2026-11-23T10:00:00",
+            "1795428000000",
+        ] {
+            assert_eq!(epoch_millis(bad.as_bytes()), None, "{bad}");
+        }
+    }
 
     #[test]
     fn message_ids() {
