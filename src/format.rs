@@ -278,12 +278,14 @@ impl Out {
                 }
                 self.0.push(b']');
             }
-            Value::Object(members) => {
-                self.0.push(b'{');
-                self.members(members, &[]);
-                self.0.push(b'}');
-            }
+            Value::Object(members) => self.object(members),
         }
+    }
+
+    fn object(&mut self, members: &[(String, Value)]) {
+        self.0.push(b'{');
+        self.members(members, &[]);
+        self.0.push(b'}');
     }
 
     /// Members, leaving out `reserved` keys (the format's own).
@@ -336,14 +338,14 @@ fn amplitude(e: &Event, out: &mut Out) -> Option<()> {
     if e.call() != "identify" {
         if let Some(props) = e.object("properties") {
             out.key("event_properties");
-            out.value(&Value::Object(props.to_vec()));
+            out.object(props);
         }
     }
     if let Some(traits) = e.traits() {
         out.key("user_properties");
         out.raw("{");
         out.key("$set");
-        out.value(&Value::Object(traits.to_vec()));
+        out.object(traits);
         out.raw("}");
     }
     out.raw("}");
@@ -426,7 +428,7 @@ fn posthog(e: &Event, out: &mut Out) -> Option<()> {
     }
     if let Some(traits) = e.traits().filter(|_| e.call() == "identify") {
         out.key("$set");
-        out.value(&Value::Object(traits.to_vec()));
+        out.object(traits);
     }
     out.raw("}");
     if let Some(ts) = e

@@ -219,7 +219,7 @@ pub fn prepare_policy(
 }
 
 /// The masking key argument: a string, or none.
-fn key_bytes(key: &JsValue) -> Result<Option<String>, JsValue> {
+fn key_text(key: &JsValue) -> Result<Option<String>, JsValue> {
     if key.is_undefined() || key.is_null() {
         return Ok(None);
     }
@@ -305,8 +305,8 @@ pub struct Sanitizer {
     report: RefCell<Vec<Counts>>,
 }
 
-#[cfg(feature = "full")]
 /// An event object as JSON text (`JSON.stringify`).
+#[cfg(feature = "full")]
 fn event_text(event: &JsValue) -> Result<String, JsValue> {
     JSON::stringify(event)
         .ok()
@@ -337,7 +337,7 @@ impl Sanitizer {
         let text = policy_text(&policy).ok_or_else(|| {
             plain_error("invalid_policy", "policy must be an object or JSON text")
         })?;
-        let key = key_bytes(&key)?;
+        let key = key_text(&key)?;
         Self::wrap(crate::Sanitizer::new(
             &text,
             key.as_deref().map(str::as_bytes),
@@ -352,7 +352,7 @@ impl Sanitizer {
         prepared: &[u8],
         #[wasm_bindgen(unchecked_param_type = "string | undefined | null")] key: JsValue,
     ) -> Result<Sanitizer, JsValue> {
-        let key = key_bytes(&key)?;
+        let key = key_text(&key)?;
         Self::wrap(crate::Sanitizer::from_prepared(
             prepared,
             key.as_deref().map(str::as_bytes),
@@ -377,9 +377,9 @@ impl Sanitizer {
         self.inner.endpoint(destination).map(str::to_owned)
     }
 
-    #[cfg(feature = "full")]
     /// Sanitizes an event object for `destination`: the object to send,
     /// or null when nothing may be sent. Throws on a bad event.
+    #[cfg(feature = "full")]
     #[wasm_bindgen(unchecked_return_type = "SegmentEvent | null")]
     pub fn sanitize(
         &self,
@@ -440,10 +440,10 @@ impl Sanitizer {
         out
     }
 
-    #[cfg(feature = "full")]
     /// For each destination: whether the event is sent, why, and the paths
     /// dropped, masked and transformed (never values). Throws on a bad
     /// event.
+    #[cfg(feature = "full")]
     #[wasm_bindgen(unchecked_return_type = "Record<string, Explanation>")]
     pub fn explain(
         &self,
