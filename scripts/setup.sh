@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what phimask needs, idempotently: the wasm32 target, the
+# Installs what phimask needs, idempotently: the wasm32 target, a pinned
+# nightly Rust for the Worker's build, the
 # wasm-bindgen CLI matching Cargo.lock, the npm packages of package-lock.json,
 # and with --browser what only the tests need: Debian's Chromium and the
 # Python SDK (in .venv).
@@ -12,6 +13,16 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   say "adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
+fi
+
+# The Worker's engine is built with a pinned nightly (scripts/build.sh): it
+# rebuilds the standard library without panic messages, to fit the edge.
+nightly=$(cat scripts/nightly)
+if ! rustup run "$nightly" rustc --print sysroot >/dev/null 2>&1 \
+  || ! rustup component list --toolchain "$nightly" --installed | grep -q '^rust-src' \
+  || ! rustup target list --toolchain "$nightly" --installed | grep -qx wasm32-unknown-unknown; then
+  say "installing Rust $nightly with rust-src and wasm32 (for the Worker's build)"
+  rustup toolchain install "$nightly" --profile minimal --component rust-src --target wasm32-unknown-unknown
 fi
 
 want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)

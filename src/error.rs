@@ -44,6 +44,12 @@ pub enum Error {
     UnknownDestination(String),
     /// The event was refused.
     Event(EventError),
+    /// A destination's credential (its `AUTH_<NAME>` secret) is missing or
+    /// not of the form its format needs; the message never quotes it.
+    InvalidCredential {
+        destination: String,
+        message: &'static str,
+    },
 }
 
 impl Error {
@@ -54,6 +60,7 @@ impl Error {
             Error::MissingKey => "missing_key",
             Error::KeyTooShort => "key_too_short",
             Error::UnknownDestination(_) => "unknown_destination",
+            Error::InvalidCredential { .. } => "invalid_credential",
             Error::Event(e) => match e {
                 EventError::TooLarge => "event_too_large",
                 EventError::TooDeep => "event_too_deep",
@@ -121,6 +128,15 @@ impl std::fmt::Display for Error {
                 write!(f, "unknown destination {}", quoted(name))
             }
             Error::Event(e) => e.fmt(f),
+            Error::InvalidCredential {
+                destination,
+                message,
+            } => write!(
+                f,
+                "destination {}: {} {message}",
+                quoted(destination),
+                crate::credential::secret_name(destination)
+            ),
         }
     }
 }

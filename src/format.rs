@@ -22,6 +22,9 @@ pub enum Format {
     Amplitude,
     /// Mixpanel `/import`: `[{"event", "properties"}, ...]`.
     Mixpanel,
+    /// GA4 Measurement Protocol (`/mp/collect`): `{"client_id", "user_id",
+    /// "events": [{"name", "params"}]}`, one user per request.
+    Ga4,
     /// PostHog `/batch/`: `{"api_key", "batch": [...]}`.
     Posthog,
     /// One sanitized event a line.
@@ -35,11 +38,21 @@ pub struct Limits {
     pub bytes: usize,
 }
 
+/// What a format sends for one event: its JSON text, and the members its
+/// request shares with the other events of the same body (GA4's IDs: one
+/// user per request), empty for the other formats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub shared: String,
+    pub text: String,
+}
+
 impl Format {
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 6] = [
         Format::Segment,
         Format::Amplitude,
         Format::Mixpanel,
+        Format::Ga4,
         Format::Posthog,
         Format::Ndjson,
     ];
@@ -49,6 +62,7 @@ impl Format {
             Format::Segment => "segment",
             Format::Amplitude => "amplitude",
             Format::Mixpanel => "mixpanel",
+            Format::Ga4 => "ga4",
             Format::Posthog => "posthog",
             Format::Ndjson => "ndjson",
         }
@@ -77,6 +91,11 @@ impl Format {
                 events: 2000,
                 bytes: 2_000_000,
             },
+            // GA4 Measurement Protocol: 25 events, a body under 130 kB.
+            Format::Ga4 => Limits {
+                events: 25,
+                bytes: 130_000,
+            },
             // PostHog /batch/: kept well under its 20 MB request limit.
             Format::Posthog => Limits {
                 events: 2000,
@@ -85,92 +104,149 @@ impl Format {
         }
     }
 
-    /// The item this format sends for a sanitized event, or `None` when it
-    /// sends nothing for it (a call type it has no mapping for, no user or
-    /// device ID where the API needs one, or text that is not an event).
-    pub fn item(self, event: &str) -> Option<String> {
-        if matches!(self, Format::Segment | Format::Ndjson) {
-            return Some(event.to_owned());
-        }
-        let Ok(Value::Object(members)) = tree::parse(event) else {
-            return None;
-        };
-        let e = Event {
-            members: &members,
-            text: event,
-        };
-        let mut out = Out(Vec::with_capacity(event.len() + 64));
-        match self {
-            Format::Amplitude => amplitude(&e, &mut out)?,
-            Format::Mixpanel => mixpanel(&e, &mut out)?,
-            Format::Posthog => posthog(&e, &mut out)?,
-            Format::Segment | Format::Ndjson => return None,
-        }
-        String::from_utf8(out.0).ok()
+    /// Whether the format writes the sanitized event itself, unchanged.
+    pub fn is_passthrough(self) -> bool {
+        matches!(self, Format::Segment | Format::Ndjson)
     }
 
-    /// `items` (from [`Format::item`]) as request bodies within the limits,
-    /// in order; `credential` goes where the API takes it in the body
-    /// (`api_key` of Amplitude and PostHog). Items too large for any body
-    /// are left out and their indexes returned.
-    pub fn bodies(self, items: &[String], credential: Option<&str>) -> (Vec<String>, Vec<usize>) {
-        let limits = self.limits();
-        let (open, close, separator): (String, &str, &str) = match self {
-            Format::Segment => ("{\"batch\":[".into(), "]}", ","),
-            Format::Ndjson => (String::new(), "\n", "\n"),
-            Format::Mixpanel => ("[".into(), "]", ","),
+    /// The item this format sends for a sanitized event (its JSON text),
+    /// or `None` when it sends nothing for it (a call type it has no
+    /// mapping for, no user or device ID where the API needs one, or text
+    /// that is not an event).
+    pub fn item(self, event: &str) -> Option<Item> {
+        if self.is_passthrough() {
+            return Some(Item {
+                shared: String::new(),
+                text: event.to_owned(),
+            });
+        }
+        self.native_item(&Sanitized::parse(event)?)
+    }
+
+    /// As [`Format::item`], for an event already parsed (so several
+    /// formats share one parse). For the native formats only.
+    pub fn native_item(self, e: &Sanitized<'_>) -> Option<Item> {
+        let mut out = Out(Vec::with_capacity(e.text.len() + 64));
+        let mut shared = String::new();
+        match self {
+            Format::Amplitude => amplitude(e, &mut out)?,
+            Format::Mixpanel => mixpanel(e, &mut out)?,
+            Format::Posthog => posthog(e, &mut out)?,
+            Format::Ga4 => shared = ga4(e, &mut out)?,
+            Format::Segment | Format::Ndjson => return None,
+        }
+        Some(Item {
+            shared,
+            text: String::from_utf8(out.0).ok()?,
+        })
+    }
+
+    /// The opening of a body, up to its first item.
+    fn open(self, shared: &str, api_key: Option<&str>) -> String {
+        let mut head = Out(Vec::new());
+        match self {
+            Format::Segment => head.raw("{\"batch\":["),
+            Format::Ndjson => {}
+            Format::Mixpanel => head.raw("["),
             Format::Amplitude | Format::Posthog => {
-                let mut head = Out(b"{\"api_key\":".to_vec());
-                head.string(credential.unwrap_or(""));
+                head.raw("{\"api_key\":");
+                head.string(api_key.unwrap_or(""));
                 head.raw(if self == Format::Amplitude {
                     ",\"events\":["
                 } else {
                     ",\"batch\":["
                 });
-                (String::from_utf8(head.0).unwrap_or_default(), "]}", ",")
             }
+            Format::Ga4 => {
+                head.raw("{");
+                head.raw(shared);
+                head.raw(",\"events\":[");
+            }
+        }
+        String::from_utf8(head.0).unwrap_or_default()
+    }
+
+    /// `items` (from [`Format::item`]) as request bodies within the limits,
+    /// in order (GA4: grouped by user, each user's in order); `api_key`
+    /// goes where the API takes it in the body (`api_key` of Amplitude and
+    /// PostHog). Each body comes with the indexes of its items. Items too
+    /// large for any body are left out and their indexes returned.
+    pub fn bodies(self, items: &[Item], api_key: Option<&str>) -> (Vec<Body>, Vec<usize>) {
+        let limits = self.limits();
+        let (close, separator) = match self {
+            Format::Ndjson => ("\n", "\n"),
+            Format::Mixpanel => ("]", ","),
+            _ => ("]}", ","),
         };
+        // Groups of items sharing a request, in order of first appearance.
+        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match groups.iter_mut().find(|(s, _)| *s == item.shared) {
+                Some((_, list)) => list.push(i),
+                None => groups.push((&item.shared, vec![i])),
+            }
+        }
         let mut bodies = Vec::new();
         let mut too_large = Vec::new();
-        let mut body = String::new();
-        let mut count = 0;
-        for (i, item) in items.iter().enumerate() {
-            let fixed = open.len() + close.len();
-            if fixed + item.len() > limits.bytes {
-                too_large.push(i);
-                continue;
+        for (shared, list) in groups {
+            let open = self.open(shared, api_key);
+            let mut body = Body::default();
+            for i in list {
+                let item = &items[i].text;
+                if open.len() + item.len() + close.len() > limits.bytes {
+                    too_large.push(i);
+                    continue;
+                }
+                let count = body.items.len();
+                if count > 0
+                    && (count == limits.events
+                        || body.text.len() + separator.len() + item.len() + close.len()
+                            > limits.bytes)
+                {
+                    body.text.push_str(close);
+                    bodies.push(std::mem::take(&mut body));
+                }
+                body.text.push_str(if body.items.is_empty() {
+                    &open
+                } else {
+                    separator
+                });
+                body.text.push_str(item);
+                body.items.push(i);
             }
-            if count > 0
-                && (count == limits.events
-                    || body.len() + separator.len() + item.len() + close.len() > limits.bytes)
-            {
-                body.push_str(close);
-                bodies.push(std::mem::take(&mut body));
-                count = 0;
+            if !body.items.is_empty() {
+                body.text.push_str(close);
+                bodies.push(body);
             }
-            if count == 0 {
-                body.push_str(&open);
-            } else {
-                body.push_str(separator);
-            }
-            body.push_str(item);
-            count += 1;
-        }
-        if count > 0 {
-            body.push_str(close);
-            bodies.push(body);
         }
         (bodies, too_large)
     }
 }
 
-/// A sanitized event's members.
-struct Event<'a> {
-    members: &'a [(String, Value)],
+/// One request body, and the indexes (into the items given to
+/// [`Format::bodies`]) of the events it carries, in its order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Body {
+    pub text: String,
+    pub items: Vec<usize>,
+}
+
+/// A sanitized event, parsed once for every native format.
+pub struct Sanitized<'a> {
+    members: Vec<(String, Value)>,
     text: &'a str,
 }
 
-impl Event<'_> {
+impl<'a> Sanitized<'a> {
+    /// Parses the sanitizer's output; `None` for text that is not an
+    /// event object.
+    pub fn parse(text: &'a str) -> Option<Self> {
+        match tree::parse(text) {
+            Ok(Value::Object(members)) => Some(Sanitized { members, text }),
+            _ => None,
+        }
+    }
+
     fn get(&self, key: &str) -> Option<&Value> {
         self.members.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
@@ -255,7 +331,7 @@ impl Out {
 
     /// `,"key":` (no comma before the first member).
     fn key(&mut self, key: &str) {
-        if !matches!(self.0.last(), Some(b'{' | b'[')) {
+        if !matches!(self.0.last(), None | Some(b'{' | b'[')) {
             self.0.push(b',');
         }
         self.string(key);
@@ -306,7 +382,7 @@ impl Out {
 /// Amplitude: track as its event, page and screen as "Viewed NAME Page",
 /// identify as `$identify` setting the traits; group and alias are not
 /// sent (Amplitude takes them on other APIs). Needs a user or device ID.
-fn amplitude(e: &Event, out: &mut Out) -> Option<()> {
+fn amplitude(e: &Sanitized, out: &mut Out) -> Option<()> {
     let event_type = match e.call() {
         "track" => e.string("event")?.to_owned(),
         "page" => e.view_name("Page"),
@@ -365,7 +441,7 @@ const MIXPANEL_RESERVED: [&str; 5] = [
 /// Mixpanel: track as its event, page and screen as "Viewed NAME Page";
 /// identify, group and alias are not sent (profiles are another API).
 /// Needs a time.
-fn mixpanel(e: &Event, out: &mut Out) -> Option<()> {
+fn mixpanel(e: &Sanitized, out: &mut Out) -> Option<()> {
     let event = match e.call() {
         "track" => e.string("event")?.to_owned(),
         "page" => e.view_name("Page"),
@@ -401,7 +477,7 @@ fn mixpanel(e: &Event, out: &mut Out) -> Option<()> {
 /// PostHog: track as its event, page as `$pageview`, screen as `$screen`
 /// (with `$screen_name`), identify as `$identify` setting the traits;
 /// group and alias are not sent. Needs a user or anonymous ID.
-fn posthog(e: &Event, out: &mut Out) -> Option<()> {
+fn posthog(e: &Sanitized, out: &mut Out) -> Option<()> {
     let event = match e.call() {
         "track" => e.string("event")?,
         "page" => "$pageview",
@@ -440,4 +516,142 @@ fn posthog(e: &Event, out: &mut Out) -> Option<()> {
     }
     out.raw("}");
     Some(())
+}
+
+/// GA4's own event names (automatically collected and reserved for the
+/// Measurement Protocol): an event of the same name is renamed.
+const GA4_RESERVED_NAMES: [&str; 44] = [
+    "ad_activeview",
+    "ad_click",
+    "ad_exposure",
+    "ad_impression",
+    "ad_query",
+    "ad_reward",
+    "adunit_exposure",
+    "app_background",
+    "app_clear_data",
+    "app_exception",
+    "app_install",
+    "app_remove",
+    "app_store_refund",
+    "app_store_subscription_cancel",
+    "app_store_subscription_convert",
+    "app_store_subscription_renew",
+    "app_update",
+    "app_upgrade",
+    "click",
+    "dynamic_link_app_open",
+    "dynamic_link_app_update",
+    "dynamic_link_first_open",
+    "error",
+    "file_download",
+    "first_open",
+    "first_visit",
+    "form_start",
+    "form_submit",
+    "in_app_purchase",
+    "notification_dismiss",
+    "notification_foreground",
+    "notification_open",
+    "notification_receive",
+    "os_update",
+    "page_view",
+    "screen_view",
+    "scroll",
+    "session_start",
+    "user_engagement",
+    "video_complete",
+    "video_progress",
+    "video_start",
+    "view_search_results",
+    "session_start_with_rollout",
+];
+
+/// Name prefixes GA4 keeps for itself (`gtag.` cannot survive the
+/// character rule, which turns `.` into `_`).
+const GA4_RESERVED_PREFIXES: [&str; 4] = ["_", "firebase_", "ga_", "google_"];
+
+/// Longest event or parameter name, and parameter string value, GA4 takes.
+const GA4_NAME_CHARS: usize = 40;
+const GA4_VALUE_CHARS: usize = 100;
+/// Most parameters an event may carry.
+const GA4_PARAMS: usize = 25;
+
+/// A name within GA4's rules: characters other than ASCII letters, digits
+/// and `_` become `_`; a name that does not start with a letter, starts
+/// with a reserved prefix or (for events) is reserved gets `prefix`; the
+/// result is cut to 40 characters.
+pub fn ga4_name(raw: &str, prefix: &str, event: bool) -> String {
+    let mut name: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let lower = name.to_ascii_lowercase();
+    let reserved = GA4_RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
+        || (event && GA4_RESERVED_NAMES.contains(&lower.as_str()));
+    if reserved || !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        name.insert_str(0, prefix);
+    }
+    name.truncate(GA4_NAME_CHARS);
+    name
+}
+
+/// GA4: track as its event (name within GA4's rules), page as
+/// `page_viewed` and screen as `screen_viewed` (GA4 reserves `page_view`
+/// and `screen_view`) with the view's name as `page_name` /
+/// `screen_name`; identify, group and alias are not sent. Needs a client
+/// ID. Returns the members every event of its request shares.
+fn ga4(e: &Sanitized, out: &mut Out) -> Option<String> {
+    let (name, view) = match e.call() {
+        "track" => (ga4_name(e.string("event")?, "e_", true), None),
+        "page" => ("page_viewed".to_owned(), Some("page_name")),
+        "screen" => ("screen_viewed".to_owned(), Some("screen_name")),
+        _ => return None,
+    };
+    let user = e.string("userId");
+    let client = e.string("anonymousId").or(user)?;
+    let mut shared = Out(Vec::new());
+    shared.key("client_id");
+    shared.string(client);
+    if let Some(user) = user {
+        shared.key("user_id");
+        shared.string(user);
+    }
+    out.raw("{");
+    out.key("name");
+    out.string(&name);
+    out.key("params");
+    out.raw("{");
+    let mut written: Vec<String> = Vec::new();
+    let view_name = view.and_then(|key| Some((key.to_owned(), e.get("name")?)));
+    let properties = e.object("properties").unwrap_or(&[]);
+    let params = view_name
+        .iter()
+        .map(|(k, v)| (ga4_name(k, "p_", false), *v))
+        .chain(
+            properties
+                .iter()
+                .map(|(k, v)| (ga4_name(k, "p_", false), v)),
+        );
+    for (key, value) in params {
+        let fits = match value {
+            // Characters, not bytes: UTF-8 continuation bytes do not count.
+            Value::String(s) => s.bytes().filter(|b| b & 0xc0 != 0x80).count() <= GA4_VALUE_CHARS,
+            Value::Number(_) => true,
+            _ => false,
+        };
+        if !fits || written.contains(&key) || written.len() == GA4_PARAMS {
+            continue;
+        }
+        out.key(&key);
+        out.value(value);
+        written.push(key);
+    }
+    out.raw("}");
+    if let Some(ms) = e.millis() {
+        out.key("timestamp_micros");
+        out.number(ms.saturating_mul(1000));
+    }
+    out.raw("}");
+    String::from_utf8(shared.0).ok()
 }

@@ -12,6 +12,7 @@
 
 pub mod action;
 mod compile;
+pub mod credential;
 pub mod detect;
 pub mod error;
 pub mod event;
@@ -21,6 +22,7 @@ pub mod mask;
 pub mod path;
 pub mod policy;
 pub mod prepared;
+pub mod process;
 pub mod report;
 pub mod request;
 pub mod sanitize;

@@ -71,6 +71,73 @@ impl Masker {
     }
 }
 
+/// Masked values computed so far (one request's), by key scope, so each
+/// distinct value is masked once per scope however many destinations and
+/// events carry it. A small open-addressing table: bounded in entries and
+/// in probes per lookup, so hostile values that collide cost no more than
+/// masking them again.
+#[derive(Debug, Default)]
+pub struct Memo {
+    /// Index + 1 into `entries`; 0 is empty. Allocated on first use.
+    slots: Vec<u32>,
+    entries: Vec<Remembered>,
+}
+
+#[derive(Debug)]
+struct Remembered {
+    scope: usize,
+    clear: Vec<u8>,
+    hex: [u8; 64],
+}
+
+const MEMO_SLOTS: usize = 1 << 13;
+const MEMO_ENTRIES: usize = MEMO_SLOTS / 2;
+const MEMO_PROBES: usize = 16;
+
+impl Memo {
+    /// As [`Masker::write_hex`] with `masker`, the masker of scope `scope`.
+    pub fn write_hex(&mut self, scope: usize, masker: &Masker, bytes: &[u8], out: &mut Vec<u8>) {
+        if self.slots.is_empty() {
+            self.slots = vec![0; MEMO_SLOTS];
+        }
+        // FNV-1a over the scope and the bytes.
+        let mut hash: u32 = 0x811c_9dc5 ^ scope as u32;
+        for &b in bytes {
+            hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        let mut slot = hash as usize;
+        for _ in 0..MEMO_PROBES {
+            slot &= MEMO_SLOTS - 1;
+            let Some(&n) = self.slots.get(slot) else {
+                break;
+            };
+            match self.entries.get((n as usize).wrapping_sub(1)) {
+                None => {
+                    let start = out.len();
+                    masker.write_hex(bytes, out);
+                    if self.entries.len() < MEMO_ENTRIES {
+                        let mut hex = [0; 64];
+                        hex.copy_from_slice(&out[start..]);
+                        self.entries.push(Remembered {
+                            scope,
+                            clear: bytes.to_vec(),
+                            hex,
+                        });
+                        self.slots[slot] = self.entries.len() as u32;
+                    }
+                    return;
+                }
+                Some(e) if e.scope == scope && e.clear == bytes => {
+                    out.extend_from_slice(&e.hex);
+                    return;
+                }
+                Some(_) => slot += 1,
+            }
+        }
+        masker.write_hex(bytes, out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +192,27 @@ mod tests {
             &hex(&m, b"Test With Truncation")[..32],
             "a3b6167473100ee06e0c796c2955552b"
         );
+    }
+
+    #[test]
+    fn memo_gives_what_the_masker_gives_per_scope() {
+        let (a, b) = (
+            Masker::with_any_key(b"scope a key"),
+            Masker::with_any_key(b"scope b key"),
+        );
+        let mut memo = Memo::default();
+        // More distinct values than the memo keeps, each asked twice in
+        // both scopes: every answer is the masker's own.
+        for round in 0..2 {
+            for i in 0..(MEMO_ENTRIES + 100) {
+                let value = format!("value-{i}");
+                for (scope, m) in [(0, &a), (1, &b)] {
+                    let mut got = Vec::new();
+                    memo.write_hex(scope, m, value.as_bytes(), &mut got);
+                    assert_eq!(got, hex(m, value.as_bytes()).into_bytes(), "{round} {i}");
+                }
+            }
+        }
     }
 
     #[test]

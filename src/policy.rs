@@ -6,6 +6,7 @@ use crate::action::normalize::Normalize;
 use crate::action::scan::Scan;
 use crate::action::url::UrlRule;
 use crate::event::Calls;
+use crate::format::Format;
 use crate::path::Step;
 
 /// What an allowlist rule does with the value at its path.
@@ -217,6 +218,8 @@ pub struct Destination {
     pub integration: String,
     /// Its key scope (`mask_scope`): masks with a key derived for it.
     pub mask_scope: Option<String>,
+    /// What its endpoint speaks (`format`, default `segment`).
+    pub format: Format,
 }
 
 /// A validated policy.

@@ -16,6 +16,7 @@ use crate::action::scan::{OnMatch, Scan};
 use crate::action::url::UrlRule;
 use crate::detect::Detectors;
 use crate::event::Calls;
+use crate::format::Format;
 use crate::path::Step;
 use crate::policy::{
     Action, Allowlists, Connection, Destination, IdAction, Identifiers, NameRule, Names, Policy,
@@ -189,6 +190,7 @@ macro_rules! by_index {
 }
 
 by_index! {
+    Format => [Format::Segment, Format::Amplitude, Format::Mixpanel, Format::Ga4, Format::Posthog, Format::Ndjson];
     Normalize => [Normalize::Email, Normalize::Phone, Normalize::Text];
     OnMatch => [OnMatch::Redact, OnMatch::Mask, OnMatch::Drop];
     IpMode => [IpMode::Truncate, IpMode::Zero];
@@ -417,6 +419,7 @@ impl Prepared for Destination {
         self.calls.write_to(out);
         self.integration.write_to(out);
         self.mask_scope.write_to(out);
+        self.format.write_to(out);
     }
     fn read_from(r: &mut Reader<'_>) -> Option<Self> {
         Some(Destination {
@@ -430,6 +433,7 @@ impl Prepared for Destination {
             calls: Calls::read_from(r)?,
             integration: String::read_from(r)?,
             mask_scope: Option::read_from(r)?,
+            format: Format::read_from(r)?,
         })
     }
 }

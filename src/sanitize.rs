@@ -6,16 +6,19 @@
 //! are skipped without allocating, allowed ones copied as they stand.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use crate::action::normalize::Normalize;
 use crate::action::scan::{self, Scan, Scanned};
 use crate::action::url::UrlRule;
 use crate::action::{age, ip, year, zip3, Input, Output};
 use crate::compile::{NameTable, Node, Tries};
+use crate::credential::{self, Target};
 use crate::error::{Error, EventError};
 use crate::event::{Calls, Event, Field, Member, NameField};
+use crate::format::Format;
 use crate::json::{self, Kind, Reader, StrSpan, SyntaxError};
-use crate::mask::{KeyError, Masker};
+use crate::mask::{KeyError, Masker, Memo};
 use crate::policy::{
     Action, Connection, IdAction, Identifiers, NameRule, Policy, Problem, ScanRule,
 };
@@ -54,14 +57,28 @@ struct Restricted {
 }
 
 #[derive(Debug, Clone)]
-struct Compiled {
-    name: String,
+pub(crate) struct Compiled {
+    pub(crate) name: String,
     endpoint: Option<String>,
     integration: String,
     calls: Calls,
     /// Index of its masker (key scope) in [`Sanitizer::maskers`].
     scope: usize,
     route: Route,
+    pub(crate) format: Format,
+    /// The first destination (index) whose sanitized events are always
+    /// the same as this one's (same lists, names and key scope), so a
+    /// request writes each event once for all of them.
+    pub(crate) class: usize,
+    /// Where its requests go, once its credential is set.
+    pub(crate) target: Option<Target>,
+}
+
+impl Compiled {
+    /// Whether the edge sends it anything.
+    pub(crate) fn is_server_side(&self) -> bool {
+        !matches!(self.route, Route::ClientSide)
+    }
 }
 
 /// A policy compiled for sanitizing, with its masking key.
@@ -95,7 +112,7 @@ pub struct Sanitizer {
     maskers: Vec<Masker>,
     /// The options of the policy's `url` rules.
     urls: Vec<UrlRule>,
-    destinations: Vec<Compiled>,
+    pub(crate) destinations: Vec<Compiled>,
 }
 
 impl Sanitizer {
@@ -148,10 +165,28 @@ impl Sanitizer {
             Some(base) => scopes.iter().map(|s| scoped(base, s.as_deref())).collect(),
             None => Vec::new(),
         };
+        // Destinations whose output is the same for every event: unrestricted
+        // ones all, restricted ones with equal lists, names and scope.
+        let same = |a: &crate::policy::Destination, b: &crate::policy::Destination| {
+            a.connection == Connection::ServerSide
+                && b.connection == Connection::ServerSide
+                && a.restricted == b.restricted
+                && (!a.restricted
+                    || (a.mask_scope == b.mask_scope
+                        && policy.lists_for(a) == policy.lists_for(b)
+                        && policy.names_for(a) == policy.names_for(b)))
+        };
         let destinations = policy
             .destinations
             .iter()
-            .map(|d| Compiled {
+            .enumerate()
+            .map(|(i, d)| Compiled {
+                format: d.format,
+                class: policy.destinations[..i]
+                    .iter()
+                    .position(|other| same(other, d))
+                    .unwrap_or(i),
+                target: None,
                 name: d.name.clone(),
                 endpoint: d.endpoint.clone(),
                 integration: d.integration.clone(),
@@ -180,13 +215,42 @@ impl Sanitizer {
     pub fn destinations(&self) -> impl Iterator<Item = &str> {
         self.destinations
             .iter()
-            .filter(|d| !matches!(d.route, Route::ClientSide))
+            .filter(|d| d.is_server_side())
             .map(|d| d.name.as_str())
+    }
+
+    /// The format a destination's endpoint speaks.
+    pub fn format(&self, destination: &str) -> Option<Format> {
+        Some(self.find(destination).ok()?.format)
     }
 
     /// The endpoint of a destination, if it has one.
     pub fn endpoint(&self, destination: &str) -> Option<&str> {
         self.find(destination).ok()?.endpoint.as_deref()
+    }
+
+    /// Checks a destination's credential (its `AUTH_<NAME>` secret) for its
+    /// format and places it: the URL, `Authorization` header and body key
+    /// its requests carry from now on.
+    ///
+    /// # Errors
+    /// [`Error::UnknownDestination`], or [`Error::InvalidCredential`]
+    /// saying what the secret must be (never quoting it).
+    pub fn connect(&mut self, destination: &str, secret: Option<&str>) -> Result<&Target, Error> {
+        let index = self
+            .destinations
+            .iter()
+            .position(|d| d.name == destination)
+            .ok_or_else(|| Error::UnknownDestination(destination.to_owned()))?;
+        let dest = &mut self.destinations[index];
+        let endpoint = dest.endpoint.as_deref().unwrap_or("");
+        let target = credential::target(dest.format, endpoint, secret).map_err(|message| {
+            Error::InvalidCredential {
+                destination: destination.to_owned(),
+                message,
+            }
+        })?;
+        Ok(dest.target.insert(target))
     }
 
     fn find(&self, destination: &str) -> Result<&Compiled, Error> {
@@ -220,7 +284,7 @@ impl Sanitizer {
     ) -> Result<(Option<String>, Tally), Error> {
         let dest = self.find(destination)?;
         let event = Event::read(event.as_bytes())?;
-        let (out, tally, _) = self.write(&event, dest, None)?;
+        let (out, tally, _) = self.write(&event, dest, None, None)?;
         Ok((out, tally))
     }
 
@@ -236,7 +300,8 @@ impl Sanitizer {
         self.destinations
             .iter()
             .map(|dest| {
-                let (_, _, (reason, trail)) = self.write(&event, dest, Some(Trail::default()))?;
+                let (_, _, (reason, trail)) =
+                    self.write(&event, dest, Some(Trail::default()), None)?;
                 Ok(Explanation {
                     destination: dest.name.clone(),
                     reason,
@@ -254,31 +319,53 @@ impl Sanitizer {
         event: &Event<'_>,
         dest: &Compiled,
         trail: Option<Trail>,
+        memo: Option<&RefCell<Memo>>,
     ) -> Result<(Option<String>, Tally, (Reason, Option<Trail>)), Error> {
-        let not_sent = |reason| Ok((None, Tally::default(), (reason, None)));
+        if let Err(reason) = self.gate(event, dest) {
+            return Ok((None, Tally::default(), (reason, None)));
+        }
+        let (out, tally, reason, trail) = self.write_sent(event, dest, trail, memo)?;
+        Ok((Some(out), tally, (reason, trail)))
+    }
+
+    /// Whether `dest` receives the event at all, or why not.
+    pub(crate) fn gate(&self, event: &Event<'_>, dest: &Compiled) -> Result<(), Reason> {
         if !dest.calls.has(event.call) {
-            return not_sent(Reason::CallType);
+            return Err(Reason::CallType);
         }
         if !event.routed_to(&dest.integration) {
-            return not_sent(Reason::Routing);
+            return Err(Reason::Routing);
         }
+        match &dest.route {
+            Route::ClientSide => Err(Reason::ClientSide),
+            Route::Restricted(r) if dropped_by_name(event, &r.names) => Err(Reason::EventName),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes the event for a destination [`Sanitizer::gate`] let through;
+    /// masked values are looked up in (and added to) `memo`.
+    pub(crate) fn write_sent(
+        &self,
+        event: &Event<'_>,
+        dest: &Compiled,
+        trail: Option<Trail>,
+        memo: Option<&RefCell<Memo>>,
+    ) -> Result<(String, Tally, Reason, Option<Trail>), Error> {
         let restricted = match &dest.route {
-            Route::ClientSide => return not_sent(Reason::ClientSide),
-            Route::Unrestricted => {
+            Route::Restricted(r) => r,
+            _ => {
                 // Read from a &str, so UTF-8; the check keeps this panic-free.
                 let text = std::str::from_utf8(event.src).map_err(|_| EventError::NotObject)?;
-                let out = Some(text.trim().to_owned());
-                return Ok((out, Tally::default(), (Reason::Unrestricted, None)));
+                let out = text.trim().to_owned();
+                return Ok((out, Tally::default(), Reason::Unrestricted, None));
             }
-            Route::Restricted(r) => r,
         };
-        if dropped_by_name(event, &restricted.names) {
-            return not_sent(Reason::EventName);
-        }
         let mut w = Writer {
             src: event.src,
             out: Vec::with_capacity(event.src.len()),
-            masker: self.maskers.get(dest.scope),
+            masker: self.maskers.get(dest.scope).map(|m| (dest.scope, m)),
+            memo,
             urls: &self.urls,
             tally: Tally::default(),
             trail,
@@ -287,7 +374,7 @@ impl Sanitizer {
         // The output holds input slices cut at JSON token boundaries and
         // ASCII, so it is UTF-8; the check only keeps this panic-free.
         let out = String::from_utf8(w.out).map_err(|_| Error::Event(EventError::NotObject))?;
-        Ok((Some(out), w.tally, (Reason::Sanitized, w.trail)))
+        Ok((out, w.tally, Reason::Sanitized, w.trail))
     }
 }
 
@@ -317,7 +404,10 @@ fn dropped_by_name(event: &Event<'_>, names: &NameTable) -> bool {
 struct Writer<'a> {
     src: &'a [u8],
     out: Vec<u8>,
-    masker: Option<&'a Masker>,
+    /// The key scope's index and masker.
+    masker: Option<(usize, &'a Masker)>,
+    /// Masked values already computed in this request.
+    memo: Option<&'a RefCell<Memo>>,
     urls: &'a [UrlRule],
     tally: Tally,
     /// The paths, when explaining.
@@ -687,7 +777,7 @@ impl<'a> Writer<'a> {
             Kind::String => {
                 let span = r.string().map_err(syntax)?;
                 let text = r.decode(span).map_err(syntax)?;
-                match scan::apply(&text, scan, self.masker) {
+                match scan::apply(&text, scan, self.masker.map(|(_, m)| m)) {
                     Scanned::Clean => self.out.extend_from_slice(&self.src[span.start..span.end]),
                     Scanned::Replaced(s) => {
                         json::write_string(&mut self.out, &s);
@@ -707,7 +797,7 @@ impl<'a> Writer<'a> {
                     }
                     let name = r.decode(key).map_err(syntax)?;
                     let at = self.enter(&name);
-                    let kept = match scan::apply(&name, scan, self.masker) {
+                    let kept = match scan::apply(&name, scan, self.masker.map(|(_, m)| m)) {
                         Scanned::Clean => {
                             self.out.extend_from_slice(&self.src[key.start..key.end]);
                             true
@@ -795,10 +885,15 @@ impl<'a> Writer<'a> {
 
     /// Writes the masked form of `clear` as a JSON string.
     fn hex(&mut self, clear: &[u8]) -> Result<(), Error> {
-        let masker = self.masker.ok_or(Error::MissingKey)?;
+        let (scope, masker) = self.masker.ok_or(Error::MissingKey)?;
         self.note(Done::Masked);
         self.out.push(b'"');
-        masker.write_hex(clear, &mut self.out);
+        match self.memo {
+            Some(memo) => memo
+                .borrow_mut()
+                .write_hex(scope, masker, clear, &mut self.out),
+            None => masker.write_hex(clear, &mut self.out),
+        }
         self.out.push(b'"');
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! it turns JS values into text for the core and core errors into JS
 //! `Error`s (with `code`, and `errors` for policy problems), in one place.
 
+#[cfg(feature = "full")]
 use std::cell::RefCell;
 
 #[cfg(feature = "full")]
@@ -68,6 +69,8 @@ export interface Destination {
   integration?: string;
   /** Its key scope: masks with a key derived for this name. */
   mask_scope?: string;
+  /** What its endpoint speaks (default `segment`). */
+  format?: "segment" | "amplitude" | "mixpanel" | "ga4" | "posthog" | "ndjson";
 }
 /** A phimask policy, version 1. */
 export interface Policy {
@@ -104,7 +107,7 @@ export type ErrorCode =
   | "invalid_policy" | "missing_key" | "key_too_short" | "invalid_key" | "unknown_destination"
   | "event_too_large" | "event_too_deep" | "invalid_json" | "event_not_object"
   | "missing_type" | "unknown_type" | "duplicate_key" | "invalid_integrations"
-  | "incomplete_event" | "invalid_body";
+  | "incomplete_event" | "invalid_body" | "invalid_credential";
 /** The engine's limits, for callers that read requests themselves. */
 export interface Limits {
   /** Largest event, in bytes of JSON. */
@@ -127,6 +130,28 @@ export interface Explanation {
   dropped: string[];
   masked: string[];
   transformed: string[];
+}
+/** Where a destination's requests go: its URL (with any query parameters
+ * its credential adds) and `Authorization` header. Holds the credential:
+ * never log it. */
+export interface Target {
+  url: string;
+  authorization?: string;
+}
+/** What `processRequest` made of a tracking request. */
+export interface Processed {
+  writeKey?: string;
+  /** Events sanitized for every destination. */
+  accepted: number;
+  /** Events refused, by index in the request; nothing of them is sent. */
+  rejected: Array<{ index: number; code: ErrorCode; error: string }>;
+  /** Request bodies per destination, ready to POST in its format. */
+  bodies: Record<string, string[]>;
+  /** Per destination and body, the request indexes of its events. */
+  events: Record<string, number[][]>;
+  /** Per destination: events sent, paths dropped / masked / transformed in
+   * them, events its format has no mapping for, events too large to send. */
+  report: Record<string, { events: number; dropped: number; masked: number; transformed: number; unmapped: number; oversize: number }>;
 }
 /** Counts since the last `takeReport()`, by destination. */
 export type Report = Record<string, { events: number; dropped: number; masked: number; transformed: number }>;
@@ -253,21 +278,14 @@ pub fn call_types() -> Vec<String> {
         .collect()
 }
 
-/// Reads the body of a tracking request (the edge Worker's): `call` is
+/// Reads the body of a tracking request: `call` is
 /// `track` … `alias` (the path's type) or `batch`. Events keep their text
 /// as written. Throws (`invalid_json`, `invalid_body`, `event_too_deep`)
 /// when the request as a whole is unusable.
+#[cfg(feature = "full")]
 #[wasm_bindgen(js_name = readRequest, unchecked_return_type = "TrackingRequest")]
 pub fn read_request(body: &str, call: &str) -> Result<JsValue, JsValue> {
-    let call = crate::Call::parse(call).ok_or_else(|| {
-        plain_error(
-            "unknown_type",
-            &format!(
-                "call must be one of {}, batch",
-                crate::event::CallType::list()
-            ),
-        )
-    })?;
+    let call = parse_call(call)?;
     let request =
         crate::read_request(body, call).map_err(|e| plain_error(e.code(), &e.to_string()))?;
     let out: JsValue = Object::new().into();
@@ -296,12 +314,37 @@ pub fn read_request(body: &str, call: &str) -> Result<JsValue, JsValue> {
 
 /// Counts of one destination since the last `takeReport()`: events sent,
 /// and paths dropped, masked and transformed.
+#[cfg(feature = "full")]
 type Counts = (String, u32, crate::report::Tally);
+
+/// `{events, dropped, masked, transformed}`.
+fn counts(events: u32, tally: crate::report::Tally) -> JsValue {
+    let counts: JsValue = Object::new().into();
+    set(&counts, "events", &JsValue::from(events));
+    set(&counts, "dropped", &JsValue::from(tally.dropped));
+    set(&counts, "masked", &JsValue::from(tally.masked));
+    set(&counts, "transformed", &JsValue::from(tally.transformed));
+    counts
+}
+
+/// A call of the tracking API: `track` … `alias` or `batch`.
+fn parse_call(call: &str) -> Result<crate::Call, JsValue> {
+    crate::Call::parse(call).ok_or_else(|| {
+        plain_error(
+            "unknown_type",
+            &format!(
+                "call must be one of {}, batch",
+                crate::event::CallType::list()
+            ),
+        )
+    })
+}
 
 /// A compiled policy with its masking key.
 #[wasm_bindgen]
 pub struct Sanitizer {
     inner: crate::Sanitizer,
+    #[cfg(feature = "full")]
     report: RefCell<Vec<Counts>>,
 }
 
@@ -362,9 +405,93 @@ impl Sanitizer {
     fn wrap(made: Result<crate::Sanitizer, Error>) -> Result<Sanitizer, JsValue> {
         made.map(|inner| Sanitizer {
             inner,
+            #[cfg(feature = "full")]
             report: RefCell::new(Vec::new()),
         })
         .map_err(|e| js_error(&e))
+    }
+
+    /// Checks a destination's credential (its `AUTH_<NAME>` secret) for its
+    /// format and places it: returns the URL and Authorization header its
+    /// requests carry (the body key of Amplitude and PostHog is written
+    /// into `processRequest`'s bodies). Throws `invalid_credential` saying
+    /// what the secret must be, never quoting it.
+    #[wasm_bindgen(unchecked_return_type = "Target")]
+    pub fn connect(
+        &mut self,
+        destination: &str,
+        #[wasm_bindgen(unchecked_param_type = "string | undefined | null")] secret: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let secret = secret.as_string();
+        let target = self
+            .inner
+            .connect(destination, secret.as_deref())
+            .map_err(|e| js_error(&e))?;
+        let out: JsValue = Object::new().into();
+        set(&out, "url", &JsValue::from_str(&target.url));
+        if let Some(auth) = &target.authorization {
+            set(&out, "authorization", &JsValue::from_str(auth));
+        }
+        Ok(out)
+    }
+
+    /// One tracking request in one call: the body's bytes (`call` is the
+    /// path's type or `batch`) to every destination's request bodies, the
+    /// rejected events and the counts. Throws (`invalid_json`,
+    /// `invalid_body`, `event_too_deep`) when the request as a whole is
+    /// unusable.
+    #[wasm_bindgen(js_name = processRequest, unchecked_return_type = "Processed")]
+    pub fn process_request(&self, body: &[u8], call: &str) -> Result<JsValue, JsValue> {
+        let call = parse_call(call)?;
+        let done = self
+            .inner
+            .process_request(body, call)
+            .map_err(|e| plain_error(e.code(), &e.to_string()))?;
+        let out: JsValue = Object::new().into();
+        if let Some(key) = &done.write_key {
+            set(&out, "writeKey", &JsValue::from_str(key));
+        }
+        set(&out, "accepted", &JsValue::from(done.accepted as u32));
+        let rejected: Array = done
+            .rejected
+            .iter()
+            .map(|(index, e)| {
+                let o: JsValue = Object::new().into();
+                set(&o, "index", &JsValue::from(*index as u32));
+                set(&o, "code", &JsValue::from_str(e.code()));
+                set(&o, "error", &JsValue::from_str(&e.to_string()));
+                o
+            })
+            .collect();
+        set(&out, "rejected", &rejected);
+        let (bodies, events, report): (JsValue, JsValue, JsValue) = (
+            Object::new().into(),
+            Object::new().into(),
+            Object::new().into(),
+        );
+        for d in &done.deliveries {
+            let texts: Array = d.bodies.iter().map(|b| JsValue::from_str(b)).collect();
+            set(&bodies, &d.destination, &texts);
+            let indexes: Array = d
+                .events
+                .iter()
+                .map(|list| -> JsValue {
+                    list.iter()
+                        .map(|&i| JsValue::from(i as u32))
+                        .collect::<Array>()
+                        .into()
+                })
+                .collect();
+            set(&events, &d.destination, &indexes);
+            let counts = counts(d.sent, d.tally);
+            set(&counts, "unmapped", &JsValue::from(d.unmapped));
+            set(&counts, "oversize", &JsValue::from(d.oversize));
+            set(&report, &d.destination, &counts);
+        }
+        set(&out, "bodies", &bodies);
+        set(&out, "events", &events);
+        set(&out, "report", &report);
+        Ok(out)
     }
 
     /// Names of the server-side destinations the edge forwards to.
@@ -372,7 +499,14 @@ impl Sanitizer {
         self.inner.destinations().map(str::to_owned).collect()
     }
 
+    /// The format a destination's endpoint speaks (`segment` …), or
+    /// undefined.
+    pub fn format(&self, destination: &str) -> Option<String> {
+        self.inner.format(destination).map(|f| f.name().to_owned())
+    }
+
     /// The endpoint URL of a destination, or undefined.
+    #[cfg(feature = "full")]
     pub fn endpoint(&self, destination: &str) -> Option<String> {
         self.inner.endpoint(destination).map(str::to_owned)
     }
@@ -398,6 +532,7 @@ impl Sanitizer {
 
     /// Sanitizes an event given as JSON text: the JSON text to send, or
     /// null when nothing may be sent. Throws on a bad event.
+    #[cfg(feature = "full")]
     #[wasm_bindgen(js_name = sanitizeJson, unchecked_return_type = "string | null")]
     pub fn sanitize_json(
         &self,
@@ -426,16 +561,12 @@ impl Sanitizer {
 
     /// Counts since the last call, by destination: events `sanitizeJson`
     /// returned for it, and paths dropped, masked and transformed in them.
+    #[cfg(feature = "full")]
     #[wasm_bindgen(js_name = takeReport, unchecked_return_type = "Report")]
     pub fn take_report(&self) -> JsValue {
         let out: JsValue = Object::new().into();
         for (destination, events, tally) in self.report.borrow_mut().drain(..) {
-            let counts: JsValue = Object::new().into();
-            set(&counts, "events", &JsValue::from(events));
-            set(&counts, "dropped", &JsValue::from(tally.dropped));
-            set(&counts, "masked", &JsValue::from(tally.masked));
-            set(&counts, "transformed", &JsValue::from(tally.transformed));
-            set(&out, &destination, &counts);
+            set(&out, &destination, &counts(events, tally));
         }
         out
     }

@@ -2,7 +2,7 @@
 //! only (nothing the policy removed comes back), maps IDs, time and names
 //! as documented, and bodies stay within each API's limits.
 
-use phimask::format::Format;
+use phimask::format::{ga4_name, Format, Item};
 use phimask::Sanitizer;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -31,7 +31,19 @@ fn sanitized(event: &Value) -> String {
 fn item(format: Format, event: &Value) -> Option<Value> {
     format
         .item(&sanitized(event))
-        .map(|t| serde_json::from_str(&t).unwrap())
+        .map(|t| serde_json::from_str(&t.text).unwrap())
+}
+
+/// An item without shared members (every format but GA4).
+fn plain(text: &str) -> Item {
+    Item {
+        shared: String::new(),
+        text: text.to_owned(),
+    }
+}
+
+fn texts(bodies: &[phimask::format::Body]) -> Vec<&str> {
+    bodies.iter().map(|b| b.text.as_str()).collect()
 }
 
 fn track() -> Value {
@@ -142,7 +154,7 @@ fn mixpanel_needs_a_time_and_gets_a_short_insert_id() {
     assert_eq!(item(Format::Mixpanel, &untimed), None);
     // An event property named like a reserved member does not replace it.
     let clash = r#"{"type":"track","event":"E","userId":"u-1","timestamp":"1970-01-01T00:00:01Z","properties":{"distinct_id":"other","time":5,"plan":"pro"}}"#;
-    let m: Value = serde_json::from_str(&Format::Mixpanel.item(clash).unwrap()).unwrap();
+    let m: Value = serde_json::from_str(&Format::Mixpanel.item(clash).unwrap().text).unwrap();
     assert_eq!(
         m["properties"],
         json!({"time": 1000, "distinct_id": "u-1", "$insert_id": m["properties"]["$insert_id"], "$user_id": "u-1", "plan": "pro"})
@@ -156,8 +168,9 @@ fn without_ids_amplitude_and_posthog_send_nothing() {
         "destinations": {"d": {"connection": "server-side", "endpoint": "https://d.example/"}}});
     let s = Sanitizer::new(&policy.to_string(), Some(KEY)).unwrap();
     let out = s.sanitize_json(&track().to_string(), "d").unwrap().unwrap();
-    assert_eq!(Format::Amplitude.item(&out), None);
-    assert_eq!(Format::Posthog.item(&out), None);
+    for f in [Format::Amplitude, Format::Posthog, Format::Ga4] {
+        assert_eq!(f.item(&out), None, "{f:?}");
+    }
 }
 
 #[test]
@@ -171,7 +184,12 @@ fn hostile_text_is_no_item() {
         "{\"type\":\"track\"}",
         "{\"type\":\"track\",\"event\":{}}",
     ] {
-        for f in [Format::Amplitude, Format::Mixpanel, Format::Posthog] {
+        for f in [
+            Format::Amplitude,
+            Format::Mixpanel,
+            Format::Posthog,
+            Format::Ga4,
+        ] {
             assert_eq!(f.item(bad), None, "{f:?} {bad}");
         }
     }
@@ -179,15 +197,19 @@ fn hostile_text_is_no_item() {
 
 #[test]
 fn bodies_respect_count_and_byte_limits() {
-    let items: Vec<String> = (0..4500)
-        .map(|i| format!("{{\"event_type\":\"E\",\"device_id\":\"d-{i:05}\"}}"))
+    let items: Vec<Item> = (0..4500)
+        .map(|i| {
+            plain(&format!(
+                "{{\"event_type\":\"E\",\"device_id\":\"d-{i:05}\"}}"
+            ))
+        })
         .collect();
     let (bodies, too_large) = Format::Amplitude.bodies(&items, Some("key-1"));
     assert!(too_large.is_empty());
     let counts: Vec<usize> = bodies
         .iter()
         .map(|b| {
-            let v: Value = serde_json::from_str(b).unwrap();
+            let v: Value = serde_json::from_str(&b.text).unwrap();
             assert_eq!(v["api_key"], "key-1");
             v["events"].as_array().unwrap().len()
         })
@@ -198,31 +220,38 @@ fn bodies_respect_count_and_byte_limits() {
         "{{\"event\":\"E\",\"properties\":{{\"p\":\"{}\"}}}}",
         "x".repeat(300_000)
     );
-    let items = vec![big.clone(); 14];
+    let items = vec![plain(&big); 14];
     let (bodies, _) = Format::Mixpanel.bodies(&items, None);
-    assert!(bodies.iter().all(|b| b.len() <= 2_000_000));
+    assert!(bodies.iter().all(|b| b.text.len() <= 2_000_000));
     let total: usize = bodies
         .iter()
-        .map(|b| serde_json::from_str::<Vec<Value>>(b).unwrap().len())
+        .map(|b| serde_json::from_str::<Vec<Value>>(&b.text).unwrap().len())
         .sum();
     assert_eq!(total, 14, "every item in exactly one body");
+    let listed: Vec<usize> = bodies.iter().flat_map(|b| b.items.clone()).collect();
+    assert_eq!(
+        listed,
+        (0..14).collect::<Vec<_>>(),
+        "each body lists its items, in order"
+    );
 
     let huge = "x".repeat(600_000);
     let (bodies, too_large) = Format::Segment.bodies(
         &[
-            r#"{"a":1}"#.into(),
-            format!("\"{huge}\""),
-            r#"{"b":2}"#.into(),
+            plain(r#"{"a":1}"#),
+            plain(&format!("\"{huge}\"")),
+            plain(r#"{"b":2}"#),
         ],
         None,
     );
     assert_eq!(too_large, [1]);
-    assert_eq!(bodies, [r#"{"batch":[{"a":1},{"b":2}]}"#]);
-    let (bodies, _) = Format::Ndjson.bodies(&["{\"a\":1}".into(), "{\"b\":2}".into()], None);
-    assert_eq!(bodies, ["{\"a\":1}\n{\"b\":2}\n"]);
+    assert_eq!(texts(&bodies), [r#"{"batch":[{"a":1},{"b":2}]}"#]);
+    assert_eq!(bodies[0].items, [0, 2]);
+    let (bodies, _) = Format::Ndjson.bodies(&[plain("{\"a\":1}"), plain("{\"b\":2}")], None);
+    assert_eq!(texts(&bodies), ["{\"a\":1}\n{\"b\":2}\n"]);
     // A credential is written as a JSON string, whatever it holds.
-    let (bodies, _) = Format::Posthog.bodies(&["{}".into()], Some("k\"}, \"x\": \"y"));
-    let v: Value = serde_json::from_str(&bodies[0]).unwrap();
+    let (bodies, _) = Format::Posthog.bodies(&[plain("{}")], Some("k\"}, \"x\": \"y"));
+    let v: Value = serde_json::from_str(&bodies[0].text).unwrap();
     assert_eq!(v["api_key"], "k\"}, \"x\": \"y");
 }
 
@@ -248,8 +277,138 @@ proptest! {
         prop_assert!(!out.contains(&phi));
         for f in Format::ALL {
             if let Some(item) = f.item(&out) {
-                prop_assert!(!item.contains(&phi), "{:?}: {}", f, item);
+                prop_assert!(!item.text.contains(&phi) && !item.shared.contains(&phi), "{:?}: {:?}", f, item);
             }
         }
     }
+}
+
+#[test]
+fn ga4_maps_ids_names_params_and_time() {
+    let out = sanitized(&track());
+    let s: Value = serde_json::from_str(&out).unwrap();
+    let item = Format::Ga4.item(&out).unwrap();
+    let shared: Value = serde_json::from_str(&format!("{{{}}}", item.shared)).unwrap();
+    assert_eq!(
+        shared,
+        json!({"client_id": s["anonymousId"], "user_id": s["userId"]})
+    );
+    let e: Value = serde_json::from_str(&item.text).unwrap();
+    assert_eq!(e["name"], "Order_Completed");
+    assert_eq!(
+        e["params"],
+        json!({"plan": "pro", "mrn": s["properties"]["mrn"]})
+    );
+    assert_eq!(e["timestamp_micros"], 1_795_428_000_250_000_i64);
+
+    // Without an anonymousId, the masked userId is the client ID too.
+    let mut known = track();
+    known.as_object_mut().unwrap().remove("anonymousId");
+    let item = Format::Ga4.item(&sanitized(&known)).unwrap();
+    let shared: Value = serde_json::from_str(&format!("{{{}}}", item.shared)).unwrap();
+    assert_eq!(shared["client_id"], shared["user_id"]);
+
+    // page and screen are renamed views (GA4 reserves page_view and
+    // screen_view); identify, group and alias are not sent.
+    let page = r#"{"type":"page","name":"Pricing","anonymousId":"a","properties":{"path":"/p"}}"#;
+    let e: Value = serde_json::from_str(&Format::Ga4.item(page).unwrap().text).unwrap();
+    assert_eq!(
+        e,
+        json!({"name": "page_viewed", "params": {"page_name": "Pricing", "path": "/p"}})
+    );
+    let screen = r#"{"type":"screen","name":"Home","anonymousId":"a"}"#;
+    let e: Value = serde_json::from_str(&Format::Ga4.item(screen).unwrap().text).unwrap();
+    assert_eq!(e["name"], "screen_viewed");
+    assert_eq!(e["params"]["screen_name"], "Home");
+    for call in ["identify", "group", "alias"] {
+        let text = format!(
+            r#"{{"type":"{call}","userId":"u","anonymousId":"a","groupId":"g","previousId":"p"}}"#
+        );
+        assert_eq!(Format::Ga4.item(&text), None, "{call}");
+    }
+}
+
+#[test]
+fn ga4_naming_rules_rename_or_drop() {
+    // Names: letters, digits and _ only; a letter first; reserved names and
+    // prefixes renamed; 40 characters at most.
+    assert_eq!(ga4_name("Order Completed", "e_", true), "Order_Completed");
+    assert_eq!(ga4_name("page_view", "e_", true), "e_page_view");
+    assert_eq!(ga4_name("Session_Start", "e_", true), "e_Session_Start");
+    assert_eq!(
+        ga4_name("page_view", "p_", false),
+        "page_view",
+        "only events are reserved by name"
+    );
+    assert_eq!(ga4_name("_private", "p_", false), "p__private");
+    assert_eq!(ga4_name("firebase_x", "p_", false), "p_firebase_x");
+    assert_eq!(ga4_name("google_y", "e_", true), "e_google_y");
+    assert_eq!(ga4_name("gtag.z", "p_", false), "gtag_z");
+    assert_eq!(ga4_name("1st visit", "e_", true), "e_1st_visit");
+    assert_eq!(ga4_name("Début", "e_", true), "D_but");
+    assert_eq!(ga4_name(&"x".repeat(60), "e_", true).len(), 40);
+
+    // Params: at most 25, strings of at most 100 characters, numbers;
+    // booleans, nulls, objects and arrays are not params; a name taken
+    // twice after renaming keeps the first.
+    let mut props = serde_json::Map::new();
+    props.insert("a b".into(), json!("first"));
+    props.insert("a_b".into(), json!("second"));
+    props.insert("long".into(), json!("é".repeat(101)));
+    props.insert("fits".into(), json!("é".repeat(100)));
+    props.insert("flag".into(), json!(true));
+    props.insert("obj".into(), json!({"x": 1}));
+    props.insert("list".into(), json!([1]));
+    props.insert("none".into(), json!(null));
+    for i in 0..40 {
+        props.insert(format!("n{i:02}"), json!(i));
+    }
+    let event = json!({"type": "track", "event": "E", "anonymousId": "a", "properties": props});
+    let e: Value =
+        serde_json::from_str(&Format::Ga4.item(&event.to_string()).unwrap().text).unwrap();
+    let params = e["params"].as_object().unwrap();
+    assert_eq!(params.len(), 25);
+    assert_eq!(params["a_b"], "first");
+    assert_eq!(params["fits"], json!("é".repeat(100)));
+    for gone in ["long", "flag", "obj", "list", "none", "n23"] {
+        assert!(!params.contains_key(gone), "{gone}");
+    }
+    assert_eq!(params["n22"], 22);
+}
+
+#[test]
+fn ga4_bodies_hold_one_user_and_at_most_25_events() {
+    let event = |user: &str, i: usize| {
+        format!(
+            r#"{{"type":"track","event":"E{i}","anonymousId":"{user}","properties":{{"i":{i}}}}}"#
+        )
+    };
+    let items: Vec<Item> = (0..60)
+        .map(|i| {
+            Format::Ga4
+                .item(&event(if i % 2 == 0 { "a-1" } else { "b-2" }, i))
+                .unwrap()
+        })
+        .collect();
+    let (bodies, too_large) = Format::Ga4.bodies(&items, None);
+    assert!(too_large.is_empty());
+    let mut seen = Vec::new();
+    for b in &bodies {
+        let v: Value = serde_json::from_str(&b.text).unwrap();
+        let events = v["events"].as_array().unwrap();
+        assert!(events.len() <= 25 && b.text.len() < 130_000);
+        let client = v["client_id"].as_str().unwrap();
+        for (e, &i) in events.iter().zip(&b.items) {
+            assert_eq!(
+                client,
+                if i % 2 == 0 { "a-1" } else { "b-2" },
+                "one user per request"
+            );
+            assert_eq!(e["params"]["i"], i);
+            seen.push(i);
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..60).collect::<Vec<_>>());
+    assert_eq!(bodies.len(), 4, "30 events of each user: 25 + 5, twice");
 }

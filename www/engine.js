@@ -7,4 +7,4 @@ import { initSync } from "../pkg-worker/phimask.js";
 
 initSync({ module: wasm });
 
-export { callTypes, limits, readRequest, Sanitizer } from "../pkg-worker/phimask.js";
+export { callTypes, limits, Sanitizer } from "../pkg-worker/phimask.js";

@@ -1,7 +1,7 @@
-// Reads one tracking request: size limits, write key, JSON, and the
-// sanitized events for each destination. An event that cannot be
+// Reads one tracking request: size limits, write key, and (one engine
+// call) the request bodies of every destination. An event that cannot be
 // sanitized for every destination goes to none of them.
-import { limits, readRequest } from "./engine.js";
+import { limits } from "./engine.js";
 import { readBody } from "./body.js";
 import { fail } from "./respond.js";
 
@@ -9,10 +9,9 @@ import { fail } from "./respond.js";
 const { maxEventBytes: MAX_EVENT_BYTES, maxBatchBytes: MAX_BATCH_BYTES } = limits();
 
 /**
- * @returns {{response: Response} | {outgoing: Map<string, string[]>, accepted: number,
- *           rejected: {index: number, code: string, error: string}[], report: object}}
+ * @returns {{response: Response} | {processed: import("../pkg-worker/phimask.js").Processed}}
  */
-export async function ingest(request, env, call, sanitizer, destinations) {
+export async function ingest(request, env, call, sanitizer) {
   const keys = String(env.WRITE_KEYS ?? "")
     .split(",")
     .map((k) => k.trim())
@@ -39,24 +38,16 @@ export async function ingest(request, env, call, sanitizer, destinations) {
   if (body.error === "bad_encoding") {
     return { response: fail(400, "invalid_encoding", "request body does not decompress as its Content-Encoding says") };
   }
-  const { bytes } = body;
-
-  let text;
+  // One engine call: the bytes as read (no string made here), every
+  // destination's request bodies back. Errors never quote the body.
+  let processed;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    return { response: fail(400, "invalid_json", "request body is not valid UTF-8") };
-  }
-  // The engine reads the request itself, so each event reaches it as the
-  // client wrote it (numbers exact); errors never quote the body.
-  let parsed;
-  try {
-    parsed = readRequest(text, batch ? "batch" : call);
+    processed = sanitizer.processRequest(body.bytes, batch ? "batch" : call);
   } catch (e) {
     return { response: fail(400, e.code ?? "invalid_body", e.message) };
   }
 
-  const writeKey = headerKey ?? parsed.writeKey;
+  const writeKey = headerKey ?? processed.writeKey;
   if (writeKey === undefined) {
     return { response: fail(401, "missing_write_key", "missing write key: send it as the HTTP Basic user name or as writeKey in the body") };
   }
@@ -64,33 +55,13 @@ export async function ingest(request, env, call, sanitizer, destinations) {
     return { response: fail(401, "invalid_write_key", "unknown write key") };
   }
 
-  const outgoing = new Map(destinations.map((d) => [d, []]));
-  const rejected = [];
-  let accepted = 0;
-  sanitizer.takeReport(); // counts start with this request
-  parsed.events.forEach((event, index) => {
-    if (event.text === undefined) {
-      rejected.push({ index, code: event.code, error: event.error });
-      return;
-    }
-    try {
-      const outs = destinations.map((d) => sanitizer.sanitizeJson(event.text, d));
-      destinations.forEach((d, i) => outs[i] !== null && outgoing.get(d).push(outs[i]));
-      accepted += 1;
-    } catch (e) {
-      rejected.push({ index, code: e.code ?? "invalid_event", error: e.message });
-    }
-  });
-  for (const [d, list] of outgoing) if (list.length === 0) outgoing.delete(d);
-  // Paths dropped, masked and transformed per destination: counts only.
-  const report = sanitizer.takeReport();
-
+  const { accepted, rejected } = processed;
   if (accepted === 0) {
     const [first] = rejected;
     if (!batch) return { response: fail(first.code === "event_too_large" ? 413 : 400, first.code, first.error) };
     return { response: fail(400, "no_event_accepted", "no event of the batch was accepted", { rejected }) };
   }
-  return { outgoing, accepted, rejected, report };
+  return { processed };
 }
 
 /** The user name of an HTTP Basic Authorization header (Segment's write key). */

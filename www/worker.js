@@ -7,7 +7,7 @@
 // entry-production.js) import their prepared policy (written by
 // www/check-policy.mjs at build time) and call createWorker(policy).
 import { callTypes, Sanitizer } from "./engine.js";
-import { authSecret, forward } from "./forward.js";
+import { authSecret, deliver } from "./forward.js";
 import { ingest } from "./ingest.js";
 import { cors, reply } from "./respond.js";
 
@@ -36,6 +36,11 @@ function credentialSecrets(destinations) {
   return secrets;
 }
 
+/** The credential secrets as they stand, to notice when they change. */
+function credentialKey(env) {
+  return JSON.stringify(Object.keys(env).filter((k) => k.startsWith("AUTH_")).sort().map((k) => [k, env[k]]));
+}
+
 /**
  * The Worker for one prepared policy ({ environment, prepared }, base64).
  * The policy is compiled once per isolate (and again only if the masking
@@ -47,16 +52,27 @@ export function createWorker(policy) {
 
   function sanitizerFor(env) {
     const key = env.PHI_MASKING_KEY;
-    if (compiled === null || compiled.key !== key) {
+    const credentials = credentialKey(env);
+    if (compiled === null || compiled.key !== key || compiled.credentials !== credentials) {
       compiled?.sanitizer?.free();
+      let sanitizer;
       try {
-        const sanitizer = Sanitizer.fromPrepared(prepared, key ?? null);
+        sanitizer = Sanitizer.fromPrepared(prepared, key ?? null);
         const destinations = sanitizer.destinations();
-        compiled = { key, sanitizer, destinations, secrets: credentialSecrets(destinations) };
-        console.log(JSON.stringify({ phimask: "policy compiled", environment: policy.environment, destinations }));
+        const secrets = credentialSecrets(destinations);
+        // Each credential checked for its format now, not on the first
+        // event; the targets hold them, so they are never logged.
+        const targets = new Map(destinations.map((d) => {
+          const secret = secrets.get(d);
+          return [d, { destination: d, format: sanitizer.format(d), target: sanitizer.connect(d, secret ? env[secret] ?? null : null) }];
+        }));
+        compiled = { key, credentials, sanitizer, targets };
+        console.log(JSON.stringify({ phimask: "policy compiled", environment: policy.environment, destinations: destinations.map((d) => ({ name: d, format: targets.get(d).format })) }));
       } catch (e) {
-        // Typically no PHI_MASKING_KEY: accept nothing, forward nothing.
-        compiled = { key, error: e };
+        // Typically no PHI_MASKING_KEY or a destination's credential
+        // missing: accept nothing, forward nothing.
+        sanitizer?.free();
+        compiled = { key, credentials, error: e };
         console.error(JSON.stringify({ phimask: "not configured", code: e.code, error: e.message }));
       }
     }
@@ -74,21 +90,24 @@ export function createWorker(policy) {
         return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use POST" }, { Allow: "POST, OPTIONS" });
       }
 
-      const { sanitizer, destinations, secrets, error } = sanitizerFor(env);
+      const { sanitizer, targets, error } = sanitizerFor(env);
       if (error) return reply(503, { success: false, code: error.code, error: error.message });
-      const result = await ingest(request, env, call, sanitizer, destinations);
+      const result = await ingest(request, env, call, sanitizer);
       if (result.response) return result.response;
+      const { accepted, rejected, bodies, events, report } = result.processed;
       // One line per request: what each destination got, as counts.
-      console.log(JSON.stringify({ phimask: "request", call, accepted: result.accepted, rejected: result.rejected.length, destinations: result.report }));
+      console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejected.length, destinations: report }));
+      for (const [destination, r] of Object.entries(report)) {
+        if (r.oversize > 0) console.error(JSON.stringify({ phimask: "not sent: event over the body limit", destination, events: r.oversize }));
+      }
 
-      for (const [destination, events] of result.outgoing) {
-        const secret = secrets.get(destination);
-        ctx.waitUntil(forward(destination, sanitizer.endpoint(destination), events, secret && env[secret]));
+      for (const [destination, list] of Object.entries(bodies)) {
+        if (list.length > 0) ctx.waitUntil(deliver(targets.get(destination), list, events[destination]));
       }
       const body = { success: true };
-      if (result.rejected.length > 0) {
-        body.accepted = result.accepted;
-        body.rejected = result.rejected;
+      if (rejected.length > 0) {
+        body.accepted = accepted;
+        body.rejected = rejected;
       }
       return reply(200, body);
     },

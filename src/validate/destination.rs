@@ -1,13 +1,14 @@
 //! Validation of `destinations`: connection, endpoint, PHI restriction and
 //! BAA, and each destination's own lists, `events`, `calls` and
-//! `integration` name.
+//! `integration` name, and `format`.
 
 use super::{join, Checker};
 use crate::event::{CallType, Calls};
+use crate::format::Format;
 use crate::policy::{Allowlists, Connection, Destination, Names};
 use crate::tree::Value;
 
-const DESTINATION_KEYS: [&str; 9] = [
+const DESTINATION_KEYS: [&str; 10] = [
     "connection",
     "endpoint",
     "restrict_phi",
@@ -17,6 +18,7 @@ const DESTINATION_KEYS: [&str; 9] = [
     "calls",
     "integration",
     "mask_scope",
+    "format",
 ];
 
 const EVENTS_WARNING: &str = "no \"*\" rule here or in the top-level \"events\": names not listed pass unchanged, and event and page names can carry PHI (\"Viewed HIV Results\"); add \"*\": \"drop\" or a rename";
@@ -130,6 +132,19 @@ impl Checker {
             Some(v) => self.mask_scope(v, &join(path, "mask_scope")),
             None => None,
         };
+        let format = match members.get("format") {
+            Some(v) => {
+                let format = self.format(v, &join(path, "format"));
+                if connection == Some(Connection::ClientSide) {
+                    self.warn(
+                        &join(path, "format"),
+                        "ignored: the edge sends nothing to a client-side destination",
+                    );
+                }
+                format
+            }
+            None => Some(Format::Segment),
+        };
         Some(Destination {
             name: name.to_owned(),
             connection: connection?,
@@ -141,6 +156,7 @@ impl Checker {
             calls,
             integration: integration.unwrap_or_else(|| name.to_owned()),
             mask_scope,
+            format: format?,
         })
     }
 
@@ -296,6 +312,19 @@ impl Checker {
                 None
             }
         }
+    }
+
+    /// `format`: what its endpoint speaks.
+    fn format(&mut self, value: &Value, path: &str) -> Option<Format> {
+        let found = match value {
+            Value::String(s) => Format::parse(s),
+            _ => None,
+        };
+        if found.is_none() {
+            let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+            self.error(path, format!("must be one of {}", names.join(", ")));
+        }
+        found
     }
 
     /// `integration`: the name `integrations` routing uses for it.

@@ -312,7 +312,7 @@ describe("edge worker", () => {
     const text = worker.logs.join("\n");
     // After all the requests above, the policy was compiled once.
     const compiled = worker.logs.filter((l) => l.includes('"phimask":"policy compiled"'));
-    assert.deepEqual(compiled.map((l) => JSON.parse(l)), [{ phimask: "policy compiled", environment: "test", destinations: ["amplitude", "ads", "warehouse"] }]);
+    assert.deepEqual(compiled.map((l) => JSON.parse(l)), [{ phimask: "policy compiled", environment: "test", destinations: ["amplitude", "ads", "warehouse"].map((name) => ({ name, format: "segment" })) }]);
     assert.match(text, /"destination":"amplitude","status":200,"events":1/);
     for (const v of ["jane", "patient-8812", KEY, WRITE_KEY, WAREHOUSE_AUTH]) assert.ok(!text.includes(v), v);
   });

@@ -1,0 +1,198 @@
+//! One tracking request in one call: the body read once, each event read
+//! once, written once per group of destinations that always receive the
+//! same (equal lists and key scope), each masked value computed once per
+//! key scope, and every destination's request bodies made in its own
+//! format within its API's limits.
+
+use std::cell::RefCell;
+
+use crate::error::Error;
+use crate::event::Event;
+use crate::format::{Format, Item, Sanitized};
+use crate::json::SyntaxReason;
+use crate::mask::Memo;
+use crate::report::Tally;
+use crate::request::{read_request, Call, RequestError};
+use crate::sanitize::Sanitizer;
+
+/// A request processed: what every destination is sent.
+#[derive(Debug)]
+pub struct Processed {
+    /// The write key the body carried (`writeKey`), if any.
+    pub write_key: Option<String>,
+    /// Events sanitized for every destination (sent to those that take
+    /// them).
+    pub accepted: usize,
+    /// Events refused, by index in the request, with why; nothing of
+    /// them goes anywhere.
+    pub rejected: Vec<(usize, Error)>,
+    /// One per server-side destination, in policy order.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// What one destination is sent of a request.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    pub destination: String,
+    /// Request bodies, ready to send in the destination's format.
+    pub bodies: Vec<String>,
+    /// For each body, the indexes in the request of its events, in order.
+    pub events: Vec<Vec<usize>>,
+    /// Events sent, and the paths dropped, masked and transformed in them.
+    pub sent: u32,
+    pub tally: Tally,
+    /// Events it would receive that its format has no mapping for (a call
+    /// type the API does not take, no user or device ID).
+    pub unmapped: u32,
+    /// Events too large for any request body of its API.
+    pub oversize: u32,
+}
+
+/// One destination's items so far, with the request index of each.
+#[derive(Default)]
+struct Pending {
+    items: Vec<Item>,
+    indexes: Vec<usize>,
+    tallies: Vec<Tally>,
+    unmapped: u32,
+}
+
+impl Sanitizer {
+    /// Processes a tracking request body (`call` from the path): reads it,
+    /// sanitizes each event for every server-side destination, and makes
+    /// each destination's request bodies in its format. An event that
+    /// cannot be sanitized for every destination goes to none of them.
+    ///
+    /// # Errors
+    /// [`RequestError`] when the body as a whole is unusable (not UTF-8,
+    /// not JSON, not a request); an event unusable on its own is refused
+    /// in [`Processed::rejected`] instead.
+    pub fn process_request(&self, body: &[u8], call: Call) -> Result<Processed, RequestError> {
+        let text = std::str::from_utf8(body).map_err(|e| RequestError::InvalidJson {
+            offset: e.valid_up_to(),
+            reason: SyntaxReason::UnexpectedByte("UTF-8 text"),
+        })?;
+        let request = read_request(text, call)?;
+        let dests = &self.destinations;
+        let memo = RefCell::new(Memo::default());
+        let mut pending: Vec<Pending> = dests.iter().map(|_| Pending::default()).collect();
+        let mut rejected = Vec::new();
+        let mut accepted = 0;
+        // Per destination class, this event's output (None: not written);
+        // per destination, whether it receives the event.
+        let mut written: Vec<Option<(String, Tally)>> = vec![None; dests.len()];
+        let mut receives = vec![false; dests.len()];
+        for (index, event) in request.events.iter().enumerate() {
+            let text = match event {
+                Ok(text) => text,
+                Err(e) => {
+                    rejected.push((index, Error::Event(e.clone())));
+                    continue;
+                }
+            };
+            written.iter_mut().for_each(|w| *w = None);
+            match self.write_all(text, &memo, &mut written, &mut receives) {
+                Ok(()) => accepted += 1,
+                Err(e) => {
+                    rejected.push((index, e));
+                    continue;
+                }
+            }
+            self.map_formats(index, &written, &receives, &mut pending);
+        }
+        let deliveries = dests
+            .iter()
+            .zip(pending)
+            .filter(|(d, _)| d.is_server_side())
+            .map(|(d, p)| {
+                let api_key = d.target.as_ref().and_then(|t| t.api_key.as_deref());
+                deliver(d.format, &d.name, api_key, p)
+            })
+            .collect();
+        Ok(Processed {
+            write_key: request.write_key,
+            accepted,
+            rejected,
+            deliveries,
+        })
+    }
+
+    /// Writes one event for each class of destination that receives it:
+    /// `written[class]`. Any error refuses the event for all.
+    fn write_all(
+        &self,
+        text: &str,
+        memo: &RefCell<Memo>,
+        written: &mut [Option<(String, Tally)>],
+        receives: &mut [bool],
+    ) -> Result<(), Error> {
+        let event = Event::read(text.as_bytes())?;
+        for (dest, receives) in self.destinations.iter().zip(receives.iter_mut()) {
+            *receives = self.gate(&event, dest).is_ok();
+            if !*receives || written[dest.class].is_some() {
+                continue;
+            }
+            let (out, tally, _, _) = self.write_sent(&event, dest, None, Some(memo))?;
+            written[dest.class] = Some((out, tally));
+        }
+        Ok(())
+    }
+
+    /// Adds each receiving destination's item for the event at `index`;
+    /// each sanitized text is parsed at most once, for all native formats.
+    fn map_formats(
+        &self,
+        index: usize,
+        written: &[Option<(String, Tally)>],
+        receives: &[bool],
+        pending: &mut [Pending],
+    ) {
+        let mut parsed: Vec<Option<Option<Sanitized<'_>>>> = written.iter().map(|_| None).collect();
+        for ((dest, p), receives) in self.destinations.iter().zip(pending).zip(receives) {
+            let (true, Some((text, tally))) = (*receives, &written[dest.class]) else {
+                continue;
+            };
+            let item = if dest.format.is_passthrough() {
+                Some(Item {
+                    shared: String::new(),
+                    text: text.clone(),
+                })
+            } else {
+                parsed[dest.class]
+                    .get_or_insert_with(|| Sanitized::parse(text))
+                    .as_ref()
+                    .and_then(|e| dest.format.native_item(e))
+            };
+            match item {
+                Some(item) => {
+                    p.items.push(item);
+                    p.indexes.push(index);
+                    p.tallies.push(*tally);
+                }
+                None => p.unmapped += 1,
+            }
+        }
+    }
+}
+
+/// Gathers a destination's items into bodies and counts.
+fn deliver(format: Format, name: &str, api_key: Option<&str>, p: Pending) -> Delivery {
+    let (bodies, too_large) = format.bodies(&p.items, api_key);
+    let mut delivery = Delivery {
+        destination: name.to_owned(),
+        unmapped: p.unmapped,
+        oversize: u32::try_from(too_large.len()).unwrap_or(u32::MAX),
+        ..Delivery::default()
+    };
+    for body in bodies {
+        for &i in &body.items {
+            delivery.sent += 1;
+            delivery.tally.add(p.tallies[i]);
+        }
+        delivery
+            .events
+            .push(body.items.iter().map(|&i| p.indexes[i]).collect());
+        delivery.bodies.push(body.text);
+    }
+    delivery
+}
