@@ -1,12 +1,15 @@
 // Benchmark: µs per event for the example events, wasm (sanitizeJson and
 // sanitize) against the JavaScript reference; the cost of each action per
-// event; the package sizes and the Worker's upload.
+// event; the Worker's one call per request for 1 to 8 destinations; the
+// package sizes and the Worker's upload. Also written to
+// benches/results.md.
 //   make bench
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
 import { Sanitizer } from "../www/node.mjs";
+import { destinationRows } from "./destinations.mjs";
 import { referenceSanitizer } from "./reference.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -91,14 +94,38 @@ for (const [name, action, value] of ACTIONS) {
 }
 console.table(actionRows);
 
+// The Worker's path: processRequest on its own engine (pkg-worker/).
+const { rows: destRows, request } = destinationRows(policy, KEY);
+console.log(`processRequest, a 500-event batch (${request} bytes) on pkg-worker, the production policy's lists:`);
+console.table(destRows);
+
+const sizeLines = [];
 for (const p of ["pkg", "pkg-worker"]) {
   const wasm = readFileSync(`${root}${p}/phimask_bg.wasm`);
   const glue = readFileSync(`${root}${p}/phimask.js`);
-  console.log(`${p}/phimask_bg.wasm: ${wasm.length} bytes, ${gzipSync(wasm, { level: 9 }).length} gzipped; phimask.js ${glue.length} bytes, ${gzipSync(glue, { level: 9 }).length} gzipped`);
+  sizeLines.push(`${p}/phimask_bg.wasm: ${wasm.length} bytes, ${gzipSync(wasm, { level: 9 }).length} gzipped; phimask.js ${glue.length} bytes, ${gzipSync(glue, { level: 9 }).length} gzipped`);
+  console.log(sizeLines.at(-1));
 }
 // The Worker as it deploys (budget: 64 KiB gzipped).
 const dryRun = execFileSync(`${root}node_modules/.bin/wrangler`, ["deploy", "--dry-run", "--env", "production", "--outdir", `${root}dist/bench`], {
   cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
 });
 const upload = /Total Upload: ([\d.]+ KiB) \/ gzip: ([\d.]+ KiB)/.exec(dryRun);
-console.log(upload ? `Worker (production): ${upload[1]}, ${upload[2]} gzipped (budget 64 KiB)` : dryRun);
+const uploadLine = upload ? `Worker (production): ${upload[1]}, ${upload[2]} gzipped (budget 64 KiB)` : dryRun;
+console.log(uploadLine);
+
+// The results file: the same figures as Markdown tables.
+const table = (list) => {
+  const keys = Object.keys(list[0]);
+  return [`| ${keys.join(" | ")} |`, `|${keys.map(() => "---").join("|")}|`, ...list.map((r) => `| ${keys.map((k) => r[k]).join(" | ")} |`)].join("\n");
+};
+writeFileSync(`${root}benches/results.md`, [
+  "# phimask benchmark results",
+  "",
+  `Written by \`make bench\` (${process.version}, ${new Date().toISOString().slice(0, 10)}); figures vary by ±30% from run to run.`,
+  "",
+  "## Example events (pkg/, sanitizeJson)", "", table(rows), "",
+  "## Each action", "", table(actionRows), "",
+  `## processRequest: a 500-event batch (${request} bytes), N destinations (pkg-worker/)`, "", table(destRows), "",
+  "## Sizes", "", ...sizeLines.map((l) => `- ${l}`), `- ${uploadLine}`, "",
+].join("\n"));

@@ -120,7 +120,8 @@ async function drainReader(reader) {
   }
 }
 
-function concat(chunks, size) {
+/** The chunks as one array of `size` bytes. */
+export function concat(chunks, size) {
   const out = new Uint8Array(size);
   let at = 0;
   for (const c of chunks) {

@@ -32,6 +32,18 @@ const GA4_NAME = /^[A-Za-z][A-Za-z0-9_]{0,39}$/;
 const GA4_PREFIXES = ["_", "firebase_", "ga_", "google_", "gtag."];
 const MIXPANEL_PLACEHOLDERS = new Set(["anon", "anonymous", "nil", "none", "null", "n/a", "na", "undefined", "unknown", "0", "-1", "00000000-0000-0000-0000-000000000000", "<nil>", "[]", "{}", "lmy47d", "false", "true"]);
 
+/** A body as printed: indented JSON (NDJSON: one line each), credentials hidden. */
+function printable(api, text) {
+  try {
+    if (api === "segment" && !text.trimStart().startsWith("{")) return text.trimEnd();
+    const body = JSON.parse(text);
+    if (body && typeof body.api_key === "string") body.api_key = "(credential)";
+    return JSON.stringify(body, null, 2);
+  } catch {
+    return `(${Buffer.byteLength(text)} bytes, not JSON)`;
+  }
+}
+
 const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 const json = (status, body) => ({ status, body: JSON.stringify(body) });
 
@@ -215,9 +227,10 @@ export function startFakes(port = 8788, { quiet = false } = {}) {
       if (result.events?.length) (received[name] ??= []).push(...result.events);
       if (!quiet) {
         const headers = Object.keys(req.headers).sort().join(", ");
-        console.log(`\n[${name}] ${api} request: ${result.events?.length ?? 0} event(s) accepted, answered ${result.answer.status} (headers: ${headers})`);
+        const n = result.events?.length ?? 0;
+        console.log(`\n[${name}] ${api} body, ${n} event${n === 1 ? "" : "s"} accepted, answered ${result.answer.status} (headers: ${headers})`);
         if (result.problem) console.log(`[${name}] does not follow the ${api} API: ${result.problem}`);
-        console.log(api === "segment" ? JSON.stringify(result.events ?? [], null, 2) : JSON.stringify(JSON.parse(text || "null"), null, 2));
+        console.log(printable(api, text));
         if (result.answer.status >= 300) console.log(`[${name}] answer: ${result.answer.body}`);
       }
       res.writeHead(result.answer.status, { "content-type": "application/json", ...result.answer.headers }).end(result.answer.body);

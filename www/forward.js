@@ -12,6 +12,8 @@
 // the visitor's headers. Logs name the destination, status, counts,
 // request indexes and field names, never values or credentials.
 
+import { concat } from "./body.js";
+
 const ATTEMPTS = 4;
 const BACKOFF_MS = 200;
 const TIMEOUT_MS = 5_000;
@@ -121,23 +123,12 @@ async function readAnswer(res) {
     if (!reader) return null;
     const chunks = [];
     let size = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > MAX_ANSWER_BYTES) {
-        await reader.cancel();
-        return null;
-      }
-      chunks.push(value);
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      size += r.value.byteLength;
+      if (size > MAX_ANSWER_BYTES) return await reader.cancel().then(() => null);
+      chunks.push(r.value);
     }
-    const bytes = new Uint8Array(size);
-    let at = 0;
-    for (const c of chunks) {
-      bytes.set(c, at);
-      at += c.byteLength;
-    }
-    return JSON.parse(new TextDecoder().decode(bytes));
+    return JSON.parse(new TextDecoder().decode(concat(chunks, size)));
   } catch {
     return null;
   }

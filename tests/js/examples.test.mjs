@@ -29,7 +29,7 @@ test("no restricted destination of the shipped policies receives PHI of the exam
     const policy = JSON.parse(read(`policies/${env}.json`));
     const s = new Sanitizer(policy, KEY);
     const restricted = s.destinations().filter((d) => policy.destinations[d].restrict_phi !== false);
-    assert.deepEqual(restricted, ["amplitude", "mixpanel"]);
+    assert.deepEqual(restricted, env === "development" ? ["amplitude", "mixpanel", "ga4", "posthog"] : ["amplitude", "mixpanel"]);
     for (const file of readdirSync(`${root}examples/events`)) {
       const text = read(`examples/events/${file}`);
       for (const d of restricted) {
@@ -47,6 +47,23 @@ test("no restricted destination of the shipped policies receives PHI of the exam
       // The BAA destination gets the event unchanged.
       assert.deepEqual(JSON.parse(s.sanitizeJson(text, "warehouse")), JSON.parse(text));
     }
+  }
+});
+
+test("the development policy's native bodies (Amplitude, Mixpanel, GA4, PostHog) carry no PHI of the example events", () => {
+  const policy = JSON.parse(read("policies/development.json"));
+  const s = new Sanitizer(policy, KEY);
+  const vars = read(".dev.vars.example");
+  for (const d of s.destinations()) {
+    const secret = new RegExp(`^AUTH_${d.toUpperCase()}="([^"]*)"`, "m").exec(vars)?.[1];
+    s.connect(d, secret ?? null);
+  }
+  const batch = readdirSync(`${root}examples/events`).map((f) => JSON.parse(read(`examples/events/${f}`)));
+  const done = s.processRequest(new TextEncoder().encode(JSON.stringify({ batch })), "batch");
+  assert.equal(done.accepted, batch.length);
+  for (const d of ["amplitude", "mixpanel", "ga4", "posthog"]) {
+    assert.ok(done.bodies[d].length > 0, d);
+    for (const body of done.bodies[d]) for (const marker of PHI) assert.ok(!body.includes(marker), `${d}: ${marker}`);
   }
 });
 

@@ -21,6 +21,23 @@ function devVar(name) {
   return m[1];
 }
 
+/** A secret of .dev.vars, or null. */
+function devVarOr(name) {
+  const m = new RegExp(`^${name}="?([^"\\n]*)"?$`, "m").exec(readFileSync(join(root, ".dev.vars"), "utf8"));
+  return m ? m[1] : null;
+}
+
+/** The events a fake keeps of a body, as www/fakes.mjs does. */
+function accepted(format, body) {
+  switch (format) {
+    case "amplitude": return body.events;
+    case "mixpanel": return body;
+    case "ga4": return body.events.map((e) => ({ client_id: body.client_id, ...(body.user_id === undefined ? {} : { user_id: body.user_id }), ...e }));
+    case "posthog": return body.batch;
+    default: return body.batch;
+  }
+}
+
 describe("make run (scripts/run.sh)", () => {
   let child;
   let output = "";
@@ -50,17 +67,18 @@ describe("make run (scripts/run.sh)", () => {
     const answer = lines.slice(last + 1).join("\n");
     const out = execFileSync("bash", ["-c", command], { cwd: root, encoding: "utf8" });
     assert.equal(out.trim(), answer.trim());
-    const shown = /\[amplitude\] received 1 event[^\n]*\n(\{[^]*?\n\})\n/.exec(readme);
+    const shown = /\[amplitude\] amplitude body, 1 event accepted[^\n]*\n(\{[^]*?\n\})\n/.exec(readme);
     assert.ok(shown, "the README's amplitude output");
-    const event = JSON.parse(shown[1]);
-    await until(() => output.includes(`"messageId": "${event.messageId}"`), "the sink to print it");
+    const [event] = JSON.parse(shown[1]).events;
+    await until(() => output.includes(`"insert_id": "${event.insert_id}"`), "the fake to print it");
     const received = (await (await fetch(SINK)).json()).amplitude;
-    assert.deepEqual(received.find((e) => e.messageId === event.messageId), event);
+    assert.deepEqual(received.find((e) => e.insert_id === event.insert_id), event);
   });
 
   test("each example event reaches each development destination as the engine sanitizes it", async () => {
     const policy = JSON.parse(readFileSync(join(root, "policies/development.json"), "utf8"));
     const sanitizer = new Sanitizer(policy, devVar("PHI_MASKING_KEY"));
+    for (const d of sanitizer.destinations()) sanitizer.connect(d, devVarOr(`AUTH_${d.toUpperCase().replace(/[^A-Z0-9]/g, "_")}`));
     const writeKey = devVar("WRITE_KEYS").split(",")[0].trim();
     const files = readdirSync(join(root, "examples/events")).filter((f) => f.endsWith(".json")).sort();
     const expected = Object.fromEntries(sanitizer.destinations().map((d) => [d, []]));
@@ -76,9 +94,10 @@ describe("make run (scripts/run.sh)", () => {
       });
       assert.equal(res.status, 200, `${file}: ${await res.clone().text()}`);
       assert.deepEqual(await res.json(), { success: true });
-      for (const d of sanitizer.destinations()) {
-        const out = sanitizer.sanitizeJson(text, d);
-        if (out !== null) expected[d].push(JSON.parse(out));
+      // What each destination's API takes of the bodies the engine makes.
+      const done = sanitizer.processRequest(new TextEncoder().encode(text), type);
+      for (const [d, bodies] of Object.entries(done.bodies)) {
+        for (const body of bodies) expected[d].push(...accepted(sanitizer.format(d), JSON.parse(body)));
       }
     }
     const count = (r) => Object.values(r).reduce((n, list) => n + list.length, 0);
@@ -93,6 +112,7 @@ describe("make run (scripts/run.sh)", () => {
     }
     // Order within a destination follows the requests, which were sequential.
     assert.deepEqual(got, expected);
-    assert.match(output, /\[amplitude\] received 1 event \(headers: cf-worker, content-length, content-type, host\)/);
+    assert.match(output, /\[amplitude\] amplitude body, 1 event accepted, answered 200 \(headers: cf-worker, content-length, content-type, host\)/);
+    assert.ok(!/does not follow/.test(output), "every body follows its API's rules");
   });
 });
