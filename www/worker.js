@@ -44,13 +44,15 @@ function credentialKey(env) {
 /**
  * The Worker for one prepared policy ({ environment, prepared }, base64).
  * The policy is compiled once per isolate (and again only if the masking
- * key changes), never per request.
+ * key or a credential secret changes), never per request.
  */
 export function createWorker(policy) {
   const prepared = Uint8Array.from(atob(policy.prepared), (c) => c.charCodeAt(0));
   let compiled = null;
 
   function sanitizerFor(env) {
+    // The same bindings as last time: nothing to compare.
+    if (compiled?.env === env) return compiled;
     const key = env.PHI_MASKING_KEY;
     const credentials = credentialKey(env);
     if (compiled === null || compiled.key !== key || compiled.credentials !== credentials) {
@@ -60,7 +62,7 @@ export function createWorker(policy) {
         sanitizer = Sanitizer.fromPrepared(prepared, key ?? null);
         const destinations = sanitizer.destinations();
         const secrets = credentialSecrets(destinations);
-        // Each credential checked for its format now, not on the first
+        // Each credential checked for its format here, once, not per
         // event; the targets hold them, so they are never logged.
         const targets = new Map(destinations.map((d) => {
           const secret = secrets.get(d);
@@ -76,6 +78,7 @@ export function createWorker(policy) {
         console.error(JSON.stringify({ phimask: "not configured", code: e.code, error: e.message }));
       }
     }
+    compiled.env = env;
     return compiled;
   }
 
