@@ -76,70 +76,162 @@ impl Error {
     }
 }
 
-impl std::fmt::Display for EventError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EventError::TooLarge => write!(f, "event is larger than {MAX_EVENT_BYTES} bytes"),
-            EventError::TooDeep => write!(f, "event nests deeper than {MAX_DEPTH} levels"),
-            EventError::InvalidJson { offset, reason } => {
-                write!(f, "event is not valid JSON: {reason} at byte {offset}")
-            }
-            EventError::NotObject => f.write_str("event must be a JSON object"),
-            EventError::MissingType => write!(
-                f,
-                "event has no \"type\"; expected one of {}",
-                CallType::list()
-            ),
-            EventError::TypeNotString => f.write_str("event \"type\" must be a string"),
-            EventError::UnknownType => {
-                write!(f, "event \"type\" must be one of {}", CallType::list())
-            }
-            EventError::DuplicateKey(key) => {
-                write!(f, "event has the key \"{key}\" more than once")
-            }
-            EventError::IntegrationsNotObject => f.write_str(
-                "event \"integrations\" must be an object (or null): its routing cannot be known",
-            ),
-            EventError::Incomplete(what) => what.fmt(f),
+/// Messages written without `core::fmt`: the Worker's engine leaves the
+/// formatting machinery out to fit the edge. `Display` is built on it.
+pub trait Describe {
+    /// Appends the message to `out`.
+    fn describe(&self, out: &mut String);
+
+    /// The message.
+    fn message(&self) -> String {
+        let mut out = String::new();
+        self.describe(&mut out);
+        out
+    }
+}
+
+/// Appends the decimal digits of `n`.
+pub fn push_number(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[at..].iter().for_each(|&d| out.push(char::from(d)));
+}
+
+/// Appends each piece in turn: text, or a number.
+pub(crate) fn push_all(out: &mut String, pieces: &[Piece<'_>]) {
+    for piece in pieces {
+        match piece {
+            Piece::Text(s) => out.push_str(s),
+            Piece::Number(n) => push_number(out, *n),
         }
     }
 }
 
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+/// A piece of a message.
+pub(crate) enum Piece<'a> {
+    Text(&'a str),
+    Number(u64),
+}
+
+use Piece::{Number, Text};
+
+impl Describe for EventError {
+    fn describe(&self, out: &mut String) {
+        match self {
+            EventError::TooLarge => push_all(
+                out,
+                &[
+                    Text("event is larger than "),
+                    Number(MAX_EVENT_BYTES as u64),
+                    Text(" bytes"),
+                ],
+            ),
+            EventError::TooDeep => push_all(
+                out,
+                &[
+                    Text("event nests deeper than "),
+                    Number(MAX_DEPTH as u64),
+                    Text(" levels"),
+                ],
+            ),
+            EventError::InvalidJson { offset, reason } => {
+                out.push_str("event is not valid JSON: ");
+                reason.describe(out);
+                push_all(out, &[Text(" at byte "), Number(*offset as u64)]);
+            }
+            EventError::NotObject => out.push_str("event must be a JSON object"),
+            EventError::MissingType => {
+                out.push_str("event has no \"type\"; expected one of ");
+                out.push_str(&CallType::list());
+            }
+            EventError::TypeNotString => out.push_str("event \"type\" must be a string"),
+            EventError::UnknownType => {
+                out.push_str("event \"type\" must be one of ");
+                out.push_str(&CallType::list());
+            }
+            EventError::DuplicateKey(key) => push_all(
+                out,
+                &[
+                    Text("event has the key \""),
+                    Text(key),
+                    Text("\" more than once"),
+                ],
+            ),
+            EventError::IntegrationsNotObject => out.push_str(
+                "event \"integrations\" must be an object (or null): its routing cannot be known",
+            ),
+            EventError::Incomplete(what) => out.push_str(what.text()),
+        }
+    }
+}
+
+impl Describe for Error {
+    fn describe(&self, out: &mut String) {
         match self {
             Error::InvalidPolicy(problems) => {
-                f.write_str("invalid policy: ")?;
+                out.push_str("invalid policy: ");
                 for (i, p) in problems.iter().enumerate() {
                     if i > 0 {
-                        f.write_str("; ")?;
+                        out.push_str("; ");
                     }
-                    write!(f, "{p}")?;
+                    p.describe(out);
                 }
-                Ok(())
             }
-            Error::MissingKey => f.write_str(
+            Error::MissingKey => out.push_str(
                 "no masking key: the policy masks values for a destination, so nothing is sent until the PHI_MASKING_KEY secret (at least 32 bytes) is set",
             ),
-            Error::KeyTooShort => {
-                f.write_str("masking key is too short: PHI_MASKING_KEY must be at least 32 bytes")
-            }
+            Error::KeyTooShort => out
+                .push_str("masking key is too short: PHI_MASKING_KEY must be at least 32 bytes"),
             Error::UnknownDestination(name) => {
-                write!(f, "unknown destination {}", quoted(name))
+                out.push_str("unknown destination ");
+                out.push_str(&quoted(name));
             }
-            Error::Event(e) => e.fmt(f),
+            Error::Event(e) => e.describe(out),
             Error::InvalidCredential {
                 destination,
                 message,
-            } => write!(
-                f,
-                "destination {}: {} {message}",
-                quoted(destination),
-                crate::credential::secret_name(destination)
+            } => push_all(
+                out,
+                &[
+                    Text("destination "),
+                    Text(&quoted(destination)),
+                    Text(": "),
+                    Text(&crate::credential::secret_name(destination)),
+                    Text(" "),
+                    Text(message),
+                ],
             ),
         }
     }
 }
+
+/// `Display` through [`Describe`], for each message type.
+macro_rules! display_by_describe {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.message())
+            }
+        }
+    )*};
+}
+
+display_by_describe!(
+    EventError,
+    Error,
+    SyntaxReason,
+    Problem,
+    crate::request::RequestError
+);
 
 impl std::error::Error for Error {}
 
@@ -153,7 +245,19 @@ pub fn quoted(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c if c.is_control() => {
+                out.push_str("\\u{");
+                let n = c as u32;
+                let mut started = false;
+                for shift in (0..8).rev() {
+                    let digit = (n >> (shift * 4)) & 0xf;
+                    if digit != 0 || started || shift == 0 {
+                        started = true;
+                        out.push(char::from(b"0123456789abcdef"[digit as usize]));
+                    }
+                }
+                out.push('}');
+            }
             c => out.push(c),
         }
     }

@@ -224,10 +224,24 @@ impl<'a> Event<'a> {
     /// # Errors
     /// Why the event was refused: it is then sent to no destination.
     pub fn read(src: &'a [u8]) -> Result<Self, EventError> {
+        Self::read_from(Reader::new(src, MAX_DEPTH))
+    }
+
+    /// As [`Event::read`], for text that is valid JSON already (an event
+    /// of a request [`crate::read_request`] read): only what an event must
+    /// be beyond JSON is checked (its depth, shape and fields).
+    ///
+    /// # Errors
+    /// As [`Event::read`].
+    pub fn read_validated(src: &'a [u8]) -> Result<Self, EventError> {
+        Self::read_from(Reader::validated(src, 0, MAX_DEPTH))
+    }
+
+    fn read_from(mut r: Reader<'a>) -> Result<Self, EventError> {
+        let src = r.src();
         if src.len() > MAX_EVENT_BYTES {
             return Err(EventError::TooLarge);
         }
-        let mut r = Reader::new(src, MAX_DEPTH);
         if r.peek_kind().map_err(syntax)? != Kind::Object {
             // Read it all the same, so bad JSON is reported as such.
             r.skip_value(1).map_err(syntax)?;
@@ -400,9 +414,10 @@ pub enum Required {
     PreviousId,
 }
 
-impl std::fmt::Display for Required {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Required {
+    /// What is missing, as a message.
+    pub fn text(self) -> &'static str {
+        match self {
             Required::UserOrAnonymousId => {
                 "event has neither \"userId\" nor \"anonymousId\" (a non-empty string or a number); every call needs one"
             }
@@ -413,6 +428,12 @@ impl std::fmt::Display for Required {
             Required::PreviousId => {
                 "alias event has no \"previousId\" (a non-empty string or a number)"
             }
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Required {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text())
     }
 }

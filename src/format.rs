@@ -9,9 +9,11 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::json::write_string;
+use std::borrow::Cow;
+
+use crate::event::MAX_DEPTH;
+use crate::json::{write_string, Kind, Reader};
 use crate::structural::epoch_millis;
-use crate::tree::{self, Value};
 
 /// What a destination's endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,42 +233,113 @@ pub struct Body {
     pub items: Vec<usize>,
 }
 
-/// A sanitized event, parsed once for every native format.
+/// A member of a sanitized object: its key decoded, and the JSON text of
+/// its key and value as the sanitizer wrote them.
+struct Field<'a> {
+    key: Cow<'a, [u8]>,
+    raw_key: &'a str,
+    value: &'a str,
+    kind: Kind,
+}
+
+impl<'a> Field<'a> {
+    /// The member's string, decoded, if it is a non-empty string.
+    fn text(&self) -> Option<Cow<'a, str>> {
+        (self.kind == Kind::String && self.value.len() > 2).then(|| decode(self.value))?
+    }
+}
+
+/// The content of a JSON string's text (quotes included), unescaped.
+fn decode(raw: &str) -> Option<Cow<'_, str>> {
+    let mut r = Reader::validated(raw.as_bytes(), 0, 1);
+    let span = r.string().ok()?;
+    match r.decode(span).ok()? {
+        Cow::Borrowed(b) => std::str::from_utf8(b).ok().map(Cow::Borrowed),
+        Cow::Owned(b) => String::from_utf8(b).ok().map(Cow::Owned),
+    }
+}
+
+/// The members of the JSON object `text` (valid JSON: the sanitizer's
+/// output, or text checked before), each through `each`; `None` when it
+/// is not an object.
+fn each_member<'a>(text: &'a str, mut each: impl FnMut(Field<'a>)) -> Option<()> {
+    let src = text.as_bytes();
+    let mut r = Reader::validated(src, 0, MAX_DEPTH);
+    if r.peek_kind().ok()? != Kind::Object {
+        return None;
+    }
+    r.begin_object(1).ok()?;
+    let mut first = true;
+    while let Some(key) = r.next_key(&mut first).ok()? {
+        let kind = r.peek_kind().ok()?;
+        let (start, end) = r.skip_value(2).ok()?;
+        each(Field {
+            key: r.decode(key).ok()?,
+            raw_key: text.get(key.start..key.end)?,
+            value: text.get(start..end)?,
+            kind,
+        });
+    }
+    Some(())
+}
+
+/// A sanitized event, read once for every native format: its top-level
+/// members, whose values are taken as the sanitizer wrote them (so they
+/// are copied, not rebuilt).
 pub struct Sanitized<'a> {
-    members: Vec<(String, Value)>,
+    members: Vec<Field<'a>>,
     text: &'a str,
 }
 
 impl<'a> Sanitized<'a> {
-    /// Parses the sanitizer's output; `None` for text that is not an
+    /// Reads the sanitizer's output; `None` for text that is not an
     /// event object.
     pub fn parse(text: &'a str) -> Option<Self> {
-        match tree::parse(text) {
-            Ok(Value::Object(members)) => Some(Sanitized { members, text }),
-            _ => None,
+        let mut check = Reader::new(text.as_bytes(), MAX_DEPTH);
+        check.skip_value(1).ok()?;
+        check.finish().ok()?;
+        Self::parse_valid(text)
+    }
+
+    /// As [`Sanitized::parse`], for text known to be valid JSON (what the
+    /// sanitizer just wrote).
+    pub fn parse_valid(text: &'a str) -> Option<Self> {
+        let mut members = Vec::with_capacity(16);
+        each_member(text, |f| members.push(f))?;
+        Some(Sanitized { members, text })
+    }
+
+    fn get(&self, key: &str) -> Option<&Field<'a>> {
+        self.members.iter().find(|f| *f.key == *key.as_bytes())
+    }
+
+    /// The decoded string of `key`, if it is a non-empty string.
+    fn string(&self, key: &str) -> Option<Cow<'a, str>> {
+        self.get(key)?.text()
+    }
+
+    /// The JSON text of `key` when it is a non-empty string (to copy).
+    fn raw_string(&self, key: &str) -> Option<&'a str> {
+        let f = self.get(key)?;
+        (f.kind == Kind::String && f.value.len() > 2).then_some(f.value)
+    }
+
+    /// The JSON text of `key` when it is an object.
+    fn object(&self, key: &str) -> Option<&'a str> {
+        let f = self.get(key)?;
+        (f.kind == Kind::Object).then_some(f.value)
+    }
+
+    fn call(&self) -> &[u8] {
+        match self.get("type") {
+            Some(f) if f.kind == Kind::String => f.value.as_bytes(),
+            _ => b"",
         }
     }
 
-    fn get(&self, key: &str) -> Option<&Value> {
-        self.members.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    fn string(&self, key: &str) -> Option<&str> {
-        match self.get(key) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s),
-            _ => None,
-        }
-    }
-
-    fn object(&self, key: &str) -> Option<&[(String, Value)]> {
-        match self.get(key) {
-            Some(Value::Object(m)) => Some(m),
-            _ => None,
-        }
-    }
-
-    fn call(&self) -> &str {
-        self.string("type").unwrap_or("")
+    fn is(&self, call: &str) -> bool {
+        let raw = self.call();
+        raw.len() == call.len() + 2 && raw[1..raw.len() - 1] == *call.as_bytes()
     }
 
     /// The event's time: the first of its timestamps that is RFC 3339.
@@ -277,13 +350,15 @@ impl<'a> Sanitized<'a> {
     }
 
     /// The traits: `traits` (identify) or else `context.traits`.
-    fn traits(&self) -> Option<&[(String, Value)]> {
+    fn traits(&self) -> Option<&'a str> {
         self.object("traits").or_else(|| {
-            let context = self.object("context")?;
-            match context.iter().find(|(k, _)| k == "traits") {
-                Some((_, Value::Object(m))) => Some(m.as_slice()),
-                _ => None,
-            }
+            let mut found = None;
+            each_member(self.object("context")?, |f| {
+                if found.is_none() && *f.key == *b"traits" && f.kind == Kind::Object {
+                    found = Some(f.value);
+                }
+            })?;
+            found
         })
     }
 
@@ -291,8 +366,8 @@ impl<'a> Sanitized<'a> {
     /// convention): "Viewed NAME Page", or "Loaded a Page" without a name.
     fn view_name(&self, kind: &str) -> String {
         match self.string("name") {
-            Some(name) => format!("Viewed {name} {kind}"),
-            None => format!("Loaded a {kind}"),
+            Some(name) => ["Viewed ", &name, " ", kind].concat(),
+            None => ["Loaded a ", kind].concat(),
         }
     }
 
@@ -301,12 +376,13 @@ impl<'a> Sanitized<'a> {
     /// hex digits of the SHA-256 of `messageId` (or of the whole sanitized
     /// event, which is the same on every retry).
     fn dedup_id(&self) -> String {
-        if let Some(id) = self.string("messageId") {
+        let id = self.string("messageId");
+        if let Some(id) = &id {
             if id.len() <= 36 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                return id.to_owned();
+                return id.to_string();
             }
         }
-        let source = self.string("messageId").unwrap_or(self.text);
+        let source = id.unwrap_or(Cow::Borrowed(self.text));
         let digest = Sha256::digest(source.as_bytes());
         digest
             .iter()
@@ -331,51 +407,42 @@ impl Out {
 
     /// `,"key":` (no comma before the first member).
     fn key(&mut self, key: &str) {
-        if !matches!(self.0.last(), None | Some(b'{' | b'[')) {
-            self.0.push(b',');
-        }
+        self.comma();
         self.string(key);
         self.0.push(b':');
     }
 
-    fn value(&mut self, v: &Value) {
-        match v {
-            Value::Null => self.raw("null"),
-            Value::Bool(b) => self.raw(if *b { "true" } else { "false" }),
-            Value::Number(n) => self.raw(n),
-            Value::String(s) => self.string(s),
-            Value::Array(items) => {
-                self.0.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        self.0.push(b',');
-                    }
-                    self.value(item);
-                }
-                self.0.push(b']');
-            }
-            Value::Object(members) => self.object(members),
+    fn comma(&mut self) {
+        if !matches!(self.0.last(), None | Some(b'{' | b'[')) {
+            self.0.push(b',');
         }
     }
 
-    fn object(&mut self, members: &[(String, Value)]) {
-        self.0.push(b'{');
-        self.members(members, &[]);
-        self.0.push(b'}');
+    /// A member as the sanitizer wrote it.
+    fn member(&mut self, f: &Field<'_>) {
+        self.comma();
+        self.raw(f.raw_key);
+        self.0.push(b':');
+        self.raw(f.value);
     }
 
-    /// Members, leaving out `reserved` keys (the format's own).
-    fn members(&mut self, members: &[(String, Value)], reserved: &[&str]) {
-        for (k, v) in members {
-            if !reserved.contains(&k.as_str()) {
-                self.key(k);
-                self.value(v);
+    /// The members of `object` (JSON text), leaving out `reserved` keys
+    /// (the format's own).
+    fn members(&mut self, object: &str, reserved: &[&str]) {
+        each_member(object, |f| {
+            if !reserved.iter().any(|r| *f.key == *r.as_bytes()) {
+                self.member(&f);
             }
-        }
+        });
     }
 
     fn number(&mut self, n: i64) {
-        self.raw(&n.to_string());
+        let mut text = String::new();
+        if n < 0 {
+            text.push('-');
+        }
+        crate::error::push_number(&mut text, n.unsigned_abs());
+        self.raw(&text);
     }
 }
 
@@ -383,45 +450,48 @@ impl Out {
 /// identify as `$identify` setting the traits; group and alias are not
 /// sent (Amplitude takes them on other APIs). Needs a user or device ID.
 fn amplitude(e: &Sanitized, out: &mut Out) -> Option<()> {
-    let event_type = match e.call() {
-        "track" => e.string("event")?.to_owned(),
-        "page" => e.view_name("Page"),
-        "screen" => e.view_name("Screen"),
-        "identify" => "$identify".to_owned(),
-        _ => return None,
-    };
-    let (user, device) = (e.string("userId"), e.string("anonymousId"));
+    let (user, device) = (e.raw_string("userId"), e.raw_string("anonymousId"));
     if user.is_none() && device.is_none() {
         return None;
     }
     out.raw("{");
     out.key("event_type");
-    out.string(&event_type);
+    if e.is("track") {
+        out.raw(e.raw_string("event")?);
+    } else if e.is("page") {
+        out.string(&e.view_name("Page"));
+    } else if e.is("screen") {
+        out.string(&e.view_name("Screen"));
+    } else if e.is("identify") {
+        out.string("$identify");
+    } else {
+        return None;
+    }
     for (key, value) in [("user_id", user), ("device_id", device)] {
         if let Some(value) = value {
             out.key(key);
-            out.string(value);
+            out.raw(value);
         }
     }
     if let Some(ms) = e.millis() {
         out.key("time");
         out.number(ms);
     }
-    if let Some(id) = e.string("messageId") {
+    if let Some(id) = e.raw_string("messageId") {
         out.key("insert_id");
-        out.string(id);
+        out.raw(id);
     }
-    if e.call() != "identify" {
+    if !e.is("identify") {
         if let Some(props) = e.object("properties") {
             out.key("event_properties");
-            out.object(props);
+            out.raw(props);
         }
     }
     if let Some(traits) = e.traits() {
         out.key("user_properties");
         out.raw("{");
         out.key("$set");
-        out.object(traits);
+        out.raw(traits);
         out.raw("}");
     }
     out.raw("}");
@@ -442,29 +512,30 @@ const MIXPANEL_RESERVED: [&str; 5] = [
 /// identify, group and alias are not sent (profiles are another API).
 /// Needs a time.
 fn mixpanel(e: &Sanitized, out: &mut Out) -> Option<()> {
-    let event = match e.call() {
-        "track" => e.string("event")?.to_owned(),
-        "page" => e.view_name("Page"),
-        "screen" => e.view_name("Screen"),
-        _ => return None,
-    };
+    if !(e.is("track") || e.is("page") || e.is("screen")) {
+        return None;
+    }
     let time = e.millis()?;
-    let (user, device) = (e.string("userId"), e.string("anonymousId"));
+    let (user, device) = (e.raw_string("userId"), e.raw_string("anonymousId"));
     out.raw("{");
     out.key("event");
-    out.string(&event);
+    if e.is("track") {
+        out.raw(e.raw_string("event")?);
+    } else {
+        out.string(&e.view_name(if e.is("page") { "Page" } else { "Screen" }));
+    }
     out.key("properties");
     out.raw("{");
     out.key("time");
     out.number(time);
     out.key("distinct_id");
-    out.string(user.or(device).unwrap_or(""));
+    out.raw(user.or(device).unwrap_or("\"\""));
     out.key("$insert_id");
     out.string(&e.dedup_id());
     for (key, value) in [("$user_id", user), ("$device_id", device)] {
         if let Some(value) = value {
             out.key(key);
-            out.string(value);
+            out.raw(value);
         }
     }
     if let Some(props) = e.object("properties") {
@@ -478,41 +549,44 @@ fn mixpanel(e: &Sanitized, out: &mut Out) -> Option<()> {
 /// (with `$screen_name`), identify as `$identify` setting the traits;
 /// group and alias are not sent. Needs a user or anonymous ID.
 fn posthog(e: &Sanitized, out: &mut Out) -> Option<()> {
-    let event = match e.call() {
-        "track" => e.string("event")?,
-        "page" => "$pageview",
-        "screen" => "$screen",
-        "identify" => "$identify",
-        _ => return None,
-    };
-    let distinct = e.string("userId").or(e.string("anonymousId"))?;
+    let distinct = e.raw_string("userId").or(e.raw_string("anonymousId"));
     out.raw("{");
     out.key("event");
-    out.string(event);
+    if e.is("track") {
+        out.raw(e.raw_string("event")?);
+    } else if e.is("page") {
+        out.string("$pageview");
+    } else if e.is("screen") {
+        out.string("$screen");
+    } else if e.is("identify") {
+        out.string("$identify");
+    } else {
+        return None;
+    }
     out.key("distinct_id");
-    out.string(distinct);
+    out.raw(distinct?);
     out.key("properties");
     out.raw("{");
-    if let Some(props) = e.object("properties").filter(|_| e.call() != "identify") {
+    if let Some(props) = e.object("properties").filter(|_| !e.is("identify")) {
         out.members(props, &["$set", "$screen_name"]);
     }
-    if e.call() == "screen" {
-        if let Some(name) = e.string("name") {
+    if e.is("screen") {
+        if let Some(name) = e.raw_string("name") {
             out.key("$screen_name");
-            out.string(name);
+            out.raw(name);
         }
     }
-    if let Some(traits) = e.traits().filter(|_| e.call() == "identify") {
+    if let Some(traits) = e.traits().filter(|_| e.is("identify")) {
         out.key("$set");
-        out.object(traits);
+        out.raw(traits);
     }
     out.raw("}");
-    if let Some(ts) = e
-        .string("timestamp")
-        .filter(|t| epoch_millis(t.as_bytes()).is_some())
-    {
+    if let Some(ts) = e.get("timestamp").filter(|f| {
+        f.text()
+            .is_some_and(|t| epoch_millis(t.as_bytes()).is_some())
+    }) {
         out.key("timestamp");
-        out.string(ts);
+        out.raw(ts.value);
     }
     out.raw("}");
     Some(())
@@ -582,13 +656,21 @@ const GA4_PARAMS: usize = 25;
 /// with a reserved prefix or (for events) is reserved gets `prefix`; the
 /// result is cut to 40 characters.
 pub fn ga4_name(raw: &str, prefix: &str, event: bool) -> String {
-    let mut name: String = raw
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    let lower = name.to_ascii_lowercase();
-    let reserved = GA4_RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
-        || (event && GA4_RESERVED_NAMES.contains(&lower.as_str()));
+    let mut name = String::with_capacity(prefix.len() + raw.len());
+    name.extend(
+        raw.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+    );
+    // All ASCII now: compared without a lower-cased copy.
+    let bytes = name.as_bytes();
+    let reserved = GA4_RESERVED_PREFIXES.iter().any(|p| {
+        bytes
+            .get(..p.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes()))
+    }) || (event
+        && GA4_RESERVED_NAMES
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n)));
     if reserved || !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
         name.insert_str(0, prefix);
     }
@@ -602,20 +684,23 @@ pub fn ga4_name(raw: &str, prefix: &str, event: bool) -> String {
 /// `screen_name`; identify, group and alias are not sent. Needs a client
 /// ID. Returns the members every event of its request shares.
 fn ga4(e: &Sanitized, out: &mut Out) -> Option<String> {
-    let (name, view) = match e.call() {
-        "track" => (ga4_name(e.string("event")?, "e_", true), None),
-        "page" => ("page_viewed".to_owned(), Some("page_name")),
-        "screen" => ("screen_viewed".to_owned(), Some("screen_name")),
-        _ => return None,
+    let (name, view) = if e.is("track") {
+        (ga4_name(&e.string("event")?, "e_", true), None)
+    } else if e.is("page") {
+        ("page_viewed".to_owned(), Some("page_name"))
+    } else if e.is("screen") {
+        ("screen_viewed".to_owned(), Some("screen_name"))
+    } else {
+        return None;
     };
-    let user = e.string("userId");
-    let client = e.string("anonymousId").or(user)?;
+    let user = e.raw_string("userId");
+    let client = e.raw_string("anonymousId").or(user)?;
     let mut shared = Out(Vec::new());
     shared.key("client_id");
-    shared.string(client);
+    shared.raw(client);
     if let Some(user) = user {
         shared.key("user_id");
-        shared.string(user);
+        shared.raw(user);
     }
     out.raw("{");
     out.key("name");
@@ -623,29 +708,30 @@ fn ga4(e: &Sanitized, out: &mut Out) -> Option<String> {
     out.key("params");
     out.raw("{");
     let mut written: Vec<String> = Vec::new();
-    let view_name = view.and_then(|key| Some((key.to_owned(), e.get("name")?)));
-    let properties = e.object("properties").unwrap_or(&[]);
-    let params = view_name
-        .iter()
-        .map(|(k, v)| (ga4_name(k, "p_", false), *v))
-        .chain(
-            properties
-                .iter()
-                .map(|(k, v)| (ga4_name(k, "p_", false), v)),
-        );
-    for (key, value) in params {
-        let fits = match value {
+    let mut param = |out: &mut Out, key: String, f: &Field<'_>| {
+        let fits = match f.kind {
             // Characters, not bytes: UTF-8 continuation bytes do not count.
-            Value::String(s) => s.bytes().filter(|b| b & 0xc0 != 0x80).count() <= GA4_VALUE_CHARS,
-            Value::Number(_) => true,
+            Kind::String => decode(f.value)
+                .is_some_and(|s| s.bytes().filter(|b| b & 0xc0 != 0x80).count() <= GA4_VALUE_CHARS),
+            Kind::Number => true,
             _ => false,
         };
         if !fits || written.contains(&key) || written.len() == GA4_PARAMS {
-            continue;
+            return;
         }
         out.key(&key);
-        out.value(value);
+        out.raw(f.value);
         written.push(key);
+    };
+    if let (Some(view), Some(f)) = (view, e.get("name")) {
+        param(out, ga4_name(view, "p_", false), f);
+    }
+    if let Some(props) = e.object("properties") {
+        each_member(props, |f| {
+            if let Ok(key) = std::str::from_utf8(&f.key) {
+                param(out, ga4_name(key, "p_", false), &f);
+            }
+        });
     }
     out.raw("}");
     if let Some(ms) = e.millis() {

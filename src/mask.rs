@@ -71,11 +71,12 @@ impl Masker {
     }
 }
 
-/// Masked values computed so far (one request's), by key scope, so each
-/// distinct value is masked once per scope however many destinations and
-/// events carry it. A small open-addressing table: bounded in entries and
-/// in probes per lookup, so hostile values that collide cost no more than
-/// masking them again.
+/// Outputs computed so far (one request's): masked values by key scope,
+/// and the outputs of transforms (a URL reduced by a rule, a string
+/// scanned), so each distinct value is worked out once however many
+/// destinations and events carry it. A small open-addressing table:
+/// bounded in entries and in probes per lookup, so hostile values that
+/// collide cost no more than computing them again.
 #[derive(Debug, Default)]
 pub struct Memo {
     /// Index + 1 into `entries`; 0 is empty. Allocated on first use.
@@ -85,23 +86,50 @@ pub struct Memo {
 
 #[derive(Debug)]
 struct Remembered {
-    scope: usize,
+    tag: u64,
     clear: Vec<u8>,
-    hex: [u8; 64],
+    code: u8,
+    out: Vec<u8>,
 }
 
 const MEMO_SLOTS: usize = 1 << 13;
 const MEMO_ENTRIES: usize = MEMO_SLOTS / 2;
 const MEMO_PROBES: usize = 16;
 
+/// What a memo entry is for: masking in a key scope, or a transform (its
+/// kind and options in the low bits).
+pub fn mask_tag(scope: usize) -> u64 {
+    scope as u64
+}
+
+pub fn transform_tag(kind: u8, options: u64) -> u64 {
+    1 << 63 | u64::from(kind) << 48 | options
+}
+
 impl Memo {
     /// As [`Masker::write_hex`] with `masker`, the masker of scope `scope`.
     pub fn write_hex(&mut self, scope: usize, masker: &Masker, bytes: &[u8], out: &mut Vec<u8>) {
+        self.write(mask_tag(scope), bytes, out, |out| {
+            masker.write_hex(bytes, out);
+            1
+        });
+    }
+
+    /// Appends what `compute` appends to `out` for `bytes` under `tag`, and
+    /// returns its code; computed once per (tag, bytes) while the memo has
+    /// room. `compute` must depend only on the tag and the bytes.
+    pub fn write(
+        &mut self,
+        tag: u64,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        compute: impl FnOnce(&mut Vec<u8>) -> u8,
+    ) -> u8 {
         if self.slots.is_empty() {
             self.slots = vec![0; MEMO_SLOTS];
         }
-        // FNV-1a over the scope and the bytes.
-        let mut hash: u32 = 0x811c_9dc5 ^ scope as u32;
+        // FNV-1a over the tag and the bytes.
+        let mut hash: u32 = 0x811c_9dc5 ^ (tag as u32) ^ (tag >> 32) as u32;
         for &b in bytes {
             hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
         }
@@ -114,27 +142,26 @@ impl Memo {
             match self.entries.get((n as usize).wrapping_sub(1)) {
                 None => {
                     let start = out.len();
-                    masker.write_hex(bytes, out);
+                    let code = compute(out);
                     if self.entries.len() < MEMO_ENTRIES {
-                        let mut hex = [0; 64];
-                        hex.copy_from_slice(&out[start..]);
                         self.entries.push(Remembered {
-                            scope,
+                            tag,
                             clear: bytes.to_vec(),
-                            hex,
+                            code,
+                            out: out.get(start..).unwrap_or_default().to_vec(),
                         });
                         self.slots[slot] = self.entries.len() as u32;
                     }
-                    return;
+                    return code;
                 }
-                Some(e) if e.scope == scope && e.clear == bytes => {
-                    out.extend_from_slice(&e.hex);
-                    return;
+                Some(e) if e.tag == tag && e.clear == bytes => {
+                    out.extend_from_slice(&e.out);
+                    return e.code;
                 }
                 Some(_) => slot += 1,
             }
         }
-        masker.write_hex(bytes, out);
+        compute(out)
     }
 }
 
@@ -213,6 +240,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn memo_keeps_outputs_and_codes_apart_by_tag() {
+        let mut memo = Memo::default();
+        let mut calls = 0;
+        let (a, b) = (transform_tag(1, 0), transform_tag(1, 1));
+        for _ in 0..3 {
+            for (tag, text, code) in [(a, "A", 1), (b, "B", 2), (mask_tag(0), "M", 3)] {
+                let mut out = b"x".to_vec();
+                let got = memo.write(tag, b"same bytes", &mut out, |out| {
+                    calls += 1;
+                    out.extend_from_slice(text.as_bytes());
+                    code
+                });
+                assert_eq!((got, out), (code, format!("x{text}").into_bytes()));
+            }
+        }
+        assert_eq!(calls, 3, "each (tag, bytes) computed once");
     }
 
     #[test]

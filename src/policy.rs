@@ -267,13 +267,13 @@ pub struct Problem {
     pub message: String,
 }
 
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
+impl crate::error::Describe for Problem {
+    fn describe(&self, out: &mut String) {
+        if !self.path.is_empty() {
+            out.push_str(&self.path);
+            out.push_str(": ");
         }
+        out.push_str(&self.message);
     }
 }
 

@@ -126,7 +126,8 @@ impl Sanitizer {
         written: &mut [Option<(String, Tally)>],
         receives: &mut [bool],
     ) -> Result<(), Error> {
-        let event = Event::read(text.as_bytes())?;
+        // read_request validated the JSON of every event it returns.
+        let event = Event::read_validated(text.as_bytes())?;
         for (dest, receives) in self.destinations.iter().zip(receives.iter_mut()) {
             *receives = self.gate(&event, dest).is_ok();
             if !*receives || written[dest.class].is_some() {
@@ -159,7 +160,7 @@ impl Sanitizer {
                 })
             } else {
                 parsed[dest.class]
-                    .get_or_insert_with(|| Sanitized::parse(text))
+                    .get_or_insert_with(|| Sanitized::parse_valid(text))
                     .as_ref()
                     .and_then(|e| dest.format.native_item(e))
             };

@@ -66,19 +66,21 @@ impl RequestError {
     }
 }
 
-impl std::fmt::Display for RequestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl crate::error::Describe for RequestError {
+    fn describe(&self, out: &mut String) {
         match self {
             RequestError::InvalidJson { offset, reason } => {
-                write!(
-                    f,
-                    "request body is not valid JSON: {reason} at byte {offset}"
-                )
+                out.push_str("request body is not valid JSON: ");
+                reason.describe(out);
+                out.push_str(" at byte ");
+                crate::error::push_number(out, *offset as u64);
             }
             RequestError::TooDeep => {
-                write!(f, "request nests deeper than {MAX_REQUEST_DEPTH} levels")
+                out.push_str("request nests deeper than ");
+                crate::error::push_number(out, MAX_REQUEST_DEPTH as u64);
+                out.push_str(" levels");
             }
-            RequestError::InvalidBody(why) => f.write_str(why),
+            RequestError::InvalidBody(why) => out.push_str(why),
         }
     }
 }
@@ -168,7 +170,7 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
             let mut shared = Vec::new();
             for name in SHARED {
                 if let Some(m) = top.iter().find(|m| m.name == name.as_bytes()) {
-                    let mut sr = Reader::at(src, m.value.0, MAX_REQUEST_DEPTH);
+                    let mut sr = Reader::validated(src, m.value.0, MAX_REQUEST_DEPTH);
                     if sr.peek_kind()? != Kind::Object {
                         return Err(RequestError::InvalidBody(
                             "a batch's \"context\" and \"integrations\" must be objects",
@@ -177,7 +179,7 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
                     shared.push((name, members(&mut sr, 2)?));
                 }
             }
-            let mut br = Reader::at(src, batch.value.0, MAX_REQUEST_DEPTH);
+            let mut br = Reader::validated(src, batch.value.0, MAX_REQUEST_DEPTH);
             if br.peek_kind()? != Kind::Array {
                 return Err(RequestError::InvalidBody(
                     "batch requests need \"batch\": an array of events",
@@ -216,7 +218,7 @@ const SHARED: [&str; 2] = ["context", "integrations"];
 /// The `writeKey` member's value, if it is a non-empty string.
 fn write_key_of(src: &[u8], members: &[Member]) -> Option<String> {
     let m = members.iter().find(|m| m.name == b"writeKey")?;
-    let mut r = Reader::at(src, m.value.0, MAX_REQUEST_DEPTH);
+    let mut r = Reader::validated(src, m.value.0, MAX_REQUEST_DEPTH);
     if r.peek_kind().ok()? != Kind::String {
         return None;
     }
@@ -293,7 +295,7 @@ fn batched(
     let mut out = Out::new(src, span);
     for m in own.iter().filter(|m| m.name != b"writeKey") {
         let extra = shared.iter().find(|(name, _)| m.name == name.as_bytes());
-        let mut r = Reader::at(src, m.value.0, MAX_REQUEST_DEPTH);
+        let mut r = Reader::validated(src, m.value.0, MAX_REQUEST_DEPTH);
         match extra {
             Some((_, common)) if r.peek_kind()? == Kind::Object => {
                 let mine = members(&mut r, 4)?;

@@ -18,7 +18,7 @@ use crate::error::{Error, EventError};
 use crate::event::{Calls, Event, Field, Member, NameField};
 use crate::format::Format;
 use crate::json::{self, Kind, Reader, StrSpan, SyntaxError};
-use crate::mask::{KeyError, Masker, Memo};
+use crate::mask::{transform_tag, KeyError, Masker, Memo};
 use crate::policy::{
     Action, Connection, IdAction, Identifiers, NameRule, Policy, Problem, ScanRule,
 };
@@ -384,7 +384,7 @@ fn scoped(base: &Masker, scope: Option<&str>) -> Masker {
     match scope {
         None => base.clone(),
         Some(name) => {
-            let key = base.digest(format!("phimask-scope:{name}").as_bytes());
+            let key = base.digest(["phimask-scope:", name].concat().as_bytes());
             Masker::with_any_key(&key)
         }
     }
@@ -399,6 +399,13 @@ fn dropped_by_name(event: &Event<'_>, names: &NameTable) -> bool {
         .filter_map(|which| event.name(which))
         .any(|name| *names.rule(name) == NameRule::Drop)
 }
+
+/// The kinds of transform the request's memo remembers, and the bit that
+/// tells a number's text from a string's content.
+const TAG_URL: u8 = 1;
+const TAG_IP: u8 = 2;
+const TAG_SCAN: u8 = 3;
+const TAG_NUMBER: u64 = 1 << 47;
 
 /// Writes what a restricted destination may receive of one event.
 struct Writer<'a> {
@@ -451,7 +458,8 @@ impl<'a> Writer<'a> {
     ) -> Result<(), Error> {
         self.out.push(b'{');
         for m in &event.members {
-            let mut r = Reader::at(self.src, m.value, MAX_DEPTH);
+            // Event::read validated all of it.
+            let mut r = Reader::validated(self.src, m.value, MAX_DEPTH);
             let mark = self.out.len();
             let at = match &self.trail {
                 Some(_) => self.enter(&r.decode(m.key).map_err(syntax)?),
@@ -723,15 +731,20 @@ impl<'a> Writer<'a> {
             Some(Action::Mask(normalize)) => self.mask(r, depth, normalize),
             Some(Action::Url(i)) => {
                 let rule = self.urls.get(usize::from(i));
-                self.transform(r, depth, |v| match (v, rule) {
+                let tag = transform_tag(TAG_URL, u64::from(i));
+                self.transform(r, depth, Some(tag), |v| match (v, rule) {
                     (Input::Text(text), Some(rule)) => rule.apply(text).map(Output::Text),
                     _ => None,
                 })
             }
-            Some(Action::Ip(mode)) => self.transform(r, depth, |v| ip::apply(v, mode)),
-            Some(Action::Zip3) => self.transform(r, depth, zip3::apply),
-            Some(Action::Year) => self.transform(r, depth, year::apply),
-            Some(Action::Age) => self.transform(r, depth, age::apply),
+            Some(Action::Ip(mode)) => {
+                let tag = transform_tag(TAG_IP, mode as u64);
+                self.transform(r, depth, Some(tag), |v| ip::apply(v, mode))
+            }
+            // Cheaper to compute than to look up.
+            Some(Action::Zip3) => self.transform(r, depth, None, zip3::apply),
+            Some(Action::Year) => self.transform(r, depth, None, year::apply),
+            Some(Action::Age) => self.transform(r, depth, None, age::apply),
             Some(Action::Allow { .. } | Action::Drop) | None => {
                 r.skip_value(depth).map_err(syntax)?;
                 Ok(false)
@@ -740,34 +753,62 @@ impl<'a> Writer<'a> {
     }
 
     /// A string or number through a value action; anything else, or a value
-    /// the action cannot take, is not sent.
+    /// the action cannot take, is not sent. With a `tag`, each distinct
+    /// value is transformed once per request.
     fn transform(
         &mut self,
         r: &mut Reader<'a>,
         depth: usize,
+        tag: Option<u64>,
         action: impl Fn(Input<'_>) -> Option<Output>,
     ) -> Result<bool, Error> {
-        let out = match r.peek_kind().map_err(syntax)? {
+        let put = |out: &mut Vec<u8>, output: Option<Output>| match output {
+            Some(Output::Text(text)) => {
+                json::write_string(out, &text);
+                1
+            }
+            Some(Output::Number(number)) => {
+                out.extend_from_slice(number.as_bytes());
+                1
+            }
+            None => 0,
+        };
+        let code = match r.peek_kind().map_err(syntax)? {
             Kind::String => {
                 let span = r.string().map_err(syntax)?;
-                action(Input::Text(&r.decode(span).map_err(syntax)?))
+                let text = r.decode(span).map_err(syntax)?;
+                self.remembered(tag, &text, |out| put(out, action(Input::Text(&text))))
             }
             Kind::Number => {
                 let (start, end) = r.number().map_err(syntax)?;
-                action(Input::Number(&self.src[start..end]))
+                let number = &self.src[start..end];
+                let tag = tag.map(|t| t | TAG_NUMBER);
+                self.remembered(tag, number, |out| put(out, action(Input::Number(number))))
             }
             _ => {
                 r.skip_value(depth).map_err(syntax)?;
-                None
+                0
             }
         };
-        match out {
-            Some(Output::Text(text)) => json::write_string(&mut self.out, &text),
-            Some(Output::Number(number)) => self.out.extend_from_slice(number.as_bytes()),
-            None => return Ok(false),
+        if code == 0 {
+            return Ok(false);
         }
         self.note(Done::Transformed);
         Ok(true)
+    }
+
+    /// Appends what `compute` appends for `bytes` (and returns its code),
+    /// through the request's memo when there is one and `tag` is set.
+    fn remembered(
+        &mut self,
+        tag: Option<u64>,
+        bytes: &[u8],
+        compute: impl FnOnce(&mut Vec<u8>) -> u8,
+    ) -> u8 {
+        match (self.memo, tag) {
+            (Some(memo), Some(tag)) => memo.borrow_mut().write(tag, bytes, &mut self.out, compute),
+            _ => compute(&mut self.out),
+        }
     }
 
     /// The value with its strings — keys included — scanned: matches
@@ -777,13 +818,28 @@ impl<'a> Writer<'a> {
             Kind::String => {
                 let span = r.string().map_err(syntax)?;
                 let text = r.decode(span).map_err(syntax)?;
-                match scan::apply(&text, scan, self.masker.map(|(_, m)| m)) {
-                    Scanned::Clean => self.out.extend_from_slice(&self.src[span.start..span.end]),
-                    Scanned::Replaced(s) => {
-                        json::write_string(&mut self.out, &s);
-                        self.note(Done::Transformed);
+                let (scope, masker) = match self.masker {
+                    Some((scope, m)) => (scope as u64, Some(m)),
+                    None => (0x7fff_ffff, None),
+                };
+                let options = u64::from(scan.detectors.bits()) << 8 | scan.on_match as u64;
+                let tag = transform_tag(TAG_SCAN, scope << 16 | options);
+                // A clean string is copied as written (its own escapes), so
+                // the memo keeps only that it was clean.
+                let code = self.remembered(Some(tag), &text, |out| {
+                    match scan::apply(&text, scan, masker) {
+                        Scanned::Clean => 1,
+                        Scanned::Replaced(s) => {
+                            json::write_string(out, &s);
+                            2
+                        }
+                        Scanned::Drop => 0,
                     }
-                    Scanned::Drop => return Ok(false),
+                });
+                match code {
+                    0 => return Ok(false),
+                    1 => self.out.extend_from_slice(&self.src[span.start..span.end]),
+                    _ => self.note(Done::Transformed),
                 }
             }
             Kind::Object => {

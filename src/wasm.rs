@@ -10,6 +10,7 @@ use js_sys::JSON;
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
+use crate::error::Describe;
 use crate::policy::Problem;
 use crate::Error;
 
@@ -181,7 +182,7 @@ fn problems(list: &[Problem]) -> Array {
 
 /// The one mapping of core errors to JS `Error`s.
 fn js_error(e: &Error) -> JsValue {
-    let err: JsValue = js_sys::Error::new(&e.to_string()).into();
+    let err: JsValue = js_sys::Error::new(&e.message()).into();
     set(&err, "code", &JsValue::from_str(e.code()));
     if let Error::InvalidPolicy(list) = e {
         set(&err, "errors", &problems(list));
@@ -287,7 +288,7 @@ pub fn call_types() -> Vec<String> {
 pub fn read_request(body: &str, call: &str) -> Result<JsValue, JsValue> {
     let call = parse_call(call)?;
     let request =
-        crate::read_request(body, call).map_err(|e| plain_error(e.code(), &e.to_string()))?;
+        crate::read_request(body, call).map_err(|e| plain_error(e.code(), &e.message()))?;
     let out: JsValue = Object::new().into();
     if let Some(key) = &request.write_key {
         set(&out, "writeKey", &JsValue::from_str(key));
@@ -302,7 +303,7 @@ pub fn read_request(body: &str, call: &str) -> Result<JsValue, JsValue> {
                 Err(e) => {
                     let e = Error::Event(e.clone());
                     set(&o, "code", &JsValue::from_str(e.code()));
-                    set(&o, "error", &JsValue::from_str(&e.to_string()));
+                    set(&o, "error", &JsValue::from_str(&e.message()));
                 }
             }
             o
@@ -332,10 +333,12 @@ fn parse_call(call: &str) -> Result<crate::Call, JsValue> {
     crate::Call::parse(call).ok_or_else(|| {
         plain_error(
             "unknown_type",
-            &format!(
-                "call must be one of {}, batch",
-                crate::event::CallType::list()
-            ),
+            &[
+                "call must be one of ",
+                &crate::event::CallType::list(),
+                ", batch",
+            ]
+            .concat(),
         )
     })
 }
@@ -446,7 +449,7 @@ impl Sanitizer {
         let done = self
             .inner
             .process_request(body, call)
-            .map_err(|e| plain_error(e.code(), &e.to_string()))?;
+            .map_err(|e| plain_error(e.code(), &e.message()))?;
         let out: JsValue = Object::new().into();
         if let Some(key) = &done.write_key {
             set(&out, "writeKey", &JsValue::from_str(key));
@@ -459,7 +462,7 @@ impl Sanitizer {
                 let o: JsValue = Object::new().into();
                 set(&o, "index", &JsValue::from(*index as u32));
                 set(&o, "code", &JsValue::from_str(e.code()));
-                set(&o, "error", &JsValue::from_str(&e.to_string()));
+                set(&o, "error", &JsValue::from_str(&e.message()));
                 o
             })
             .collect();

@@ -16,19 +16,25 @@ const AMPLITUDE_KEY: &str = "0123456789abcdef0123456789abcdef";
 
 /// Six destinations, one per format: two share their lists (one class),
 /// one has its own lists, one its own key scope, one takes tracks only,
-/// one is unrestricted under a BAA.
+/// one is unrestricted under a BAA. The url, ip and scan rules run through
+/// the request's memo (values repeat across events and destinations).
 fn policy() -> Value {
     json!({
         "version": 1, "environment": "t", "hipaa": true,
         "allowlists": {
-            "event_properties": {"plan": "allow", "mrn": "mask", "email": {"action": "mask", "normalize": "email"}},
-            "user_properties": {"tier": "allow", "email": "mask"}
+            "event_properties": {"plan": "allow", "mrn": "mask", "email": {"action": "mask", "normalize": "email"},
+                                 "ref": {"action": "url", "query": ["utm_source"]}, "note": {"action": "allow", "scan": true},
+                                 "count": "ip"},
+            "user_properties": {"tier": "allow", "email": "mask"},
+            "context": {"ip": "ip"}
         },
         "destinations": {
             "amp": {"connection": "server-side", "endpoint": "https://amp.example/2/httpapi", "format": "amplitude"},
             "mix": {"connection": "server-side", "endpoint": "https://mix.example/import", "format": "mixpanel"},
             "ga": {"connection": "server-side", "endpoint": "https://ga.example/mp/collect", "format": "ga4",
-                   "allowlists": {"event_properties": {"plan": "drop", "visit": "allow"}}},
+                   "allowlists": {"event_properties": {"plan": "drop", "visit": "allow",
+                                  "note": {"action": "allow", "scan": ["email"], "on_match": "mask"},
+                                  "ref": {"action": "url", "query": ["email"]}}}},
             "ph": {"connection": "server-side", "endpoint": "https://ph.example/batch/", "format": "posthog",
                    "mask_scope": "posthog", "calls": ["track"]},
             "seg": {"connection": "server-side", "endpoint": "https://seg.example/v1/batch"},
@@ -81,13 +87,19 @@ fn batch(events: &[String]) -> String {
     format!("{{\"writeKey\":\"wk\",\"batch\":[{}]}}", events.join(","))
 }
 
+/// Free text: clean, with an email and a phone number, and non-ASCII.
+const NOTES: [&str; 3] = ["all fine", "call jane@x.com or 617-555-0100", "ok \u{e9}"];
+
 fn event(call: &str, n: usize, phi: &str) -> String {
     json!({"type": call, "event": format!("E{}", n % 3), "name": "N", "userId": format!("u-{}", n % 4),
            "anonymousId": format!("a-{}", n % 5), "messageId": format!("m-{n}"), "groupId": "g", "previousId": "p",
            "timestamp": "2026-11-23T10:00:00Z",
-           "properties": {"plan": "pro", "mrn": phi, "email": " Jane@X.com ", "visit": "v", "diagnosis": phi},
+           "properties": {"plan": "pro", "mrn": phi, "email": " Jane@X.com ", "visit": "v", "diagnosis": phi,
+                          "ref": format!("https://x.example/p/{}?utm_source=s{}&email=jane%40x.com", n % 3, n % 2),
+                          "note": NOTES[n % 3],
+                          "count": n % 2},
            "traits": {"tier": "gold", "email": phi, "ssn": phi},
-           "context": {"ip": phi, "traits": {"name": phi}}})
+           "context": {"ip": format!("203.0.113.{}", n % 3), "traits": {"name": phi}}})
     .to_string()
 }
 

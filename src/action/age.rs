@@ -52,7 +52,9 @@ pub fn apply(input: Input<'_>) -> Option<Output> {
     Some(if whole >= 90 {
         Output::Text("90+".into())
     } else {
-        Output::Number(whole.to_string())
+        let mut text = String::new();
+        crate::error::push_number(&mut text, u64::from(whole));
+        Output::Number(text)
     })
 }
 

@@ -40,8 +40,8 @@ impl Normalize {
                 let digits: String = text.chars().filter(char::is_ascii_digit).collect();
                 match digits.len() {
                     0 => return None,
-                    10 => format!("+1{digits}"),
-                    _ => format!("+{digits}"),
+                    10 => ["+1", &digits].concat(),
+                    _ => ["+", &digits].concat(),
                 }
             }
         };

@@ -110,7 +110,7 @@ fn origin(url: &str) -> Option<(String, &str)> {
         return None;
     }
     Some((
-        format!("{scheme}://{}", host_port.to_ascii_lowercase()),
+        [&scheme, "://", &host_port.to_ascii_lowercase()].concat(),
         rest,
     ))
 }
