@@ -108,7 +108,7 @@ impl Tries {
 
 /// An `events` map compiled: names sorted for binary search, and the rule
 /// for names not listed (`*`, or else allow).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NameTable {
     listed: Vec<(Box<[u8]>, NameRule)>,
     other: NameRule,

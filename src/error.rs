@@ -93,17 +93,22 @@ pub trait Describe {
 /// Appends the decimal digits of `n`.
 pub fn push_number(out: &mut String, n: u64) {
     let mut digits = [0u8; 20];
+    let at = decimal(n, &mut digits);
+    digits[at..].iter().for_each(|&d| out.push(char::from(d)));
+}
+
+/// Writes the decimal digits of `n` at the end of `digits`; returns where
+/// they start.
+pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> usize {
     let mut at = digits.len();
-    let mut n = n;
     loop {
         at -= 1;
         digits[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            break;
+            return at;
         }
     }
-    digits[at..].iter().for_each(|&d| out.push(char::from(d)));
 }
 
 /// Appends each piece in turn: text, or a number.

@@ -54,7 +54,14 @@ impl CallType {
 
     /// The names of all six, for messages: `track, identify, …, alias`.
     pub fn list() -> String {
-        Self::ALL.map(CallType::name).join(", ")
+        let mut out = String::new();
+        for (i, call) in Self::ALL.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(call.name());
+        }
+        out
     }
 }
 

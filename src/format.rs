@@ -10,6 +10,7 @@
 use sha2::{Digest, Sha256};
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use crate::event::MAX_DEPTH;
 use crate::json::{write_string, Kind, Reader};
@@ -288,8 +289,43 @@ fn each_member<'a>(text: &'a str, mut each: impl FnMut(Field<'a>)) -> Option<()>
 /// are copied, not rebuilt).
 pub struct Sanitized<'a> {
     members: Vec<Field<'a>>,
+    /// Per key of [`KNOWN`], the index + 1 of its first member (0: none).
+    known: [u16; KNOWN.len()],
     text: &'a str,
+    // Worked out once for all the formats of the event.
+    millis: OnceCell<Option<i64>>,
+    traits: OnceCell<Option<&'a str>>,
 }
+
+/// The top-level keys the formats read, found once per event.
+const KNOWN: [&str; 13] = [
+    "type",
+    "userId",
+    "anonymousId",
+    "messageId",
+    "event",
+    "name",
+    "properties",
+    "traits",
+    "context",
+    "timestamp",
+    "originalTimestamp",
+    "sentAt",
+    "receivedAt",
+];
+const TYPE: usize = 0;
+const USER_ID: usize = 1;
+const ANONYMOUS_ID: usize = 2;
+const MESSAGE_ID: usize = 3;
+const EVENT: usize = 4;
+const NAME: usize = 5;
+const PROPERTIES: usize = 6;
+const TRAITS: usize = 7;
+const CONTEXT: usize = 8;
+const TIMESTAMP: usize = 9;
+const ORIGINAL_TIMESTAMP: usize = 10;
+const SENT_AT: usize = 11;
+const RECEIVED_AT: usize = 12;
 
 impl<'a> Sanitized<'a> {
     /// Reads the sanitizer's output; `None` for text that is not an
@@ -304,34 +340,79 @@ impl<'a> Sanitized<'a> {
     /// As [`Sanitized::parse`], for text known to be valid JSON (what the
     /// sanitizer just wrote).
     pub fn parse_valid(text: &'a str) -> Option<Self> {
-        let mut members = Vec::with_capacity(16);
-        each_member(text, |f| members.push(f))?;
-        Some(Sanitized { members, text })
+        let mut e = Sanitized::empty(text);
+        each_member(text, |f| e.push(f))?;
+        Some(e)
     }
 
-    fn get(&self, key: &str) -> Option<&Field<'a>> {
-        self.members.iter().find(|f| *f.key == *key.as_bytes())
+    /// The event the sanitizer just wrote, from where it wrote each
+    /// member: (key start, value start, value end) in `text`, so nothing
+    /// is read again.
+    pub(crate) fn from_spans(
+        text: &'a str,
+        spans: impl Iterator<Item = (usize, usize, usize)>,
+    ) -> Option<Self> {
+        let mut e = Sanitized::empty(text);
+        for (key_at, start, end) in spans {
+            let raw_key = text.get(key_at..start.checked_sub(1)?)?;
+            let value = text.get(start..end)?;
+            let mut r = Reader::validated(raw_key.as_bytes(), 0, 1);
+            let span = r.string().ok()?;
+            let kind = Reader::validated(value.as_bytes(), 0, 1).peek_kind().ok()?;
+            e.push(Field {
+                key: r.decode(span).ok()?,
+                raw_key,
+                value,
+                kind,
+            });
+        }
+        Some(e)
+    }
+
+    fn empty(text: &'a str) -> Self {
+        Sanitized {
+            members: Vec::with_capacity(16),
+            known: [0; KNOWN.len()],
+            text,
+            millis: OnceCell::new(),
+            traits: OnceCell::new(),
+        }
+    }
+
+    fn push(&mut self, f: Field<'a>) {
+        if let Some(k) = KNOWN.iter().position(|k| *f.key == *k.as_bytes()) {
+            if self.known[k] == 0 {
+                self.known[k] = u16::try_from(self.members.len() + 1).unwrap_or(0);
+            }
+        }
+        self.members.push(f);
+    }
+
+    /// The first member of a known key (one of [`KNOWN`]).
+    fn get(&self, key: usize) -> Option<&Field<'a>> {
+        let at = usize::from(*self.known.get(key)?).checked_sub(1)?;
+        self.members.get(at)
     }
 
     /// The decoded string of `key`, if it is a non-empty string.
-    fn string(&self, key: &str) -> Option<Cow<'a, str>> {
+    fn string(&self, key: usize) -> Option<Cow<'a, str>> {
         self.get(key)?.text()
     }
 
     /// The JSON text of `key` when it is a non-empty string (to copy).
-    fn raw_string(&self, key: &str) -> Option<&'a str> {
+    fn raw_string(&self, key: usize) -> Option<&'a str> {
         let f = self.get(key)?;
         (f.kind == Kind::String && f.value.len() > 2).then_some(f.value)
     }
 
     /// The JSON text of `key` when it is an object.
-    fn object(&self, key: &str) -> Option<&'a str> {
+    fn object(&self, key: usize) -> Option<&'a str> {
         let f = self.get(key)?;
         (f.kind == Kind::Object).then_some(f.value)
     }
 
     fn call(&self) -> &[u8] {
-        match self.get("type") {
+        match self.get(TYPE) {
             Some(f) if f.kind == Kind::String => f.value.as_bytes(),
             _ => b"",
         }
@@ -344,28 +425,32 @@ impl<'a> Sanitized<'a> {
 
     /// The event's time: the first of its timestamps that is RFC 3339.
     fn millis(&self) -> Option<i64> {
-        ["timestamp", "originalTimestamp", "sentAt", "receivedAt"]
-            .iter()
-            .find_map(|k| self.string(k).and_then(|s| epoch_millis(s.as_bytes())))
+        *self.millis.get_or_init(|| {
+            [TIMESTAMP, ORIGINAL_TIMESTAMP, SENT_AT, RECEIVED_AT]
+                .into_iter()
+                .find_map(|k| self.string(k).and_then(|s| epoch_millis(s.as_bytes())))
+        })
     }
 
     /// The traits: `traits` (identify) or else `context.traits`.
     fn traits(&self) -> Option<&'a str> {
-        self.object("traits").or_else(|| {
-            let mut found = None;
-            each_member(self.object("context")?, |f| {
-                if found.is_none() && *f.key == *b"traits" && f.kind == Kind::Object {
-                    found = Some(f.value);
-                }
-            })?;
-            found
+        *self.traits.get_or_init(|| {
+            self.object(TRAITS).or_else(|| {
+                let mut found = None;
+                each_member(self.object(CONTEXT)?, |f| {
+                    if found.is_none() && *f.key == *b"traits" && f.kind == Kind::Object {
+                        found = Some(f.value);
+                    }
+                })?;
+                found
+            })
         })
     }
 
     /// The name a page or screen view is sent under (Segment's own
     /// convention): "Viewed NAME Page", or "Loaded a Page" without a name.
     fn view_name(&self, kind: &str) -> String {
-        match self.string("name") {
+        match self.string(NAME) {
             Some(name) => ["Viewed ", &name, " ", kind].concat(),
             None => ["Loaded a ", kind].concat(),
         }
@@ -376,7 +461,7 @@ impl<'a> Sanitized<'a> {
     /// hex digits of the SHA-256 of `messageId` (or of the whole sanitized
     /// event, which is the same on every retry).
     fn dedup_id(&self) -> String {
-        let id = self.string("messageId");
+        let id = self.string(MESSAGE_ID);
         if let Some(id) = &id {
             if id.len() <= 36 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
                 return id.to_string();
@@ -437,12 +522,12 @@ impl Out {
     }
 
     fn number(&mut self, n: i64) {
-        let mut text = String::new();
         if n < 0 {
-            text.push('-');
+            self.0.push(b'-');
         }
-        crate::error::push_number(&mut text, n.unsigned_abs());
-        self.raw(&text);
+        let mut digits = [0u8; 20];
+        let at = crate::error::decimal(n.unsigned_abs(), &mut digits);
+        self.0.extend_from_slice(&digits[at..]);
     }
 }
 
@@ -450,14 +535,14 @@ impl Out {
 /// identify as `$identify` setting the traits; group and alias are not
 /// sent (Amplitude takes them on other APIs). Needs a user or device ID.
 fn amplitude(e: &Sanitized, out: &mut Out) -> Option<()> {
-    let (user, device) = (e.raw_string("userId"), e.raw_string("anonymousId"));
+    let (user, device) = (e.raw_string(USER_ID), e.raw_string(ANONYMOUS_ID));
     if user.is_none() && device.is_none() {
         return None;
     }
     out.raw("{");
     out.key("event_type");
     if e.is("track") {
-        out.raw(e.raw_string("event")?);
+        out.raw(e.raw_string(EVENT)?);
     } else if e.is("page") {
         out.string(&e.view_name("Page"));
     } else if e.is("screen") {
@@ -477,12 +562,12 @@ fn amplitude(e: &Sanitized, out: &mut Out) -> Option<()> {
         out.key("time");
         out.number(ms);
     }
-    if let Some(id) = e.raw_string("messageId") {
+    if let Some(id) = e.raw_string(MESSAGE_ID) {
         out.key("insert_id");
         out.raw(id);
     }
     if !e.is("identify") {
-        if let Some(props) = e.object("properties") {
+        if let Some(props) = e.object(PROPERTIES) {
             out.key("event_properties");
             out.raw(props);
         }
@@ -516,11 +601,11 @@ fn mixpanel(e: &Sanitized, out: &mut Out) -> Option<()> {
         return None;
     }
     let time = e.millis()?;
-    let (user, device) = (e.raw_string("userId"), e.raw_string("anonymousId"));
+    let (user, device) = (e.raw_string(USER_ID), e.raw_string(ANONYMOUS_ID));
     out.raw("{");
     out.key("event");
     if e.is("track") {
-        out.raw(e.raw_string("event")?);
+        out.raw(e.raw_string(EVENT)?);
     } else {
         out.string(&e.view_name(if e.is("page") { "Page" } else { "Screen" }));
     }
@@ -538,7 +623,7 @@ fn mixpanel(e: &Sanitized, out: &mut Out) -> Option<()> {
             out.raw(value);
         }
     }
-    if let Some(props) = e.object("properties") {
+    if let Some(props) = e.object(PROPERTIES) {
         out.members(props, &MIXPANEL_RESERVED);
     }
     out.raw("}}");
@@ -549,11 +634,11 @@ fn mixpanel(e: &Sanitized, out: &mut Out) -> Option<()> {
 /// (with `$screen_name`), identify as `$identify` setting the traits;
 /// group and alias are not sent. Needs a user or anonymous ID.
 fn posthog(e: &Sanitized, out: &mut Out) -> Option<()> {
-    let distinct = e.raw_string("userId").or(e.raw_string("anonymousId"));
+    let distinct = e.raw_string(USER_ID).or(e.raw_string(ANONYMOUS_ID));
     out.raw("{");
     out.key("event");
     if e.is("track") {
-        out.raw(e.raw_string("event")?);
+        out.raw(e.raw_string(EVENT)?);
     } else if e.is("page") {
         out.string("$pageview");
     } else if e.is("screen") {
@@ -567,11 +652,11 @@ fn posthog(e: &Sanitized, out: &mut Out) -> Option<()> {
     out.raw(distinct?);
     out.key("properties");
     out.raw("{");
-    if let Some(props) = e.object("properties").filter(|_| !e.is("identify")) {
+    if let Some(props) = e.object(PROPERTIES).filter(|_| !e.is("identify")) {
         out.members(props, &["$set", "$screen_name"]);
     }
     if e.is("screen") {
-        if let Some(name) = e.raw_string("name") {
+        if let Some(name) = e.raw_string(NAME) {
             out.key("$screen_name");
             out.raw(name);
         }
@@ -581,7 +666,7 @@ fn posthog(e: &Sanitized, out: &mut Out) -> Option<()> {
         out.raw(traits);
     }
     out.raw("}");
-    if let Some(ts) = e.get("timestamp").filter(|f| {
+    if let Some(ts) = e.get(TIMESTAMP).filter(|f| {
         f.text()
             .is_some_and(|t| epoch_millis(t.as_bytes()).is_some())
     }) {
@@ -656,11 +741,37 @@ const GA4_PARAMS: usize = 25;
 /// with a reserved prefix or (for events) is reserved gets `prefix`; the
 /// result is cut to 40 characters.
 pub fn ga4_name(raw: &str, prefix: &str, event: bool) -> String {
+    ga4_name_cow(raw, prefix, event).into_owned()
+}
+
+/// [`ga4_name`], borrowing `raw` when it is within the rules already (the
+/// usual case: `appointment_type`).
+fn ga4_name_cow<'r>(raw: &'r str, prefix: &str, event: bool) -> Cow<'r, str> {
+    let bytes = raw.as_bytes();
+    let plain = bytes.len() <= GA4_NAME_CHARS
+        && bytes.first().is_some_and(u8::is_ascii_lowercase)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        && !GA4_RESERVED_PREFIXES.iter().any(|p| raw.starts_with(p))
+        && !(event && GA4_RESERVED_NAMES.contains(&raw));
+    if plain {
+        return Cow::Borrowed(raw);
+    }
+    Cow::Owned(ga4_name_owned(raw, prefix, event))
+}
+
+fn ga4_name_owned(raw: &str, prefix: &str, event: bool) -> String {
+    // One `_` per character that is not an ASCII letter or digit (its
+    // UTF-8 continuation bytes are skipped).
     let mut name = String::with_capacity(prefix.len() + raw.len());
-    name.extend(
-        raw.chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
-    );
+    name.extend(raw.bytes().filter(|b| b & 0xc0 != 0x80).map(|b| {
+        if b.is_ascii_alphanumeric() {
+            char::from(b)
+        } else {
+            '_'
+        }
+    }));
     // All ASCII now: compared without a lower-cased copy.
     let bytes = name.as_bytes();
     let reserved = GA4_RESERVED_PREFIXES.iter().any(|p| {
@@ -683,9 +794,9 @@ pub fn ga4_name(raw: &str, prefix: &str, event: bool) -> String {
 /// and `screen_view`) with the view's name as `page_name` /
 /// `screen_name`; identify, group and alias are not sent. Needs a client
 /// ID. Returns the members every event of its request shares.
-fn ga4(e: &Sanitized, out: &mut Out) -> Option<String> {
+fn ga4<'a>(e: &Sanitized<'a>, out: &mut Out) -> Option<String> {
     let (name, view) = if e.is("track") {
-        (ga4_name(&e.string("event")?, "e_", true), None)
+        (ga4_name(&e.string(EVENT)?, "e_", true), None)
     } else if e.is("page") {
         ("page_viewed".to_owned(), Some("page_name"))
     } else if e.is("screen") {
@@ -693,8 +804,8 @@ fn ga4(e: &Sanitized, out: &mut Out) -> Option<String> {
     } else {
         return None;
     };
-    let user = e.raw_string("userId");
-    let client = e.raw_string("anonymousId").or(user)?;
+    let user = e.raw_string(USER_ID);
+    let client = e.raw_string(ANONYMOUS_ID).or(user)?;
     let mut shared = Out(Vec::new());
     shared.key("client_id");
     shared.raw(client);
@@ -707,12 +818,16 @@ fn ga4(e: &Sanitized, out: &mut Out) -> Option<String> {
     out.string(&name);
     out.key("params");
     out.raw("{");
-    let mut written: Vec<String> = Vec::new();
-    let mut param = |out: &mut Out, key: String, f: &Field<'_>| {
+    let mut written: Vec<Cow<'a, str>> = Vec::new();
+    let mut param = |out: &mut Out, key: Cow<'a, str>, f: &Field<'a>| {
         let fits = match f.kind {
             // Characters, not bytes: UTF-8 continuation bytes do not count.
-            Kind::String => decode(f.value)
-                .is_some_and(|s| s.bytes().filter(|b| b & 0xc0 != 0x80).count() <= GA4_VALUE_CHARS),
+            Kind::String => {
+                f.value.len() <= GA4_VALUE_CHARS + 2
+                    || decode(f.value).is_some_and(|s| {
+                        s.bytes().filter(|b| b & 0xc0 != 0x80).count() <= GA4_VALUE_CHARS
+                    })
+            }
             Kind::Number => true,
             _ => false,
         };
@@ -723,13 +838,21 @@ fn ga4(e: &Sanitized, out: &mut Out) -> Option<String> {
         out.raw(f.value);
         written.push(key);
     };
-    if let (Some(view), Some(f)) = (view, e.get("name")) {
-        param(out, ga4_name(view, "p_", false), f);
+    if let (Some(view), Some(f)) = (view, e.get(NAME)) {
+        param(out, Cow::Borrowed(view), f);
     }
-    if let Some(props) = e.object("properties") {
+    if let Some(props) = e.object(PROPERTIES) {
         each_member(props, |f| {
-            if let Ok(key) = std::str::from_utf8(&f.key) {
-                param(out, ga4_name(key, "p_", false), &f);
+            let key = match &f.key {
+                Cow::Borrowed(raw) => std::str::from_utf8(raw)
+                    .ok()
+                    .map(|k| ga4_name_cow(k, "p_", false)),
+                Cow::Owned(raw) => std::str::from_utf8(raw)
+                    .ok()
+                    .map(|k| Cow::Owned(ga4_name(k, "p_", false))),
+            };
+            if let Some(key) = key {
+                param(out, key, &f);
             }
         });
     }

@@ -117,24 +117,28 @@ fn specials(w: u64) -> u64 {
 
 /// The offset of the first `"`, `\` or control character at or after
 /// `pos` (or the end): eight bytes at a time, so long strings cost little.
-pub fn plain_run(src: &[u8], mut pos: usize) -> usize {
-    while let Some(chunk) = src.get(pos..pos + 8) {
+#[inline(always)]
+pub fn plain_run(src: &[u8], pos: usize) -> usize {
+    let rest = src.get(pos..).unwrap_or_default();
+    let mut chunks = rest.chunks_exact(8);
+    let mut at = pos;
+    for chunk in &mut chunks {
         let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
             break;
         };
         let found = specials(u64::from_le_bytes(bytes));
         if found != 0 {
-            return pos + (found.trailing_zeros() / 8) as usize;
+            return at + (found.trailing_zeros() / 8) as usize;
         }
-        pos += 8;
+        at += 8;
     }
-    while let Some(&b) = src.get(pos) {
+    for &b in chunks.remainder() {
         if b == b'"' || b == b'\\' || b < 0x20 {
-            break;
+            return at;
         }
-        pos += 1;
+        at += 1;
     }
-    pos
+    at
 }
 
 impl<'a> Reader<'a> {

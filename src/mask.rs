@@ -109,7 +109,7 @@ pub fn transform_tag(kind: u8, options: u64) -> u64 {
 impl Memo {
     /// As [`Masker::write_hex`] with `masker`, the masker of scope `scope`.
     pub fn write_hex(&mut self, scope: usize, masker: &Masker, bytes: &[u8], out: &mut Vec<u8>) {
-        self.write(mask_tag(scope), bytes, out, |out| {
+        self.write(mask_tag(scope), bytes, out, &mut |out| {
             masker.write_hex(bytes, out);
             1
         });
@@ -123,7 +123,7 @@ impl Memo {
         tag: u64,
         bytes: &[u8],
         out: &mut Vec<u8>,
-        compute: impl FnOnce(&mut Vec<u8>) -> u8,
+        compute: &mut dyn FnMut(&mut Vec<u8>) -> u8,
     ) -> u8 {
         if self.slots.is_empty() {
             self.slots = vec![0; MEMO_SLOTS];
@@ -250,7 +250,7 @@ mod tests {
         for _ in 0..3 {
             for (tag, text, code) in [(a, "A", 1), (b, "B", 2), (mask_tag(0), "M", 3)] {
                 let mut out = b"x".to_vec();
-                let got = memo.write(tag, b"same bytes", &mut out, |out| {
+                let got = memo.write(tag, b"same bytes", &mut out, &mut |out| {
                     calls += 1;
                     out.extend_from_slice(text.as_bytes());
                     code

@@ -13,7 +13,7 @@ use crate::json::SyntaxReason;
 use crate::mask::Memo;
 use crate::report::Tally;
 use crate::request::{read_request, Call, RequestError};
-use crate::sanitize::Sanitizer;
+use crate::sanitize::{MemberKind, MemberOut, Sanitizer};
 
 /// A request processed: what every destination is sent.
 #[derive(Debug)]
@@ -48,6 +48,15 @@ pub struct Delivery {
     pub oversize: u32,
 }
 
+/// One event as written for a class of destinations: its text, counts,
+/// and where each top-level member stands in it (for other classes to
+/// copy the members they write alike).
+struct Written {
+    text: String,
+    tally: Tally,
+    members: Vec<MemberOut>,
+}
+
 /// One destination's items so far, with the request index of each.
 #[derive(Default)]
 struct Pending {
@@ -80,7 +89,7 @@ impl Sanitizer {
         let mut accepted = 0;
         // Per destination class, this event's output (None: not written);
         // per destination, whether it receives the event.
-        let mut written: Vec<Option<(String, Tally)>> = vec![None; dests.len()];
+        let mut written: Vec<Option<Written>> = dests.iter().map(|_| None).collect();
         let mut receives = vec![false; dests.len()];
         for (index, event) in request.events.iter().enumerate() {
             let text = match event {
@@ -123,7 +132,7 @@ impl Sanitizer {
         &self,
         text: &str,
         memo: &RefCell<Memo>,
-        written: &mut [Option<(String, Tally)>],
+        written: &mut [Option<Written>],
         receives: &mut [bool],
     ) -> Result<(), Error> {
         // read_request validated the JSON of every event it returns.
@@ -133,8 +142,27 @@ impl Sanitizer {
             if !*receives || written[dest.class].is_some() {
                 continue;
             }
-            let (out, tally, _, _) = self.write_sent(&event, dest, None, Some(memo))?;
-            written[dest.class] = Some((out, tally));
+            // Members an earlier class wrote by the same rules are copied
+            // (`shares` names the first destination with those rules).
+            let reuse: Vec<_> = event
+                .members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let first = dest.shares[MemberKind::of(m.field, event.call) as usize];
+                    let w = written.get(self.destinations.get(first)?.class)?.as_ref()?;
+                    Some((w.text.as_bytes(), *w.members.get(i)?))
+                })
+                .collect();
+            let mut members = Vec::with_capacity(event.members.len());
+            let (text, tally, _, _) =
+                self.write_sent(&event, dest, None, Some(memo), &reuse, Some(&mut members))?;
+            drop(reuse);
+            written[dest.class] = Some(Written {
+                text,
+                tally,
+                members,
+            });
         }
         Ok(())
     }
@@ -144,13 +172,21 @@ impl Sanitizer {
     fn map_formats(
         &self,
         index: usize,
-        written: &[Option<(String, Tally)>],
+        written: &[Option<Written>],
         receives: &[bool],
         pending: &mut [Pending],
     ) {
         let mut parsed: Vec<Option<Option<Sanitized<'_>>>> = written.iter().map(|_| None).collect();
         for ((dest, p), receives) in self.destinations.iter().zip(pending).zip(receives) {
-            let (true, Some((text, tally))) = (*receives, &written[dest.class]) else {
+            let (
+                true,
+                Some(Written {
+                    text,
+                    tally,
+                    members,
+                }),
+            ) = (*receives, &written[dest.class])
+            else {
                 continue;
             };
             let item = if dest.format.is_passthrough() {
@@ -160,7 +196,15 @@ impl Sanitizer {
                 })
             } else {
                 parsed[dest.class]
-                    .get_or_insert_with(|| Sanitized::parse_valid(text))
+                    .get_or_insert_with(|| {
+                        // An unrestricted destination's event is as it came
+                        // (its members were not written one by one).
+                        if members.is_empty() {
+                            return Sanitized::parse_valid(text);
+                        }
+                        let kept = members.iter().filter(|m| m.kept);
+                        Sanitized::from_spans(text, kept.map(|m| (m.key, m.start, m.end)))
+                    })
                     .as_ref()
                     .and_then(|e| dest.format.native_item(e))
             };

@@ -16,6 +16,15 @@ impl Tally {
         self.masked += other.masked;
         self.transformed += other.transformed;
     }
+
+    /// The counts added since `before`.
+    pub fn since(self, before: Tally) -> Tally {
+        Tally {
+            dropped: self.dropped.saturating_sub(before.dropped),
+            masked: self.masked.saturating_sub(before.masked),
+            transformed: self.transformed.saturating_sub(before.transformed),
+        }
+    }
 }
 
 /// The paths (`properties.email`, `context.page.url`, `products[].sku`)

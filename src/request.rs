@@ -7,6 +7,8 @@
 //! directly. Only the request's own parts are rewritten: the path's `type`,
 //! the write key (removed), and a batch's shared `context`/`integrations`.
 
+use std::borrow::Cow;
+
 use crate::error::EventError;
 use crate::event::{CallType, MAX_DEPTH};
 use crate::json::{Kind, Reader, SyntaxError, SyntaxReason};
@@ -99,19 +101,19 @@ impl From<SyntaxError> for RequestError {
 
 /// One member of an object: its key (decoded, and as written) and the
 /// span of its value.
-struct Member {
-    name: Vec<u8>,
+struct Member<'a> {
+    name: Cow<'a, [u8]>,
     key: (usize, usize),
     value: (usize, usize),
 }
 
 /// Reads the members of the object at the reader (validating all of it).
-fn members(r: &mut Reader<'_>, depth: usize) -> Result<Vec<Member>, SyntaxError> {
+fn members<'a>(r: &mut Reader<'a>, depth: usize) -> Result<Vec<Member<'a>>, SyntaxError> {
     r.begin_object(depth)?;
     let mut out = Vec::new();
     let mut first = true;
     while let Some(key) = r.next_key(&mut first)? {
-        let name = r.decode(key)?.into_owned();
+        let name = r.decode(key)?;
         let value = r.skip_value(depth + 1)?;
         out.push(Member {
             name,
@@ -163,7 +165,7 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
         Call::Batch => {
             let batch =
                 top.iter()
-                    .find(|m| m.name == b"batch")
+                    .find(|m| *m.name == *b"batch")
                     .ok_or(RequestError::InvalidBody(
                         "batch requests need \"batch\": an array of events",
                     ))?;
@@ -217,7 +219,7 @@ const SHARED: [&str; 2] = ["context", "integrations"];
 
 /// The `writeKey` member's value, if it is a non-empty string.
 fn write_key_of(src: &[u8], members: &[Member]) -> Option<String> {
-    let m = members.iter().find(|m| m.name == b"writeKey")?;
+    let m = members.iter().find(|m| *m.name == *b"writeKey")?;
     let mut r = Reader::validated(src, m.value.0, MAX_REQUEST_DEPTH);
     if r.peek_kind().ok()? != Kind::String {
         return None;
@@ -274,7 +276,7 @@ fn single(src: &[u8], top: &[Member], call: CallType) -> Result<String, EventErr
     out.raw(call.name().as_bytes());
     out.raw(b"\"");
     for m in top {
-        if m.name != b"type" && m.name != b"writeKey" {
+        if *m.name != *b"type" && *m.name != *b"writeKey" {
             out.member(m);
         }
     }
@@ -293,7 +295,7 @@ fn batched(
         .zip(own.last())
         .map_or(0, |(a, b)| b.value.1 - a.key.0);
     let mut out = Out::new(src, span);
-    for m in own.iter().filter(|m| m.name != b"writeKey") {
+    for m in own.iter().filter(|m| *m.name != *b"writeKey") {
         let extra = shared.iter().find(|(name, _)| m.name == name.as_bytes());
         let mut r = Reader::validated(src, m.value.0, MAX_REQUEST_DEPTH);
         match extra {

@@ -72,7 +72,64 @@ pub(crate) struct Compiled {
     pub(crate) class: usize,
     /// Where its requests go, once its credential is set.
     pub(crate) target: Option<Target>,
+    /// Per [`MemberKind`], the first restricted destination (index) that
+    /// writes members of that kind exactly as this one does (same rules
+    /// for them, same key scope): a request copies such members from it.
+    pub(crate) shares: [usize; MEMBER_KINDS],
 }
+
+/// What a top-level member's output depends on, besides the event: the
+/// list (or names table) that governs it. Members of the same kind are
+/// written alike by destinations with equal rules for that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MemberKind {
+    /// Governed by no list: structural fields, identifiers, and members
+    /// the call type never sends.
+    Fixed,
+    EventProperties,
+    UserProperties,
+    GroupProperties,
+    Context,
+    Integrations,
+    Names,
+}
+
+pub(crate) const MEMBER_KINDS: usize = 7;
+
+impl MemberKind {
+    /// The kind of a member of an event of type `call`.
+    pub(crate) fn of(field: Field, call: CallType) -> Self {
+        match field {
+            Field::Name(_) => MemberKind::Names,
+            Field::Integrations => MemberKind::Integrations,
+            Field::Context => MemberKind::Context,
+            Field::Properties
+                if matches!(call, CallType::Track | CallType::Page | CallType::Screen) =>
+            {
+                MemberKind::EventProperties
+            }
+            Field::Traits if call == CallType::Identify => MemberKind::UserProperties,
+            Field::Traits if call == CallType::Group => MemberKind::GroupProperties,
+            _ => MemberKind::Fixed,
+        }
+    }
+}
+
+/// One top-level member as written for a destination: where its value
+/// stands in that output, the counts it added, and whether it was kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct MemberOut {
+    /// Where its key starts (the opening quote).
+    pub(crate) key: usize,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    tally: Tally,
+    pub(crate) kept: bool,
+}
+
+/// Members another destination wrote for this event, per member, that the
+/// one being written may copy: that output and the member's place in it.
+pub(crate) type Reuse<'b> = [Option<(&'b [u8], MemberOut)>];
 
 impl Compiled {
     /// Whether the edge sends it anything.
@@ -176,7 +233,7 @@ impl Sanitizer {
                         && policy.lists_for(a) == policy.lists_for(b)
                         && policy.names_for(a) == policy.names_for(b)))
         };
-        let destinations = policy
+        let mut destinations: Vec<Compiled> = policy
             .destinations
             .iter()
             .enumerate()
@@ -187,6 +244,7 @@ impl Sanitizer {
                     .position(|other| same(other, d))
                     .unwrap_or(i),
                 target: None,
+                shares: [usize::MAX; MEMBER_KINDS],
                 name: d.name.clone(),
                 endpoint: d.endpoint.clone(),
                 integration: d.integration.clone(),
@@ -202,6 +260,9 @@ impl Sanitizer {
                 },
             })
             .collect();
+        for i in 0..destinations.len() {
+            destinations[i].shares = shares(&destinations, i);
+        }
         Ok(Sanitizer {
             identifiers: policy.identifiers,
             maskers,
@@ -324,7 +385,7 @@ impl Sanitizer {
         if let Err(reason) = self.gate(event, dest) {
             return Ok((None, Tally::default(), (reason, None)));
         }
-        let (out, tally, reason, trail) = self.write_sent(event, dest, trail, memo)?;
+        let (out, tally, reason, trail) = self.write_sent(event, dest, trail, memo, &[], None)?;
         Ok((Some(out), tally, (reason, trail)))
     }
 
@@ -345,12 +406,18 @@ impl Sanitizer {
 
     /// Writes the event for a destination [`Sanitizer::gate`] let through;
     /// masked values are looked up in (and added to) `memo`.
+    ///
+    /// Members `reuse` holds are copied from another destination's output
+    /// instead of being written again; with `record`, where each member
+    /// stands in this output is noted for the next.
     pub(crate) fn write_sent(
         &self,
         event: &Event<'_>,
         dest: &Compiled,
         trail: Option<Trail>,
         memo: Option<&RefCell<Memo>>,
+        reuse: &Reuse<'_>,
+        record: Option<&mut Vec<MemberOut>>,
     ) -> Result<(String, Tally, Reason, Option<Trail>), Error> {
         let restricted = match &dest.route {
             Route::Restricted(r) => r,
@@ -370,12 +437,52 @@ impl Sanitizer {
             tally: Tally::default(),
             trail,
         };
-        w.event(event, restricted, &self.identifiers)?;
+        w.event(event, restricted, &self.identifiers, reuse, record)?;
         // The output holds input slices cut at JSON token boundaries and
         // ASCII, so it is UTF-8; the check only keeps this panic-free.
         let out = String::from_utf8(w.out).map_err(|_| Error::Event(EventError::NotObject))?;
         Ok((out, w.tally, Reason::Sanitized, w.trail))
     }
+}
+
+/// For each member kind, the first restricted destination (up to `i`)
+/// whose rules for it and key scope equal destination `i`'s; `usize::MAX`
+/// for a destination that is not restricted.
+fn shares(destinations: &[Compiled], i: usize) -> [usize; MEMBER_KINDS] {
+    let mut out = [usize::MAX; MEMBER_KINDS];
+    let Route::Restricted(mine) = &destinations[i].route else {
+        return out;
+    };
+    let same = |kind: MemberKind, a: &Restricted, b: &Restricted| match kind {
+        MemberKind::Fixed => true,
+        MemberKind::EventProperties => a.tries.event == b.tries.event,
+        MemberKind::UserProperties => a.tries.user == b.tries.user,
+        MemberKind::GroupProperties => a.tries.group == b.tries.group,
+        MemberKind::Context => a.tries.context == b.tries.context,
+        MemberKind::Integrations => a.tries.integrations == b.tries.integrations,
+        MemberKind::Names => a.names == b.names,
+    };
+    let kinds = [
+        MemberKind::Fixed,
+        MemberKind::EventProperties,
+        MemberKind::UserProperties,
+        MemberKind::GroupProperties,
+        MemberKind::Context,
+        MemberKind::Integrations,
+        MemberKind::Names,
+    ];
+    for kind in kinds {
+        out[kind as usize] = destinations[..=i]
+            .iter()
+            .position(|d| match &d.route {
+                Route::Restricted(other) => {
+                    d.scope == destinations[i].scope && same(kind, other, mine)
+                }
+                _ => false,
+            })
+            .unwrap_or(i);
+    }
+    out
 }
 
 /// The masker of a key scope: the deployment key's own for the default
@@ -455,9 +562,11 @@ impl<'a> Writer<'a> {
         event: &Event<'a>,
         dest: &Restricted,
         ids: &Identifiers,
+        reuse: &Reuse<'_>,
+        mut record: Option<&mut Vec<MemberOut>>,
     ) -> Result<(), Error> {
         self.out.push(b'{');
-        for m in &event.members {
+        for (i, m) in event.members.iter().enumerate() {
             // Event::read validated all of it.
             let mut r = Reader::validated(self.src, m.value, MAX_DEPTH);
             let mark = self.out.len();
@@ -466,7 +575,30 @@ impl<'a> Writer<'a> {
                 None => 0,
             };
             self.key(m.key);
-            if !self.member(&mut r, m, event, dest, ids)? {
+            let (start, before) = (self.out.len(), self.tally);
+            let copied = reuse
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|(out, done)| Some((out.get(done.start..done.end)?, done)));
+            let kept = match copied {
+                Some((bytes, done)) => {
+                    self.out.extend_from_slice(bytes);
+                    self.tally.add(done.tally);
+                    done.kept
+                }
+                None => self.member(&mut r, m, event, dest, ids)?,
+            };
+            if let Some(record) = record.as_deref_mut() {
+                record.push(MemberOut {
+                    key: start - 1 - (m.key.end - m.key.start),
+                    start,
+                    end: self.out.len(),
+                    tally: self.tally.since(before),
+                    kept,
+                });
+            }
+            if !kept {
                 self.out.truncate(mark);
                 self.note(Done::Dropped);
             }
@@ -732,19 +864,19 @@ impl<'a> Writer<'a> {
             Some(Action::Url(i)) => {
                 let rule = self.urls.get(usize::from(i));
                 let tag = transform_tag(TAG_URL, u64::from(i));
-                self.transform(r, depth, Some(tag), |v| match (v, rule) {
+                self.transform(r, depth, Some(tag), &|v| match (v, rule) {
                     (Input::Text(text), Some(rule)) => rule.apply(text).map(Output::Text),
                     _ => None,
                 })
             }
             Some(Action::Ip(mode)) => {
                 let tag = transform_tag(TAG_IP, mode as u64);
-                self.transform(r, depth, Some(tag), |v| ip::apply(v, mode))
+                self.transform(r, depth, Some(tag), &|v| ip::apply(v, mode))
             }
             // Cheaper to compute than to look up.
-            Some(Action::Zip3) => self.transform(r, depth, None, zip3::apply),
-            Some(Action::Year) => self.transform(r, depth, None, year::apply),
-            Some(Action::Age) => self.transform(r, depth, None, age::apply),
+            Some(Action::Zip3) => self.transform(r, depth, None, &zip3::apply),
+            Some(Action::Year) => self.transform(r, depth, None, &year::apply),
+            Some(Action::Age) => self.transform(r, depth, None, &age::apply),
             Some(Action::Allow { .. } | Action::Drop) | None => {
                 r.skip_value(depth).map_err(syntax)?;
                 Ok(false)
@@ -760,7 +892,7 @@ impl<'a> Writer<'a> {
         r: &mut Reader<'a>,
         depth: usize,
         tag: Option<u64>,
-        action: impl Fn(Input<'_>) -> Option<Output>,
+        action: &dyn Fn(Input<'_>) -> Option<Output>,
     ) -> Result<bool, Error> {
         let put = |out: &mut Vec<u8>, output: Option<Output>| match output {
             Some(Output::Text(text)) => {
@@ -777,13 +909,15 @@ impl<'a> Writer<'a> {
             Kind::String => {
                 let span = r.string().map_err(syntax)?;
                 let text = r.decode(span).map_err(syntax)?;
-                self.remembered(tag, &text, |out| put(out, action(Input::Text(&text))))
+                self.remembered(tag, &text, &mut |out| put(out, action(Input::Text(&text))))
             }
             Kind::Number => {
                 let (start, end) = r.number().map_err(syntax)?;
                 let number = &self.src[start..end];
                 let tag = tag.map(|t| t | TAG_NUMBER);
-                self.remembered(tag, number, |out| put(out, action(Input::Number(number))))
+                self.remembered(tag, number, &mut |out| {
+                    put(out, action(Input::Number(number)))
+                })
             }
             _ => {
                 r.skip_value(depth).map_err(syntax)?;
@@ -803,7 +937,7 @@ impl<'a> Writer<'a> {
         &mut self,
         tag: Option<u64>,
         bytes: &[u8],
-        compute: impl FnOnce(&mut Vec<u8>) -> u8,
+        compute: &mut dyn FnMut(&mut Vec<u8>) -> u8,
     ) -> u8 {
         match (self.memo, tag) {
             (Some(memo), Some(tag)) => memo.borrow_mut().write(tag, bytes, &mut self.out, compute),
@@ -826,15 +960,15 @@ impl<'a> Writer<'a> {
                 let tag = transform_tag(TAG_SCAN, scope << 16 | options);
                 // A clean string is copied as written (its own escapes), so
                 // the memo keeps only that it was clean.
-                let code = self.remembered(Some(tag), &text, |out| {
-                    match scan::apply(&text, scan, masker) {
-                        Scanned::Clean => 1,
-                        Scanned::Replaced(s) => {
-                            json::write_string(out, &s);
-                            2
-                        }
-                        Scanned::Drop => 0,
+                let code = self.remembered(Some(tag), &text, &mut |out| match scan::apply(
+                    &text, scan, masker,
+                ) {
+                    Scanned::Clean => 1,
+                    Scanned::Replaced(s) => {
+                        json::write_string(out, &s);
+                        2
                     }
+                    Scanned::Drop => 0,
                 });
                 match code {
                     0 => return Ok(false),

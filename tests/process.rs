@@ -16,7 +16,7 @@ const AMPLITUDE_KEY: &str = "0123456789abcdef0123456789abcdef";
 
 /// Six destinations, one per format: two share their lists (one class),
 /// one has its own lists, one its own key scope, one takes tracks only,
-/// one is unrestricted under a BAA. The url, ip and scan rules run through
+/// two are unrestricted under a BAA (one of them in a native format). The url, ip and scan rules run through
 /// the request's memo (values repeat across events and destinations).
 fn policy() -> Value {
     json!({
@@ -40,6 +40,8 @@ fn policy() -> Value {
             "seg": {"connection": "server-side", "endpoint": "https://seg.example/v1/batch"},
             "lake": {"connection": "server-side", "endpoint": "https://lake.example/in", "format": "ndjson",
                      "restrict_phi": false, "baa": true},
+            "vault": {"connection": "server-side", "endpoint": "https://vault.example/2/httpapi", "format": "amplitude",
+                      "restrict_phi": false, "baa": true},
             "web": {"connection": "client-side", "restrict_phi": false, "baa": true}
         }
     })
@@ -48,6 +50,7 @@ fn policy() -> Value {
 fn sanitizer() -> Sanitizer {
     let mut s = Sanitizer::new(&policy().to_string(), Some(KEY)).unwrap();
     s.connect("amp", Some(AMPLITUDE_KEY)).unwrap();
+    s.connect("vault", Some(AMPLITUDE_KEY)).unwrap();
     s.connect("ph", Some("phc_abcdefgh12345678")).unwrap();
     s
 }
@@ -71,7 +74,7 @@ fn one_by_one(
         }
     }
     let api_key = match destination {
-        "amp" => Some(AMPLITUDE_KEY),
+        "amp" | "vault" => Some(AMPLITUDE_KEY),
         "ph" => Some("phc_abcdefgh12345678"),
         _ => None,
     };
@@ -121,7 +124,7 @@ fn every_destination_gets_what_one_event_at_a_time_gives() {
         .collect();
     assert_eq!(
         names,
-        ["amp", "mix", "ga", "ph", "seg", "lake"],
+        ["amp", "mix", "ga", "ph", "seg", "lake", "vault"],
         "server-side only, in policy order"
     );
     for d in &done.deliveries {
@@ -129,7 +132,7 @@ fn every_destination_gets_what_one_event_at_a_time_gives() {
         assert_eq!(d.bodies, bodies, "{}", d.destination);
         assert_eq!(d.events, indexes, "{}", d.destination);
         assert_eq!(d.sent as usize, indexes.iter().map(Vec::len).sum::<usize>());
-        if d.destination != "lake" {
+        if !["lake", "vault"].contains(&d.destination.as_str()) {
             assert!(
                 d.bodies.iter().all(|b| !b.contains("PHI-123")),
                 "{}",
@@ -382,7 +385,7 @@ proptest! {
             let (bodies, indexes) = one_by_one(&s, &events, &d.destination);
             prop_assert_eq!(&d.bodies, &bodies);
             prop_assert_eq!(&d.events, &indexes);
-            if d.destination != "lake" {
+            if !["lake", "vault"].contains(&d.destination.as_str()) {
                 prop_assert!(d.bodies.iter().all(|b| !b.contains(&phi)));
             }
         }

@@ -31,11 +31,9 @@ impl Normalize {
         let text = std::str::from_utf8(value).ok()?;
         let out = match self {
             Normalize::Email => text.trim().to_ascii_lowercase(),
-            Normalize::Text => text
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .to_ascii_lowercase(),
+            Normalize::Text => {
+                crate::action::url::joined(text.split_whitespace(), ' ').to_ascii_lowercase()
+            }
             Normalize::Phone => {
                 let digits: String = text.chars().filter(char::is_ascii_digit).collect();
                 match digits.len() {

@@ -58,33 +58,30 @@ impl UrlRule {
                     t.starts_with(':') && !s.is_empty() || decoded(s).as_deref() == Some(t.as_str())
                 })
             {
-                return template.join("/");
+                return joined(template.iter().map(String::as_str), '/');
             }
         }
-        segments
-            .iter()
-            .map(|s| if identifier_like(s) { ":id" } else { s })
-            .collect::<Vec<_>>()
-            .join("/")
+        joined(
+            segments
+                .iter()
+                .map(|s| if identifier_like(s) { ":id" } else { s }),
+            '/',
+        )
     }
 
     /// The parameters the rule keeps, as written, in their order.
     fn query_of(&self, query: &str) -> String {
-        query
-            .split('&')
-            .filter(|pair| {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                // A prefix keeps names it cannot vouch for, so names are
-                // checked for PHI like values.
-                let clean = |s: &str| {
-                    decoded(&s.replace('+', " ")).filter(|d| {
-                        !detect::any(d.as_bytes(), Detectors::DEFAULT) && !d.contains('@')
-                    })
-                };
-                clean(name).is_some_and(|n| self.keeps(&n)) && clean(value).is_some()
-            })
-            .collect::<Vec<_>>()
-            .join("&")
+        let kept = query.split('&').filter(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            // A prefix keeps names it cannot vouch for, so names are
+            // checked for PHI like values.
+            let clean = |s: &str| {
+                decoded(&s.replace('+', " "))
+                    .filter(|d| !detect::any(d.as_bytes(), Detectors::DEFAULT) && !d.contains('@'))
+            };
+            clean(name).is_some_and(|n| self.keeps(&n)) && clean(value).is_some()
+        });
+        joined(kept, '&')
     }
 
     fn keeps(&self, name: &str) -> bool {
@@ -95,17 +92,35 @@ impl UrlRule {
     }
 }
 
+/// The parts with `separator` between them.
+pub(crate) fn joined<'s>(parts: impl Iterator<Item = &'s str>, separator: char) -> String {
+    let mut out = String::new();
+    for (i, part) in parts.enumerate() {
+        if i > 0 {
+            out.push(separator);
+        }
+        out.push_str(part);
+    }
+    out
+}
+
 /// `scheme://host[:port]` of an absolute http(s) URL (user info removed),
 /// and the rest.
 fn origin(url: &str) -> Option<(String, &str)> {
-    let (scheme, after) = url.split_once("://")?;
+    // By hand rather than `split_once("://")`, whose substring search
+    // weighs on the Worker; http(s) schemes hold no ':'.
+    let colon = url.find(':')?;
+    let (scheme, after) = (url.get(..colon)?, url.get(colon + 1..)?.strip_prefix("//")?);
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
         return None;
     }
     let end = after.find(['/', '?']).unwrap_or(after.len());
     let (authority, rest) = after.split_at(end);
-    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host_port = match authority.rfind('@') {
+        Some(at) => authority.get(at + 1..).unwrap_or_default(),
+        None => authority,
+    };
     if host_port.is_empty() || host_port.starts_with(':') {
         return None;
     }
