@@ -106,6 +106,7 @@ const HIGHS: u64 = splat(0x80);
 /// character: what ends a plain run of a JSON string. Only the lowest set
 /// bit is exact (a borrow may mark bytes above a match), which is the one
 /// used.
+#[inline(always)]
 fn specials(w: u64) -> u64 {
     let quote = w ^ splat(b'"');
     let backslash = w ^ splat(b'\\');
@@ -118,27 +119,24 @@ fn specials(w: u64) -> u64 {
 /// The offset of the first `"`, `\` or control character at or after
 /// `pos` (or the end): eight bytes at a time, so long strings cost little.
 #[inline(always)]
-pub fn plain_run(src: &[u8], pos: usize) -> usize {
-    let rest = src.get(pos..).unwrap_or_default();
-    let mut chunks = rest.chunks_exact(8);
-    let mut at = pos;
-    for chunk in &mut chunks {
+pub fn plain_run(src: &[u8], mut pos: usize) -> usize {
+    while let Some(chunk) = src.get(pos..pos + 8) {
         let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
             break;
         };
         let found = specials(u64::from_le_bytes(bytes));
         if found != 0 {
-            return at + (found.trailing_zeros() / 8) as usize;
+            return pos + (found.trailing_zeros() / 8) as usize;
         }
-        at += 8;
+        pos += 8;
     }
-    for &b in chunks.remainder() {
+    while let Some(&b) = src.get(pos) {
         if b == b'"' || b == b'\\' || b < 0x20 {
-            return at;
+            break;
         }
-        at += 1;
+        pos += 1;
     }
-    at
+    pos
 }
 
 impl<'a> Reader<'a> {
