@@ -181,17 +181,26 @@ impl Format {
             Format::Mixpanel => ("]", ","),
             _ => ("]}", ","),
         };
-        // Groups of items sharing a request, in order of first appearance.
-        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+        // Groups of items sharing a request, in order of first appearance
+        // (found by a hash first: GA4 has one per user).
+        let hash = |s: &str| {
+            s.bytes()
+                .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+        };
+        let mut groups: Vec<(u32, &str, Vec<usize>)> = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            match groups.iter_mut().find(|(s, _)| *s == item.shared) {
-                Some((_, list)) => list.push(i),
-                None => groups.push((&item.shared, vec![i])),
+            let h = hash(&item.shared);
+            match groups
+                .iter_mut()
+                .find(|(gh, s, _)| *gh == h && *s == item.shared)
+            {
+                Some((_, _, list)) => list.push(i),
+                None => groups.push((h, &item.shared, vec![i])),
             }
         }
         let mut bodies = Vec::new();
         let mut too_large = Vec::new();
-        for (shared, list) in groups {
+        for (_, shared, list) in groups {
             let open = self.open(shared, api_key);
             let mut body = Body::default();
             for i in list {
