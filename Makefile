@@ -1,6 +1,6 @@
 # phimask: `make run` starts it locally, `make test` runs every test.
 # Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: run examples test build bench size fmt lint setup
+.PHONY: run examples test build bench size fmt lint setup fuzz
 
 run:
 	scripts/run.sh
@@ -18,12 +18,19 @@ build:
 bench: build
 	node benches/bench.mjs
 
+# Each fuzz target for FUZZ_SECONDS (10 minutes unless set); figures in
+# fuzz/RESULTS.md.
+fuzz:
+	scripts/setup.sh --browser
+	RESULTS=fuzz/RESULTS.md scripts/fuzz.sh $${FUZZ_SECONDS:-600}
+
 size: build
 	@for p in pkg pkg-worker; do printf '%s/phimask_bg.wasm: %s bytes, %s gzipped\n' \
 	  "$$p" "$$(wc -c < $$p/phimask_bg.wasm)" "$$(gzip -9c $$p/phimask_bg.wasm | wc -c)"; done
 
 fmt:
 	cargo fmt --all
+	cargo fmt --manifest-path fuzz/Cargo.toml
 
 lint:
 	cargo fmt --all -- --check

@@ -2,8 +2,8 @@
 # Installs what phimask needs, idempotently: the wasm32 target, a pinned
 # nightly Rust for the Worker's build, the
 # wasm-bindgen CLI matching Cargo.lock, the npm packages of package-lock.json,
-# and with --browser what only the tests need: Debian's Chromium and the
-# Python SDK (in .venv).
+# and with --browser what only the tests need: Debian's Chromium, the
+# Python SDK (in .venv) and cargo-fuzz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -47,6 +47,13 @@ if [ "${1:-}" = "--browser" ] && { [ ! -f "$pystamp" ] || ! cmp -s tests/sdk/req
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
   cp tests/sdk/requirements.txt "$pystamp"
+fi
+
+# The fuzzer (scripts/fuzz.sh), run by the pinned nightly.
+fuzz_version=0.13.2
+if [ "${1:-}" = "--browser" ] && [ "$(cargo fuzz --version 2>/dev/null | awk '{ print $2 }')" != "$fuzz_version" ]; then
+  say "installing cargo-fuzz $fuzz_version (about a minute, once)"
+  cargo install cargo-fuzz --version "$fuzz_version" --locked
 fi
 
 if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then

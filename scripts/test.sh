@@ -21,5 +21,8 @@ step "cargo test"
 cargo test --release
 step "TypeScript types"
 npx --no-install tsc -p tests/types
+step "fuzzing: saved crashes replayed, each target for 10 s (make fuzz runs them for 10 min)"
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+scripts/fuzz.sh 10
 step "JavaScript tests (Node and headless Chromium)"
 node --test --test-concurrency=1 tests/js/*.test.mjs

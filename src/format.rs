@@ -184,8 +184,9 @@ impl Format {
         // Groups of items sharing a request, in order of first appearance
         // (found by a hash first: GA4 has one per user).
         let hash = |s: &str| {
-            s.bytes()
-                .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+            s.bytes().fold(0x811c_9dc5u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            })
         };
         let mut groups: Vec<(u32, &str, Vec<usize>)> = Vec::new();
         for (i, item) in items.iter().enumerate() {

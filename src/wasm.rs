@@ -138,6 +138,7 @@ export interface Explanation {
 export interface Target {
   url: string;
   authorization?: string;
+  format: "segment" | "amplitude" | "mixpanel" | "ga4" | "posthog" | "ndjson";
 }
 /** What `processRequest` made of a tracking request. */
 export interface Processed {
@@ -435,6 +436,9 @@ impl Sanitizer {
         if let Some(auth) = &target.authorization {
             set(&out, "authorization", &JsValue::from_str(auth));
         }
+        if let Some(format) = self.inner.format(destination) {
+            set(&out, "format", &JsValue::from_str(format.name()));
+        }
         Ok(out)
     }
 
@@ -503,7 +507,8 @@ impl Sanitizer {
     }
 
     /// The format a destination's endpoint speaks (`segment` …), or
-    /// undefined.
+    /// undefined. (The Worker's build has it from `connect`.)
+    #[cfg(feature = "full")]
     pub fn format(&self, destination: &str) -> Option<String> {
         self.inner.format(destination).map(|f| f.name().to_owned())
     }

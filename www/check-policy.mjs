@@ -7,7 +7,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { validatePolicy } from "./node.mjs";
-import { preparedModule } from "./prepared-module.mjs";
+import { preparedPolicy } from "./prepared-module.mjs";
 
 const [path, out] = process.argv.slice(2);
 if (!path) {
@@ -31,8 +31,9 @@ if (!valid) {
   console.error(`phimask: ${path} is invalid (${errors.length} error${errors.length === 1 ? "" : "s"}); nothing was built`);
   process.exit(1);
 }
+const { module, sha256 } = preparedPolicy(text, path);
 if (out) {
   mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, preparedModule(text, path));
+  writeFileSync(out, module);
 }
-console.error(`phimask: ${path} is valid${warnings.length ? ` (${warnings.length} warning${warnings.length === 1 ? "" : "s"})` : ""}`);
+console.error(`phimask: ${path} is valid${warnings.length ? ` (${warnings.length} warning${warnings.length === 1 ? "" : "s"})` : ""}; prepared policy sha256 ${sha256} (GET /health reports it)`);

@@ -9,7 +9,21 @@ import { preparePolicy } from "./node.mjs";
  * (code `invalid_policy`, with `errors`) for an invalid one.
  */
 export function preparedModule(text, source) {
-  const prepared = Buffer.from(preparePolicy(text)).toString("base64");
+  return preparedPolicy(text, source).module;
+}
+
+/**
+ * The module's text and the prepared policy's SHA-256 (its last 32 bytes:
+ * what the Worker's GET /health reports, so an operator can tell which
+ * policy a deployment runs).
+ */
+export function preparedPolicy(text, source) {
+  const bytes = preparePolicy(text);
+  const sha256 = Buffer.from(bytes.subarray(-32)).toString("hex");
+  return { module: moduleText(Buffer.from(bytes).toString("base64"), text, source), sha256 };
+}
+
+function moduleText(prepared, text, source) {
   const { environment } = JSON.parse(text);
   return `// Prepared from ${source} by www/check-policy.mjs; do not edit.\n` +
     `export default { environment: ${JSON.stringify(environment)}, prepared: "${prepared}" };\n`;

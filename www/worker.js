@@ -36,6 +36,25 @@ function credentialSecrets(destinations) {
   return secrets;
 }
 
+/**
+ * GET /health: the deployment as an operator checks it — environment, the
+ * policy's hash, each destination with its format and whether its
+ * credential secret is set, and whether the Worker's own secrets are set;
+ * never a secret's value. 503 when the Worker accepts nothing, with why.
+ */
+function health(policy, hash, env, compiled) {
+  const set = (name) => typeof env[name] === "string" && env[name] !== "";
+  const body = {
+    ok: !compiled.error,
+    environment: policy.environment,
+    policy: { version: 1, sha256: hash },
+    secrets: { PHI_MASKING_KEY: set("PHI_MASKING_KEY"), WRITE_KEYS: set("WRITE_KEYS") },
+    destinations: [...(compiled.targets?.values() ?? [])].map((t) => ({ name: t.destination, format: t.format, credential: t.secret ? set(t.secret) : false })),
+  };
+  if (compiled.error) body.error = { code: compiled.error.code, message: compiled.error.message };
+  return reply(compiled.error ? 503 : 200, body);
+}
+
 /** The credential secrets as they stand, to notice when they change. */
 function credentialKey(env) {
   return JSON.stringify(Object.keys(env).filter((k) => k.startsWith("AUTH_")).sort().map((k) => [k, env[k]]));
@@ -48,6 +67,8 @@ function credentialKey(env) {
  */
 export function createWorker(policy) {
   const prepared = Uint8Array.from(atob(policy.prepared), (c) => c.charCodeAt(0));
+  // A prepared policy ends with its SHA-256 (check-policy prints it).
+  const hash = Array.from(prepared.subarray(-32), (b) => b.toString(16).padStart(2, "0")).join("");
   let compiled = null;
 
   function sanitizerFor(env) {
@@ -66,7 +87,8 @@ export function createWorker(policy) {
         // event; the targets hold them, so they are never logged.
         const targets = new Map(destinations.map((d) => {
           const secret = secrets.get(d);
-          return [d, { destination: d, format: sanitizer.format(d), target: sanitizer.connect(d, secret ? env[secret] ?? null : null) }];
+          const target = sanitizer.connect(d, secret ? env[secret] ?? null : null);
+          return [d, { destination: d, secret, format: target.format, target }];
         }));
         compiled = { key, credentials, sanitizer, targets };
         console.log(JSON.stringify({ phimask: "policy compiled", environment: policy.environment, destinations: destinations.map((d) => ({ name: d, format: targets.get(d).format })) }));
@@ -85,6 +107,10 @@ export function createWorker(policy) {
   return {
     async fetch(request, env, ctx) {
       const url = new URL(request.url);
+      if (url.pathname === "/health") {
+        if (request.method !== "GET") return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use GET" }, { Allow: "GET" });
+        return health(policy, hash, env, sanitizerFor(env));
+      }
       const match = /^\/v1\/([a-z]+)$/.exec(url.pathname);
       const call = match && Object.hasOwn(CALLS, match[1]) ? CALLS[match[1]] : undefined;
       if (!call) return reply(404, { success: false, code: "not_found", error: "not found: use POST /v1/{track,identify,group,page,screen,alias,batch} (or /v1/{t,i,g,p,s,a,b,import})" });

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Sanitizer } from "../../www/node.mjs";
+import { preparedPolicy } from "../../www/prepared-module.mjs";
 import { bundle, closedUrl, sleep, startDestination, startWorker, until } from "./worker-harness.mjs";
 
 const KEY = "worker-test-masking-key-0123456789abcdef";
@@ -307,6 +308,28 @@ describe("edge worker", () => {
     assert.equal(res.status, 200);
   });
 
+  test("GET /health: environment, the policy's hash, destinations with their format and credential, secrets set — never their values", async () => {
+    const res = await worker.mf.dispatchFetch("http://edge.test/health");
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.deepEqual(JSON.parse(text), {
+      ok: true,
+      environment: "test",
+      // The hash check-policy prints at build time for this policy.
+      policy: { version: 1, sha256: preparedPolicy(JSON.stringify(policy), "a test policy").sha256 },
+      secrets: { PHI_MASKING_KEY: true, WRITE_KEYS: true },
+      destinations: [
+        { name: "amplitude", format: "segment", credential: false },
+        { name: "ads", format: "segment", credential: false },
+        { name: "warehouse", format: "segment", credential: true },
+      ],
+    });
+    for (const v of [KEY, WRITE_KEY, WAREHOUSE_AUTH, "other-key"]) assert.ok(!text.includes(v), "no secret's value");
+    const post = await worker.mf.dispatchFetch("http://edge.test/health", { method: "POST", body: "{}" });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get("allow"), "GET");
+  });
+
   test("logs name destination, status and count, never event values or keys", async () => {
     await until(() => worker.logs.some((l) => l.includes('"phimask":"forwarded"')), "a forward log");
     const text = worker.logs.join("\n");
@@ -336,6 +359,15 @@ describe("edge worker", () => {
         assert.match(body.code, /^(missing_key|key_too_short)$/);
         assert.match(body.error, /PHI_MASKING_KEY/);
         assert.ok(!JSON.stringify(body).includes("too-short"));
+        // /health says why, and which secrets are set.
+        const health = await w.mf.dispatchFetch("http://edge.test/health");
+        assert.equal(health.status, 503);
+        const status = await health.json();
+        assert.equal(status.ok, false);
+        assert.equal(status.error.code, body.code);
+        assert.deepEqual(status.secrets, { PHI_MASKING_KEY: "PHI_MASKING_KEY" in bindings, WRITE_KEYS: true });
+        assert.deepEqual(status.destinations, []);
+        assert.ok(!JSON.stringify(status).includes("too-short"), "never the key");
         await sleep(300);
         assert.equal(total(), before);
         const said = w.logs.filter((l) => l.includes('"phimask":"not configured"'));
