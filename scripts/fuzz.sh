@@ -30,11 +30,11 @@ for t in "${targets[@]}"; do
     echo "fuzz: $t: ${#saved[@]} saved crash input(s) replayed"
   fi
   if ! cargo "+$nightly" fuzz run "$t" "corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 >/dev/null 2>"$log"; then
-    grep -E "panicked|ERROR|SUMMARY" "$log" | head -5 >&2
+    grep -a -E "panicked|ERROR|SUMMARY" "$log" | head -5 >&2
     echo "fuzz: $t crashed; the input is in fuzz/artifacts/$t/" >&2
     exit 1
   fi
-  done_line=$(grep -E "^#[0-9]+[[:space:]]+DONE" "$log" | tail -1)
+  done_line=$(grep -a -E "^#[0-9]+[[:space:]]+DONE" "$log" | tail -1)
   runs=$(sed -E 's/^#([0-9]+).*/\1/' <<<"$done_line")
   field() { sed -E "s|.*$1: ([0-9]+[a-zA-Z]*).*|\1|" <<<"$done_line"; }
   printf 'fuzz: %-15s %ss, %s runs, %s exec/s, cov %s, ft %s, corpus %s, no crash\n' \
