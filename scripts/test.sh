@@ -23,6 +23,7 @@ step "TypeScript types"
 npx --no-install tsc -p tests/types
 step "fuzzing: saved crashes replayed, each target for 10 s (make fuzz runs them for 10 min)"
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+cargo clippy --quiet --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 scripts/fuzz.sh 10
 step "JavaScript tests (Node and headless Chromium)"
 node --test --test-concurrency=1 tests/js/*.test.mjs

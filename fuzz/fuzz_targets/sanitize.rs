@@ -43,12 +43,12 @@ fuzz_target!(|data: &[u8]| {
 fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let mut rules: Vec<(Vec<Step>, &str)> = Vec::new();
     for _ in 0..u.int_in_range(0..=8)? {
-        let mut steps = vec![Step::Key(*u.choose(&KEYS)?)];
+        let mut steps = vec![Step::Key(u.choose(&KEYS)?)];
         for _ in 0..u.int_in_range(0..=2)? {
             steps.push(if u.ratio(1, 3)? {
                 Step::Elements
             } else {
-                Step::Key(*u.choose(&KEYS)?)
+                Step::Key(u.choose(&KEYS)?)
             });
         }
         rules.push((steps, *u.choose(&ACTIONS)?));
@@ -82,13 +82,8 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     };
     check_json(&out);
     for (at, marker) in &leaves {
-        let covered = rules.iter().any(|(steps, _)| {
-            steps.len() <= at.len()
-                && steps
-                    .iter()
-                    .zip(at)
-                    .all(|(r, e)| r == e || *r == Step::Elements && *e == Step::Elements)
-        });
+        // A rule covers a leaf when its steps begin the leaf's path.
+        let covered = rules.iter().any(|(steps, _)| at.starts_with(steps));
         assert!(
             covered || !out.contains(marker.as_str()),
             "{marker} at {} leaked: {out}",
