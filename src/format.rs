@@ -175,7 +175,19 @@ impl Format {
     /// PostHog). Each body comes with the indexes of its items. Items too
     /// large for any body are left out and their indexes returned.
     pub fn bodies(self, items: &[Item], api_key: Option<&str>) -> (Vec<Body>, Vec<usize>) {
-        let limits = self.limits();
+        self.bodies_within(items, api_key, usize::MAX)
+    }
+
+    /// As [`Format::bodies`], with no body over `max_bytes` either (a
+    /// queue message's size): an item too large for it is refused too.
+    pub fn bodies_within(
+        self,
+        items: &[Item],
+        api_key: Option<&str>,
+        max_bytes: usize,
+    ) -> (Vec<Body>, Vec<usize>) {
+        let mut limits = self.limits();
+        limits.bytes = limits.bytes.min(max_bytes);
         let (close, separator) = match self {
             Format::Ndjson => ("\n", "\n"),
             Format::Mixpanel => ("]", ","),

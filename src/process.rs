@@ -77,6 +77,21 @@ impl Sanitizer {
     /// not JSON, not a request); an event unusable on its own is refused
     /// in [`Processed::rejected`] instead.
     pub fn process_request(&self, body: &[u8], call: Call) -> Result<Processed, RequestError> {
+        self.process_request_within(body, call, usize::MAX)
+    }
+
+    /// As [`Sanitizer::process_request`], with no request body over
+    /// `max_body_bytes` (the Worker's queue messages hold one body each):
+    /// an event whose body alone would exceed it counts as oversize.
+    ///
+    /// # Errors
+    /// As [`Sanitizer::process_request`].
+    pub fn process_request_within(
+        &self,
+        body: &[u8],
+        call: Call,
+        max_body_bytes: usize,
+    ) -> Result<Processed, RequestError> {
         let text = std::str::from_utf8(body).map_err(|e| RequestError::InvalidJson {
             offset: e.valid_up_to(),
             reason: SyntaxReason::UnexpectedByte("UTF-8 text"),
@@ -115,7 +130,7 @@ impl Sanitizer {
             .filter(|(d, _)| d.is_server_side())
             .map(|(d, p)| {
                 let api_key = d.target.as_ref().and_then(|t| t.api_key.as_deref());
-                deliver(d.format, &d.name, api_key, p)
+                deliver(d.format, &d.name, api_key, p, max_body_bytes)
             })
             .collect();
         Ok(Processed {
@@ -221,8 +236,14 @@ impl Sanitizer {
 }
 
 /// Gathers a destination's items into bodies and counts.
-fn deliver(format: Format, name: &str, api_key: Option<&str>, p: Pending) -> Delivery {
-    let (bodies, too_large) = format.bodies(&p.items, api_key);
+fn deliver(
+    format: Format,
+    name: &str,
+    api_key: Option<&str>,
+    p: Pending,
+    max_bytes: usize,
+) -> Delivery {
+    let (bodies, too_large) = format.bodies_within(&p.items, api_key, max_bytes);
     let mut delivery = Delivery {
         destination: name.to_owned(),
         unmapped: p.unmapped,

@@ -285,6 +285,13 @@ impl Sanitizer {
         Some(self.find(destination).ok()?.format)
     }
 
+    /// Whether a destination's events are restricted (`restrict_phi`):
+    /// `Some(false)` for one under a BAA, whose events keep their PHI.
+    pub fn restricts(&self, destination: &str) -> Option<bool> {
+        let d = self.find(destination).ok()?;
+        Some(matches!(d.route, Route::Restricted(_)))
+    }
+
     /// The endpoint of a destination, if it has one.
     pub fn endpoint(&self, destination: &str) -> Option<&str> {
         self.find(destination).ok()?.endpoint.as_deref()

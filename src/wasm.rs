@@ -139,6 +139,8 @@ export interface Target {
   url: string;
   authorization?: string;
   format: "segment" | "amplitude" | "mixpanel" | "ga4" | "posthog" | "ndjson";
+  /** False for a destination under a BAA (`restrict_phi: false`): its bodies keep PHI. */
+  restricted: boolean;
 }
 /** What `processRequest` made of a tracking request. */
 export interface Processed {
@@ -439,6 +441,9 @@ impl Sanitizer {
         if let Some(format) = self.inner.format(destination) {
             set(&out, "format", &JsValue::from_str(format.name()));
         }
+        // Bodies of a destination under a BAA still hold PHI.
+        let restricted = self.inner.restricts(destination) == Some(true);
+        set(&out, "restricted", &JsValue::from(restricted));
         Ok(out)
     }
 
@@ -446,13 +451,20 @@ impl Sanitizer {
     /// path's type or `batch`) to every destination's request bodies, the
     /// rejected events and the counts. Throws (`invalid_json`,
     /// `invalid_body`, `event_too_deep`) when the request as a whole is
-    /// unusable.
+    /// unusable. With `maxBodyBytes`, no body is larger than that (an
+    /// event that alone would be is counted `oversize` and not sent).
     #[wasm_bindgen(js_name = processRequest, unchecked_return_type = "Processed")]
-    pub fn process_request(&self, body: &[u8], call: &str) -> Result<JsValue, JsValue> {
+    pub fn process_request(
+        &self,
+        body: &[u8],
+        call: &str,
+        #[wasm_bindgen(js_name = maxBodyBytes)] max_body_bytes: Option<u32>,
+    ) -> Result<JsValue, JsValue> {
         let call = parse_call(call)?;
+        let max = max_body_bytes.map_or(usize::MAX, |m| m as usize);
         let done = self
             .inner
-            .process_request(body, call)
+            .process_request_within(body, call, max)
             .map_err(|e| plain_error(e.code(), &e.message()))?;
         let out: JsValue = Object::new().into();
         if let Some(key) = &done.write_key {

@@ -10,7 +10,8 @@
 // What each received is kept by <name> (GET / shows it all); what broke an
 // API's rules is kept in `problems` (GA4 answers 2xx regardless, as the real
 // one does). `throttle(name, n, retryAfter)` makes the next n requests of a
-// destination answer 429, `fail(name, n, status)` answer that status.
+// destination answer 429, `fail(name, n, status)` answer that status,
+// `outage(name, status)` answer it until `outage(name, null)`.
 
 import { createServer } from "node:http";
 
@@ -203,6 +204,7 @@ export function startFakes(port = 8788, { quiet = false } = {}) {
   const problems = {};
   const requests = [];
   const scripted = {};
+  const down = {};
   const server = createServer((req, res) => {
     const url = new URL(req.url, "http://x");
     if (req.method === "GET" && url.pathname === "/") {
@@ -220,7 +222,7 @@ export function startFakes(port = 8788, { quiet = false } = {}) {
     req.on("data", (c) => chunks.push(c));
     req.on("end", () => {
       const text = Buffer.concat(chunks).toString("utf8");
-      const script = scripted[name]?.shift();
+      const script = down[name] ? { status: down[name], body: `{"code":${down[name]},"error":"down"}` } : scripted[name]?.shift();
       const result = script ? { answer: script } : check(req, text, url);
       requests.push({ name, api, path: req.url, headers: req.headers, body: text, status: result.answer.status, answer: result.answer.body, at: Date.now() });
       if (result.problem) (problems[name] ??= []).push(result.problem);
@@ -250,6 +252,8 @@ export function startFakes(port = 8788, { quiet = false } = {}) {
         problems,
         /** The next n requests to `name` answer 429 with Retry-After (seconds). */
         throttle: (name, n, retryAfter) => push(name, n, { status: 429, headers: retryAfter === undefined ? {} : { "Retry-After": String(retryAfter) }, body: '{"code":429,"error":"Too many requests for some devices and users"}' }),
+        /** Every request to `name` answers `status` until outage(name, null). */
+        outage: (name, status) => (down[name] = status),
         /** The next n requests to `name` answer `status`. */
         fail: (name, n, status) => push(name, n, { status, body: `{"code":${status},"error":"scripted"}` }),
         close: () => {

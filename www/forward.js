@@ -1,13 +1,14 @@
-// Sends one destination the request bodies the engine made for it, server
-// side, in its format, and reads its API's answers:
+// Sends a destination one request body the engine made for it, server
+// side, in its format, and reads its API's answer (attempt), and delivers
+// bodies directly with retries where no queue holds them (deliver):
 // - 2xx: delivered.
-// - 429, 5xx, a timeout or a network error: retried with exponential
-//   backoff, waiting at least what Retry-After asks.
+// - 429, 5xx, a timeout or a network error: to be retried, waiting at
+//   least what Retry-After asks.
 // - Amplitude's 400 listing refused events: those are logged and the rest
-//   is sent again (Amplitude took none of the body).
+//   is to be sent again (Amplitude took none of the body).
 // - Mixpanel's 400 with failed_records: those are logged; the rest was
 //   imported, so nothing is sent again.
-// - Any other 4xx: the destination refused the body; logged, not retried.
+// - Any other 4xx: the destination refused the body; not retried.
 // Only Content-Type and the destination's own credential go along: none of
 // the visitor's headers. Logs name the destination, status, counts,
 // request indexes and field names, never values or credentials.
@@ -16,8 +17,11 @@ import { concat } from "./body.js";
 
 const ATTEMPTS = 4;
 const BACKOFF_MS = 200;
-const TIMEOUT_MS = 5_000;
-// All attempts fit in the 30 s that ctx.waitUntil may run after the
+// A queued body waits longer for an answer (a timed-out attempt may
+// have arrived, and is sent again) than one sent directly.
+const TIMEOUT_MS = 10_000;
+const DIRECT_TIMEOUT_MS = 5_000;
+// Direct attempts fit in the 30 s that ctx.waitUntil may run after the
 // response: a Retry-After beyond what is left is not waited for.
 const WINDOW_MS = 25_000;
 // Enough of an error answer to read the events it lists.
@@ -35,8 +39,46 @@ export function authSecret(destination) {
 const CONTENT_TYPES = { ndjson: "application/x-ndjson" };
 
 /**
- * Sends each body (`events[i]`: the request indexes of body i's events).
- * `to` is { destination, format, target: { url, authorization } }.
+ * One POST of `body` (text or bytes) whose events have the request indexes
+ * `indexes`. `to` is { destination, format, target: { url, authorization } }.
+ * Resolves to { status, ok } when delivered; { status, retry, wait } for a
+ * failure worth retrying (wait: ms Retry-After asks); { status, rest,
+ * indexes } when the destination took none but would take `rest` (the
+ * body without the events it refused); { status, ok, partial } when it
+ * imported all but those it refused; else { status } (refused, with
+ * `answer`: the shape of its JSON answer, no values).
+ */
+export async function attempt(to, body, indexes, timeout = TIMEOUT_MS) {
+  const { destination, format, target } = to;
+  const headers = { "Content-Type": CONTENT_TYPES[format] ?? "application/json" };
+  if (target.authorization) headers.Authorization = target.authorization;
+  let res;
+  try {
+    res = await fetch(target.url, { method: "POST", headers, body, signal: AbortSignal.timeout(timeout) });
+  } catch (e) {
+    return { status: e?.name === "TimeoutError" ? "timeout" : "network error", retry: true, wait: 0 };
+  }
+  const { status } = res;
+  if (res.ok || status === 429 || status >= 500) {
+    const wait = retryAfter(res.headers.get("Retry-After"));
+    await res.body?.cancel();
+    return res.ok ? { status, ok: true } : { status, retry: true, wait };
+  }
+  const answer = await readAnswer(res);
+  const refused = status !== 400 ? new Map() : format === "amplitude" ? amplitudeRefused(answer) : format === "mixpanel" ? mixpanelRefused(answer) : new Map();
+  if (refused.size > 0) {
+    logRefused(destination, status, indexes, refused);
+    if (format === "mixpanel") return { status, ok: true, partial: true, sent: indexes.length - refused.size };
+    const kept = indexes.filter((_, i) => !refused.has(i));
+    if (kept.length > 0 && kept.length < indexes.length) return { status, rest: withoutEvents(body, refused), indexes: kept };
+  }
+  return { status, answer: shape(answer) };
+}
+
+/**
+ * Delivers each body (`events[i]`: the request indexes of body i's events)
+ * now, with retries within the time the request may run on: for bodies no
+ * queue may hold (a destination under a BAA without QUEUE_ENCRYPTION_KEY).
  */
 export async function deliver(to, bodies, events) {
   const started = Date.now();
@@ -44,67 +86,35 @@ export async function deliver(to, bodies, events) {
 }
 
 async function send(to, body, indexes, started) {
-  const { destination, format, target } = to;
-  const headers = { "Content-Type": CONTENT_TYPES[format] ?? "application/json" };
-  if (target.authorization) headers.Authorization = target.authorization;
-  let status = "no response";
+  const { destination } = to;
+  let out;
   let wait = 0;
-  let attempt = 0;
-  while (attempt < ATTEMPTS) {
-    attempt += 1;
-    if (attempt > 1) {
-      wait = Math.max(wait, BACKOFF_MS * 2 ** (attempt - 2));
+  let tries = 0;
+  while (tries < ATTEMPTS) {
+    tries += 1;
+    if (tries > 1) {
+      wait = Math.max(wait, BACKOFF_MS * 2 ** (tries - 2));
       if (Date.now() + wait - started > WINDOW_MS) {
-        log("error", { phimask: "forward failed", destination, status, events: indexes.length, attempts: attempt - 1, reason: "retry would end after the delivery window" });
+        log("error", { phimask: "forward failed", destination, status: out.status, events: indexes.length, attempts: tries - 1, reason: "retry would end after the delivery window" });
         return;
       }
       await sleep(wait);
     }
-    wait = 0;
-    let res;
-    try {
-      res = await fetch(target.url, { method: "POST", headers, body, signal: AbortSignal.timeout(TIMEOUT_MS) });
-    } catch (e) {
-      status = e?.name === "TimeoutError" ? "timeout" : "network error";
-      continue;
-    }
-    status = res.status;
-    if (res.ok) {
-      await res.body?.cancel();
-      log("log", { phimask: "forwarded", destination, status, events: indexes.length, attempt });
-      return;
-    }
-    if (res.status === 429 || res.status >= 500) {
-      wait = retryAfter(res.headers.get("Retry-After"));
-      await res.body?.cancel();
-      continue;
-    }
-    const answer = await readAnswer(res);
-    if (res.status === 400 && format === "amplitude") {
-      const refused = amplitudeRefused(answer);
-      if (refused.size > 0) {
-        logRefused(destination, status, indexes, refused);
-        const kept = indexes.filter((_, i) => !refused.has(i));
-        if (kept.length === 0) return;
-        if (kept.length < indexes.length) {
-          body = withoutEvents(body, refused);
-          indexes = kept;
-          attempt = 0; // a smaller body: its own attempts
-          continue;
-        }
-      }
-    }
-    if (res.status === 400 && format === "mixpanel") {
-      const refused = mixpanelRefused(answer);
-      if (refused.size > 0) {
-        logRefused(destination, status, indexes, refused);
-        log("log", { phimask: "forwarded", destination, status, events: indexes.length - refused.size, attempt, partial: true });
-        return;
-      }
-    }
-    break; // the destination refused the body: retrying will not help
+    out = await attempt(to, body, indexes, DIRECT_TIMEOUT_MS);
+    wait = out.wait ?? 0;
+    if (out.ok) return forwarded(destination, out, out.sent ?? indexes.length, tries);
+    if (out.rest) {
+      // A smaller body: its own attempts.
+      ({ rest: body, indexes } = out);
+      tries = 0;
+    } else if (!out.retry) break; // the destination refused the body: retrying will not help
   }
-  log("error", { phimask: "forward failed", destination, status, events: indexes.length, attempts: attempt });
+  log("error", { phimask: "forward failed", destination, status: out.status, events: indexes.length, attempts: tries });
+}
+
+/** Logs a delivered body. */
+export function forwarded(destination, out, events, attempt) {
+  log("log", { phimask: "forwarded", destination, status: out.status, events, attempt, ...(out.partial ? { partial: true } : {}) });
 }
 
 /** Milliseconds to wait for a Retry-After (seconds or an HTTP date); 0 without one. */
@@ -172,12 +182,24 @@ function logRefused(destination, status, indexes, refused) {
 
 /** An Amplitude body without the refused events (numbers re-serialized by JSON.stringify). */
 function withoutEvents(body, refused) {
-  const parsed = JSON.parse(body);
+  const parsed = JSON.parse(typeof body === "string" ? body : new TextDecoder().decode(body));
   parsed.events = parsed.events.filter((_, i) => !refused.has(i));
   return JSON.stringify(parsed);
 }
 
-function log(level, record) {
+/**
+ * The shape of a destination's JSON answer, for a dead letter's reason:
+ * its keys (three levels, 20 a level, 100 characters each) with the type
+ * of each value, never a value, which could quote what was sent.
+ */
+export function shape(answer, depth = 0) {
+  if (Array.isArray(answer)) return depth < 3 ? answer.slice(0, 1).map((v) => shape(v, depth + 1)) : "array";
+  if (answer === null || typeof answer !== "object") return answer === null ? "null" : typeof answer;
+  if (depth >= 3) return "object";
+  return Object.fromEntries(Object.keys(answer).slice(0, 20).map((k) => [k.slice(0, 100), shape(answer[k], depth + 1)]));
+}
+
+export function log(level, record) {
   console[level](JSON.stringify(record));
 }
 

@@ -11,7 +11,7 @@ const { maxEventBytes: MAX_EVENT_BYTES, maxBatchBytes: MAX_BATCH_BYTES } = limit
 /**
  * @returns {{response: Response} | {processed: import("../pkg-worker/phimask.js").Processed}}
  */
-export async function ingest(request, env, call, sanitizer) {
+export async function ingest(request, env, call, sanitizer, maxBodyBytes) {
   const keys = String(env.WRITE_KEYS ?? "")
     .split(",")
     .map((k) => k.trim())
@@ -42,7 +42,7 @@ export async function ingest(request, env, call, sanitizer) {
   // destination's request bodies back. Errors never quote the body.
   let processed;
   try {
-    processed = sanitizer.processRequest(body.bytes, batch ? "batch" : call);
+    processed = sanitizer.processRequest(body.bytes, batch ? "batch" : call, maxBodyBytes);
   } catch (e) {
     return { response: fail(400, e.code ?? "invalid_body", e.message) };
   }
@@ -78,7 +78,7 @@ function basicAuthUser(header) {
 }
 
 /** Whether `key` is one of `keys`, compared in constant time. */
-async function known(key, keys) {
+export async function known(key, keys) {
   const enc = new TextEncoder();
   const digest = async (s) => new Uint8Array(await crypto.subtle.digest("SHA-256", enc.encode(s)));
   const k = await digest(key);

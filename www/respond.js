@@ -20,6 +20,6 @@ export function reply(status, body, headers = {}) {
   });
 }
 
-export function fail(status, code, error, extra = {}) {
-  return reply(status, { success: false, code, error, ...extra });
+export function fail(status, code, error, extra = {}, headers = {}) {
+  return reply(status, { success: false, code, error, ...extra }, headers);
 }

@@ -1,15 +1,21 @@
 // The phimask edge Worker: a Segment-compatible tracking API that sanitizes
-// every event for every server-side destination of the bundled policy and
-// forwards the results server-side. Nothing of the visitor's request but
-// the sanitized events leaves the edge.
+// every event for every server-side destination of the bundled policy,
+// enqueues the results (queue.js) and answers only once they are queued,
+// and, as the queues' consumer, delivers them server-side. Nothing of the
+// visitor's request but the sanitized events leaves the edge.
 //
 // The per-environment entry files (entry-development.js,
 // entry-production.js) import their prepared policy (written by
 // www/check-policy.mjs at build time) and call createWorker(policy).
 import { callTypes, Sanitizer } from "./engine.js";
-import { authSecret, deliver } from "./forward.js";
+import { file, operate } from "./dead-letters.js";
+import { authSecret, deliver, log } from "./forward.js";
 import { ingest } from "./ingest.js";
-import { cors, reply } from "./respond.js";
+import { consume, enqueue, message, QUEUE_BODY_BYTES } from "./queue.js";
+import { cors, fail, reply } from "./respond.js";
+import { sealKey } from "./seal.js";
+
+const DEAD_LETTER_QUEUE = "phimask-dead-letter";
 
 /**
  * Segment call types by path segment: the engine's six, each also by its
@@ -48,16 +54,21 @@ function health(policy, hash, env, compiled) {
     ok: !compiled.error,
     environment: policy.environment,
     policy: { version: 1, sha256: hash },
-    secrets: { PHI_MASKING_KEY: set("PHI_MASKING_KEY"), WRITE_KEYS: set("WRITE_KEYS") },
-    destinations: [...(compiled.targets?.values() ?? [])].map((t) => ({ name: t.destination, format: t.format, credential: t.secret ? set(t.secret) : false })),
+    secrets: Object.fromEntries(["PHI_MASKING_KEY", "WRITE_KEYS", "QUEUE_ENCRYPTION_KEY", "OPERATOR_KEY"].map((k) => [k, set(k)])),
+    queues: { DELIVERY: !!env.DELIVERY, DEAD_LETTER: !!env.DEAD_LETTER, DEAD_LETTERS: !!env.DEAD_LETTERS },
+    // delivery "direct": under a BAA without QUEUE_ENCRYPTION_KEY, sent at once, never queued.
+    destinations: [...(compiled.targets?.values() ?? [])].map((t) => ({ name: t.destination, format: t.format, credential: t.secret ? set(t.secret) : false, delivery: queued(t, compiled) ? "queue" : "direct" })),
   };
   if (compiled.error) body.error = { code: compiled.error.code, message: compiled.error.message };
   return reply(compiled.error ? 503 : 200, body);
 }
 
-/** The credential secrets as they stand, to notice when they change. */
+/** Whether a destination's bodies go through the queue (sealed if they hold PHI). */
+const queued = (t, compiled) => t.target.restricted || !!compiled.seal;
+
+/** The credential secrets and queue key as they stand, to notice when they change. */
 function credentialKey(env) {
-  return JSON.stringify(Object.keys(env).filter((k) => k.startsWith("AUTH_")).sort().map((k) => [k, env[k]]));
+  return JSON.stringify(Object.keys(env).filter((k) => k.startsWith("AUTH_") || k === "QUEUE_ENCRYPTION_KEY").sort().map((k) => [k, env[k]]));
 }
 
 /**
@@ -90,11 +101,12 @@ export function createWorker(policy) {
           const target = sanitizer.connect(d, secret ? env[secret] ?? null : null);
           return [d, { destination: d, secret, format: target.format, target }];
         }));
-        compiled = { key, credentials, sanitizer, targets };
+        compiled = { key, credentials, sanitizer, targets, seal: sealKey(env.QUEUE_ENCRYPTION_KEY) };
         console.log(JSON.stringify({ phimask: "policy compiled", environment: policy.environment, destinations: destinations.map((d) => ({ name: d, format: targets.get(d).format })) }));
       } catch (e) {
-        // Typically no PHI_MASKING_KEY or a destination's credential
-        // missing: accept nothing, forward nothing.
+        // Typically no PHI_MASKING_KEY, a destination's credential
+        // missing or a bad QUEUE_ENCRYPTION_KEY: accept nothing, forward
+        // nothing.
         sanitizer?.free();
         compiled = { key, credentials, error: e };
         console.error(JSON.stringify({ phimask: "not configured", code: e.code, error: e.message }));
@@ -107,6 +119,7 @@ export function createWorker(policy) {
   return {
     async fetch(request, env, ctx) {
       const url = new URL(request.url);
+      if (url.pathname.startsWith("/dead-letters")) return operate(request, env, url.pathname);
       if (url.pathname === "/health") {
         if (request.method !== "GET") return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use GET" }, { Allow: "GET" });
         return health(policy, hash, env, sanitizerFor(env));
@@ -119,26 +132,54 @@ export function createWorker(policy) {
         return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use POST" }, { Allow: "POST, OPTIONS" });
       }
 
-      const { sanitizer, targets, error } = sanitizerFor(env);
+      const compiled = sanitizerFor(env);
+      const { sanitizer, targets, error } = compiled;
       if (error) return reply(503, { success: false, code: error.code, error: error.message });
-      const result = await ingest(request, env, call, sanitizer);
+      if (!env.DELIVERY) return fail(503, "no_delivery_queue", "not configured: no DELIVERY queue binding (queues.producers in wrangler.toml)");
+      const result = await ingest(request, env, call, sanitizer, QUEUE_BODY_BYTES);
       if (result.response) return result.response;
       const { accepted, rejected, bodies, events, report } = result.processed;
-      // One line per request: what each destination got, as counts.
+
+      // Everything queued before the client hears 200; bodies that may not
+      // be queued (PHI without a seal key) go out after that, directly.
+      const messages = [];
+      const direct = [];
+      for (const [destination, list] of Object.entries(bodies)) {
+        const to = targets.get(destination);
+        if (list.length === 0) continue;
+        if (!queued(to, compiled)) direct.push([to, list, events[destination]]);
+        else for (const [i, text] of list.entries()) messages.push(message(to, text, events[destination][i], compiled.seal));
+      }
+      try {
+        await enqueue(env.DELIVERY, await Promise.all(messages));
+      } catch (e) {
+        log("error", { phimask: "not queued", messages: messages.length, error: String(e?.message ?? e).slice(0, 200) });
+        return fail(503, "queue_unavailable", "the delivery queue did not take the events: send them again", {}, { "Retry-After": "5" });
+      }
+      // One line per request taken: what each destination gets, as counts.
       console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejected.length, destinations: report }));
       for (const [destination, r] of Object.entries(report)) {
         if (r.oversize > 0) console.error(JSON.stringify({ phimask: "not sent: event over the body limit", destination, events: r.oversize }));
       }
-
-      for (const [destination, list] of Object.entries(bodies)) {
-        if (list.length > 0) ctx.waitUntil(deliver(targets.get(destination), list, events[destination]));
-      }
+      for (const [to, list, indexes] of direct) ctx.waitUntil(deliver(to, list, indexes));
       const body = { success: true };
       if (rejected.length > 0) {
         body.accepted = accepted;
         body.rejected = rejected;
       }
       return reply(200, body);
+    },
+
+    /** The queues' consumer: delivers DELIVERY's messages, files dead letters. */
+    async queue(batch, env) {
+      if (batch.queue === DEAD_LETTER_QUEUE) return file(batch, env);
+      const compiled = sanitizerFor(env);
+      if (compiled.error) {
+        // Not configured (yet): nothing is sent, nothing is lost.
+        log("error", { phimask: "delivery paused: not configured", code: compiled.error.code, messages: batch.messages.length });
+        return batch.retryAll({ delaySeconds: 60 });
+      }
+      await Promise.all(batch.messages.map((msg) => consume(msg, env, compiled)));
     },
   };
 }

@@ -28,6 +28,10 @@ describe("wrangler deploy --dry-run", () => {
       assert.match(output, new RegExp(`policies/${env}\\.json is valid`));
       assert.match(output, /Total Upload: [\d.]+ KiB \/ gzip: [\d.]+ KiB/);
       assert.match(output, /--dry-run: exiting now/);
+      // Its queues, dead-letter store and retry count are bound.
+      for (const binding of [/env\.DELIVERY \(phimask-delivery\)\s+Queue/, /env\.DEAD_LETTER \(phimask-dead-letter\)\s+Queue/, /env\.DEAD_LETTERS\s+KV Namespace/, /env\.DELIVERY_MAX_RETRIES \("20"\)/]) {
+        assert.match(output, binding);
+      }
       const policy = JSON.parse(readFileSync(join(root, "policies", `${env}.json`), "utf8"));
       const script = bundled(outdir);
       // The bundle carries this environment's policy, prepared: loaded
@@ -42,6 +46,29 @@ describe("wrangler deploy --dry-run", () => {
       assert.ok(readdirSync(outdir).some((f) => f.endsWith(".wasm")), "the engine's wasm is uploaded with it");
     });
   }
+
+  test("wrangler.toml: every environment declares both queues, their consumers, the dead-letter store and DELIVERY_MAX_RETRIES = max_retries", () => {
+    // The subset of TOML wrangler.toml uses: [table], [[array]], key = value.
+    const tables = [];
+    let current = null;
+    for (const line of readFileSync(join(root, "wrangler.toml"), "utf8").split("\n")) {
+      const header = /^\[(\[)?([^\]]+)\]\]?\s*$/.exec(line);
+      if (header) tables.push((current = { name: header[2], values: {} }));
+      const pair = /^(\w+)\s*=\s*(.+)$/.exec(line);
+      if (pair && current) current.values[pair[1]] = JSON.parse(pair[2].replace(/^"(.*)"$/, (_, v) => JSON.stringify(v)));
+    }
+    for (const env of ["", "env.development.", "env.production."]) {
+      const of = (name) => tables.filter((t) => t.name === `${env}${name}`).map((t) => t.values);
+      assert.deepEqual(of("queues.producers").map((p) => [p.binding, p.queue]), [["DELIVERY", "phimask-delivery"], ["DEAD_LETTER", "phimask-dead-letter"]], env || "top level");
+      const [delivery, dead] = of("queues.consumers");
+      assert.equal(delivery.queue, "phimask-delivery");
+      assert.equal(delivery.dead_letter_queue, "phimask-dead-letter");
+      assert.equal(dead.queue, "phimask-dead-letter");
+      assert.equal(dead.dead_letter_queue, undefined, "the dead letters' own consumer is the last stop");
+      assert.deepEqual(of("kv_namespaces").map((k) => k.binding), ["DEAD_LETTERS"]);
+      assert.equal(of("vars")[0].DELIVERY_MAX_RETRIES, String(delivery.max_retries), "the consumer dead-letters after the queue's own retries");
+    }
+  });
 
   test("an invalid production policy fails the deploy and prints every validation message", async () => {
     // A copy of the project whose production policy is broken.

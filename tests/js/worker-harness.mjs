@@ -44,8 +44,14 @@ function workerDir(policy, name, alter = (text) => text) {
     join(dir, "entry.js"),
     `import policy from "./policy.js";\nimport { createWorker } from ${JSON.stringify(join(root, "www/worker.js"))};\nexport default createWorker(policy);\n`,
   );
-  writeFileSync(join(dir, "wrangler.toml"), `name = "${name}"\nmain = "entry.js"\ncompatibility_date = "2026-04-26"\nsend_metrics = false\n`);
+  writeFileSync(join(dir, "wrangler.toml"), `name = "${name}"\nmain = "entry.js"\ncompatibility_date = "2026-04-26"\nsend_metrics = false\n\n${shippedQueues()}`);
   return dir;
+}
+
+/** The top-level queues, KV namespace and vars of the shipped wrangler.toml. */
+function shippedQueues() {
+  const toml = readFileSync(join(root, "wrangler.toml"), "utf8");
+  return toml.slice(toml.indexOf("[[queues.producers]]"), toml.indexOf("[dev]"));
 }
 
 /**
@@ -59,24 +65,70 @@ export async function bundle(policy, alter) {
   return { dir, script: join(dir, "dist/entry.js"), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/** The queues of wrangler.toml: the Worker's producers and its consumers' settings. */
+export const DELIVERY_QUEUE = "phimask-delivery";
+export const DEAD_LETTER_QUEUE = "phimask-dead-letter";
+
+// Reads a queue's messages in place of the Worker's consumer, and answers
+// GET with them (bytes as base64), to show what a queue holds.
+const SPY = `
+const seen = [];
+const b64 = (bytes) => { let s = ""; for (const b of bytes) s += String.fromCharCode(b); return btoa(s); };
+const plain = (v) => v instanceof Uint8Array ? { base64: b64(v) } : Array.isArray(v) ? v.map(plain) : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)])) : v;
+export default {
+  async queue(batch) { for (const m of batch.messages) { seen.push(plain(m.body)); m.ack(); } },
+  async fetch() { return Response.json(seen); },
+};`;
+
+// Stands in for a queue that refuses messages (as Queues does over its
+// limits): sendBatch and send throw.
+const REFUSER = `
+import { WorkerEntrypoint } from "cloudflare:workers";
+export class Queue extends WorkerEntrypoint {
+  sendBatch() { throw new Error("Queue sendBatch failed: Too Many Requests"); }
+  send() { throw new Error("Queue send failed: Too Many Requests"); }
+}
+export default { fetch() { return new Response(null, { status: 404 }); } };`;
+
 /**
- * Starts the bundled Worker in workerd. Logs are collected in `logs`;
- * `url` is where it listens on 127.0.0.1 (for a browser to reach it).
+ * Starts the bundled Worker in workerd, with the queues and KV namespace
+ * wrangler.toml declares (local, in memory). Logs are collected in
+ * `logs`; `url` is where it listens on 127.0.0.1 (for a browser to reach
+ * it). Options: `maxRetries` (of the delivery queue, 3 unless set),
+ * `spy: true` to have a spy Worker consume the delivery queue instead
+ * (`queued()` resolves to the messages it read), `queues: false` for none,
+ * `refusingQueue: true` for a DELIVERY whose sendBatch always throws.
  */
-export async function startWorker(script, bindings) {
+export async function startWorker(script, bindings, { maxRetries = 3, spy = false, queues = true, refusingQueue = false } = {}) {
   const logs = [];
   const collect = (stream) => {
     stream.setEncoding("utf8");
     stream.on("data", (chunk) => logs.push(...chunk.split("\n").filter(Boolean)));
   };
-  const mf = new Miniflare({
+  const delivery = { maxBatchSize: 10, maxBatchTimeout: 0.1, maxRetries, deadLetterQueue: DEAD_LETTER_QUEUE };
+  const workers = [{
+    name: "phimask",
     modules: true,
     scriptPath: script,
     // Module names are relative to this root; workerd refuses "..".
     modulesRoot: dirname(script),
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
     compatibilityDate: "2026-04-26",
-    bindings,
+    bindings: { DELIVERY_MAX_RETRIES: String(maxRetries), ...bindings },
+    ...(queues && {
+      queueProducers: { DEAD_LETTER: DEAD_LETTER_QUEUE, ...(!refusingQueue && { DELIVERY: DELIVERY_QUEUE }) },
+      queueConsumers: {
+        ...(!spy && { [DELIVERY_QUEUE]: delivery }),
+        [DEAD_LETTER_QUEUE]: { maxBatchSize: 10, maxBatchTimeout: 0.1, maxRetries: 100 },
+      },
+      kvNamespaces: ["DEAD_LETTERS"],
+    }),
+    ...(refusingQueue && { serviceBindings: { DELIVERY: { name: "refuser", entrypoint: "Queue" } } }),
+  }];
+  if (refusingQueue) workers.push({ name: "refuser", modules: true, script: REFUSER, compatibilityDate: "2026-04-26" });
+  if (spy) workers.push({ name: "spy", modules: true, script: SPY, compatibilityDate: "2026-04-26", queueConsumers: { [DELIVERY_QUEUE]: delivery } });
+  const mf = new Miniflare({
+    workers,
     host: "127.0.0.1",
     port: 0,
     cf: false,
@@ -86,14 +138,16 @@ export async function startWorker(script, bindings) {
     },
   });
   const url = await mf.ready;
-  return { mf, logs, url };
+  const queued = async () => (await (await mf.getWorker("spy")).fetch("http://spy/")).json();
+  return { mf, logs, url, queued };
 }
 
 /**
- * A destination on 127.0.0.1. `plan` gives the status of each request in
- * turn (the last one repeats); "hang" holds the request until release().
+ * A destination on 127.0.0.1 (on `port` if given). `plan` gives the
+ * answer to each request in turn (the last one repeats): a status, "hang"
+ * to hold the request until release(), or { status, headers }.
  */
-export async function startDestination(plan = [200]) {
+export async function startDestination(plan = [200], port = 0) {
   const requests = [];
   const held = [];
   const server = createServer((req, res) => {
@@ -101,22 +155,25 @@ export async function startDestination(plan = [200]) {
     req.on("data", (c) => chunks.push(c));
     req.on("end", () => {
       const body = Buffer.concat(chunks).toString("utf8");
-      const status = plan[Math.min(requests.length, plan.length - 1)];
+      const answer = plan[Math.min(requests.length, plan.length - 1)];
+      const { status, headers = {} } = typeof answer === "object" ? answer : { status: answer };
       requests.push({ method: req.method, path: req.url, headers: req.headers, body, status, at: Date.now() });
       if (status === "hang") {
         held.push(res);
         return;
       }
-      res.writeHead(status, { "content-type": "application/json" }).end(status === 200 ? '{"success":true}' : "{}");
+      res.writeHead(status, { "content-type": "application/json", ...headers }).end(status === 200 ? '{"success":true}' : "{}");
     });
   });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${server.address().port}/batch`;
   return {
     url,
     requests,
     /** Events of the requests answered 200. */
     delivered: () => requests.filter((r) => r.status === 200).flatMap((r) => JSON.parse(r.body).batch),
+    /** Answers from now on (the last one repeats). */
+    answer: (next) => plan.splice(0, plan.length, ...Array(requests.length).fill(null), ...next),
     release: () => held.splice(0).forEach((res) => res.writeHead(200).end("{}")),
     close: () => {
       for (const res of held.splice(0)) res.destroy();
@@ -134,7 +191,7 @@ export async function closedUrl() {
 /** Waits until `check()` is true; fails after `ms` (a limit, not a measurement). */
 export async function until(check, what, ms = 15_000) {
   const end = Date.now() + ms;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }

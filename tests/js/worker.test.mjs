@@ -317,11 +317,14 @@ describe("edge worker", () => {
       environment: "test",
       // The hash check-policy prints at build time for this policy.
       policy: { version: 1, sha256: preparedPolicy(JSON.stringify(policy), "a test policy").sha256 },
-      secrets: { PHI_MASKING_KEY: true, WRITE_KEYS: true },
+      secrets: { PHI_MASKING_KEY: true, WRITE_KEYS: true, QUEUE_ENCRYPTION_KEY: false, OPERATOR_KEY: false },
+      queues: { DELIVERY: true, DEAD_LETTER: true, DEAD_LETTERS: true },
+      // The warehouse is under a BAA and no QUEUE_ENCRYPTION_KEY is set:
+      // its bodies (PHI) are never queued but sent at once.
       destinations: [
-        { name: "amplitude", format: "segment", credential: false },
-        { name: "ads", format: "segment", credential: false },
-        { name: "warehouse", format: "segment", credential: true },
+        { name: "amplitude", format: "segment", credential: false, delivery: "queue" },
+        { name: "ads", format: "segment", credential: false, delivery: "queue" },
+        { name: "warehouse", format: "segment", credential: true, delivery: "direct" },
       ],
     });
     for (const v of [KEY, WRITE_KEY, WAREHOUSE_AUTH, "other-key"]) assert.ok(!text.includes(v), "no secret's value");
@@ -365,7 +368,7 @@ describe("edge worker", () => {
         const status = await health.json();
         assert.equal(status.ok, false);
         assert.equal(status.error.code, body.code);
-        assert.deepEqual(status.secrets, { PHI_MASKING_KEY: "PHI_MASKING_KEY" in bindings, WRITE_KEYS: true });
+        assert.deepEqual(status.secrets, { PHI_MASKING_KEY: "PHI_MASKING_KEY" in bindings, WRITE_KEYS: true, QUEUE_ENCRYPTION_KEY: false, OPERATOR_KEY: false });
         assert.deepEqual(status.destinations, []);
         assert.ok(!JSON.stringify(status).includes("too-short"), "never the key");
         await sleep(300);
@@ -418,7 +421,9 @@ describe("edge worker", () => {
   });
 });
 
-describe("edge worker: failing destinations", () => {
+// Destinations under a BAA, without QUEUE_ENCRYPTION_KEY: their bodies
+// are never queued, but sent at once with retries while the request runs.
+describe("edge worker: failing destinations, delivered directly", () => {
   let flaky;
   let hanging;
   let good;
@@ -437,17 +442,18 @@ describe("edge worker: failing destinations", () => {
     throttling = await startDestination([429, 200]);
     stuck = await startDestination(["hang"]);
     down = await closedUrl();
+    const baa = { restrict_phi: false, baa: true };
     built = await bundle({
       version: 1, environment: "test", hipaa: true,
       allowlists: { event_properties: { plan: "allow" } },
       destinations: {
-        flaky: { connection: "server-side", endpoint: flaky.url },
-        down: { connection: "server-side", endpoint: down },
-        hanging: { connection: "server-side", endpoint: hanging.url },
-        good: { connection: "server-side", endpoint: good.url },
-        refusing: { connection: "server-side", endpoint: refusing.url },
-        throttling: { connection: "server-side", endpoint: throttling.url },
-        stuck: { connection: "server-side", endpoint: stuck.url },
+        flaky: { connection: "server-side", endpoint: flaky.url, ...baa },
+        down: { connection: "server-side", endpoint: down, ...baa },
+        hanging: { connection: "server-side", endpoint: hanging.url, ...baa },
+        good: { connection: "server-side", endpoint: good.url, ...baa },
+        refusing: { connection: "server-side", endpoint: refusing.url, ...baa },
+        throttling: { connection: "server-side", endpoint: throttling.url, ...baa },
+        stuck: { connection: "server-side", endpoint: stuck.url, ...baa },
       },
     });
     worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY });

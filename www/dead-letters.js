@@ -1,0 +1,73 @@
+// Dead letters: the Worker consumes its dead-letter queue
+// (phimask-dead-letter) and files each message in the KV namespace
+// DEAD_LETTERS (kept 14 days, the longest a queue keeps a message), where
+// an operator lists and replays them over HTTP with the OPERATOR_KEY
+// secret as a bearer token:
+//   GET  /dead-letters           id, destination, events, reason, time
+//   POST /dead-letters/replay    enqueues them for delivery again (100 a call)
+// What is filed is what the queue held: one destination's sanitized body,
+// sealed when its destination is under a BAA; never a visitor's request.
+
+import { known } from "./ingest.js";
+import { enqueue } from "./queue.js";
+import { fail, reply } from "./respond.js";
+import { log } from "./forward.js";
+
+const KEEP_SECONDS = 14 * 86_400;
+const REPLAY_PER_CALL = 100;
+
+const b64 = (bytes) => btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
+const unb64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+
+/** Files a batch of the dead-letter queue in DEAD_LETTERS; a message not filed is retried. */
+export async function file(batch, env) {
+  await Promise.all(batch.messages.map(async (msg) => {
+    const m = msg.body ?? {};
+    // Moved by the queue itself (max_retries reached while the handler failed): no reason of ours.
+    const reason = m.reason ?? { code: "retries_exhausted" };
+    const at = m.at ?? msg.timestamp?.getTime?.() ?? Date.now();
+    const meta = { destination: String(m.to), events: Array.isArray(m.events) ? m.events.length : 0, reason, at };
+    try {
+      const value = { to: m.to, events: m.events, body: b64(m.body), ...(m.iv ? { iv: b64(m.iv) } : {}), reason, at };
+      // Keys sort by time; the message id keeps them apart.
+      await env.DEAD_LETTERS.put(`${String(at).padStart(15, "0")}-${msg.id}`, JSON.stringify(value), { metadata: meta, expirationTtl: KEEP_SECONDS });
+      msg.ack();
+    } catch (e) {
+      log("error", { phimask: "dead letter not filed", destination: meta.destination, reason: e?.message ?? "no DEAD_LETTERS binding" });
+      // The dead-letter queue retries up to 100 times, 5 minutes apart.
+      msg.retry({ delaySeconds: 300 });
+    }
+  }));
+}
+
+/** GET /dead-letters and POST /dead-letters/replay, for the holder of OPERATOR_KEY. */
+export async function operate(request, env, path) {
+  if (!env.OPERATOR_KEY) return fail(503, "no_operator_key", "not configured: set the OPERATOR_KEY secret to list and replay dead letters");
+  const token = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.get("Authorization") ?? "")?.[1];
+  if (!token || !(await known(token, [env.OPERATOR_KEY]))) return fail(401, "invalid_operator_key", "missing or unknown operator key: send it as Authorization: Bearer OPERATOR_KEY");
+  if (!env.DEAD_LETTERS) return fail(503, "no_dead_letter_store", "not configured: no DEAD_LETTERS KV namespace binding");
+  const replay = path === "/dead-letters/replay";
+  const method = replay ? "POST" : "GET";
+  if (request.method !== method) return fail(405, "method_not_allowed", `method not allowed: use ${method}`, {}, { Allow: method });
+  if (!replay) {
+    const listed = await env.DEAD_LETTERS.list({ limit: 1000 });
+    return reply(200, { deadLetters: listed.keys.map((k) => ({ id: k.name, ...k.metadata })), more: !listed.list_complete });
+  }
+  const listed = await env.DEAD_LETTERS.list({ limit: REPLAY_PER_CALL });
+  let replayed = 0;
+  for (const { name } of listed.keys) {
+    const value = await env.DEAD_LETTERS.get(name, "json");
+    if (value) {
+      const m = { to: value.to, events: value.events, body: unb64(value.body), ...(value.iv ? { iv: unb64(value.iv) } : {}) };
+      try {
+        await enqueue(env.DELIVERY, [m]);
+      } catch {
+        return fail(503, "queue_unavailable", "the delivery queue refused the dead letters; nothing more was replayed", { replayed });
+      }
+    }
+    await env.DEAD_LETTERS.delete(name);
+    replayed += 1;
+  }
+  log("log", { phimask: "dead letters replayed", count: replayed });
+  return reply(200, { replayed, more: !listed.list_complete });
+}
