@@ -247,6 +247,25 @@ fn bodies_respect_count_and_byte_limits() {
     assert_eq!(too_large, [1]);
     assert_eq!(texts(&bodies), [r#"{"batch":[{"a":1},{"b":2}]}"#]);
     assert_eq!(bodies[0].items, [0, 2]);
+    // Within a queue message's size: bodies split further, and an item too
+    // large for it alone is refused, as one over the API's limit is.
+    let items: Vec<Item> = (0..30)
+        .map(|i| plain(&format!("{{\"i\":{i},\"x\":\"{}\"}}", "y".repeat(90))))
+        .chain([plain(&format!("\"{}\"", "z".repeat(2_000)))])
+        .collect();
+    for format in [Format::Segment, Format::Amplitude, Format::Ndjson] {
+        let (bodies, too_large) = format.bodies_within(&items, Some("key"), 1_000);
+        assert_eq!(too_large, [30], "{format:?}");
+        assert!(bodies.len() > 3, "{format:?}: {} bodies", bodies.len());
+        assert!(bodies.iter().all(|b| b.text.len() <= 1_000), "{format:?}");
+        let listed: Vec<usize> = bodies.iter().flat_map(|b| b.items.clone()).collect();
+        assert_eq!(listed, (0..30).collect::<Vec<_>>(), "{format:?}");
+        // A limit above the API's changes nothing.
+        assert_eq!(
+            format.bodies_within(&items, Some("key"), usize::MAX),
+            format.bodies(&items, Some("key"))
+        );
+    }
     let (bodies, _) = Format::Ndjson.bodies(&[plain("{\"a\":1}"), plain("{\"b\":2}")], None);
     assert_eq!(texts(&bodies), ["{\"a\":1}\n{\"b\":2}\n"]);
     // A credential is written as a JSON string, whatever it holds.

@@ -61,6 +61,16 @@ fn one_by_one(
     events: &[String],
     destination: &str,
 ) -> (Vec<String>, Vec<Vec<usize>>) {
+    one_by_one_within(s, events, destination, usize::MAX)
+}
+
+/// As [`one_by_one`], with no body over `max` bytes.
+fn one_by_one_within(
+    s: &Sanitizer,
+    events: &[String],
+    destination: &str,
+    max: usize,
+) -> (Vec<String>, Vec<Vec<usize>>) {
     let format = s.format(destination).unwrap();
     let mut items: Vec<Item> = Vec::new();
     let mut indexes = Vec::new();
@@ -78,7 +88,7 @@ fn one_by_one(
         "ph" => Some("phc_abcdefgh12345678"),
         _ => None,
     };
-    let (bodies, _) = format.bodies(&items, api_key);
+    let (bodies, _) = format.bodies_within(&items, api_key, max);
     let events = bodies
         .iter()
         .map(|b| b.items.iter().map(|&i| indexes[i]).collect())
@@ -104,6 +114,35 @@ fn event(call: &str, n: usize, phi: &str) -> String {
            "traits": {"tier": "gold", "email": phi, "ssn": phi},
            "context": {"ip": format!("203.0.113.{}", n % 3), "traits": {"name": phi}}})
     .to_string()
+}
+
+#[test]
+fn bodies_within_a_queue_message_split_as_the_formats_do() {
+    let s = sanitizer();
+    let calls = ["track", "page", "identify"];
+    let events: Vec<String> = (0..60).map(|n| event(calls[n % 3], n, "PHI-123")).collect();
+    let max = 4_000;
+    let done = s
+        .process_request_within(batch(&events).as_bytes(), Call::Batch, max)
+        .unwrap();
+    for d in &done.deliveries {
+        let (bodies, indexes) = one_by_one_within(&s, &events, &d.destination, max);
+        assert!(d.bodies.len() > 1, "{}: split", d.destination);
+        assert!(d.bodies.iter().all(|b| b.len() <= max), "{}", d.destination);
+        assert_eq!(d.bodies, bodies, "{}", d.destination);
+        assert_eq!(d.events, indexes, "{}", d.destination);
+        assert_eq!(d.oversize, 0, "{}", d.destination);
+    }
+    // An event whose body alone is over the limit is counted, not sent.
+    let done = s
+        .process_request_within(batch(&events).as_bytes(), Call::Batch, 300)
+        .unwrap();
+    for d in &done.deliveries {
+        assert!(d.bodies.iter().all(|b| b.len() <= 300), "{}", d.destination);
+        assert!(d.oversize > 0, "{}", d.destination);
+        let (bodies, _) = one_by_one_within(&s, &events, &d.destination, 300);
+        assert_eq!(d.bodies, bodies, "{}", d.destination);
+    }
 }
 
 #[test]
