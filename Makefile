@@ -21,7 +21,7 @@ bench: build
 # Concurrent clients against the Worker under wrangler dev while a
 # destination fails for part of the run; figures in benches/load.md.
 load: build
-	node scripts/load.mjs
+	RESULTS=benches/load.md node scripts/load.mjs
 
 # Each fuzz target for FUZZ_SECONDS (10 minutes unless set); figures in
 # fuzz/RESULTS.md.

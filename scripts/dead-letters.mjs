@@ -51,10 +51,13 @@ if (command === "list") {
   console.log(`${deadLetters.length} dead letters${more ? " (more not listed)" : ""}`);
 } else {
   let total = 0;
+  const unreadable = new Set();
   for (let more = true; more; ) {
     const answer = await call("/dead-letters/replay", "POST");
     total += answer.replayed;
+    for (const id of answer.unreadable ?? []) unreadable.add(id);
     more = answer.more && answer.replayed > 0;
   }
   console.log(`replayed ${total} dead letters: queued for delivery again`);
+  if (unreadable.size > 0) console.log(`not replayed, unreadable in the store: ${[...unreadable].join(", ")}`);
 }

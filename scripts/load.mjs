@@ -6,7 +6,8 @@
 // requests/s, p50/p99 latency, and per destination the events the Worker
 // queued and the events its API accepted, which must be equal (exit 1 if
 // not). Bounded: CLIENTS × REQUESTS requests of BATCH events, and a time
-// limit; everything on 127.0.0.1. Writes the figures to benches/load.md.
+// limit; everything on 127.0.0.1. With RESULTS=FILE, writes the figures
+// there (`make load`: benches/load.md).
 //   node scripts/load.mjs [CLIENTS] [REQUESTS] [BATCH]
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
@@ -127,7 +128,7 @@ try {
     "",
   ];
   console.log(lines.join("\n"));
-  writeFileSync(`${root}benches/load.md`, lines.join("\n"));
+  if (process.env.RESULTS) writeFileSync(process.env.RESULTS, lines.join("\n"));
   process.exitCode = equal && (statuses[200] ?? 0) === CLIENTS * REQUESTS ? 0 : 1;
 } finally {
   await dev.stop();

@@ -27,3 +27,5 @@ cargo clippy --quiet --manifest-path fuzz/Cargo.toml --all-targets -- -D warning
 scripts/fuzz.sh 10
 step "JavaScript tests (Node and headless Chromium)"
 node --test --test-concurrency=1 tests/js/*.test.mjs
+step "load test: no event lost while a destination fails (make load writes the figures)"
+node scripts/load.mjs

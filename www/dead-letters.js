@@ -27,8 +27,12 @@ export async function file(batch, env) {
     const reason = m.reason ?? { code: "retries_exhausted" };
     const at = m.at ?? msg.timestamp?.getTime?.() ?? Date.now();
     const meta = { destination: String(m.to), events: Array.isArray(m.events) ? m.events.length : 0, reason, at };
+    // KV keeps at most 1024 bytes of metadata; the whole reason is in the value.
+    if (JSON.stringify(meta).length > 900) meta.reason = { code: reason.code, status: reason.status };
     try {
-      const value = { to: m.to, events: m.events, body: b64(m.body), ...(m.iv ? { iv: b64(m.iv) } : {}), reason, at };
+      // A body that is not bytes stays unreadable (null), never made into some.
+      const bytes = (v) => (ArrayBuffer.isView(v) ? b64(v) : null);
+      const value = { to: m.to, events: m.events, body: bytes(m.body), ...(m.iv !== undefined ? { iv: bytes(m.iv) } : {}), reason, at };
       // Keys sort by time; the message id keeps them apart.
       await env.DEAD_LETTERS.put(`${String(at).padStart(15, "0")}-${msg.id}`, JSON.stringify(value), { metadata: meta, expirationTtl: KEEP_SECONDS });
       msg.ack();
@@ -55,19 +59,28 @@ export async function operate(request, env, path) {
   }
   const listed = await env.DEAD_LETTERS.list({ limit: REPLAY_PER_CALL });
   let replayed = 0;
+  const unreadable = [];
   for (const { name } of listed.keys) {
-    const value = await env.DEAD_LETTERS.get(name, "json");
-    if (value) {
-      const m = { to: value.to, events: value.events, body: unb64(value.body), ...(value.iv ? { iv: unb64(value.iv) } : {}) };
+    let m;
+    try {
+      const value = await env.DEAD_LETTERS.get(name, "json");
+      // Expired meanwhile: nothing to replay.
+      const bytes = (v) => (typeof v === "string" ? unb64(v) : null);
+      if (value) m = { to: value.to, events: value.events, body: bytes(value.body), ...(value.iv !== undefined ? { iv: bytes(value.iv) } : {}) };
+    } catch {
+      unreadable.push(name); // kept for the operator to look at
+      continue;
+    }
+    if (m) {
       try {
         await enqueue(env.DELIVERY, [m]);
       } catch {
         return fail(503, "queue_unavailable", "the delivery queue refused the dead letters; nothing more was replayed", { replayed });
       }
+      replayed += 1;
     }
     await env.DEAD_LETTERS.delete(name);
-    replayed += 1;
   }
-  log("log", { phimask: "dead letters replayed", count: replayed });
-  return reply(200, { replayed, more: !listed.list_complete });
+  log("log", { phimask: "dead letters replayed", count: replayed, unreadable: unreadable.length });
+  return reply(200, { replayed, unreadable, more: !listed.list_complete });
 }

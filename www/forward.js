@@ -189,14 +189,14 @@ function withoutEvents(body, refused) {
 
 /**
  * The shape of a destination's JSON answer, for a dead letter's reason:
- * its keys (three levels, 20 a level, 100 characters each) with the type
- * of each value, never a value, which could quote what was sent.
+ * its keys (two levels, 10 a level, 40 characters each) with the type of
+ * each value, never a value, which could quote what was sent.
  */
 export function shape(answer, depth = 0) {
-  if (Array.isArray(answer)) return depth < 3 ? answer.slice(0, 1).map((v) => shape(v, depth + 1)) : "array";
+  if (Array.isArray(answer)) return "array";
   if (answer === null || typeof answer !== "object") return answer === null ? "null" : typeof answer;
-  if (depth >= 3) return "object";
-  return Object.fromEntries(Object.keys(answer).slice(0, 20).map((k) => [k.slice(0, 100), shape(answer[k], depth + 1)]));
+  if (depth >= 2) return "object";
+  return Object.fromEntries(Object.keys(answer).slice(0, 10).map((k) => [k.slice(0, 40), shape(answer[k], depth + 1)]));
 }
 
 export function log(level, record) {

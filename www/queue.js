@@ -77,7 +77,12 @@ export async function consume(msg, env, compiled) {
   const events = Array.isArray(m?.events) ? m.events : [];
   if (!to || !ArrayBuffer.isView(m.body)) return deadLetter(msg, env, { code: to ? "unreadable_message" : "unknown_destination" });
   let body = m.body;
-  if (m.iv) {
+  // Sealed under a BAA, but the policy now restricts this destination:
+  // its PHI must not go.
+  // Any iv, even a broken one, marks a sealed body: never sent as it is.
+  const sealed = m.iv !== undefined;
+  if (sealed && to.target.restricted) return deadLetter(msg, env, { code: "restricted_now" });
+  if (sealed) {
     try {
       body = await open(compiled.seal, m.to, m.iv, m.body);
     } catch {

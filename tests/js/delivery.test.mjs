@@ -262,8 +262,8 @@ describe("durable delivery: hostile and broken messages, keys and queues", () =>
     built?.cleanup();
   });
 
-  test("a message that is altered, sealed for another destination, not sealed, or for no destination is a dead letter, never sent", async () => {
-    const worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, QUEUE_ENCRYPTION_KEY: QUEUE_KEY }, { maxRetries: 1 });
+  test("a message that is altered, sealed for another destination, not sealed, or for no destination is a dead letter, never sent, also when replayed", async () => {
+    const worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, QUEUE_ENCRYPTION_KEY: QUEUE_KEY, OPERATOR_KEY }, { maxRetries: 1 });
     try {
       // Messages put on the delivery queue with its own producer binding.
       const key = await webcrypto.subtle.importKey("raw", Buffer.from(QUEUE_KEY, "base64"), "AES-GCM", false, ["encrypt"]);
@@ -278,13 +278,29 @@ describe("durable delivery: hostile and broken messages, keys and queues", () =>
         { to: "warehouse", events: [0], body: new TextEncoder().encode('{"batch":[{"email":"jane@example.com"}]}') },
         { to: "nowhere", events: [0], body: new Uint8Array(4) },
         { to: "analytics", events: [0], body: "not bytes" },
+        // Sealed (PHI under a BAA) for a destination the policy restricts.
+        { to: "analytics", events: [0], body, iv },
+        // An IV that is not bytes: still sealed, never sent as it is.
+        { to: "analytics", events: [0], body, iv: "not bytes" },
+        { to: "warehouse", events: [0], body, iv: null },
       ];
       await queue.sendBatch(messages.map((m) => ({ body: m, contentType: "v8" })));
-      await until(() => logsOf(worker, "dead letter").length === 5, "five dead letters");
-      assert.deepEqual(logsOf(worker, "dead letter").map((l) => l.reason.code).sort(), ["not_sealed", "undecryptable", "undecryptable", "unknown_destination", "unreadable_message"]);
+      const codes = ["not_sealed", "restricted_now", "restricted_now", "undecryptable", "undecryptable", "undecryptable", "unknown_destination", "unreadable_message"];
+      await until(() => logsOf(worker, "dead letter").length === 8, "eight dead letters");
+      assert.deepEqual(logsOf(worker, "dead letter").map((l) => l.reason.code).sort(), codes);
       await sleep(300);
       assert.equal(dest.warehouse.requests.length + dest.analytics.requests.length, 0, "nothing sent");
       assert.ok(!worker.logs.join("\n").includes("jane@example.com"));
+      // Replayed, each is checked again; a damaged entry of the store is kept and named, not a crash.
+      await until(async () => (await operator(worker, "/dead-letters")).body.deadLetters.length === 8, "eight filed");
+      await (await worker.mf.getKVNamespace("DEAD_LETTERS", "phimask")).put("000000000000000-damaged", "{not json");
+      const replay = await operator(worker, "/dead-letters/replay", "POST");
+      assert.equal(replay.status, 200);
+      assert.deepEqual(replay.body, { replayed: 8, unreadable: ["000000000000000-damaged"], more: false });
+      await until(() => logsOf(worker, "dead letter").length === 16, "the same eight dead letters again");
+      assert.deepEqual(logsOf(worker, "dead letter").slice(8).map((l) => l.reason.code).sort(), codes);
+      await sleep(500);
+      assert.equal(dest.warehouse.requests.length + dest.analytics.requests.length, 0, "nothing sent");
     } finally {
       await worker.mf.dispose();
     }
