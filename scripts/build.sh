@@ -23,9 +23,10 @@ cargo build --release --target wasm32-unknown-unknown --quiet
 package target/wasm32-unknown-unknown/release/phimask.wasm pkg
 # The Worker's: built for size (profile worker), with the standard
 # library rebuilt to abort on a panic without formatting a message (the
-# same behaviour as panic = "abort", less code), by the pinned nightly.
+# same behaviour as panic = "abort", less code), without source locations
+# or Debug text (nothing in the Worker prints them), by the pinned nightly.
 # Its own target directory, so neither build invalidates the other.
-RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort" \
+RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none" \
   cargo "+$(cat scripts/nightly)" build --profile worker --target wasm32-unknown-unknown \
   --quiet --no-default-features --target-dir target/worker -Zbuild-std=std,panic_abort
 package target/worker/wasm32-unknown-unknown/worker/phimask.wasm pkg-worker

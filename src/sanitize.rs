@@ -22,7 +22,9 @@ use crate::mask::{transform_tag, KeyError, Masker, Memo};
 use crate::policy::{
     Action, Connection, IdAction, Identifiers, NameRule, Policy, Problem, ScanRule,
 };
-use crate::report::{Done, Explanation, Reason, Tally, Trail};
+#[cfg(feature = "full")]
+use crate::report::Explanation;
+use crate::report::{Done, Reason, Tally, Trail};
 use crate::structural;
 use crate::validate::validate_policy;
 
@@ -363,6 +365,7 @@ impl Sanitizer {
     /// # Errors
     /// [`Error::Event`] saying why the event is refused (for every
     /// destination).
+    #[cfg(feature = "full")]
     pub fn explain(&self, event: &str) -> Result<Vec<Explanation>, Error> {
         let event = Event::read(event.as_bytes())?;
         self.destinations
@@ -543,22 +546,32 @@ impl<'a> Writer<'a> {
             Done::Masked => self.tally.masked += 1,
             Done::Transformed => self.tally.transformed += 1,
         }
-        if let Some(t) = &mut self.trail {
+        if let Some(t) = self.trail() {
             t.note(done);
+        }
+    }
+
+    /// The trail, when explaining; only the whole package explains, so
+    /// the Worker's build carries none of its code.
+    fn trail(&mut self) -> Option<&mut Trail> {
+        if cfg!(feature = "full") {
+            self.trail.as_mut()
+        } else {
+            None
         }
     }
 
     /// Steps the trail into member `name` (when explaining).
     fn enter(&mut self, name: &[u8]) -> usize {
-        self.trail.as_mut().map_or(0, |t| t.enter(name))
+        self.trail().map_or(0, |t| t.enter(name))
     }
 
     fn enter_elements(&mut self) -> usize {
-        self.trail.as_mut().map_or(0, Trail::enter_elements)
+        self.trail().map_or(0, Trail::enter_elements)
     }
 
     fn leave(&mut self, mark: usize) {
-        if let Some(t) = &mut self.trail {
+        if let Some(t) = self.trail() {
             t.leave(mark);
         }
     }
@@ -577,7 +590,7 @@ impl<'a> Writer<'a> {
             // Event::read validated all of it.
             let mut r = Reader::validated(self.src, m.value, MAX_DEPTH);
             let mark = self.out.len();
-            let at = match &self.trail {
+            let at = match self.trail() {
                 Some(_) => self.enter(&r.decode(m.key).map_err(syntax)?),
                 None => 0,
             };

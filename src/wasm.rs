@@ -275,10 +275,10 @@ pub fn limits() -> JsValue {
 
 /// The six call types, in Segment's order.
 #[wasm_bindgen(js_name = callTypes, unchecked_return_type = "CallType[]")]
-pub fn call_types() -> Vec<String> {
+pub fn call_types() -> Array {
     crate::event::CallType::ALL
         .iter()
-        .map(|c| c.name().to_owned())
+        .map(|c| JsValue::from_str(c.name()))
         .collect()
 }
 
@@ -514,8 +514,9 @@ impl Sanitizer {
     }
 
     /// Names of the server-side destinations the edge forwards to.
-    pub fn destinations(&self) -> Vec<String> {
-        self.inner.destinations().map(str::to_owned).collect()
+    #[wasm_bindgen(unchecked_return_type = "string[]")]
+    pub fn destinations(&self) -> Array {
+        self.inner.destinations().map(JsValue::from_str).collect()
     }
 
     /// The format a destination's endpoint speaks (`segment` …), or
