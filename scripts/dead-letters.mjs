@@ -33,7 +33,10 @@ if (!key) {
 }
 
 async function call(path, method) {
-  const res = await fetch(new URL(path, url), { method, headers: { Authorization: `Bearer ${key}` } });
+  const res = await fetch(new URL(path, url), { method, headers: { Authorization: `Bearer ${key}` } }).catch((e) => {
+    console.error(`dead-letters: cannot reach the Worker at ${url}: ${e.cause?.code ?? e.message}`);
+    process.exit(1);
+  });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) {
     console.error(`dead-letters: ${res.status} ${body.code ?? ""}: ${body.error ?? "no answer"}`);

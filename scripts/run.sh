@@ -13,6 +13,14 @@ if [ ! -f .dev.vars ]; then
   cp .dev.vars.example .dev.vars
   echo "run: created .dev.vars from .dev.vars.example (development secrets)"
 fi
+# Secrets added to the example since .dev.vars was made are added to it.
+while IFS= read -r line; do
+  name=${line%%=*}
+  if ! grep -q "^$name=" .dev.vars; then
+    printf '%s\n' "$line" >> .dev.vars
+    echo "run: added $name to .dev.vars from .dev.vars.example"
+  fi
+done < <(grep -E '^[A-Z_]+=' .dev.vars.example)
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for port in 8787 8788; do
@@ -39,6 +47,8 @@ run: sending an event (in another terminal):
   curl -s http://127.0.0.1:8787/v1/track -u dev-write-key: -H 'Content-Type: application/json' \
     -d @examples/events/track-appointment.json
 run: what each destination received is printed below, and at http://127.0.0.1:8788/
+run: bodies go through the local delivery queue (in memory); dead letters:
+  node scripts/dead-letters.mjs list      node scripts/dead-letters.mjs replay
 
 MSG
 node_modules/.bin/wrangler dev --env development --ip 127.0.0.1 --port 8787 --show-interactive-dev-session=false &
