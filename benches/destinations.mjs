@@ -9,8 +9,8 @@ import * as edge from "../pkg-worker/phimask.js";
 
 edge.initSync({ module: readFileSync(new URL("../pkg-worker/phimask_bg.wasm", import.meta.url)) });
 
-const FORMATS = ["amplitude", "mixpanel", "ga4", "posthog", "segment", "ndjson", "amplitude", "mixpanel"];
-const CREDENTIALS = {
+export const FORMATS = ["amplitude", "mixpanel", "ga4", "posthog", "segment", "ndjson", "amplitude", "mixpanel"];
+export const CREDENTIALS = {
   amplitude: "0123456789abcdef0123456789abcdef",
   mixpanel: "bench-project-secret",
   ga4: "G-BENCH1234:bench-api-secret",
@@ -20,7 +20,7 @@ const CREDENTIALS = {
 /** The production policy's lists, with N server-side destinations; with
  * `ownLists`, each has an allowlist entry of its own (so each is written
  * separately, sharing only masked values). */
-function policyWith(base, n, ownLists) {
+export function policyWith(base, n, ownLists) {
   const destinations = {};
   for (let i = 0; i < n; i++) {
     destinations[`d${i}`] = {

@@ -12,6 +12,7 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 # so the first 1 KiB of memory is never used.
 package() {
   wasm-bindgen --target web --out-dir "$2" --out-name phimask "$1"
+  node scripts/glue.mjs "$2/phimask.js"
   node_modules/.bin/wasm-opt ${WASM_OPT_LEVEL:--Oz} --converge --low-memory-unused \
     --strip-producers --strip-target-features \
     --enable-bulk-memory --enable-reference-types --enable-sign-ext \
