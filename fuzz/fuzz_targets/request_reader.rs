@@ -2,7 +2,9 @@
 //! into events, each refused or sanitized for every destination of a
 //! policy that uses every action and format; never a panic, and every body
 //! a destination is sent is valid JSON. The same bytes as a batch and as
-//! a single track call.
+//! a single track call, and as a batch within a queue message's body
+//! size (the first byte picks the limit): no body over it, and every
+//! event either sent in one body or counted oversize.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,6 +32,21 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(sent.len(), all, "{}: an event sent twice", d.destination);
                 assert!(all <= done.accepted, "{}", d.destination);
             }
+        }
+    }
+    let Some((&first, body)) = data.split_first() else {
+        return;
+    };
+    let max = 64 + usize::from(first) * 64;
+    if let (Ok(whole), Ok(within)) = (
+        s.process_request(body, Call::Batch),
+        s.process_request_within(body, Call::Batch, max),
+    ) {
+        check_bodies(&within);
+        for (w, d) in whole.deliveries.iter().zip(&within.deliveries) {
+            assert!(d.bodies.iter().all(|b| b.len() <= max), "{}", d.destination);
+            let count = |x: &phimask::process::Delivery| x.sent + x.oversize;
+            assert_eq!(count(d), count(w), "{}: an event lost", d.destination);
         }
     }
 });
