@@ -22,7 +22,7 @@ const unb64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 /** Files a batch of the dead-letter queue in DEAD_LETTERS; a message not filed is retried. */
 export async function file(batch, env) {
   await Promise.all(batch.messages.map(async (msg) => {
-    const m = msg.body ?? {};
+    const m = msg.body !== null && typeof msg.body === "object" ? msg.body : {};
     // Moved by the queue itself (max_retries reached while the handler failed): no reason of ours.
     const reason = m.reason ?? { code: "retries_exhausted" };
     const at = m.at ?? msg.timestamp?.getTime?.() ?? Date.now();

@@ -27,7 +27,7 @@ const BATCH_BYTES = 240_000;
 const MAX_DELAY_S = 3600;
 // Queues delay a message by at most 12 hours.
 const MAX_RETRY_AFTER_S = 43_200;
-/** DELIVERY_MAX_RETRIES unless set (the consumer's max_retries in wrangler.toml). */
+/** Retries unless DELIVERY_MAX_RETRIES (the consumer's max_retries in wrangler.toml) is set. */
 export const MAX_RETRIES = 20;
 
 const enc = new TextEncoder();
@@ -77,9 +77,8 @@ export async function consume(msg, env, compiled) {
   const events = Array.isArray(m?.events) ? m.events : [];
   if (!to || !ArrayBuffer.isView(m.body)) return deadLetter(msg, env, { code: to ? "unreadable_message" : "unknown_destination" });
   let body = m.body;
-  // Sealed under a BAA, but the policy now restricts this destination:
-  // its PHI must not go.
-  // Any iv, even a broken one, marks a sealed body: never sent as it is.
+  // Any iv, even a broken one, marks a sealed body (PHI, under a BAA):
+  // never sent as it is, nor to a destination the policy now restricts.
   const sealed = m.iv !== undefined;
   if (sealed && to.target.restricted) return deadLetter(msg, env, { code: "restricted_now" });
   if (sealed) {
@@ -106,7 +105,8 @@ export async function consume(msg, env, compiled) {
       return msg.retry({ delaySeconds: delay(msg.attempts, 0) });
     }
   }
-  const retries = Number(env.DELIVERY_MAX_RETRIES ?? MAX_RETRIES);
+  const set = Number(env.DELIVERY_MAX_RETRIES);
+  const retries = Number.isInteger(set) && set >= 0 ? set : MAX_RETRIES;
   if (out.retry && msg.attempts <= retries) {
     const delaySeconds = delay(msg.attempts, out.wait);
     log("error", { phimask: "delivery failed, will retry", destination: m.to, status: out.status, events: events.length, attempt: msg.attempts, delaySeconds });
@@ -118,7 +118,7 @@ export async function consume(msg, env, compiled) {
 
 /** Moves a message to the dead-letter queue with its reason (no values), then acks it. */
 async function deadLetter(msg, env, reason) {
-  const m = msg.body ?? {};
+  const m = msg.body !== null && typeof msg.body === "object" ? msg.body : {};
   try {
     await enqueue(env.DEAD_LETTER, [{ ...m, reason, at: Date.now() }]);
   } catch {

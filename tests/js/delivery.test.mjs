@@ -283,22 +283,25 @@ describe("durable delivery: hostile and broken messages, keys and queues", () =>
         // An IV that is not bytes: still sealed, never sent as it is.
         { to: "analytics", events: [0], body, iv: "not bytes" },
         { to: "warehouse", events: [0], body, iv: null },
+        // Not even an object.
+        "just text",
+        12345,
       ];
       await queue.sendBatch(messages.map((m) => ({ body: m, contentType: "v8" })));
-      const codes = ["not_sealed", "restricted_now", "restricted_now", "undecryptable", "undecryptable", "undecryptable", "unknown_destination", "unreadable_message"];
-      await until(() => logsOf(worker, "dead letter").length === 8, "eight dead letters");
+      const codes = ["not_sealed", "restricted_now", "restricted_now", "undecryptable", "undecryptable", "undecryptable", "unknown_destination", "unknown_destination", "unknown_destination", "unreadable_message"];
+      await until(() => logsOf(worker, "dead letter").length === 10, "ten dead letters");
       assert.deepEqual(logsOf(worker, "dead letter").map((l) => l.reason.code).sort(), codes);
       await sleep(300);
       assert.equal(dest.warehouse.requests.length + dest.analytics.requests.length, 0, "nothing sent");
       assert.ok(!worker.logs.join("\n").includes("jane@example.com"));
       // Replayed, each is checked again; a damaged entry of the store is kept and named, not a crash.
-      await until(async () => (await operator(worker, "/dead-letters")).body.deadLetters.length === 8, "eight filed");
+      await until(async () => (await operator(worker, "/dead-letters")).body.deadLetters.length === 10, "ten filed");
       await (await worker.mf.getKVNamespace("DEAD_LETTERS", "phimask")).put("000000000000000-damaged", "{not json");
       const replay = await operator(worker, "/dead-letters/replay", "POST");
       assert.equal(replay.status, 200);
-      assert.deepEqual(replay.body, { replayed: 8, unreadable: ["000000000000000-damaged"], more: false });
-      await until(() => logsOf(worker, "dead letter").length === 16, "the same eight dead letters again");
-      assert.deepEqual(logsOf(worker, "dead letter").slice(8).map((l) => l.reason.code).sort(), codes);
+      assert.deepEqual(replay.body, { replayed: 10, unreadable: ["000000000000000-damaged"], more: false });
+      await until(() => logsOf(worker, "dead letter").length === 20, "the same ten dead letters again");
+      assert.deepEqual(logsOf(worker, "dead letter").slice(10).map((l) => l.reason.code).sort(), codes);
       await sleep(500);
       assert.equal(dest.warehouse.requests.length + dest.analytics.requests.length, 0, "nothing sent");
     } finally {
