@@ -1,6 +1,6 @@
 # phimask: `make run` starts it locally, `make test` runs every test.
 # Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: run examples test build bench load size fmt lint setup fuzz
+.PHONY: run examples test build bench bench-builds load size fmt lint setup fuzz
 
 run:
 	scripts/run.sh
@@ -17,6 +17,11 @@ build:
 
 bench: build
 	node benches/bench.mjs
+
+# The Worker engine at opt-level z, s and 3 through wasm-opt -Oz and -O3:
+# size and speed side by side, in benches/builds.md.
+bench-builds: build
+	node benches/builds.mjs
 
 # Concurrent clients against the Worker under wrangler dev while a
 # destination fails for part of the run; figures in benches/load.md.

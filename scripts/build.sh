@@ -20,8 +20,19 @@ package() {
     "$2/phimask_bg.wasm" -o "$2/phimask_bg.wasm"
 }
 
-cargo build --release --target wasm32-unknown-unknown --quiet
-package target/wasm32-unknown-unknown/release/phimask.wasm pkg
+# For benches/builds.mjs: WORKER_ONLY=1 builds only the Worker's engine,
+# WORKER_OPT_LEVEL (z unless set) is its opt-level, WORKER_OUT (pkg-worker
+# unless set) where it goes; WASM_OPT_LEVEL (-Oz) is wasm-opt's level.
+if [ -z "${WORKER_ONLY:-}" ]; then
+  cargo build --release --target wasm32-unknown-unknown --quiet
+  package target/wasm32-unknown-unknown/release/phimask.wasm pkg
+fi
+level=()
+if [ -n "${WORKER_OPT_LEVEL:-}" ]; then
+  value=$WORKER_OPT_LEVEL
+  [[ $value =~ ^[0-9]$ ]] || value="\"$value\""
+  level=(--config "profile.worker.opt-level=$value" --config "profile.worker.package.sha2.opt-level=$value")
+fi
 # The Worker's: built for size (profile worker), with the standard
 # library rebuilt to abort on a panic without formatting a message (the
 # same behaviour as panic = "abort", less code), without source locations
@@ -29,5 +40,6 @@ package target/wasm32-unknown-unknown/release/phimask.wasm pkg
 # Its own target directory, so neither build invalidates the other.
 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none" \
   cargo "+$(cat scripts/nightly)" build --profile worker --target wasm32-unknown-unknown \
-  --quiet --no-default-features --target-dir target/worker -Zbuild-std=std,panic_abort
-package target/worker/wasm32-unknown-unknown/worker/phimask.wasm pkg-worker
+  --quiet --no-default-features --target-dir "target/worker${WORKER_OPT_LEVEL:+-$WORKER_OPT_LEVEL}" \
+  -Zbuild-std=std,panic_abort "${level[@]}"
+package "target/worker${WORKER_OPT_LEVEL:+-$WORKER_OPT_LEVEL}/wasm32-unknown-unknown/worker/phimask.wasm" "${WORKER_OUT:-pkg-worker}"
