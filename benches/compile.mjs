@@ -1,0 +1,63 @@
+// The first request's cost: in a fresh Node process, compiling and
+// instantiating the Worker's engine (pkg-worker/) and compiling a policy
+// of N rules from its prepared bytes (Sanitizer.fromPrepared); and the
+// same compile again in the warm process. Medians of 5 processes each,
+// for N = 100, 500, 1000 and 2000, to see whether compile time grows
+// linearly with the rules.
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { preparePolicy } from "../www/node.mjs";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const ACTIONS = ["allow", "mask", { action: "mask", normalize: "email" }, "zip3", "year", "url", "ip", { action: "allow", scan: true }];
+
+/** A policy with `n` rules: event, user and context properties, some nested, every action. */
+export function policyOf(n) {
+  const lists = { event_properties: {}, user_properties: {}, context: {} };
+  const kinds = Object.keys(lists);
+  for (let i = 0; i < n; i++) {
+    const path = i % 5 === 0 ? `group${i % 17}.field_${i}` : `field_${i}`;
+    lists[kinds[i % 3]][path] = ACTIONS[i % ACTIONS.length];
+  }
+  return {
+    version: 1, environment: "bench", hipaa: true, allowlists: lists,
+    destinations: {
+      amplitude: { connection: "server-side", format: "amplitude", endpoint: "https://api2.amplitude.com/2/httpapi" },
+      warehouse: { connection: "server-side", endpoint: "https://warehouse.example/in", restrict_phi: false, baa: true },
+    },
+  };
+}
+
+// Run in the child: the timings of one fresh process, as JSON.
+const CHILD = `
+const { readFileSync } = await import("node:fs");
+const t0 = performance.now();
+const engine = await import(${JSON.stringify(`${root}pkg-worker/phimask.js`)});
+const bytes = readFileSync(${JSON.stringify(`${root}pkg-worker/phimask_bg.wasm`)});
+const t1 = performance.now();
+engine.initSync({ module: new WebAssembly.Module(bytes) });
+const t2 = performance.now();
+const prepared = Buffer.from(process.argv[1], "base64");
+const s = engine.Sanitizer.fromPrepared(prepared, "k".repeat(40));
+const t3 = performance.now();
+s.free();
+const w = [];
+for (let i = 0; i < 5; i++) { const a = performance.now(); engine.Sanitizer.fromPrepared(prepared, "k".repeat(40)).free(); w.push(performance.now() - a); }
+w.sort((a, b) => a - b);
+console.log(JSON.stringify({ load: t1 - t0, instantiate: t2 - t1, compile: t3 - t2, warm: w[2] }));
+`;
+
+export function compileRows(counts = [100, 500, 1000, 2000]) {
+  const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1];
+  return counts.map((n) => {
+    const prepared = Buffer.from(preparePolicy(policyOf(n))).toString("base64");
+    const runs = Array.from({ length: 5 }, () => JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", CHILD, prepared], { encoding: "utf8" })));
+    const [instantiate, compile, warm] = ["instantiate", "compile", "warm"].map((k) => median(runs.map((r) => r[k])));
+    return {
+      rules: n, "instantiate ms": instantiate.toFixed(2), "first compile ms": compile.toFixed(2),
+      "first request ms (both)": (instantiate + compile).toFixed(2), "warm compile ms": warm.toFixed(2), "µs per rule (warm)": ((warm * 1000) / n).toFixed(2),
+    };
+  });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) console.table(compileRows());
