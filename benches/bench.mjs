@@ -118,12 +118,24 @@ const compile = compileRows();
 console.log("a fresh process: instantiating pkg-worker/ and compiling a prepared policy of N rules (target: 500 rules within 5 ms, linear):");
 console.table(compile);
 
+// Sizes, and what changed since the results file this run replaces
+// (BASELINE=FILE to compare with another, e.g. an older commit's).
+let previous = "";
+try {
+  previous = readFileSync(process.env.BASELINE ?? `${root}benches/results.md`, "utf8");
+} catch {
+  // No earlier results: nothing to compare.
+}
 const sizeLines = [];
+const changeLines = [];
 for (const p of ["pkg", "pkg-worker"]) {
   const wasm = readFileSync(`${root}${p}/phimask_bg.wasm`);
   const glue = readFileSync(`${root}${p}/phimask.js`);
-  sizeLines.push(`${p}/phimask_bg.wasm: ${wasm.length} bytes, ${gzipSync(wasm, { level: 9 }).length} gzipped; phimask.js ${glue.length} bytes, ${gzipSync(glue, { level: 9 }).length} gzipped`);
+  const gz = gzipSync(wasm, { level: 9 }).length;
+  sizeLines.push(`${p}/phimask_bg.wasm: ${wasm.length} bytes, ${gz} gzipped; phimask.js ${glue.length} bytes, ${gzipSync(glue, { level: 9 }).length} gzipped`);
   console.log(sizeLines.at(-1));
+  const before = new RegExp(`- ${p}/phimask_bg\\.wasm: (\\d+) bytes, (\\d+) gzipped`).exec(previous);
+  if (before) changeLines.push(`${p}/phimask_bg.wasm: ${wasm.length - Number(before[1])} bytes, ${gz - Number(before[2])} gzipped since the previous results`);
 }
 // The Worker as it deploys (budget: 64 KiB gzipped).
 const dryRun = execFileSync(`${root}node_modules/.bin/wrangler`, ["deploy", "--dry-run", "--env", "production", "--outdir", `${root}dist/bench`], {
@@ -149,5 +161,6 @@ writeFileSync(`${root}benches/results.md`, [
   "## The first request: instantiating the engine and compiling a policy", "", "In a fresh Node process (medians of 5 processes): the Worker's engine compiled and instantiated, then Sanitizer.fromPrepared of a prepared policy of N rules (every action, some nested); and the same compile again once warm. Target: 500 rules within 5 ms for both, and compile time linear in the rules.", "", table(compile), "",
   "## processRequest inside workerd", "", "The same batch and lists in workerd (Miniflare): the wall time of a request running the call 20 times less one running it 0 times, per call.", "", table(workerd), "", workerdLine, "",
   "## Sizes", "", ...sizeLines.map((l) => `- ${l}`), `- ${uploadLine}`, "",
+  ...(changeLines.length ? ["Change:", "", ...changeLines.map((l) => `- ${l}`), ""] : []),
   "The 64 KiB budget is the Worker's upload, which loads pkg-worker/ only; what pkg/ holds beyond it (the validator, explain, sanitize, processRequest's format writers) is itemized in the README's Performance section.", "",
 ].join("\n"));

@@ -16,8 +16,10 @@ import { log } from "./forward.js";
 const KEEP_SECONDS = 14 * 86_400;
 const REPLAY_PER_CALL = 100;
 
-const b64 = (bytes) => btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
-const unb64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+// Bytes as stored (base64); anything else stays unreadable (null) and is
+// never made into bytes, so the consumer refuses it again.
+const stored = (v) => (ArrayBuffer.isView(v) ? btoa(Array.from(v, (b) => String.fromCharCode(b)).join("")) : null);
+const restored = (v) => (typeof v === "string" ? Uint8Array.from(atob(v), (c) => c.charCodeAt(0)) : null);
 
 /** Files a batch of the dead-letter queue in DEAD_LETTERS; a message not filed is retried. */
 export async function file(batch, env) {
@@ -30,9 +32,7 @@ export async function file(batch, env) {
     // KV keeps at most 1024 bytes of metadata; the whole reason is in the value.
     if (JSON.stringify(meta).length > 900) meta.reason = { code: reason.code, status: reason.status };
     try {
-      // A body that is not bytes stays unreadable (null), never made into some.
-      const bytes = (v) => (ArrayBuffer.isView(v) ? b64(v) : null);
-      const value = { to: m.to, events: m.events, body: bytes(m.body), ...(m.iv !== undefined ? { iv: bytes(m.iv) } : {}), reason, at };
+      const value = { to: m.to, events: m.events, body: stored(m.body), ...(m.iv !== undefined ? { iv: stored(m.iv) } : {}), reason, at };
       // Keys sort by time; the message id keeps them apart.
       await env.DEAD_LETTERS.put(`${String(at).padStart(15, "0")}-${msg.id}`, JSON.stringify(value), { metadata: meta, expirationTtl: KEEP_SECONDS });
       msg.ack();
@@ -58,29 +58,26 @@ export async function operate(request, env, path) {
     return reply(200, { deadLetters: listed.keys.map((k) => ({ id: k.name, ...k.metadata })), more: !listed.list_complete });
   }
   const listed = await env.DEAD_LETTERS.list({ limit: REPLAY_PER_CALL });
-  let replayed = 0;
+  const messages = [];
+  const done = [];
   const unreadable = [];
   for (const { name } of listed.keys) {
-    let m;
     try {
       const value = await env.DEAD_LETTERS.get(name, "json");
-      // Expired meanwhile: nothing to replay.
-      const bytes = (v) => (typeof v === "string" ? unb64(v) : null);
-      if (value) m = { to: value.to, events: value.events, body: bytes(value.body), ...(value.iv !== undefined ? { iv: bytes(value.iv) } : {}) };
+      // null: expired meanwhile, nothing to replay.
+      if (value) messages.push({ to: value.to, events: value.events, body: restored(value.body), ...(value.iv !== undefined ? { iv: restored(value.iv) } : {}) });
+      done.push(name);
     } catch {
       unreadable.push(name); // kept for the operator to look at
-      continue;
     }
-    if (m) {
-      try {
-        await enqueue(env.DELIVERY, [m]);
-      } catch {
-        return fail(503, "queue_unavailable", "the delivery queue refused the dead letters; nothing more was replayed", { replayed });
-      }
-      replayed += 1;
-    }
-    await env.DEAD_LETTERS.delete(name);
   }
-  log("log", { phimask: "dead letters replayed", count: replayed, unreadable: unreadable.length });
-  return reply(200, { replayed, unreadable, more: !listed.list_complete });
+  // All queued in as few calls as the limits allow, then removed from the store.
+  try {
+    await enqueue(env.DELIVERY, messages);
+  } catch {
+    return fail(503, "queue_unavailable", "the delivery queue refused the dead letters; none was removed from the store, send the replay again", { replayed: 0 });
+  }
+  await Promise.all(done.map((name) => env.DEAD_LETTERS.delete(name)));
+  log("log", { phimask: "dead letters replayed", count: messages.length, unreadable: unreadable.length });
+  return reply(200, { replayed: messages.length, unreadable, more: !listed.list_complete });
 }
