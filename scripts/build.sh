@@ -10,19 +10,22 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 # externref tables; the features are the ones rustc's wasm32 target emits).
 # --low-memory-unused: Rust's wasm32 keeps its stack and data above 1 MiB,
 # so the first 1 KiB of memory is never used.
+# A third argument adds wasm-opt features (the Worker's SIMD).
 package() {
   wasm-bindgen --target web --out-dir "$2" --out-name phimask "$1"
   node scripts/glue.mjs "$2/phimask.js"
   node_modules/.bin/wasm-opt ${WASM_OPT_LEVEL:--Oz} --converge --low-memory-unused \
     --strip-producers --strip-target-features \
     --enable-bulk-memory --enable-reference-types --enable-sign-ext \
-    --enable-nontrapping-float-to-int --enable-mutable-globals --enable-multivalue \
+    --enable-nontrapping-float-to-int --enable-mutable-globals --enable-multivalue ${3:-} \
     "$2/phimask_bg.wasm" -o "$2/phimask_bg.wasm"
 }
 
 # For benches/builds.mjs: WORKER_ONLY=1 builds only the Worker's engine,
 # WORKER_OPT_LEVEL (z unless set) is its opt-level, WORKER_OUT (pkg-worker
-# unless set) where it goes; WASM_OPT_LEVEL (-Oz) is wasm-opt's level.
+# unless set) where it goes; WASM_OPT_LEVEL (-Oz) is wasm-opt's level;
+# WORKER_SPEED=0 builds its hot paths for size too, WORKER_SIMD=0 leaves
+# out SIMD128, WORKER_SHA=unrolled uses SHA-256's unrolled compression.
 if [ -z "${WORKER_ONLY:-}" ]; then
   cargo build --release --target wasm32-unknown-unknown --quiet
   package target/wasm32-unknown-unknown/release/phimask.wasm pkg
@@ -37,9 +40,21 @@ fi
 # library rebuilt to abort on a panic without formatting a message (the
 # same behaviour as panic = "abort", less code), without source locations
 # or Debug text (nothing in the Worker prints them), by the pinned nightly.
+# Its hot paths (the JSON reader, the detectors) are built for speed
+# (cfg phimask_speed: #[optimize(speed)]), which costs no size; SIMD128
+# (workerd and Node have it) makes it smaller still, and so does SHA-256's
+# rolled compression (feature compact-sha) at no cost measurable in a
+# request. make bench-builds measures each both ways.
 # Its own target directory, so neither build invalidates the other.
-RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none" \
+flags="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none"
+dir="target/worker${WORKER_OPT_LEVEL:+-$WORKER_OPT_LEVEL}"
+simd=()
+features=(--no-default-features)
+if [ "${WORKER_SHA:-compact}" = compact ]; then features+=(--features compact-sha); else dir+="-unrolled"; fi
+if [ "${WORKER_SPEED:-1}" = 1 ]; then flags+=" --cfg phimask_speed"; else dir+="-nospeed"; fi
+if [ "${WORKER_SIMD:-1}" = 1 ]; then flags+=" -Ctarget-feature=+simd128"; simd=(--enable-simd); else dir+="-nosimd"; fi
+RUSTFLAGS="$flags" \
   cargo "+$(cat scripts/nightly)" build --profile worker --target wasm32-unknown-unknown \
-  --quiet --no-default-features --target-dir "target/worker${WORKER_OPT_LEVEL:+-$WORKER_OPT_LEVEL}" \
+  --quiet "${features[@]}" --target-dir "$dir" \
   -Zbuild-std=std,panic_abort "${level[@]}"
-package "target/worker${WORKER_OPT_LEVEL:+-$WORKER_OPT_LEVEL}/wasm32-unknown-unknown/worker/phimask.wasm" "${WORKER_OUT:-pkg-worker}"
+package "$dir/wasm32-unknown-unknown/worker/phimask.wasm" "${WORKER_OUT:-pkg-worker}" "${simd[@]}"

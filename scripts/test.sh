@@ -19,6 +19,8 @@ cargo clippy --quiet --target wasm32-unknown-unknown --lib -- -D warnings
 cargo clippy --quiet --target wasm32-unknown-unknown --lib --no-default-features -- -D warnings
 step "cargo test"
 cargo test --release
+step "cargo test: masking with the Worker's SHA-256 (compact-sha)"
+cargo test --release --quiet --features compact-sha --lib mask
 step "TypeScript types"
 npx --no-install tsc -p tests/types
 step "fuzzing: saved crashes replayed, each target for 10 s (make fuzz runs them for 10 min)"

@@ -3,8 +3,12 @@
 // Worker's build (pkg-worker/): no policy validator, so it loads policies
 // prepared at build time (www/check-policy.mjs).
 import wasm from "../pkg-worker/phimask_bg.wasm";
-import { initSync } from "../pkg-worker/phimask.js";
+import { initSync, Sanitizer } from "../pkg-worker/phimask.js";
+import { warmUp as run } from "./warm-up.js";
 
 initSync({ module: wasm });
 
 export { callTypes, limits, Sanitizer } from "../pkg-worker/phimask.js";
+
+/** The start-up run of the engine on a prepared policy (www/warm-up.js). */
+export const warmUp = (prepared) => run(Sanitizer, prepared);

@@ -7,7 +7,7 @@
 // The per-environment entry files (entry-development.js,
 // entry-production.js) import their prepared policy (written by
 // www/check-policy.mjs at build time) and call createWorker(policy).
-import { callTypes, Sanitizer } from "./engine.js";
+import { callTypes, Sanitizer, warmUp } from "./engine.js";
 import { file, operate } from "./dead-letters.js";
 import { authSecret, deliver, log } from "./forward.js";
 import { ingest } from "./ingest.js";
@@ -80,6 +80,7 @@ export function createWorker(policy) {
   const prepared = Uint8Array.from(atob(policy.prepared), (c) => c.charCodeAt(0));
   // A prepared policy ends with its SHA-256 (check-policy prints it).
   const hash = Array.from(prepared.subarray(-32), (b) => b.toString(16).padStart(2, "0")).join("");
+  warmUp(prepared);
   let compiled = null;
 
   function sanitizerFor(env) {

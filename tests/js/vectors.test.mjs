@@ -6,6 +6,7 @@ import { test } from "node:test";
 import { preparePolicy, Sanitizer, validatePolicy } from "../../www/node.mjs";
 import { eventText, hmacHex, resolveMasks, vectorFiles } from "./vectors.mjs";
 import { edge } from "./worker-engine.mjs";
+import { warmUp } from "../../www/warm-up.js";
 
 const files = vectorFiles();
 
@@ -20,6 +21,21 @@ test("the Worker's engine has no validator: it loads prepared policies only", ()
     () => edge.Sanitizer.fromPrepared(new TextEncoder().encode('{"version": 1}'), "k".repeat(32)),
     (e) => e.code === "invalid_policy" && /prepare it again/.test(e.message),
   );
+});
+
+test("the Worker's start-up run never throws, and leaves nothing behind", () => {
+  // It runs at module scope: an exception there would stop the Worker
+  // from starting at all, instead of answering 503 as configured.
+  const doc = files.find((f) => f.doc.kind === "sanitize").doc;
+  const prepared = preparePolicy(doc.policy);
+  const hostile = [new Uint8Array(0), new TextEncoder().encode('{"version": 1}'), new Uint8Array(4096).fill(0xff), prepared.slice(0, 40), prepared.slice(0, -1)];
+  for (const bytes of hostile) assert.doesNotThrow(() => warmUp(edge.Sanitizer, bytes));
+  // A real policy: run, then the engine is as before (a sanitizer
+  // compiled for real gives the same output as one compiled without the run).
+  const event = new TextEncoder().encode('{"batch":[{"type":"track","event":"Signed Up","userId":"u-1","properties":{"plan":"pro"}}]}');
+  const before = edge.Sanitizer.fromPrepared(prepared, doc.key).processRequest(event, "batch");
+  for (let i = 0; i < 3; i++) warmUp(edge.Sanitizer, prepared);
+  assert.deepEqual(edge.Sanitizer.fromPrepared(prepared, doc.key).processRequest(event, "batch"), before);
 });
 
 /**
