@@ -48,6 +48,7 @@ impl Masker {
     }
 
     /// The raw 32-byte HMAC of `bytes`.
+    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn digest(&self, bytes: &[u8]) -> [u8; 32] {
         let mut mac = self.mac.clone();
         mac.update(bytes);
@@ -55,12 +56,18 @@ impl Masker {
     }
 
     /// Appends the 64 lowercase hex digits of the HMAC of `bytes` to `out`.
+    /// Into a fixed buffer, then appended at once: pushing each digit was a
+    /// quarter of masking's time in the Worker's size-built engine.
+    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn write_hex(&self, bytes: &[u8], out: &mut Vec<u8>) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        for b in self.digest(bytes) {
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0x0f)]);
+        let digest = self.digest(bytes);
+        let mut hex = [0u8; 64];
+        for i in 0..32 {
+            hex[2 * i] = HEX[usize::from(digest[i] >> 4)];
+            hex[2 * i + 1] = HEX[usize::from(digest[i] & 0x0f)];
         }
+        out.extend_from_slice(&hex);
     }
 
     /// The masked form of `value` as a string of hex digits.
@@ -118,6 +125,7 @@ impl Memo {
     /// Appends what `compute` appends to `out` for `bytes` under `tag`, and
     /// returns its code; computed once per (tag, bytes) while the memo has
     /// room. `compute` must depend only on the tag and the bytes.
+    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn write(
         &mut self,
         tag: u64,

@@ -38,6 +38,34 @@ test("the Worker's start-up run never throws, and leaves nothing behind", () => 
   assert.deepEqual(edge.Sanitizer.fromPrepared(prepared, doc.key).processRequest(event, "batch"), before);
 });
 
+test("masking is HMAC-SHA256 at every key and value length around SHA-256's block, in both engines", () => {
+  // The engine writes HMAC over SHA-256's compression: keys shorter than,
+  // equal to and longer than the 64-byte block (hashed first), values
+  // whose padding takes one block or two; hostile bytes in the values.
+  const policy = { version: 1, environment: "x", hipaa: true, destinations: { d: { connection: "server-side", endpoint: "https://d.example/" } } };
+  const prepared = preparePolicy(policy);
+  let checked = 0;
+  for (const keyLength of [32, 55, 56, 63, 64, 65, 100, 128, 129, 300]) {
+    const key = Array.from({ length: keyLength }, (_, i) => String.fromCharCode(33 + ((i * 7) % 90))).join("");
+    const full = new Sanitizer(policy, key);
+    const worker = edge.Sanitizer.fromPrepared(prepared, key);
+    // Byte lengths (one byte a character, escaped in the JSON), then
+    // multi-byte text.
+    const values = [1, 2, 54, 55, 56, 57, 63, 64, 65, 118, 119, 120, 128].map((n) => Array.from({ length: n }, (_, i) => ["a", "\u0000", '"', "\\", "\u007f"][i % 5]).join(""));
+    values.push("é💉".repeat(9), "é💉".repeat(250));
+    for (const value of values) {
+      const valueLength = Buffer.byteLength(value);
+      const event = JSON.stringify({ type: "track", event: "Signed Up", userId: value });
+      const want = hmacHex(key, value);
+      assert.equal(JSON.parse(full.sanitizeJson(event, "d")).userId, want, `key ${keyLength}, value ${valueLength}`);
+      const body = worker.processRequest(new TextEncoder().encode(`{"batch":[${event}]}`), "batch").bodies.d[0];
+      assert.equal(JSON.parse(body).batch[0].userId, want, `Worker: key ${keyLength}, value ${valueLength}`);
+      checked += 1;
+    }
+  }
+  assert.equal(checked, 150);
+});
+
 /**
  * The Worker's path: the event alone in a batch through processRequest;
  * its Segment body's one event, as text, or null; throws as sanitizeJson
