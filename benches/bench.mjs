@@ -171,6 +171,7 @@ const targetLines = [
   ...targets,
   `500 events for 3 destinations in Node: ${three["ms per request"]} ms, target ≤ 5 — ${verdict(Number(three["ms per request"]), 5)} (inside workerd: ${workerdThree["ms per request (workerd)"]} ms)`,
   `the first request (instantiating the engine, compiling 500 rules) in a fresh process: ${firstMs.toFixed(2)} ms, target ≤ 5 — ${verdict(firstMs, 5)}`,
+  `the Worker's first request (compiling 500 rules after the engine's start-up run at module scope, which instantiation also precedes): ${c500["first compile after start-up ms"]} ms, target ≤ 5 — ${verdict(Number(c500["first compile after start-up ms"]), 5)}`,
   `policy compile time linear in the rules: 2000 rules take ${growth.toFixed(2)}× 500 rules (warm; linear is 4×, target ≤ 4.8) — ${verdict(growth, 4.8)}`,
   `the Worker's upload: ${uploadKiB} KiB gzipped, target ≤ 64 — ${verdict(uploadKiB, 64)}`,
 ];

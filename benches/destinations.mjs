@@ -55,7 +55,8 @@ export function batch500() {
   return new TextEncoder().encode(JSON.stringify({ batch: events }));
 }
 
-function msPerCall(fn, minMs) {
+/** Milliseconds per call of `fn`, over at least `minMs`, after a warm-up. */
+export function msPerCall(fn, minMs) {
   for (let i = 0; i < 3; i++) fn();
   let n = 0;
   const start = process.hrtime.bigint();
