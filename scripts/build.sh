@@ -25,7 +25,8 @@ package() {
 # WORKER_OPT_LEVEL (z unless set) is its opt-level, WORKER_OUT (pkg-worker
 # unless set) where it goes; WASM_OPT_LEVEL (-Oz) is wasm-opt's level;
 # WORKER_SPEED=0 builds its hot paths for size too, WORKER_SIMD=0 leaves
-# out SIMD128, WORKER_SHA=unrolled uses SHA-256's unrolled compression.
+# out SIMD128, WORKER_SHA=unrolled uses SHA-256's unrolled compression,
+# WORKER_STD=z builds core, alloc and compiler_builtins at z too.
 if [ -z "${WORKER_ONLY:-}" ]; then
   cargo build --release --target wasm32-unknown-unknown --quiet
   package target/wasm32-unknown-unknown/release/phimask.wasm pkg
@@ -52,6 +53,10 @@ simd=()
 features=(--no-default-features)
 if [ "${WORKER_SHA:-compact}" = compact ]; then features+=(--features compact-sha); else dir+="-unrolled"; fi
 if [ "${WORKER_SPEED:-1}" = 1 ]; then flags+=" --cfg phimask_speed"; else dir+="-nospeed"; fi
+if [ "${WORKER_STD:-}" = z ]; then
+  for crate in core alloc compiler_builtins; do level+=(--config "profile.worker.package.$crate.opt-level=\"z\""); done
+  dir+="-stdz"
+fi
 if [ "${WORKER_SIMD:-1}" = 1 ]; then flags+=" -Ctarget-feature=+simd128"; simd=(--enable-simd); else dir+="-nosimd"; fi
 RUSTFLAGS="$flags" \
   cargo "+$(cat scripts/nightly)" build --profile worker --target wasm32-unknown-unknown \
