@@ -2,7 +2,7 @@
 // native (cargo bench), wasm in Node (pkg/ sanitizeJson; pkg-worker/
 // processRequest), wasm inside workerd (processRequest), and the
 // JavaScript reference; per slice µs per event for one destination, µs
-// per KB, and the ratios against their targets.
+// per KB, and the ratios of the performance targets.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
