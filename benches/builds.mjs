@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { preparePolicy } from "../www/node.mjs";
 import { corpus } from "./corpus.mjs";
-import { batch500, CREDENTIALS, FORMATS, policyWith } from "./destinations.mjs";
+import { batch500, CREDENTIALS, FORMATS, msPerCall, policyWith } from "./destinations.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const KEY = "benchmark-key-0123456789abcdefghijklmnop";
@@ -55,18 +55,8 @@ for (const [name, env] of BUILDS) {
   variants.push({ name, bytes: wasm.length, gzipped: gzipSync(wasm, { level: 9 }).length, sanitizers, times: cases.map(() => []) });
 }
 
-const msPerCall = (s, body) => {
-  for (let i = 0; i < 3; i++) s.processRequest(body, "batch");
-  const start = process.hrtime.bigint();
-  let n = 0;
-  while (process.hrtime.bigint() - start < 150_000_000n) {
-    s.processRequest(body, "batch");
-    n += 1;
-  }
-  return Number(process.hrtime.bigint() - start) / 1e6 / n;
-};
 for (let round = 0; round < 7; round++) {
-  for (const v of variants) v.sanitizers.forEach((s, i) => v.times[i].push(msPerCall(s, cases[i].body) * cases[i].per));
+  for (const v of variants) v.sanitizers.forEach((s, i) => v.times[i].push(msPerCall(() => s.processRequest(cases[i].body, "batch"), 150) * cases[i].per));
 }
 const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1];
 const shipped = variants.find((v) => v.name === SHIPPED);
