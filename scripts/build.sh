@@ -28,7 +28,7 @@ package() {
 # out SIMD128, WORKER_SHA=unrolled uses SHA-256's unrolled compression,
 # WORKER_STD=z builds core, alloc and compiler_builtins at z too.
 if [ -z "${WORKER_ONLY:-}" ]; then
-  cargo build --release --target wasm32-unknown-unknown --quiet
+  cargo build --release --lib --target wasm32-unknown-unknown --quiet
   package target/wasm32-unknown-unknown/release/phimask.wasm pkg
 fi
 level=()
@@ -59,7 +59,7 @@ if [ "${WORKER_STD:-}" = z ]; then
 fi
 if [ "${WORKER_SIMD:-1}" = 1 ]; then flags+=" -Ctarget-feature=+simd128"; simd=(--enable-simd); else dir+="-nosimd"; fi
 RUSTFLAGS="$flags" \
-  cargo "+$(cat scripts/nightly)" build --profile worker --target wasm32-unknown-unknown \
+  cargo "+$(cat scripts/nightly)" build --profile worker --lib --target wasm32-unknown-unknown \
   --quiet "${features[@]}" --target-dir "$dir" \
   -Zbuild-std=std,panic_abort "${level[@]}"
 package "$dir/wasm32-unknown-unknown/worker/phimask.wasm" "${WORKER_OUT:-pkg-worker}" "${simd[@]}"

@@ -21,6 +21,12 @@ step "cargo test"
 cargo test --release
 step "cargo test: masking with the Worker's SHA-256 (compact-sha)"
 cargo test --release --quiet --features compact-sha --lib mask
+step "the crate packs, and the phimask command installs from it"
+cargo package --allow-dirty --quiet
+root="$(mktemp -d)"
+cargo install --path . --root "$root" --locked --quiet
+"$root/bin/phimask" check policies/production.json policies/development.json
+rm -rf "$root"
 step "TypeScript types"
 npx --no-install tsc -p tests/types
 step "fuzzing: saved crashes replayed, each target for 10 s (make fuzz runs them for 10 min)"

@@ -19,6 +19,8 @@ pub mod error;
 pub mod event;
 pub mod format;
 mod json;
+#[cfg(feature = "full")]
+pub mod map;
 pub mod mask;
 pub mod path;
 pub mod policy;

@@ -1,0 +1,127 @@
+//! `phimask explain`: for each destination, whether the event is sent and
+//! why, and the paths dropped, masked and transformed; the values it
+//! receives only with `--show-values`.
+
+use std::path::PathBuf;
+
+use phimask::report::Explanation;
+use phimask::report::Reason;
+use phimask::Error;
+use serde_json::{json, Map, Value};
+
+use crate::failure::{Failure, Outcome, IO, REFUSED, USAGE};
+use crate::input::{read_text, shown};
+use crate::key;
+use crate::output::emit;
+
+pub struct Options {
+    pub policy: PathBuf,
+    pub event: PathBuf,
+    pub show_values: bool,
+    pub destination: Option<String>,
+    pub json: bool,
+    pub key_file: Option<PathBuf>,
+}
+
+/// Masks with this when no key is given and no value is shown: which
+/// paths are masked does not depend on the key.
+const PATHS_ONLY_KEY: [u8; 32] = [0x5a; 32];
+
+pub fn run(o: &Options) -> Outcome {
+    let (policy, _) = crate::input::policy(&o.policy)?;
+    if let Some(d) = &o.destination {
+        if !policy.destinations.iter().any(|x| &x.name == d) {
+            let names: Vec<&str> = policy
+                .destinations
+                .iter()
+                .map(|x| x.name.as_str())
+                .collect();
+            return Err(Failure::new(
+                USAGE,
+                format!(
+                    "the policy has no destination \"{d}\"; it has: {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    let key = match key::load(o.key_file.as_deref())? {
+        Some(k) => Some(k),
+        None if o.show_values => None,
+        None => Some(PATHS_ONLY_KEY.to_vec()),
+    };
+    let sanitizer = key::sanitizer(&policy, key.as_deref())?;
+    let text = read_text(&o.event, "event")?;
+    let refused = |e: Error| {
+        Failure::new(
+            REFUSED,
+            format!(
+                "event {}: refused, sent to no destination: {e}",
+                shown(&o.event)
+            ),
+        )
+    };
+    let all: Vec<Explanation> = sanitizer
+        .explain(&text)
+        .map_err(refused)?
+        .into_iter()
+        .filter(|e| o.destination.as_ref().is_none_or(|d| d == &e.destination))
+        .collect();
+    let sent = |e: &Explanation| -> Result<Option<String>, Failure> {
+        if !o.show_values || !e.reason.sent() {
+            return Ok(None);
+        }
+        sanitizer
+            .sanitize_json(&text, &e.destination)
+            .map_err(refused)
+    };
+    let mut out = String::new();
+    if o.json {
+        let mut map = Map::new();
+        for e in &all {
+            let mut v = json!({
+                "sent": e.reason.sent(),
+                "reason": e.reason.text(),
+                "dropped": e.paths.dropped,
+                "masked": e.paths.masked,
+                "transformed": e.paths.transformed,
+            });
+            if o.show_values {
+                let event = match sent(e)? {
+                    Some(s) => serde_json::from_str(&s).map_err(|_| {
+                        Failure::new(IO, "the engine wrote an event that is not JSON")
+                    })?,
+                    None => Value::Null,
+                };
+                v["event"] = event;
+            }
+            map.insert(e.destination.clone(), v);
+        }
+        out = format!("{:#}\n", Value::Object(map));
+    } else {
+        for e in &all {
+            out.push_str(&format!("{}: {}\n", e.destination, e.reason.text()));
+            let lists = [
+                ("dropped", &e.paths.dropped),
+                ("masked", &e.paths.masked),
+                ("transformed", &e.paths.transformed),
+            ];
+            if e.reason.sent()
+                && lists.iter().all(|(_, l)| l.is_empty())
+                && e.reason == Reason::Sanitized
+            {
+                out.push_str("  nothing dropped, masked or transformed\n");
+            }
+            for (what, paths) in lists {
+                if !paths.is_empty() {
+                    out.push_str(&format!("  {what:<12} {}\n", paths.join(", ")));
+                }
+            }
+            if let Some(s) = sent(e)? {
+                out.push_str(&format!("  {:<12} {s}\n", "sends"));
+            }
+        }
+    }
+    emit(&out, None)?;
+    Ok(0)
+}

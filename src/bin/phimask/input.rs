@@ -1,0 +1,94 @@
+//! Reading policies and events from files or standard input.
+
+use std::io::Read;
+use std::path::Path;
+
+use phimask::{validate_policy, Policy, Report};
+
+use crate::failure::{Failure, IO, REFUSED};
+
+/// Whether `path` names standard input.
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// The text of `path` (or of standard input for `-`).
+pub fn read_text(path: &Path, what: &str) -> Result<String, Failure> {
+    let mut bytes = Vec::new();
+    let read = if is_stdin(path) {
+        std::io::stdin().lock().read_to_end(&mut bytes).map(|_| ())
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes).map(|_| ()))
+    };
+    read.map_err(|e| {
+        Failure::new(
+            IO,
+            format!("cannot read {what} {}: {}", shown(path), reason(&e)),
+        )
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        Failure::new(
+            REFUSED,
+            format!(
+                "{what} {} is not UTF-8 text (byte {})",
+                shown(path),
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// A path as messages show it.
+pub fn shown(path: &Path) -> String {
+    if is_stdin(path) {
+        "(standard input)".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// An I/O error without Rust's "(os error 2)" suffix.
+pub fn reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+/// The policy in `path`, validated; an invalid one prints every error
+/// with its path on stderr and stops with status 1.
+pub fn policy(path: &Path) -> Result<(Policy, Report), Failure> {
+    let text = read_text(path, "policy")?;
+    let (policy, report) = validate_policy(&text);
+    match policy {
+        Some(policy) => Ok((policy, report)),
+        None => {
+            for e in &report.errors {
+                crate::failure::note(&format!("{}: error: {}", shown(path), problem(e)));
+            }
+            Err(Failure::new(
+                REFUSED,
+                format!(
+                    "{} is invalid ({})",
+                    shown(path),
+                    count(report.errors.len(), "error")
+                ),
+            ))
+        }
+    }
+}
+
+/// `path: message`, or the message alone for the policy as a whole.
+pub fn problem(p: &phimask::Problem) -> String {
+    if p.path.is_empty() {
+        p.message.clone()
+    } else {
+        format!("{}: {}", p.path, p.message)
+    }
+}
+
+/// `1 error`, `2 errors`.
+pub fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}

@@ -1,0 +1,183 @@
+//! `phimask`: check a policy, explain what each destination gets of an
+//! event, sanitize exported NDJSON event logs, and print the data map for
+//! a compliance review, with the same engine the edge Worker runs.
+
+mod check;
+mod explain;
+mod failure;
+mod input;
+mod key;
+mod lines;
+mod map;
+mod output;
+mod sanitize;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use failure::USAGE;
+
+const AFTER_HELP: &str = "\
+The masking key comes from the environment variable PHI_MASKING_KEY or from
+--key-file FILE, never from an argument (arguments show in the process list
+and in shell history).
+
+Exit status:
+  0  done
+  1  a policy is invalid, or an event was refused (sanitize goes on with
+     the next line and says which lines at the end)
+  2  bad usage: an unknown option or destination, a key given as argument
+  3  a file could not be read or written, or the masking key is missing or
+     unusable";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "phimask",
+    version,
+    about = "Masks or blocks protected health information (PHI) in analytics events",
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate policy files: every error and warning with its JSON path
+    Check(CheckArgs),
+    /// Show, for each destination, whether an event is sent and which
+    /// paths are dropped, masked or transformed
+    Explain(ExplainArgs),
+    /// Sanitize NDJSON events (one a line) for one destination, streaming
+    Sanitize(SanitizeArgs),
+    /// Print the data map of a policy (Markdown or HTML) for a compliance
+    /// review
+    Map(MapArgs),
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// Policy files (JSON)
+    #[arg(required = true, value_name = "POLICY")]
+    policies: Vec<PathBuf>,
+    /// Treat warnings as errors (exit 1 when any policy has one)
+    #[arg(long)]
+    deny_warnings: bool,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+struct KeyArgs {
+    /// Read the masking key from FILE (one trailing newline is ignored)
+    /// instead of PHI_MASKING_KEY
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ExplainArgs {
+    /// The policy file (JSON)
+    #[arg(long, short, value_name = "POLICY")]
+    policy: PathBuf,
+    /// A file holding one JSON event, or - for standard input
+    #[arg(value_name = "EVENT", default_value = "-")]
+    event: PathBuf,
+    /// Also print what each destination receives (values, masked as
+    /// sent); needs the masking key
+    #[arg(long)]
+    show_values: bool,
+    /// Only this destination
+    #[arg(long, short, value_name = "NAME")]
+    destination: Option<String>,
+    /// Print the explanation as JSON on stdout
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+struct SanitizeArgs {
+    /// The policy file (JSON)
+    #[arg(long, short, value_name = "POLICY")]
+    policy: PathBuf,
+    /// The destination to sanitize for
+    #[arg(long, short, value_name = "NAME")]
+    destination: String,
+    /// NDJSON input files, read in order; - or none for standard input
+    #[arg(value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+    /// Write to FILE instead of standard output
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// No progress line and no summary (refused lines are still reported)
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum MapFormat {
+    Markdown,
+    Html,
+}
+
+#[derive(Args, Debug)]
+struct MapArgs {
+    /// The policy file (JSON)
+    #[arg(value_name = "POLICY")]
+    policy: PathBuf,
+    /// Output format
+    #[arg(long, short, value_enum, default_value = "markdown")]
+    format: MapFormat,
+    /// Write to FILE instead of standard output
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    // Before clap sees them: its errors quote the offending argument, and
+    // that argument could be the key.
+    if let Some(f) = key::refuse_key_arguments(std::env::args_os().skip(1)) {
+        return f.report();
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let outcome = match cli.command {
+        Command::Check(a) => check::run(&a.policies, a.deny_warnings, a.json),
+        Command::Explain(a) => explain::run(&explain::Options {
+            policy: a.policy,
+            event: a.event,
+            show_values: a.show_values,
+            destination: a.destination,
+            json: a.json,
+            key_file: a.key.key_file,
+        }),
+        Command::Sanitize(a) => sanitize::run(&sanitize::Options {
+            policy: a.policy,
+            destination: a.destination,
+            inputs: a.inputs,
+            output: a.output,
+            quiet: a.quiet,
+            key_file: a.key.key_file,
+        }),
+        Command::Map(a) => map::run(&a.policy, matches!(a.format, MapFormat::Html), a.output),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => f.report(),
+    }
+}

@@ -1,0 +1,329 @@
+//! `phimask sanitize`: NDJSON events in, the destination's sanitized
+//! events out, one a line, streaming. A line that cannot be sanitized is
+//! reported by its number (never echoed) and skipped; progress and a
+//! summary go to stderr.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use phimask::policy::Connection;
+use phimask::report::Tally;
+use phimask::{Error, EventError, Sanitizer, MAX_EVENT_BYTES};
+
+use crate::failure::{note, Failure, Outcome, IO, REFUSED, USAGE};
+use crate::input::{count, is_stdin, reason, shown};
+use crate::key;
+use crate::lines::{Line, Lines};
+
+pub struct Options {
+    pub policy: PathBuf,
+    pub destination: String,
+    pub inputs: Vec<PathBuf>,
+    pub output: Option<PathBuf>,
+    pub quiet: bool,
+    pub key_file: Option<PathBuf>,
+}
+
+/// Refused lines listed one by one on stderr; past this only counted.
+const LISTED: u64 = 100;
+
+#[derive(Default)]
+struct Counts {
+    lines: u64,
+    sent: u64,
+    not_sent: u64,
+    blank: u64,
+    refused: u64,
+    first_refused: Vec<String>,
+    tally: Tally,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+pub fn run(o: &Options) -> Outcome {
+    let (policy, _) = crate::input::policy(&o.policy)?;
+    let Some(dest) = policy.destinations.iter().find(|d| d.name == o.destination) else {
+        let names: Vec<&str> = policy
+            .destinations
+            .iter()
+            .filter(|d| d.connection == Connection::ServerSide)
+            .map(|d| d.name.as_str())
+            .collect();
+        return Err(Failure::new(
+            USAGE,
+            format!(
+                "the policy has no destination \"{}\"; its server-side destinations: {}",
+                o.destination,
+                names.join(", ")
+            ),
+        ));
+    };
+    if dest.connection == Connection::ClientSide {
+        return Err(Failure::new(
+            USAGE,
+            format!(
+                "{} is client-side: the browser sends to it, so phimask sends it nothing",
+                dest.name
+            ),
+        ));
+    }
+    let key = key::load(o.key_file.as_deref())?;
+    let sanitizer = key::sanitizer(&policy, key.as_deref())?;
+
+    let mut out: BufWriter<Box<dyn Write>> = BufWriter::with_capacity(
+        1 << 16,
+        match &o.output {
+            Some(path) => Box::new(File::create(path).map_err(|e| {
+                Failure::new(IO, format!("cannot create {}: {}", shown(path), reason(&e)))
+            })?),
+            None => Box::new(io::stdout().lock()),
+        },
+    );
+    let stdin = [PathBuf::from("-")];
+    let inputs = if o.inputs.is_empty() {
+        &stdin[..]
+    } else {
+        &o.inputs[..]
+    };
+    let mut counts = Counts::default();
+    let mut progress = Progress::new(o.quiet);
+    let start = Instant::now();
+    let mut stopped = None;
+    for input in inputs {
+        let reader: Box<dyn BufRead> = if is_stdin(input) {
+            Box::new(io::stdin().lock())
+        } else {
+            match File::open(input) {
+                Ok(f) => Box::new(BufReader::with_capacity(1 << 16, f)),
+                Err(e) => {
+                    stopped = Some(Failure::new(
+                        IO,
+                        format!("cannot read {}: {}", shown(input), reason(&e)),
+                    ));
+                    break;
+                }
+            }
+        };
+        let label = if inputs.len() > 1 {
+            format!("{} ", shown(input))
+        } else {
+            String::new()
+        };
+        if let Err(f) = stream(
+            &sanitizer,
+            dest.name.as_str(),
+            reader,
+            &mut out,
+            &label,
+            &mut counts,
+            &mut progress,
+        ) {
+            stopped = Some(f);
+            break;
+        }
+    }
+    if stopped.is_none() {
+        if let Err(e) = out.flush() {
+            stopped = Some(write_failure(&e));
+        }
+    }
+    progress.clear();
+    if !o.quiet {
+        summary(&dest.name, &counts, start.elapsed());
+    }
+    match stopped {
+        Some(f) => Err(f),
+        None if counts.refused > 0 => Ok(REFUSED),
+        None => Ok(0),
+    }
+}
+
+fn write_failure(e: &io::Error) -> Failure {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Failure::new(
+            IO,
+            "stopped: the output was closed before every event was written",
+        )
+    } else {
+        Failure::new(IO, format!("cannot write the output: {}", reason(e)))
+    }
+}
+
+/// Sanitizes every line of one input.
+fn stream(
+    sanitizer: &Sanitizer,
+    dest: &str,
+    reader: Box<dyn BufRead>,
+    out: &mut impl Write,
+    label: &str,
+    counts: &mut Counts,
+    progress: &mut Progress,
+) -> Result<(), Failure> {
+    let mut lines = Lines::new(reader, MAX_EVENT_BYTES);
+    let mut number = 0u64;
+    let base = counts.bytes_in;
+    loop {
+        let line = match lines.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(Failure::new(
+                    IO,
+                    format!("cannot read {}: {}", label.trim_end(), reason(&e)),
+                ))
+            }
+        };
+        number += 1;
+        counts.lines += 1;
+        let refusal = match line {
+            Line::TooLong => Some(Error::Event(EventError::TooLarge).to_string()),
+            Line::Text(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
+                counts.blank += 1;
+                None
+            }
+            Line::Text(bytes) => match std::str::from_utf8(bytes) {
+                Err(e) => Some(format!("not UTF-8 text at byte {}", e.valid_up_to())),
+                Ok(text) => match sanitizer.sanitize_json_tallied(text, dest) {
+                    Ok((Some(event), tally)) => {
+                        out.write_all(event.as_bytes())
+                            .and_then(|()| out.write_all(b"\n"))
+                            .map_err(|e| write_failure(&e))?;
+                        counts.sent += 1;
+                        counts.bytes_out += event.len() as u64 + 1;
+                        counts.tally.add(tally);
+                        None
+                    }
+                    Ok((None, _)) => {
+                        counts.not_sent += 1;
+                        None
+                    }
+                    Err(e) => Some(e.to_string()),
+                },
+            },
+        };
+        if let Some(why) = refusal {
+            counts.refused += 1;
+            let at = format!("{label}line {number}");
+            if counts.refused <= LISTED {
+                progress.clear();
+                note(&format!("{at}: refused, not sent: {why}"));
+            }
+            if counts.first_refused.len() < 10 {
+                counts.first_refused.push(at);
+            }
+        }
+        counts.bytes_in = base + lines.bytes;
+        progress.tick(counts);
+    }
+    Ok(())
+}
+
+/// The progress line: after the first second, once a second; rewritten
+/// in place on a terminal, a line each time otherwise (a log).
+struct Progress {
+    quiet: bool,
+    terminal: bool,
+    start: Instant,
+    last: Instant,
+    on_screen: bool,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        let now = Instant::now();
+        Progress {
+            quiet,
+            terminal: io::stderr().is_terminal(),
+            start: now,
+            last: now,
+            on_screen: false,
+        }
+    }
+
+    fn tick(&mut self, c: &Counts) {
+        if self.quiet {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.last) < Duration::from_secs(1) {
+            return;
+        }
+        self.last = now;
+        let line = format!(
+            "{} lines, {} read, {}",
+            c.lines,
+            megabytes(c.bytes_in),
+            rate(c.bytes_in, now.duration_since(self.start))
+        );
+        let mut err = io::stderr().lock();
+        if self.terminal {
+            let _ = write!(err, "\rphimask: {line}\x1b[K");
+            self.on_screen = true;
+        } else {
+            let _ = writeln!(err, "phimask: {line}");
+        }
+    }
+
+    /// Ends a progress line left on the terminal, so the next message
+    /// starts on a line of its own.
+    fn clear(&mut self) {
+        if self.on_screen {
+            let _ = write!(io::stderr().lock(), "\r\x1b[K");
+            self.on_screen = false;
+        }
+    }
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn rate(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-6);
+    format!("{:.1} MB/s", bytes as f64 / 1e6 / secs)
+}
+
+fn summary(dest: &str, c: &Counts, elapsed: Duration) {
+    let mut parts = vec![format!("{} sent", c.sent)];
+    if c.not_sent > 0 {
+        parts.push(format!(
+            "{} not for {dest} (its policy sends it nothing of them)",
+            c.not_sent
+        ));
+    }
+    if c.refused > 0 {
+        let more = if c.refused > c.first_refused.len() as u64 {
+            ", …"
+        } else {
+            ""
+        };
+        parts.push(format!(
+            "{} refused ({}{more})",
+            c.refused,
+            c.first_refused.join(", ")
+        ));
+    }
+    if c.blank > 0 {
+        parts.push(format!("{} blank", c.blank));
+    }
+    note(&format!(
+        "{dest}: {} in {:.2} s ({}, {}): {}; {} written; in the events sent: {} dropped, {} masked, {} transformed",
+        count(c.lines as usize, "line"),
+        elapsed.as_secs_f64(),
+        megabytes(c.bytes_in),
+        rate(c.bytes_in, elapsed),
+        parts.join(", "),
+        megabytes(c.bytes_out),
+        count(c.tally.dropped as usize, "path"),
+        c.tally.masked,
+        c.tally.transformed,
+    ));
+    if c.refused > LISTED {
+        note(&format!(
+            "{} more refused lines were not listed one by one",
+            c.refused - LISTED
+        ));
+    }
+}
