@@ -704,7 +704,7 @@ fn sanitize_shows_progress_on_a_long_input_and_quiet_silences_it() {
         assert_eq!(stdout.lines().count(), 150);
         let progress = stderr
             .lines()
-            .filter(|l| l.contains("lines,") && l.contains("MB read"))
+            .filter(|l| l.contains("lines, ") && l.contains(" read, ") && l.ends_with("MB/s"))
             .count();
         if quiet {
             assert!(stderr.is_empty(), "{stderr}");

@@ -59,14 +59,14 @@ pub fn run(paths: &[PathBuf], deny_warnings: bool, as_json: bool) -> Outcome {
                 if report.warnings.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", count(report.warnings.len(), "warning"))
+                    format!(" ({})", count(report.warnings.len() as u64, "warning"))
                 },
                 p.environment,
                 policy_hash(p),
             ),
             None => format!(
                 "{name}: invalid ({})\n",
-                count(report.errors.len(), "error")
+                count(report.errors.len() as u64, "error")
             ),
         });
     }

@@ -72,7 +72,7 @@ pub fn policy(path: &Path) -> Result<(Policy, Report), Failure> {
                 format!(
                     "{} is invalid ({})",
                     shown(path),
-                    count(report.errors.len(), "error")
+                    count(report.errors.len() as u64, "error")
                 ),
             ))
         }
@@ -88,7 +88,20 @@ pub fn problem(p: &phimask::Problem) -> String {
     }
 }
 
-/// `1 error`, `2 errors`.
-pub fn count(n: usize, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+/// `1 error`, `2 errors`, `12,345 lines`.
+pub fn count(n: u64, noun: &str) -> String {
+    format!("{} {noun}{}", grouped(n), if n == 1 { "" } else { "s" })
+}
+
+/// `1234567` as `1,234,567`.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -13,7 +13,7 @@ use phimask::report::Tally;
 use phimask::{Error, EventError, Sanitizer, MAX_EVENT_BYTES};
 
 use crate::failure::{note, Failure, Outcome, IO, REFUSED, USAGE};
-use crate::input::{count, is_stdin, reason, shown};
+use crate::input::{count, grouped, is_stdin, reason, shown};
 use crate::key;
 use crate::lines::{Line, Lines};
 
@@ -37,9 +37,21 @@ struct Counts {
     blank: u64,
     refused: u64,
     first_refused: Vec<String>,
-    tally: Tally,
+    /// Paths dropped, masked and transformed, summed in u64 (a backfill
+    /// can pass u32's range).
+    dropped: u64,
+    masked: u64,
+    transformed: u64,
     bytes_in: u64,
     bytes_out: u64,
+}
+
+impl Counts {
+    fn add(&mut self, t: Tally) {
+        self.dropped += u64::from(t.dropped);
+        self.masked += u64::from(t.masked);
+        self.transformed += u64::from(t.transformed);
+    }
 }
 
 pub fn run(o: &Options) -> Outcome {
@@ -192,7 +204,7 @@ fn stream(
                             .map_err(|e| write_failure(&e))?;
                         counts.sent += 1;
                         counts.bytes_out += event.len() as u64 + 1;
-                        counts.tally.add(tally);
+                        counts.add(tally);
                         None
                     }
                     Ok((None, _)) => {
@@ -252,8 +264,8 @@ impl Progress {
         }
         self.last = now;
         let line = format!(
-            "{} lines, {} read, {}",
-            c.lines,
+            "{}, {} read, {}",
+            count(c.lines, "line"),
             megabytes(c.bytes_in),
             rate(c.bytes_in, now.duration_since(self.start))
         );
@@ -277,7 +289,11 @@ impl Progress {
 }
 
 fn megabytes(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
+    match bytes {
+        0..1_000 => format!("{bytes} bytes"),
+        1_000..1_000_000 => format!("{:.1} KB", bytes as f64 / 1e3),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    }
 }
 
 fn rate(bytes: u64, elapsed: Duration) -> String {
@@ -286,11 +302,11 @@ fn rate(bytes: u64, elapsed: Duration) -> String {
 }
 
 fn summary(dest: &str, c: &Counts, elapsed: Duration) {
-    let mut parts = vec![format!("{} sent", c.sent)];
+    let mut parts = vec![format!("{} sent", grouped(c.sent))];
     if c.not_sent > 0 {
         parts.push(format!(
             "{} not for {dest} (its policy sends it nothing of them)",
-            c.not_sent
+            grouped(c.not_sent)
         ));
     }
     if c.refused > 0 {
@@ -301,29 +317,29 @@ fn summary(dest: &str, c: &Counts, elapsed: Duration) {
         };
         parts.push(format!(
             "{} refused ({}{more})",
-            c.refused,
+            grouped(c.refused),
             c.first_refused.join(", ")
         ));
     }
     if c.blank > 0 {
-        parts.push(format!("{} blank", c.blank));
+        parts.push(format!("{} blank", grouped(c.blank)));
     }
     note(&format!(
         "{dest}: {} in {:.2} s ({}, {}): {}; {} written; in the events sent: {} dropped, {} masked, {} transformed",
-        count(c.lines as usize, "line"),
+        count(c.lines, "line"),
         elapsed.as_secs_f64(),
         megabytes(c.bytes_in),
         rate(c.bytes_in, elapsed),
         parts.join(", "),
         megabytes(c.bytes_out),
-        count(c.tally.dropped as usize, "path"),
-        c.tally.masked,
-        c.tally.transformed,
+        count(c.dropped, "path"),
+        grouped(c.masked),
+        grouped(c.transformed),
     ));
     if c.refused > LISTED {
         note(&format!(
             "{} more refused lines were not listed one by one",
-            c.refused - LISTED
+            grouped(c.refused - LISTED)
         ));
     }
 }
