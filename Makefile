@@ -1,6 +1,6 @@
 # phimask: `make run` starts it locally, `make test` runs every test.
 # Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: run examples test build bench bench-builds load size fmt lint setup fuzz
+.PHONY: run examples test build package bench bench-builds load size fmt lint setup fuzz
 
 run:
 	scripts/run.sh
@@ -14,6 +14,12 @@ test:
 build:
 	scripts/setup.sh
 	scripts/build.sh
+
+# The npm package "phimask" (pkg/ with its package.json), as a tarball in
+# dist/: npm install dist/phimask-VERSION.tgz in any project.
+package: build
+	mkdir -p dist
+	npm pack ./pkg --pack-destination dist
 
 bench: build
 	node benches/bench.mjs

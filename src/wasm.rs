@@ -247,6 +247,38 @@ pub fn prepare_policy(
     crate::prepare_policy(&text).map_err(|e| js_error(&e))
 }
 
+/// The data map of a policy for a compliance review, as Markdown
+/// (`"markdown"`, the default) or as one HTML page (`"html"`): the same
+/// text as `phimask map`. Throws an Error listing every problem of an
+/// invalid policy (`errors`).
+#[cfg(feature = "full")]
+#[wasm_bindgen(js_name = dataMap)]
+pub fn data_map(
+    #[wasm_bindgen(unchecked_param_type = "Policy | string")] policy: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "\"markdown\" | \"html\"")] format: JsValue,
+) -> Result<String, JsValue> {
+    let html = match format.as_string().as_deref() {
+        None if format.is_undefined() => false,
+        Some("markdown") => false,
+        Some("html") => true,
+        _ => {
+            return Err(plain_error(
+                "invalid_format",
+                "data map format must be \"markdown\" or \"html\"",
+            ))
+        }
+    };
+    let text = policy_text(&policy)
+        .ok_or_else(|| plain_error("invalid_policy", "policy must be an object or JSON text"))?;
+    match crate::validate_policy(&text) {
+        (Some(policy), report) => {
+            let doc = crate::map::data_map(&policy, &report.warnings);
+            Ok(if html { doc.html() } else { doc.markdown() })
+        }
+        (None, report) => Err(js_error(&Error::InvalidPolicy(report.errors))),
+    }
+}
+
 /// The masking key argument: a string, or none.
 fn key_text(key: &JsValue) -> Result<Option<String>, JsValue> {
     if key.is_undefined() || key.is_null() {

@@ -17,16 +17,18 @@ const TYPES = {
   ".wasm": "application/wasm",
 };
 
-export function startServer(port = 8080) {
+/** Serves the folders `served` of `from` (the repository unless given). */
+export function startServer(port = 8080, { from = root, served = SERVED } = {}) {
+  const base = from.endsWith(sep) ? from : from + sep;
   const server = createServer(async (req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^[/\\]+/, "");
     const top = path.split(sep)[0];
-    if (req.method !== "GET" || !SERVED.includes(top) || path.includes("..")) {
+    if (req.method !== "GET" || !served.includes(top) || path.includes("..")) {
       res.writeHead(404).end("not found");
       return;
     }
     try {
-      const body = await readFile(root + path);
+      const body = await readFile(base + path);
       res.writeHead(200, {
         "content-type": TYPES[extname(path)] ?? "application/octet-stream",
         "cache-control": "no-store",

@@ -1,7 +1,9 @@
 // The JavaScript API the README documents, as a user of the package calls it.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { callTypes, limits, readRequest, Sanitizer, validatePolicy } from "../../www/node.mjs";
+import { callTypes, dataMap, limits, readRequest, Sanitizer, validatePolicy } from "../../www/node.mjs";
 import { hmacHex } from "./vectors.mjs";
 
 const KEY = "js-api-test-key-0123456789abcdefghijkl";
@@ -214,4 +216,19 @@ test("readRequest() gives the write key and each event's text as written; whole-
   ]) {
     assert.throws(() => readRequest(body, call), (e) => e instanceof Error && e.code === code && !e.message.includes("jane"), body);
   }
+});
+
+test("dataMap is the data map `phimask map` prints, byte for byte; an invalid policy throws with every problem", () => {
+  const root = new URL("../../", import.meta.url).pathname;
+  execFileSync("cargo", ["build", "--release", "--quiet", "--bin", "phimask"], { cwd: root, stdio: "inherit" });
+  for (const file of ["policies/production.json", "policies/development.json"]) {
+    const text = readFileSync(root + file, "utf8");
+    for (const format of ["markdown", "html"]) {
+      const cli = execFileSync(`${root}target/release/phimask`, ["map", file, "--format", format], { cwd: root, encoding: "utf8" });
+      assert.equal(dataMap(text, format), cli, `${file} ${format}`);
+    }
+    assert.equal(dataMap(JSON.parse(text), "markdown"), dataMap(text, "markdown"), "object or text alike");
+  }
+  assert.throws(() => dataMap({ ...policy, hipaa: "yes" }, "markdown"), (e) => e.code === "invalid_policy" && e.errors.some((p) => p.path === "hipaa"));
+  assert.throws(() => dataMap(policy, "pdf"), (e) => e.code === "invalid_format");
 });

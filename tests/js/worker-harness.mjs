@@ -246,6 +246,14 @@ export async function freePort() {
 export async function startWranglerDev(policy, vars) {
   const dir = workerDir(policy, "phimask-dev-test");
   writeFileSync(join(dir, ".dev.vars"), Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n"));
+  return wranglerDevIn(dir, () => rmSync(dir, { recursive: true, force: true }));
+}
+
+/**
+ * `wrangler dev` in `dir` (its wrangler.toml) on free ports of 127.0.0.1;
+ * `cleanup` runs once it has stopped. Resolves to { url, output(), stop() }.
+ */
+export async function wranglerDevIn(dir, cleanup = () => {}) {
   const port = await freePort();
   const inspector = await freePort();
   const child = spawn(wrangler, ["dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspector), "--show-interactive-dev-session=false"], {
@@ -259,7 +267,7 @@ export async function startWranglerDev(policy, vars) {
       process.kill(-child.pid, "SIGTERM");
       await exited;
     }
-    rmSync(dir, { recursive: true, force: true });
+    cleanup();
   };
   try {
     await until(() => output.includes(`Ready on http://127.0.0.1:${port}`) || child.exitCode !== null, "wrangler dev to be ready", 60_000);

@@ -3,6 +3,7 @@
 // policies that cannot be valid.
 import init, {
   callTypes,
+  dataMap,
   limits,
   preparePolicy,
   readRequest,
@@ -47,7 +48,11 @@ export async function usage(): Promise<void> {
   const problems: PolicyProblem[] = [...result.errors, ...result.warnings];
   problems.map((p) => `${p.path}: ${p.message}`);
   const fromText: ValidationResult = validatePolicy(JSON.stringify(policy));
+  const map: string = dataMap(policy, "html");
+  // @ts-expect-error: the data map is Markdown or HTML only
+  dataMap(policy, "pdf");
   void fromText.valid;
+  void map;
 
   const l: Limits = limits();
   void l.maxEventBytes;
