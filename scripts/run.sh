@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs phimask locally: the edge Worker under `wrangler dev` on
-# http://127.0.0.1:8787 with the development policy, and the local sink on
+# http://127.0.0.1:8787 with the development policy, the local sink on
 # http://127.0.0.1:8788 that stands in for the destinations and prints what
-# each one receives. Offline: no Cloudflare login, no telemetry.
+# each one receives, and the playground on http://127.0.0.1:8080. Offline:
+# no Cloudflare login, no telemetry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -23,7 +24,7 @@ while IFS= read -r line; do
 done < <(grep -E '^[A-Z_]+=' .dev.vars.example)
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in 8787 8788; do
+for port in 8787 8788 8080; do
   if listening "$port"; then
     echo "run: port $port on 127.0.0.1 is in use (another make run?); stop that first" >&2
     exit 1
@@ -41,12 +42,17 @@ until listening 8788; do
   sleep 0.1
 done
 
+node www/serve.mjs 8080 &
+pids+=($!)
+
 cat <<'MSG'
 
 run: sending an event (in another terminal):
   curl -s http://127.0.0.1:8787/v1/track -u dev-write-key: -H 'Content-Type: application/json' \
     -d @examples/events/track-appointment.json
 run: what each destination received is printed below, and at http://127.0.0.1:8788/
+run: the playground (policy, event, what each destination gets, the data map):
+  http://127.0.0.1:8080/www/playground.html
 run: bodies go through the local delivery queue (in memory); dead letters:
   node scripts/dead-letters.mjs list      node scripts/dead-letters.mjs replay
 

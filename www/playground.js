@@ -1,70 +1,204 @@
-// The playground: validates the policy and sanitizes the event for every
-// server-side destination as the user types. Values are shown with
-// textContent only, so event data can never become markup.
-import init, { Sanitizer, validatePolicy } from "../pkg/phimask.js";
+// The playground: checks the policy and explains the event for every
+// destination as the user types — each field marked passed, masked,
+// transformed or dropped, the body in the destination's own format, and
+// the policy's data map. Event data and policy text are shown with
+// textContent only (or in a sandboxed frame, for the map, whose HTML the
+// engine escapes), so they never become markup; nothing leaves the page.
+import init, { dataMap, Sanitizer, validatePolicy } from "../pkg/phimask.js";
+import { marks } from "./playground-marks.js";
 
 const $ = (id) => document.getElementById(id);
 
-function item(cls, text) {
-  const li = document.createElement("li");
-  li.className = cls;
-  li.textContent = text;
-  return li;
+/** Stand-in credentials of each format's form, so the page can show each
+ * native body; they are not secrets and never leave the page. */
+const PLACEHOLDER = {
+  amplitude: "00000000000000000000000000000000",
+  mixpanel: "playground-project-secret",
+  ga4: "G-PLAYGROUND:playground-api-secret",
+  posthog: "phc_playgroundprojectkey",
+};
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "class") node.className = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else node[k] = v;
+  }
+  node.append(...children);
+  return node;
 }
 
-function where(p) {
-  return p.path ? `${p.path}: ${p.message}` : p.message;
+const code = (text) => el("code", { textContent: text });
+const show = (value) => (value === undefined ? "—" : JSON.stringify(value));
+const where = (p) => (p.path ? [code(p.path), `: ${p.message}`] : [p.message]);
+
+function renderProblems(report) {
+  const items = [
+    ...report.errors.map((e) => el("li", { class: "error", dataset: { path: e.path } }, "error: ", ...where(e))),
+    ...report.warnings.map((w) => el("li", { class: "warning", dataset: { path: w.path } }, "warning: ", ...where(w))),
+  ];
+  if (items.length === 0) items.push(el("li", { class: "ok", textContent: "valid, no warnings" }));
+  $("problems").replaceChildren(...items);
+}
+
+/** The body each server-side destination's endpoint would get (pretty
+ * when JSON), from one processRequest of the event as a batch. */
+function nativeBodies(sanitizer, eventText) {
+  const out = {};
+  for (const name of sanitizer.destinations()) {
+    const format = sanitizer.format(name);
+    try {
+      sanitizer.connect(name, PLACEHOLDER[format] ?? null);
+      out[name] = { format };
+    } catch (e) {
+      out[name] = { format, text: `not sendable: ${e.message}` };
+    }
+  }
+  let done;
+  try {
+    done = sanitizer.processRequest(new TextEncoder().encode(`{"batch":[${eventText}]}`), "batch");
+  } catch (e) {
+    done = { bodies: {}, error: e.message };
+  }
+  for (const [name, body] of Object.entries(out)) {
+    if (body.text !== undefined) continue;
+    const text = done.bodies[name]?.[0];
+    if (done.error) body.text = `not sendable: ${done.error}`;
+    else if (text === undefined) body.text = `(no ${body.format} body: its API has no place for this call)`;
+    else {
+      try {
+        body.text = JSON.stringify(JSON.parse(text), null, 2);
+      } catch {
+        body.text = text; // ndjson: one event a line
+      }
+    }
+  }
+  return out;
+}
+
+function destinationCard(sanitizer, name, explanation, event, eventText, restricted, body) {
+  const card = el("section", { class: "dest", dataset: { destination: name } });
+  const format = sanitizer.format(name);
+  card.append(el("h3", {}, name,
+    el("span", { class: "badge", textContent: format ? `${format} format` : "client-side" }),
+    el("span", { class: "badge", textContent: restricted ? "restricted" : "unrestricted (BAA)" })));
+  card.append(el("p", { class: explanation.sent ? "reason" : "reason not-sent", textContent: explanation.reason }));
+  if (!explanation.sent) return card;
+  const sentText = sanitizer.sanitizeJson(eventText, name);
+  const sent = JSON.parse(sentText);
+  const rows = marks(event, explanation, sent).map((r) =>
+    el("tr", { class: `mark-${r.mark}`, dataset: { field: r.field, mark: r.mark } },
+      el("td", {}, code(r.field)),
+      el("td", { class: `mark mark-${r.mark}`, textContent: r.mark }),
+      el("td", { class: "value-in" }, code(show(r.input))),
+      el("td", {}, code(show(r.output)))));
+  card.append(el("table", {},
+    el("thead", {}, el("tr", {},
+      el("th", { class: "f", scope: "col", textContent: "field" }),
+      el("th", { class: "m", scope: "col", textContent: "what happens" }),
+      el("th", { scope: "col", textContent: "in the event" }),
+      el("th", { scope: "col", textContent: "sent as" }))),
+    el("tbody", {}, ...rows)));
+  card.append(el("details", { class: "native" },
+    el("summary", { textContent: `the ${body.format} body its endpoint gets` }),
+    el("pre", { textContent: body.text })));
+  card.append(el("details", { class: "sanitized" },
+    el("summary", { textContent: "the sanitized event" }),
+    el("pre", { textContent: JSON.stringify(sent, null, 2) })));
+  return card;
+}
+
+let mapHtml = "";
+let mapMarkdown = "";
+
+const NO_MAP = "<!doctype html><p style='font:14px system-ui;color:#566275'>The data map appears once the policy is valid.</p>";
+
+function renderMap(policyText, valid) {
+  const html = valid ? dataMap(policyText, "html") : "";
+  mapMarkdown = valid ? dataMap(policyText, "markdown") : "";
+  // The frame reloads (and loses its scroll) only when the map changed.
+  if (html === mapHtml && $("map").srcdoc) return;
+  mapHtml = html;
+  $("map").srcdoc = html || NO_MAP;
 }
 
 function render() {
-  const problems = $("problems");
-  const outputs = $("outputs");
-  problems.replaceChildren();
-  outputs.replaceChildren();
-  const policy = $("policy").value;
-  const report = validatePolicy(policy);
-  for (const e of report.errors) problems.append(item("error", `error: ${where(e)}`));
-  for (const w of report.warnings) problems.append(item("warning", `warning: ${where(w)}`));
-  if (report.valid && report.warnings.length === 0) problems.append(item("ok", "valid, no warnings"));
-  if (!report.valid) return;
+  const policyText = $("policy").value;
+  const eventText = $("event").value;
+  const report = validatePolicy(policyText);
+  renderProblems(report);
+  renderMap(policyText, report.valid);
+  const status = $("event-status");
+  status.hidden = true;
+  if (!report.valid) {
+    $("outputs").replaceChildren();
+    return;
+  }
   let sanitizer;
   try {
-    sanitizer = new Sanitizer(policy, $("key").value || undefined);
+    sanitizer = new Sanitizer(policyText, $("key").value || undefined);
   } catch (e) {
-    problems.append(item("error", `error: ${e.message}`));
+    $("outputs").replaceChildren();
+    status.textContent = `cannot sanitize: ${e.message}`;
+    status.hidden = false;
     return;
   }
   try {
-    for (const name of sanitizer.destinations()) {
-      const section = document.createElement("section");
-      section.dataset.destination = name;
-      const h = document.createElement("h3");
-      h.textContent = name;
-      const pre = document.createElement("pre");
-      try {
-        const out = sanitizer.sanitizeJson($("event").value, name);
-        pre.textContent = out === null ? "(nothing sent)" : JSON.stringify(JSON.parse(out), null, 2);
-      } catch (e) {
-        pre.className = "refused";
-        pre.textContent = `refused: ${e.message}`;
-      }
-      section.append(h, pre);
-      outputs.append(section);
+    let explained;
+    try {
+      explained = sanitizer.explain(eventText);
+    } catch (e) {
+      $("outputs").replaceChildren();
+      status.textContent = `the event is refused, and sent to no destination: ${e.message}`;
+      status.hidden = false;
+      return;
     }
+    const event = JSON.parse(eventText);
+    const policy = JSON.parse(policyText);
+    const bodies = nativeBodies(sanitizer, eventText);
+    const cards = Object.entries(explained).map(([name, explanation]) => {
+      const restricted = policy.destinations[name]?.restrict_phi ?? policy.hipaa;
+      return destinationCard(sanitizer, name, explanation, event, eventText, restricted, bodies[name]);
+    });
+    $("outputs").replaceChildren(...cards);
   } finally {
     sanitizer.free();
   }
 }
 
+/** Saves text as a file from the page itself (a blob: URL, no request). */
+function save(text, name, type) {
+  if (!text) return;
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = el("a", { href: url, download: name });
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+async function load(path) {
+  const res = await fetch(path);
+  if (!res.ok) throw new Error(`${path}: ${res.status}`);
+  return res.text();
+}
+
 async function main() {
   await init();
-  const [policy, event] = await Promise.all([
-    fetch("../policies/development.json").then((r) => r.text()),
-    fetch("../examples/events/track-appointment.json").then((r) => r.text()),
-  ]);
+  const [policy, event] = await Promise.all([load("../policies/development.json"), load("../examples/events/track-appointment.json")]);
   $("policy").value = policy;
   $("event").value = event;
   for (const id of ["policy", "event", "key"]) $(id).addEventListener("input", render);
+  // The examples are fetched on click, so what is typed is never sent:
+  // these requests carry no more than the name of an example.
+  $("examples").addEventListener("click", async (e) => {
+    const button = e.target.closest("button");
+    if (!button) return;
+    if (button.dataset.policy) $("policy").value = await load(`../policies/${button.dataset.policy}.json`);
+    if (button.dataset.event) $("event").value = await load(`../examples/events/${button.dataset.event}.json`);
+    render();
+  });
+  $("save-html").addEventListener("click", () => save(mapHtml, "phimask-data-map.html", "text/html"));
+  $("save-markdown").addEventListener("click", () => save(mapMarkdown, "phimask-data-map.md", "text/markdown"));
   render();
   $("status").textContent = "ready";
 }

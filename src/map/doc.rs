@@ -134,7 +134,7 @@ impl Doc {
             "body{font:15px/1.5 system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#1b1f24}\n",
             "table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{border:1px solid #ccd;padding:.3rem .6rem;text-align:left;vertical-align:top}\n",
             "th{background:#f0f2f5}code{font:13px ui-monospace,monospace;background:#f3f4f6;padding:0 .2rem;overflow-wrap:anywhere}\n",
-            "h2{margin-top:2rem;border-bottom:1px solid #dde}\n",
+            "h2{margin-top:2rem;border-bottom:1px solid #dde}h1 code,h2 code{font-size:inherit;background:none;padding:0}\n",
             "@media print{body{margin:0;max-width:none}}\n",
             "</style>\n</head>\n<body>\n"
         ));

@@ -57,6 +57,22 @@ describe("make run (scripts/run.sh)", () => {
     }
   });
 
+  test("it serves the playground, with the engine and the examples it loads", async () => {
+    const page = await fetch("http://127.0.0.1:8080/www/playground.html");
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /<title>phimask playground<\/title>/);
+    for (const [path, type] of [["/pkg/phimask_bg.wasm", "application/wasm"], ["/www/playground.js", "text/javascript"], ["/policies/production.json", "application/json"], ["/examples/events/track-order.json", "application/json"]]) {
+      const res = await fetch(`http://127.0.0.1:8080${path}`);
+      assert.equal(res.status, 200, path);
+      assert.ok(res.headers.get("content-type").startsWith(type), path);
+    }
+    // Only the folders the page needs: not the sources, not .dev.vars.
+    for (const path of ["/.dev.vars", "/src/lib.rs", "/Cargo.toml", "/www/../.dev.vars"]) {
+      assert.equal((await fetch(`http://127.0.0.1:8080${path}`)).status, 404, path);
+    }
+    assert.match(output, /http:\/\/127\.0\.0\.1:8080\/www\/playground\.html/);
+  });
+
   test("the README's curl answers as shown, and amplitude receives what the README shows", async () => {
     const readme = readFileSync(join(root, "README.md"), "utf8");
     const block = /```sh\n(curl -s http:\/\/127\.0\.0\.1:8787\/v1\/track[^]*?)```/.exec(readme);

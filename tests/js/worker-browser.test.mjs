@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Sanitizer } from "../../www/node.mjs";
 import { launchChromium } from "./chromium.mjs";
-import { startServer } from "../../www/serve.mjs";
+import { createServer } from "node:http";
 import { bundle, startDestination, startWorker, until } from "./worker-harness.mjs";
 
 const KEY = "worker-browser-test-key-0123456789abcdef";
@@ -31,11 +31,12 @@ before(async () => {
   sanitizer = new Sanitizer(policy, KEY);
   built = await bundle(policy);
   worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY });
-  server = await startServer(0);
+  // A site's page, of another origin than the Worker's.
+  server = createServer((req, res) => res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>a clinic's site</title>"));
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   browser = await launchChromium();
   page = await browser.newPage();
-  // Any page of another origin than the Worker's.
-  await page.goto(`http://127.0.0.1:${server.address().port}/www/playground.html`);
+  await page.goto(`http://127.0.0.1:${server.address().port}/`);
 });
 
 after(async () => {
