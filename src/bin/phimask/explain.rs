@@ -9,7 +9,7 @@ use phimask::report::Reason;
 use phimask::Error;
 use serde_json::{json, Map, Value};
 
-use crate::failure::{Failure, Outcome, IO, REFUSED, USAGE};
+use crate::failure::{Failure, Outcome, IO, REFUSED};
 use crate::input::{read_text, shown};
 use crate::key;
 use crate::output::emit;
@@ -30,20 +30,7 @@ const PATHS_ONLY_KEY: [u8; 32] = [0x5a; 32];
 pub fn run(o: &Options) -> Outcome {
     let (policy, _) = crate::input::policy(&o.policy)?;
     if let Some(d) = &o.destination {
-        if !policy.destinations.iter().any(|x| &x.name == d) {
-            let names: Vec<&str> = policy
-                .destinations
-                .iter()
-                .map(|x| x.name.as_str())
-                .collect();
-            return Err(Failure::new(
-                USAGE,
-                format!(
-                    "the policy has no destination \"{d}\"; it has: {}",
-                    names.join(", ")
-                ),
-            ));
-        }
+        crate::input::destination(&policy, d, false)?;
     }
     let key = match key::load(o.key_file.as_deref())? {
         Some(k) => Some(k),

@@ -3,9 +3,10 @@
 use std::io::Read;
 use std::path::Path;
 
+use phimask::policy::{Connection, Destination};
 use phimask::{validate_policy, Policy, Report};
 
-use crate::failure::{Failure, IO, REFUSED};
+use crate::failure::{Failure, IO, REFUSED, USAGE};
 
 /// Whether `path` names standard input.
 pub fn is_stdin(path: &Path) -> bool {
@@ -104,4 +105,38 @@ pub fn grouped(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// The destination `name` of `policy`; if there is none, a usage error
+/// listing the ones there are (the server-side ones only, when only those
+/// will do).
+pub fn destination<'p>(
+    policy: &'p Policy,
+    name: &str,
+    server_side: bool,
+) -> Result<&'p Destination, Failure> {
+    policy
+        .destinations
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = policy
+                .destinations
+                .iter()
+                .filter(|d| !server_side || d.connection == Connection::ServerSide)
+                .map(|d| d.name.as_str())
+                .collect();
+            let which = if server_side {
+                "its server-side destinations"
+            } else {
+                "it has"
+            };
+            Failure::new(
+                USAGE,
+                format!(
+                    "the policy has no destination \"{name}\"; {which}: {}",
+                    names.join(", ")
+                ),
+            )
+        })
 }

@@ -56,22 +56,7 @@ impl Counts {
 
 pub fn run(o: &Options) -> Outcome {
     let (policy, _) = crate::input::policy(&o.policy)?;
-    let Some(dest) = policy.destinations.iter().find(|d| d.name == o.destination) else {
-        let names: Vec<&str> = policy
-            .destinations
-            .iter()
-            .filter(|d| d.connection == Connection::ServerSide)
-            .map(|d| d.name.as_str())
-            .collect();
-        return Err(Failure::new(
-            USAGE,
-            format!(
-                "the policy has no destination \"{}\"; its server-side destinations: {}",
-                o.destination,
-                names.join(", ")
-            ),
-        ));
-    };
+    let dest = crate::input::destination(&policy, &o.destination, true)?;
     if dest.connection == Connection::ClientSide {
         return Err(Failure::new(
             USAGE,
