@@ -73,7 +73,10 @@ pub fn data_map(policy: &Policy, warnings: &[Problem]) -> Doc {
                     } else {
                         "unrestricted"
                     }),
-                    Line::from(calls(d).as_str()),
+                    match d.connection {
+                        Connection::ServerSide => Line::from(calls(d).as_str()),
+                        Connection::ClientSide => Line::from("none from the edge"),
+                    },
                 ]
             })
             .collect(),
@@ -153,21 +156,25 @@ fn destination(policy: &Policy, d: &Destination, doc: &mut Doc) {
         facts.push(fact("Format").code(d.format.name()).text(format_text(d)));
     }
     facts.push(fact("PHI").text(restriction(policy, d)));
-    let mut call_types = fact("Call types").text(calls(d));
-    if !CallType::ALL.into_iter().all(|c| d.calls.has(c)) {
-        call_types = call_types.text("; the others are not sent to it.");
+    // What the edge sends a client-side destination is nothing at all:
+    // its call types and routing are the browser's business.
+    if d.connection == Connection::ServerSide {
+        let mut call_types = fact("Call types").text(calls(d));
+        if !CallType::ALL.into_iter().all(|c| d.calls.has(c)) {
+            call_types = call_types.text("; the others are not sent to it.");
+        }
+        facts.push(call_types);
+        facts.push(
+            fact("Routing")
+                .text("an event whose ")
+                .code("integrations")
+                .text(" sets ")
+                .code(&d.integration)
+                .text(" to false (or ")
+                .code("All")
+                .text(" to false without naming it) is not sent to it."),
+        );
     }
-    facts.push(call_types);
-    facts.push(
-        fact("Routing")
-            .text("an event whose ")
-            .code("integrations")
-            .text(" sets ")
-            .code(&d.integration)
-            .text(" to false (or ")
-            .code("All")
-            .text(" to false without naming it) is not sent to it."),
-    );
     if d.restricted {
         facts.push(match &d.mask_scope {
             Some(scope) => fact("Masking key")
@@ -474,6 +481,22 @@ mod tests {
         let warehouse = warehouse.split("\n## ").next().unwrap_or_default();
         assert!(warehouse.contains("unrestricted"));
         assert!(!warehouse.contains("### Fields"));
+    }
+
+    #[test]
+    fn a_client_side_destination_gets_nothing_from_the_edge() {
+        let (md, _) = map_of(
+            r#"{"version":1,"environment":"e","hipaa":true,
+              "destinations":{"pixel":{"connection":"client-side","restrict_phi":false,"baa":true},
+                              "a":{"connection":"server-side","endpoint":"https://a.example/","calls":["track"]}}}"#,
+        );
+        let pixel = md.split("## `pixel`").nth(1).unwrap_or_default();
+        let pixel = pixel.split("\n## ").next().unwrap_or_default();
+        assert!(pixel.contains("client-side; the visitor's browser sends to it directly"));
+        assert!(!pixel.contains("Call types") && !pixel.contains("Routing"));
+        assert!(md.contains("| `pixel` | client-side | none (the browser sends to it) | **unrestricted** | none from the edge |"));
+        assert!(md.contains("| `a` | server-side | `segment` | **restricted** | track |"));
+        assert!(md.contains("**Call types:** track; the others are not sent to it."));
     }
 
     #[test]

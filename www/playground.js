@@ -110,13 +110,14 @@ function destinationCard(sanitizer, name, explanation, event, eventText, restric
 }
 
 let mapHtml = "";
-let mapMarkdown = "";
+/** The policy text the check and the map were last made of: typing in
+ * the event or the key leaves both as they are. */
+let checked = { text: null, report: null };
 
 const NO_MAP = "<!doctype html><p style='font:14px system-ui;color:#566275'>The data map appears once the policy is valid.</p>";
 
 function renderMap(policyText, valid) {
   const html = valid ? dataMap(policyText, "html") : "";
-  mapMarkdown = valid ? dataMap(policyText, "markdown") : "";
   // The frame reloads (and loses its scroll) only when the map changed.
   if (html === mapHtml && $("map").srcdoc) return;
   mapHtml = html;
@@ -126,9 +127,12 @@ function renderMap(policyText, valid) {
 function render() {
   const policyText = $("policy").value;
   const eventText = $("event").value;
-  const report = validatePolicy(policyText);
-  renderProblems(report);
-  renderMap(policyText, report.valid);
+  if (checked.text !== policyText) {
+    checked = { text: policyText, report: validatePolicy(policyText) };
+    renderProblems(checked.report);
+    renderMap(policyText, checked.report.valid);
+  }
+  const { report } = checked;
   const status = $("event-status");
   status.hidden = true;
   if (!report.valid) {
@@ -198,7 +202,7 @@ async function main() {
     render();
   });
   $("save-html").addEventListener("click", () => save(mapHtml, "phimask-data-map.html", "text/html"));
-  $("save-markdown").addEventListener("click", () => save(mapMarkdown, "phimask-data-map.md", "text/markdown"));
+  $("save-markdown").addEventListener("click", () => save(mapHtml && dataMap(checked.text, "markdown"), "phimask-data-map.md", "text/markdown"));
   render();
   $("status").textContent = "ready";
 }
