@@ -145,7 +145,7 @@ impl Allowlists {
 }
 
 /// The context entries a policy gets when it names no `context` list:
-/// leaves only ([`Action::AllowScalar`]), so an object hidden under one of
+/// leaves only ([`Action::Allow`] with `scalars_only`), so an object hidden under one of
 /// them is not sent.
 pub const DEFAULT_CONTEXT: [&str; 4] = ["library.name", "library.version", "locale", "timezone"];
 

@@ -3,7 +3,7 @@
 //! which must stay small) can load a policy the full engine checked at
 //! build time.
 //!
-//! Layout: [`MAGIC`], the policy, then the SHA-256 of everything before
+//! Layout: `MAGIC`, the policy, then the SHA-256 of everything before
 //! it. Loading refuses any byte out of place, a bad checksum, or a policy
 //! that breaks an invariant the sanitizer relies on (`url` indexes); in
 //! doubt nothing is loaded.

@@ -52,7 +52,7 @@ pub struct Request {
 pub enum RequestError {
     /// Not JSON; `offset` is a byte offset into the body.
     InvalidJson { offset: usize, reason: SyntaxReason },
-    /// Nesting deeper than [`MAX_REQUEST_DEPTH`].
+    /// Nesting deeper than `MAX_REQUEST_DEPTH`.
     TooDeep,
     /// Valid JSON of the wrong shape.
     InvalidBody(&'static str),
