@@ -802,3 +802,77 @@ fn the_map_names_every_rule_of_every_restricted_destination() {
         }
     }
 }
+
+/// The events of a destination's request bodies, as its API reads them
+/// (GA4: each with its body's user IDs, as `--native` writes it).
+fn events_of(format: &str, body: &Value) -> Vec<Value> {
+    match format {
+        "amplitude" => body["events"].as_array().cloned().unwrap_or_default(),
+        "mixpanel" => body.as_array().cloned().unwrap_or_default(),
+        "posthog" => body["batch"].as_array().cloned().unwrap_or_default(),
+        "ga4" => body["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let mut one = body.clone();
+                one["events"] = Value::Array(vec![e.clone()]);
+                one
+            })
+            .collect(),
+        _ => body["batch"].as_array().cloned().unwrap_or_default(),
+    }
+}
+
+#[test]
+fn sanitize_native_writes_each_event_as_the_worker_sends_it() {
+    let s = sanitizer(DEVELOPMENT);
+    let events = ndjson();
+    let batch = format!(r#"{{"batch":[{}]}}"#, events.join(","));
+    let processed = s
+        .process_request(batch.as_bytes(), phimask::Call::Batch)
+        .expect("the example batch");
+    let stdin = format!("{}\n", events.join("\n"));
+    for delivery in &processed.deliveries {
+        let dest = delivery.destination.as_str();
+        let format = s.format(dest).expect("format").name();
+        let r = run(
+            &["sanitize", "-p", DEVELOPMENT, "-d", dest, "--native"],
+            stdin.as_bytes(),
+            Some(KEY),
+        );
+        assert_eq!(r.code, 0, "{dest}: {}", r.stderr);
+        let lines: Vec<Value> = r
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        // GA4 groups a request's events by user; each line is one event.
+        let mut sent: Vec<Value> = delivery
+            .bodies
+            .iter()
+            .flat_map(|b| events_of(format, &serde_json::from_str(b).expect("body")))
+            .collect();
+        let mut lines_sorted = lines.clone();
+        if format == "ga4" {
+            sent.sort_by_key(Value::to_string);
+            lines_sorted.sort_by_key(Value::to_string);
+        }
+        assert_eq!(lines_sorted, sent, "{dest} ({format})");
+        // Counted as the Worker counts them.
+        has(&r.stderr, &format!(": {} sent", lines.len()));
+        if delivery.unmapped > 0 {
+            let no_place = format!("{} with no place in {dest}'s API", delivery.unmapped);
+            has(&r.stderr, &no_place);
+        }
+    }
+    // Without --native a native destination still gets Segment events.
+    let r = run(
+        &["sanitize", "-p", DEVELOPMENT, "-d", "amplitude"],
+        stdin.as_bytes(),
+        Some(KEY),
+    );
+    let first: Value =
+        serde_json::from_str(r.stdout.lines().next().unwrap_or_default()).expect("JSON");
+    assert_eq!(first["type"], "track");
+}

@@ -119,6 +119,10 @@ struct SanitizeArgs {
     /// No progress line and no summary (refused lines are still reported)
     #[arg(long, short)]
     quiet: bool,
+    /// Write each event as the destination's API takes it (its format's
+    /// event object; for GA4 a one-event body), not as a Segment event
+    #[arg(long)]
+    native: bool,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
             inputs: a.inputs,
             output: a.output,
             quiet: a.quiet,
+            native: a.native,
             key_file: a.key.key_file,
         }),
         Command::Map(a) => map::run(&a.policy, matches!(a.format, MapFormat::Html), a.output),

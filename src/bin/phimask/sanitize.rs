@@ -8,6 +8,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use phimask::format::Format;
 use phimask::policy::Connection;
 use phimask::report::Tally;
 use phimask::{Error, EventError, Sanitizer, MAX_EVENT_BYTES};
@@ -23,7 +24,38 @@ pub struct Options {
     pub inputs: Vec<PathBuf>,
     pub output: Option<PathBuf>,
     pub quiet: bool,
+    /// Each event as its destination's API takes it, not as a Segment
+    /// event.
+    pub native: bool,
     pub key_file: Option<PathBuf>,
+}
+
+/// The destination sanitized for, and the form its lines take.
+struct Target<'a> {
+    name: &'a str,
+    /// Its format, when lines are written in it (`--native`).
+    native: Option<Format>,
+}
+
+impl Target<'_> {
+    /// The line written for a sanitized event, or `None` when the
+    /// destination's API has no place for it (a call type it does not
+    /// take, no user or device ID). GA4's line is a whole one-event body,
+    /// since its user IDs are members of the request, not of the event.
+    fn line(&self, event: String) -> Option<String> {
+        match self.native {
+            None => Some(event),
+            Some(f) if f.is_passthrough() => Some(event),
+            Some(f) => {
+                let item = f.item(&event)?;
+                Some(if f == Format::Ga4 {
+                    format!("{{{},\"events\":[{}]}}", item.shared, item.text)
+                } else {
+                    item.text
+                })
+            }
+        }
+    }
 }
 
 /// Refused lines listed one by one on stderr; past this only counted.
@@ -35,6 +67,7 @@ struct Counts {
     sent: u64,
     not_sent: u64,
     blank: u64,
+    unmapped: u64,
     refused: u64,
     first_refused: Vec<String>,
     /// Paths dropped, masked and transformed, summed in u64 (a backfill
@@ -108,9 +141,13 @@ pub fn run(o: &Options) -> Outcome {
         } else {
             String::new()
         };
+        let target = Target {
+            name: &dest.name,
+            native: o.native.then_some(dest.format),
+        };
         if let Err(f) = stream(
             &sanitizer,
-            dest.name.as_str(),
+            &target,
             reader,
             &mut out,
             &label,
@@ -151,7 +188,7 @@ fn write_failure(e: &io::Error) -> Failure {
 /// Sanitizes every line of one input.
 fn stream(
     sanitizer: &Sanitizer,
-    dest: &str,
+    target: &Target<'_>,
     reader: Box<dyn BufRead>,
     out: &mut impl Write,
     label: &str,
@@ -182,14 +219,19 @@ fn stream(
             }
             Line::Text(bytes) => match std::str::from_utf8(bytes) {
                 Err(e) => Some(format!("not UTF-8 text at byte {}", e.valid_up_to())),
-                Ok(text) => match sanitizer.sanitize_json_tallied(text, dest) {
+                Ok(text) => match sanitizer.sanitize_json_tallied(text, target.name) {
                     Ok((Some(event), tally)) => {
-                        out.write_all(event.as_bytes())
-                            .and_then(|()| out.write_all(b"\n"))
-                            .map_err(|e| write_failure(&e))?;
-                        counts.sent += 1;
-                        counts.bytes_out += event.len() as u64 + 1;
-                        counts.add(tally);
+                        match target.line(event) {
+                            Some(line) => {
+                                out.write_all(line.as_bytes())
+                                    .and_then(|()| out.write_all(b"\n"))
+                                    .map_err(|e| write_failure(&e))?;
+                                counts.sent += 1;
+                                counts.bytes_out += line.len() as u64 + 1;
+                                counts.add(tally);
+                            }
+                            None => counts.unmapped += 1,
+                        }
                         None
                     }
                     Ok((None, _)) => {
@@ -292,6 +334,12 @@ fn summary(dest: &str, c: &Counts, elapsed: Duration) {
         parts.push(format!(
             "{} not for {dest} (its policy sends it nothing of them)",
             grouped(c.not_sent)
+        ));
+    }
+    if c.unmapped > 0 {
+        parts.push(format!(
+            "{} with no place in {dest}'s API (its format maps no such call, or no user or device ID)",
+            grouped(c.unmapped)
         ));
     }
     if c.refused > 0 {
