@@ -443,6 +443,15 @@ fn a_refused_event_is_not_echoed() {
             r.stderr
         );
     }
+    // An event over the limit is not even read whole.
+    let big = format!(
+        r#"{{"type":"track","event":"x","properties":{{"ssn":"123-45-6789","pad":"{}"}}}}"#,
+        "y".repeat(10_000_000)
+    );
+    let r = run(&["explain", "-p", PRODUCTION], big.as_bytes(), None);
+    assert_eq!(r.code, 1);
+    has(&r.stderr, "is larger than 32768 bytes");
+    assert!(!r.stderr.contains("6789"));
     let r = run(
         &["explain", "-p", PRODUCTION, "-d", "nowhere", EVENTS[0]],
         b"",

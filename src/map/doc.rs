@@ -150,16 +150,14 @@ impl Doc {
                     out.push_str(&format!("</h{level}>\n"));
                 }
                 Block::Para(line) => {
-                    out.push_str("<p>");
-                    html_line(line, &mut out);
-                    out.push_str("</p>\n");
+                    html_element("p", line, &mut out);
+                    out.push('\n');
                 }
                 Block::Bullets(items) => {
                     out.push_str("<ul>\n");
                     for item in items {
-                        out.push_str("<li>");
-                        html_line(item, &mut out);
-                        out.push_str("</li>\n");
+                        html_element("li", item, &mut out);
+                        out.push('\n');
                     }
                     out.push_str("</ul>\n");
                 }
@@ -172,9 +170,7 @@ impl Doc {
                     for row in rows {
                         out.push_str("<tr>");
                         for cell in row {
-                            out.push_str("<td>");
-                            html_line(cell, &mut out);
-                            out.push_str("</td>");
+                            html_element("td", cell, &mut out);
                         }
                         out.push_str("</tr>\n");
                     }
@@ -240,6 +236,13 @@ fn md_code(s: &str, out: &mut String, in_table: bool) {
         out.push(' ');
     }
     out.push_str(&fence);
+}
+
+/// `<tag>line</tag>`.
+fn html_element(tag: &str, line: &Line, out: &mut String) {
+    out.push_str(&format!("<{tag}>"));
+    html_line(line, out);
+    out.push_str(&format!("</{tag}>"));
 }
 
 fn html_line(line: &Line, out: &mut String) {

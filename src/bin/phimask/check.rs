@@ -8,7 +8,7 @@ use phimask::validate_policy;
 use serde_json::{json, Value};
 
 use crate::failure::{note, Outcome, REFUSED};
-use crate::input::{count, problem, read_text, shown};
+use crate::input::{count, problem, read_text, shown, MAX_POLICY_BYTES};
 use crate::output::emit;
 
 pub fn run(paths: &[PathBuf], deny_warnings: bool, as_json: bool) -> Outcome {
@@ -17,7 +17,7 @@ pub fn run(paths: &[PathBuf], deny_warnings: bool, as_json: bool) -> Outcome {
     let mut out = String::new();
     for path in paths {
         let name = shown(path);
-        let text = match read_text(path, "policy") {
+        let text = match read_text(path, "policy", MAX_POLICY_BYTES) {
             Ok(text) => text,
             Err(f) => {
                 note(&f.message);

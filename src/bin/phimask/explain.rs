@@ -38,7 +38,7 @@ pub fn run(o: &Options) -> Outcome {
         None => Some(PATHS_ONLY_KEY.to_vec()),
     };
     let sanitizer = key::sanitizer(&policy, key.as_deref())?;
-    let text = read_text(&o.event, "event")?;
+    let text = read_text(&o.event, "event", phimask::MAX_EVENT_BYTES)?;
     let refused = |e: Error| {
         Failure::new(
             REFUSED,

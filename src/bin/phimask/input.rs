@@ -13,13 +13,18 @@ pub fn is_stdin(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
 
-/// The text of `path` (or of standard input for `-`).
-pub fn read_text(path: &Path, what: &str) -> Result<String, Failure> {
+/// Largest policy file read (far above any real policy).
+pub const MAX_POLICY_BYTES: usize = 64 << 20;
+
+/// The text of `path` (or of standard input for `-`), at most `limit`
+/// bytes: no more is read, so an endless input cannot fill memory.
+pub fn read_text(path: &Path, what: &str, limit: usize) -> Result<String, Failure> {
     let mut bytes = Vec::new();
+    let most = limit as u64 + 1;
     let read = if is_stdin(path) {
-        std::io::stdin().lock().read_to_end(&mut bytes).map(|_| ())
+        std::io::stdin().lock().take(most).read_to_end(&mut bytes)
     } else {
-        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes).map(|_| ()))
+        std::fs::File::open(path).and_then(|f| f.take(most).read_to_end(&mut bytes))
     };
     read.map_err(|e| {
         Failure::new(
@@ -27,6 +32,12 @@ pub fn read_text(path: &Path, what: &str) -> Result<String, Failure> {
             format!("cannot read {what} {}: {}", shown(path), reason(&e)),
         )
     })?;
+    if bytes.len() > limit {
+        return Err(Failure::new(
+            REFUSED,
+            format!("{what} {} is larger than {limit} bytes", shown(path)),
+        ));
+    }
     String::from_utf8(bytes).map_err(|e| {
         Failure::new(
             REFUSED,
@@ -60,7 +71,7 @@ pub fn reason(e: &std::io::Error) -> String {
 /// The policy in `path`, validated; an invalid one prints every error
 /// with its path on stderr and stops with status 1.
 pub fn policy(path: &Path) -> Result<(Policy, Report), Failure> {
-    let text = read_text(path, "policy")?;
+    let text = read_text(path, "policy", MAX_POLICY_BYTES)?;
     let (policy, report) = validate_policy(&text);
     match policy {
         Some(policy) => Ok((policy, report)),
