@@ -211,6 +211,6 @@ writeFileSync(`${root}benches/results.md`, [
   "## processRequest inside workerd", "", "The same batch and lists in workerd (Miniflare): the wall time of a request running the call K times less one running it 0 times, per call.", "", table(workerd), "", workerdLine, "",
   "## Sizes", "", ...sizeLines.map((l) => `- ${l}`), `- ${uploadLine}`, "",
   ...(changeLines.length ? ["Change:", "", ...changeLines.map((l) => `- ${l}`), ""] : []),
-  "The 64 KiB budget is the Worker's upload, which loads pkg-worker/ only; what pkg/ holds beyond it (the validator, explain, sanitize, processRequest's format writers, and the data map: `dataMap`, the same code as `phimask map`, which added 32,153 bytes, 11,733 gzipped, when it came; pkg-worker/ does not have it and did not change) is itemized in the README's Performance section.", "",
+  "The 64 KiB budget is the Worker's upload, which loads pkg-worker/ only; what pkg/ holds beyond it (the validator, explain, sanitize, processRequest's format writers, and the data map: `dataMap`, the same code as `phimask map`, which added 32,153 bytes, 11,733 gzipped, when it came; pkg-worker/ does not have it and did not change) is itemized in docs/performance.md (Sizes).", "",
   readFileSync(`${root}benches/gaps.md`, "utf8"),
 ].join("\n"));

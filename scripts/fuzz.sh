@@ -54,7 +54,7 @@ const date = new Date().toISOString().slice(0, 10);
 fs.writeFileSync(file, [
   "# Fuzzing results", "",
   `Written by \`make fuzz\` (\`scripts/fuzz.sh\`; last run ${date}, nightly ${fs.readFileSync("../scripts/nightly", "utf8").trim()}, cargo-fuzz 0.13, libFuzzer), one row per target, on a 2-core VM.`,
-  "The targets and what they assert are described in the README (Fuzzing).", "",
+  "The targets and what they assert are described in docs/testing.md (Fuzzing).", "",
   ...head, ...[...rows.keys()].sort().map((k) => rows.get(k)), "",
 ].join("\n"));
 JS

@@ -1,4 +1,4 @@
-// The JavaScript API the README documents, as a user of the package calls it.
+// The JavaScript API docs/javascript.md documents, as a user of the package calls it.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";

@@ -1,4 +1,4 @@
-// The shipped policies and the examples the README shows.
+// The shipped policies, and the examples the README and docs/policy.md show.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
@@ -67,7 +67,7 @@ test("the development policy's native bodies (Amplitude, Mixpanel, GA4, PostHog)
   }
 });
 
-test("the README's example command prints what each destination receives", () => {
+test("the README's `make examples` command prints what each destination receives", () => {
   const out = execFileSync(process.execPath, [`${root}www/examples.mjs`, `${root}policies/development.json`, `${root}examples/events/identify-patient.json`], {
     encoding: "utf8",
     env: { ...process.env, PHI_MASKING_KEY: KEY },
@@ -78,10 +78,11 @@ test("the README's example command prints what each destination receives", () =>
   assert.match(out, /"signup_year": 2024/);
 });
 
-test("the README's example policy is valid, with no warnings", () => {
-  const readme = read("README.md");
-  const section = readme.slice(readme.indexOf("## Policy reference"));
-  const block = /```json\n([^]*?)```/.exec(section);
-  assert.ok(block, "the README's example policy");
+test("the example policy of docs/policy.md is valid, with no warnings", () => {
+  const doc = read("docs/policy.md");
+  const at = doc.indexOf("\n## Policy reference");
+  assert.ok(at >= 0, "docs/policy.md has its Policy reference section");
+  const block = /```json\n([^]*?)```/.exec(doc.slice(at));
+  assert.ok(block, "the example policy of docs/policy.md");
   assert.deepEqual(validatePolicy(block[1]), { valid: true, errors: [], warnings: [] });
 });

@@ -1,4 +1,4 @@
-// The README's run command as a user runs it: `scripts/run.sh` (make run)
+// The README's run command (its quick start) as a user runs it: `scripts/run.sh` (make run)
 // starts `wrangler dev` with the development policy and the local sink;
 // each example event sent with the README's write key reaches each
 // development destination exactly as the engine sanitizes it.
@@ -74,7 +74,12 @@ describe("make run (scripts/run.sh)", () => {
   });
 
   test("the README's curl answers as shown, and amplitude receives what the README shows", async () => {
-    const readme = readFileSync(join(root, "README.md"), "utf8");
+    // The README's quick start, where a reader meets them.
+    const whole = readFileSync(join(root, "README.md"), "utf8");
+    const start = whole.indexOf("\n## Quick start\n");
+    assert.ok(start >= 0, "the README's Quick start");
+    const end = whole.indexOf("\n## ", start + 1);
+    const readme = whole.slice(start, end < 0 ? undefined : end);
     const block = /```sh\n(curl -s http:\/\/127\.0\.0\.1:8787\/v1\/track[^]*?)```/.exec(readme);
     assert.ok(block, "the README's curl example");
     const lines = block[1].trimEnd().split("\n");
