@@ -11,7 +11,23 @@ const IDS = ["userId", "anonymousId", "groupId", "previousId"];
 const TIMESTAMPS = new Set(["timestamp", "originalTimestamp", "sentAt", "receivedAt"]);
 const CHANNELS = new Set(["browser", "server", "mobile"]);
 const NAMES = { track: ["event"], page: ["name", "category"], screen: ["name", "category"] };
-const DEFAULT_CONTEXT = { "library.name": "scalar", "library.version": "scalar", locale: "scalar", timezone: "scalar" };
+// The default context: four leaves, each only as a string of its shape.
+const DEFAULT_CONTEXT = { "library.name": "shape:sdk-name", "library.version": "shape:sdk-version", locale: "shape:locale", timezone: "shape:timezone" };
+const SDK_NAMES = new Set([
+  "analytics.js", "analytics-next", "@segment/analytics-next", "@segment/analytics-node", "analytics-node",
+  "analytics-node-next", "analytics-python", "analytics-ruby", "analytics-go", "analytics-java", "analytics-kotlin",
+  "analytics-swift", "analytics-ios", "analytics-android", "analytics-react-native", "analytics-flutter",
+  "analytics-php", "analytics-csharp", "RudderLabs JavaScript SDK", "RudderLabs Android SDK", "RudderLabs iOS SDK",
+  "rudder-sdk-python",
+]);
+const SHAPES = {
+  "shape:sdk-name": (s) => SDK_NAMES.has(s),
+  "shape:sdk-version": (s) => /^(npm:|web:)?([a-z]{1,8}-)?\d{1,4}(\.\d{1,4}){0,3}([-+][0-9A-Za-z]{1,12}(\.[0-9A-Za-z]{1,12}){0,2})?$/.test(s),
+  "shape:locale": (s) => /^[a-z]{2,3}([-_]([A-Z][a-z]{3}|[A-Z]{2}|\d{3})){0,2}$/.test(s),
+  "shape:timezone": (s) =>
+    /^(UTC|GMT|Etc\/(UTC|UCT|GMT|GMT0|Greenwich|Universal|Zulu|GMT[+-]([0-9]|1[0-4])))$/.test(s)
+    || /^(Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific)(\/[A-Za-z_-]+){1,2}$/.test(s),
+};
 const DETECTOR_NAMES = ["email", "ssn", "phone", "card", "ip", "id"];
 const RESTRICTED_ZIP3 = new Set(["036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878", "879", "884", "890", "893"]);
 
@@ -62,14 +78,28 @@ function matches(s, names) {
 function ipAction(v, mode) {
   // Zone ids (fe80::1%eth0) are not addresses a destination may keep.
   if (typeof v !== "string" || v.includes("%") || !isIP(v)) return undefined;
-  if (isIP(v) === 4) return mode === "zero" ? "0.0.0.0" : v.replace(/\.\d+$/, ".0");
+  const v4 = isIP(v) === 4 ? v : embeddedV4(v);
+  if (v4 !== undefined) return mode === "zero" ? "0.0.0.0" : v4.replace(/\.\d+$/, ".0");
   if (mode === "zero") return "::";
-  const mapped = /^::ffff:(\d+\.\d+\.\d+)\.\d+$/i.exec(v);
-  if (mapped) return `::ffff:${mapped[1]}.0`;
   // The first 48 bits, written as RFC 5952 says (the URL parser's IPv6 form).
-  const full = new URL(`http://[${v}]/`).hostname.slice(1, -1);
-  const groups = expand(full).slice(0, 3).map((g) => parseInt(g, 16).toString(16));
+  const groups = groupsOf(v).slice(0, 3).map((g) => g.toString(16));
   return new URL(`http://[${groups.join(":")}::]/`).hostname.slice(1, -1);
+}
+/** The eight 16-bit groups of an IPv6 address (the URL parser writes any IPv4 tail as hex). */
+function groupsOf(v6) {
+  const full = new URL(`http://[${v6}]/`).hostname.slice(1, -1);
+  return expand(full).map((g) => parseInt(g, 16));
+}
+/** The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64), dotted, or undefined. */
+function embeddedV4(v6) {
+  const g = groupsOf(v6);
+  const dotted = (hi, lo) => [hi >> 8, hi & 255, lo >> 8, lo & 255].join(".");
+  const zeros = (from, to) => g.slice(from, to).every((x) => x === 0);
+  if (zeros(0, 5) && g[5] === 0xffff) return dotted(g[6], g[7]);
+  if (g[0] === 0x2002) return dotted(g[1], g[2]);
+  if (g[0] === 0x2001 && g[1] === 0) return dotted(g[6] ^ 0xffff, g[7] ^ 0xffff);
+  if (g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6)) return dotted(g[6], g[7]);
+  return undefined;
 }
 function expand(v6) {
   const [head, tail = ""] = v6.split("::");
@@ -83,10 +113,20 @@ function zip3Action(v) {
   const prefix = m[1].slice(0, 3);
   return RESTRICTED_ZIP3.has(prefix) ? "000" : prefix;
 }
-function yearAction(v) {
+// A year 90 or more years before the event's year becomes this category.
+const YEARS_AGGREGATED = "90+ years";
+function yearAction(v, eventYear) {
   if (typeof v !== "string") return undefined;
   const valid = /^\d{4}-\d{2}-\d{2}$/.test(v) ? rfc3339(`${v}T00:00:00Z`) : rfc3339(v);
-  return valid ? v.slice(0, 4) : undefined;
+  if (!valid) return undefined;
+  return eventYear - Number(v.slice(0, 4)) >= 90 ? YEARS_AGGREGATED : v.slice(0, 4);
+}
+/** The year of the event's timestamp, else receivedAt (as written), else the UTC year now. */
+function eventYearOf(ev) {
+  for (const k of ["timestamp", "receivedAt"]) {
+    if (typeof ev[k] === "string" && rfc3339(ev[k])) return Number(ev[k].slice(0, 4));
+  }
+  return new Date().getUTCFullYear();
 }
 function ageAction(v) {
   const n = typeof v === "number" ? v : /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/.test(v) ? Number(v) : NaN;
@@ -166,8 +206,7 @@ function urlAction(v, rule) {
 /** A rule's action as { action, ...options }. */
 const actionOf = (a) => (typeof a === "string" ? { action: a } : a);
 
-const plainId = (s) => /^[A-Za-z0-9._:-]{1,100}$/.test(s) && !detected(s);
-const integrationName = (s) => /^[A-Za-z0-9 ._()/-]{1,100}$/.test(s) && !detected(s);
+const asciiLower = (s) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
 function rfc3339(s) {
   const m = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-](\d{2}):(\d{2}))$/.exec(s);
   if (!m) return false;
@@ -204,6 +243,10 @@ export function referenceSanitizer(policy, destination, key) {
   const nameRule = (n) => (Object.hasOwn(names, n) ? names[n] : names["*"] ?? "allow");
   const calls = new Set(own.calls ?? ["track", "identify", "group", "page", "screen", "alias"]);
   const integration = (own.integration ?? destination).toLowerCase();
+  // Boolean integrations members pass under All or any destination's integration name.
+  const switchNames = new Set(Object.entries(policy.destinations).map(([n, d]) => asciiLower(d.integration ?? n)));
+  const switchKey = (k) => asciiLower(k) === "all" || switchNames.has(asciiLower(k));
+  let eventYear;
   const ids = { userId: "mask", anonymousId: "mask", groupId: "mask", previousId: "mask", ...policy.identifiers };
   const scopeKey = own.mask_scope === undefined ? key : createHmac("sha256", key).update(`phimask-scope:${own.mask_scope}`).digest();
   const mask = (s) => createHmac("sha256", scopeKey).update(s).digest("hex");
@@ -261,10 +304,9 @@ export function referenceSanitizer(policy, destination, key) {
     if (rule === undefined) return undefined;
     if (rule === "copy") return v;
     const r = actionOf(rule);
+    if (SHAPES[r.action]) return typeof v === "string" && SHAPES[r.action](v) ? v : undefined;
     switch (r.action) {
-      case "scalar":
       case "allow": {
-        if (r.action === "scalar" && v !== null && typeof v === "object") return undefined;
         const scan = scanOf(r);
         return scan ? scanAll(v, scan) : v;
       }
@@ -272,7 +314,7 @@ export function referenceSanitizer(policy, destination, key) {
       case "url": return urlAction(v, r);
       case "ip": return ipAction(v, r.mode);
       case "zip3": return scalar(v) ? zip3Action(v) : undefined;
-      case "year": return yearAction(v);
+      case "year": return yearAction(v, eventYear);
       case "age": return scalar(v) ? ageAction(v) : undefined;
       default: return undefined; // "drop"
     }
@@ -314,19 +356,20 @@ export function referenceSanitizer(policy, destination, key) {
     if (!calls.has(ev.type) || !routed(ev.integrations)) return null;
     const named = NAMES[ev.type] ?? [];
     if (named.some((k) => typeof ev[k] === "string" && nameRule(ev[k]) === "drop")) return null;
+    eventYear = eventYearOf(ev);
     const out = {};
     for (const [k, v] of Object.entries(ev)) {
       let r;
       if (k === "type") r = v;
-      else if (k === "messageId") r = typeof v === "string" ? (plainId(v) ? v : mask(v)) : ["number", "boolean"].includes(typeof v) ? mask(String(v)) : undefined;
+      else if (k === "messageId") r = ["string", "number", "boolean"].includes(typeof v) ? mask(String(v)) : undefined;
       else if (TIMESTAMPS.has(k)) r = typeof v === "string" && rfc3339(v) ? v : undefined;
       else if (k === "channel") r = CHANNELS.has(v) ? v : undefined;
-      else if (k === "version") r = Number.isInteger(v) && Math.abs(v) < 1e6 ? v : undefined;
+      else if (k === "version") r = Number.isInteger(v) && v >= 0 && v <= 99 && !Object.is(v, -0) ? v : undefined;
       else if (named.includes(k)) r = typeof v === "string" ? (nameRule(v) === "allow" ? v : nameRule(v).rename) : undefined;
       else if (k === "integrations" && isObject(v)) {
         r = {};
         for (const [name, x] of Object.entries(v)) {
-          const kept = typeof x === "boolean" && integrationName(name) ? x : walk(x, tries.integrations.keys.get(name));
+          const kept = typeof x === "boolean" ? (switchKey(name) ? x : undefined) : walk(x, tries.integrations.keys.get(name));
           if (kept !== undefined) r[name] = kept;
         }
       } else if (IDS.includes(k)) r = ["string", "number"].includes(typeof v) || v === null ? apply(v, ids[k] === "allow" ? "copy" : ids[k] === "drop" ? undefined : "mask") : undefined;

@@ -72,10 +72,8 @@ pub fn trie(rules: &[Rule], scan: Option<Scan>) -> Node {
         let action = match rule.action {
             Action::Allow {
                 scan: ScanRule::Default,
-                scalars_only,
             } => Action::Allow {
                 scan: scan.map_or(ScanRule::Off, ScanRule::On),
-                scalars_only,
             },
             other => other,
         };
@@ -171,7 +169,6 @@ mod tests {
         let address = root.child(b"address").unwrap();
         let copy = Some(Action::Allow {
             scan: ScanRule::Off,
-            scalars_only: false,
         });
         assert_eq!(address.action, copy);
         assert_eq!(

@@ -479,14 +479,18 @@ impl<'a> Sanitized<'a> {
     }
 
     /// A stable dedup id for APIs that take at most 36 characters of
-    /// `[A-Za-z0-9-]`: `messageId` when it is one, or else the first 36
-    /// hex digits of the SHA-256 of `messageId` (or of the whole sanitized
-    /// event, which is the same on every retry).
+    /// `[A-Za-z0-9-]`: `messageId` when it is one; a masked `messageId`
+    /// (64 hex digits, what restricted destinations receive): its first
+    /// 36; or else the first 36 hex digits of the SHA-256 of `messageId`
+    /// (or of the whole sanitized event, which is the same on every retry).
     fn dedup_id(&self) -> String {
         let id = self.string(MESSAGE_ID);
         if let Some(id) = &id {
             if id.len() <= 36 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
                 return id.to_string();
+            }
+            if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return id.chars().take(36).collect();
             }
         }
         let source = id.unwrap_or(Cow::Borrowed(self.text));

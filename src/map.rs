@@ -305,16 +305,15 @@ fn field_rows(policy: &Policy, d: &Destination) -> Vec<Vec<Line>> {
         Line::from("structural"),
         Line::from("kept"),
         Line::new()
-            .text("unchanged when plain (1–100 of ")
-            .code("A-Z a-z 0-9 . _ : -")
-            .text(", no detector match); otherwise ")
-            .text(masked(d)),
+            .text("always ")
+            .text(masked(d))
+            .text(" of its text (a number or boolean as its JSON text); an object, array or null is not sent"),
     ]);
     rows.push(vec![
         Line::new().codes(&["type", "timestamp", "originalTimestamp", "sentAt", "receivedAt", "version", "channel"]),
         Line::from("structural"),
         Line::from("kept"),
-        Line::from("unchanged when of its documented form (a call type, an RFC 3339 date-time, a version of at most six digits, browser/server/mobile); otherwise not sent"),
+        Line::from("unchanged when of its documented form (a call type, an RFC 3339 date-time, a version from 0 to 99, browser/server/mobile); otherwise not sent"),
     ]);
     rows.push(vec![
         Line::new().codes(&["event", "name", "category"]),
@@ -326,7 +325,7 @@ fn field_rows(policy: &Policy, d: &Destination) -> Vec<Vec<Line>> {
         Line::new().code("integrations.NAME"),
         Line::from("routing"),
         Line::from("booleans kept"),
-        Line::from("true or false, when NAME looks like an integration's name; objects only as the integrations list below names them"),
+        Line::from("true or false, when NAME is All or (in any case) the integration name of one of the policy's destinations; objects only as the integrations list below names them"),
     ]);
     let lists = policy.lists_for(d);
     for list in List::ALL {
@@ -363,17 +362,13 @@ fn masked(d: &Destination) -> String {
 /// The rule as the policy writes it, and what the destination receives.
 fn describe(policy: &Policy, d: &Destination, action: Action) -> (String, String) {
     match action {
-        Action::Allow { scan, scalars_only } => {
+        Action::Allow { scan } => {
             let scan = match scan {
                 ScanRule::Default => policy.scan,
                 ScanRule::Off => None,
                 ScanRule::On(scan) => Some(scan),
             };
-            let shape = if scalars_only {
-                "unchanged when a string, number, boolean or null (the default context); an object or array is not sent"
-            } else {
-                "unchanged"
-            };
+            let shape = "unchanged";
             match scan {
                 None => ("allow".into(), shape.into()),
                 Some(scan) => (
@@ -418,10 +413,17 @@ fn describe(policy: &Policy, d: &Destination, action: Action) -> (String, String
             "zip3".into(),
             "a US ZIP code's first three digits (000 for the restricted ZIP3s); anything else not sent".into(),
         ),
-        Action::Year => ("year".into(), "a date's year only; anything else not sent".into()),
+        Action::Year => (
+            "year".into(),
+            format!("a date's year only; a year 90 or more years before the event's time as \"{}\"; anything else not sent", crate::action::year::AGGREGATED),
+        ),
         Action::Age => (
             "age".into(),
             "whole years, 90 and over as \"90+\"; anything else not sent".into(),
+        ),
+        Action::Shape(shape) => (
+            "default context".into(),
+            format!("unchanged when a string of its shape: {}; anything else not sent", shape.describe()),
         ),
     }
 }

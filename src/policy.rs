@@ -8,14 +8,13 @@ use crate::action::url::UrlRule;
 use crate::event::Calls;
 use crate::format::Format;
 use crate::path::Step;
+use crate::structural::Shape;
 
 /// What an allowlist rule does with the value at its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Send the value unchanged, its strings scanned as `scan` says.
-    /// `scalars_only` (the default `context` rules, never written in a
-    /// policy) drops objects and arrays.
-    Allow { scan: ScanRule, scalars_only: bool },
+    Allow { scan: ScanRule },
     /// Send the value ID-masked (HMAC-SHA256 hex of every scalar leaf),
     /// normalized first if asked.
     Mask(Option<Normalize>),
@@ -31,13 +30,15 @@ pub enum Action {
     Year,
     /// An age, 90 and over as "90+".
     Age,
+    /// A string sent as it is only when it has this shape (the default
+    /// `context` rules; never written in a policy).
+    Shape(Shape),
 }
 
 impl Action {
     /// `"allow"` with the policy-wide scan.
     pub const ALLOW: Action = Action::Allow {
         scan: ScanRule::Default,
-        scalars_only: false,
     };
 }
 
@@ -145,9 +146,14 @@ impl Allowlists {
 }
 
 /// The context entries a policy gets when it names no `context` list:
-/// leaves only ([`Action::Allow`] with `scalars_only`), so an object hidden under one of
-/// them is not sent.
-pub const DEFAULT_CONTEXT: [&str; 4] = ["library.name", "library.version", "locale", "timezone"];
+/// leaves sent only as strings of their [`Shape`] ([`Action::Shape`]), so
+/// free text, objects and arrays under them are not sent.
+pub const DEFAULT_CONTEXT: [(&str, Shape); 4] = [
+    ("library.name", Shape::SdkName),
+    ("library.version", Shape::SdkVersion),
+    ("locale", Shape::Locale),
+    ("timezone", Shape::Timezone),
+];
 
 /// What the `events` map does with an event, page or screen name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,8 +256,8 @@ impl Policy {
     }
 
     /// Whether some destination the edge forwards to needs the masking key:
-    /// every restricted one may mask (a `messageId` that is not plain is
-    /// masked, whatever the lists say).
+    /// every restricted one may mask (its `messageId` is always masked,
+    /// whatever the lists say).
     pub fn needs_key(&self) -> bool {
         self.destinations
             .iter()

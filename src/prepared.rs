@@ -22,10 +22,11 @@ use crate::policy::{
     Action, Allowlists, Connection, Destination, IdAction, Identifiers, NameRule, Names, Policy,
     Rule, ScanRule,
 };
+use crate::structural::Shape;
 
 /// The format's name and version: a prepared policy of another format
 /// version is refused, not misread.
-const MAGIC: &[u8; 8] = b"phimask\x01";
+const MAGIC: &[u8; 8] = b"phimask\x02";
 
 /// `policy` (validated) as prepared bytes.
 pub fn prepare(policy: &Policy) -> Vec<u8> {
@@ -253,10 +254,9 @@ impl Prepared for ScanRule {
 impl Prepared for Action {
     fn write_to(&self, out: &mut Vec<u8>) {
         match self {
-            Action::Allow { scan, scalars_only } => {
+            Action::Allow { scan } => {
                 out.push(0);
                 scan.write_to(out);
-                scalars_only.write_to(out);
             }
             Action::Mask(normalize) => {
                 out.push(1);
@@ -274,13 +274,16 @@ impl Prepared for Action {
             Action::Zip3 => out.push(5),
             Action::Year => out.push(6),
             Action::Age => out.push(7),
+            Action::Shape(shape) => {
+                out.push(8);
+                out.push(*shape as u8);
+            }
         }
     }
     fn read_from(r: &mut Reader<'_>) -> Option<Self> {
         Some(match r.byte()? {
             0 => Action::Allow {
                 scan: ScanRule::read_from(r)?,
-                scalars_only: bool::read_from(r)?,
             },
             1 => Action::Mask(Option::read_from(r)?),
             2 => Action::Drop,
@@ -292,6 +295,7 @@ impl Prepared for Action {
             5 => Action::Zip3,
             6 => Action::Year,
             7 => Action::Age,
+            8 => Action::Shape(r.one_of(&Shape::ALL)?),
             _ => return None,
         })
     }

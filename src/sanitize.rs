@@ -6,7 +6,7 @@
 //! are skipped without allocating, allowed ones copied as they stand.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 
 use crate::action::normalize::Normalize;
 use crate::action::scan::{self, Scan, Scanned};
@@ -25,7 +25,7 @@ use crate::policy::{
 #[cfg(feature = "full")]
 use crate::report::Explanation;
 use crate::report::{Done, Reason, Tally, Trail};
-use crate::structural;
+use crate::structural::{self, Shape};
 use crate::validate::validate_policy;
 
 pub use crate::event::{CallType, MAX_DEPTH, MAX_EVENT_BYTES};
@@ -34,7 +34,6 @@ pub use crate::event::{CallType, MAX_DEPTH, MAX_EVENT_BYTES};
 /// routing flags, allowed identifiers).
 const COPY: Action = Action::Allow {
     scan: ScanRule::Off,
-    scalars_only: false,
 };
 
 fn syntax(e: SyntaxError) -> Error {
@@ -171,6 +170,12 @@ pub struct Sanitizer {
     maskers: Vec<Masker>,
     /// The options of the policy's `url` rules.
     urls: Vec<UrlRule>,
+    /// The integration names of all the policy's destinations: the keys
+    /// under which a boolean `integrations` member may pass.
+    integrations: Vec<String>,
+    /// The time `year` compares with for an event without one, when fixed
+    /// ([`Sanitizer::fix_now`]); else the clock's.
+    now: Option<i64>,
     pub(crate) destinations: Vec<Compiled>,
 }
 
@@ -269,8 +274,22 @@ impl Sanitizer {
             identifiers: policy.identifiers,
             maskers,
             urls: policy.urls.clone(),
+            integrations: policy
+                .destinations
+                .iter()
+                .map(|d| d.integration.clone())
+                .collect(),
+            now: None,
             destinations,
         })
+    }
+
+    /// Fixes the time (milliseconds since the Unix epoch) that `year`
+    /// compares with for events that carry no `timestamp` or `receivedAt`
+    /// of their own, instead of the clock's: for reproducible output
+    /// (tests, replays of archives).
+    pub fn fix_now(&mut self, millis: i64) {
+        self.now = Some(millis);
     }
 
     /// Names of the server-side destinations the edge forwards to, in
@@ -444,6 +463,10 @@ impl Sanitizer {
             masker: self.maskers.get(dest.scope).map(|m| (dest.scope, m)),
             memo,
             urls: &self.urls,
+            integrations: &self.integrations,
+            event,
+            now: self.now,
+            event_year: OnceCell::new(),
             tally: Tally::default(),
             trail,
         };
@@ -533,12 +556,26 @@ struct Writer<'a> {
     /// Masked values already computed in this request.
     memo: Option<&'a RefCell<Memo>>,
     urls: &'a [UrlRule],
+    /// The integration names of the policy's destinations.
+    integrations: &'a [String],
+    event: &'a Event<'a>,
+    /// The fixed time, if any ([`Sanitizer::fix_now`]).
+    now: Option<i64>,
+    /// The year `year` rules compare with, worked out when first needed.
+    event_year: OnceCell<Option<i64>>,
     tally: Tally,
     /// The paths, when explaining.
     trail: Option<Trail>,
 }
 
 impl<'a> Writer<'a> {
+    /// The year of the event's time (see [`year::event_year`]).
+    fn event_year(&self) -> Option<i64> {
+        *self
+            .event_year
+            .get_or_init(|| year::event_year(self.event, || self.now.or_else(year::clock)))
+    }
+
     /// Counts what was done at the current path (and notes the path).
     fn note(&mut self, done: Done) {
         match done {
@@ -681,22 +718,14 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// `messageId`: as it is when plain (see [`structural::plain_message_id`]),
-    /// else masked, so destinations still deduplicate on it; not sent when
-    /// it is not a string, number or boolean.
+    /// `messageId`: always masked (whatever it holds, it could be free
+    /// text), so destinations still deduplicate on it; not sent when it is
+    /// not a string, number or boolean.
     fn message_id(&mut self, r: &mut Reader<'a>, kind: Kind) -> Result<bool, Error> {
         match kind {
-            Kind::String => {
-                let span = r.string().map_err(syntax)?;
-                let clear = r.decode(span).map_err(syntax)?;
-                if structural::plain_message_id(&clear) {
-                    self.out.extend_from_slice(&self.src[span.start..span.end]);
-                } else {
-                    self.hex(&clear)?;
-                }
-                Ok(true)
+            Kind::String | Kind::Number | Kind::True | Kind::False => {
+                self.apply(r, Some(Action::Mask(None)), 2)
             }
-            Kind::Number | Kind::True | Kind::False => self.apply(r, Some(Action::Mask(None)), 2),
             _ => Ok(false),
         }
     }
@@ -759,15 +788,19 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// `integrations`: boolean members whose key looks like an integration
-    /// name, and object members only as the `integrations` list names them.
+    /// `integrations`: boolean members under `All` or one of the policy's
+    /// integration names, and object members only as the `integrations`
+    /// list names them.
     fn integrations(&mut self, r: &mut Reader<'a>, kind: Kind, node: &Node) -> Result<bool, Error> {
         if kind != Kind::Object {
             return Ok(false);
         }
+        let names = self.integrations;
         self.object(r, 2, |w, r, name| match r.peek_kind().map_err(syntax)? {
-            Kind::True | Kind::False if structural::integration_name(name) => {
-                w.apply(r, Some(COPY), 3)
+            // A switch, under a name routing knows, and never by a list rule.
+            Kind::True | Kind::False => {
+                let switch = structural::integration_switch(name, names);
+                w.apply(r, Some(COPY).filter(|_| switch), 3)
             }
             _ => w.walk(r, node.child(name), None, 3),
         })?;
@@ -867,19 +900,15 @@ impl<'a> Writer<'a> {
         action: Option<Action>,
         depth: usize,
     ) -> Result<bool, Error> {
-        let kind = r.peek_kind().map_err(syntax)?;
-        let container = matches!(kind, Kind::Object | Kind::Array);
         match action {
-            Some(Action::Allow { scan, scalars_only }) if !(scalars_only && container) => {
-                match scan {
-                    ScanRule::On(scan) => self.scanned(r, depth, scan),
-                    ScanRule::Default | ScanRule::Off => {
-                        let (start, end) = r.skip_value(depth).map_err(syntax)?;
-                        self.out.extend_from_slice(&self.src[start..end]);
-                        Ok(true)
-                    }
+            Some(Action::Allow { scan }) => match scan {
+                ScanRule::On(scan) => self.scanned(r, depth, scan),
+                ScanRule::Default | ScanRule::Off => {
+                    let (start, end) = r.skip_value(depth).map_err(syntax)?;
+                    self.out.extend_from_slice(&self.src[start..end]);
+                    Ok(true)
                 }
-            }
+            },
             Some(Action::Mask(normalize)) => self.mask(r, depth, normalize),
             Some(Action::Url(i)) => {
                 let rule = self.urls.get(usize::from(i));
@@ -895,13 +924,31 @@ impl<'a> Writer<'a> {
             }
             // Cheaper to compute than to look up.
             Some(Action::Zip3) => self.transform(r, depth, None, &zip3::apply),
-            Some(Action::Year) => self.transform(r, depth, None, &year::apply),
+            Some(Action::Year) => {
+                let event_year = self.event_year();
+                self.transform(r, depth, None, &|v| year::apply(v, event_year))
+            }
+            Some(Action::Shape(shape)) => self.shaped(r, depth, shape),
             Some(Action::Age) => self.transform(r, depth, None, &age::apply),
-            Some(Action::Allow { .. } | Action::Drop) | None => {
+            Some(Action::Drop) | None => {
                 r.skip_value(depth).map_err(syntax)?;
                 Ok(false)
             }
         }
+    }
+
+    /// A string of the shape, as written; anything else is not sent.
+    fn shaped(&mut self, r: &mut Reader<'a>, depth: usize, shape: Shape) -> Result<bool, Error> {
+        if r.peek_kind().map_err(syntax)? != Kind::String {
+            r.skip_value(depth).map_err(syntax)?;
+            return Ok(false);
+        }
+        let span = r.string().map_err(syntax)?;
+        if !shape.fits(&r.decode(span).map_err(syntax)?) {
+            return Ok(false);
+        }
+        self.out.extend_from_slice(&self.src[span.start..span.end]);
+        Ok(true)
     }
 
     /// A string or number through a value action; anything else, or a value

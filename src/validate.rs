@@ -11,7 +11,7 @@ use crate::action::url::UrlRule;
 use crate::path;
 use crate::policy::{
     Action, Allowlists, IdAction, Identifiers, List, Names, Policy, Problem, Report, Rule,
-    ScanRule, DEFAULT_CONTEXT, IDENTIFIER_KEYS,
+    DEFAULT_CONTEXT, IDENTIFIER_KEYS,
 };
 use crate::tree::{self, Value};
 use destination::Environment;
@@ -283,18 +283,15 @@ impl Checker {
 }
 
 /// The `context` rules of a policy that has no `context` list: leaves
-/// only, sent when they are strings, numbers, booleans or null.
+/// sent only as strings of their shape.
 fn default_context() -> Vec<Rule> {
     DEFAULT_CONTEXT
         .iter()
-        .filter_map(|p| {
+        .filter_map(|(p, shape)| {
             Some(Rule {
                 path: (*p).to_owned(),
                 steps: path::parse(p).ok()?,
-                action: Action::Allow {
-                    scan: ScanRule::Default,
-                    scalars_only: true,
-                },
+                action: Action::Shape(*shape),
             })
         })
         .collect()

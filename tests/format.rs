@@ -2,6 +2,8 @@
 //! only (nothing the policy removed comes back), maps IDs, time and names
 //! as documented, and bodies stay within each API's limits.
 
+mod common;
+
 use phimask::format::{ga4_name, Format, Item};
 use phimask::Sanitizer;
 use proptest::prelude::*;
@@ -63,6 +65,11 @@ fn amplitude_maps_ids_time_dedup_and_properties() {
     assert_eq!(a["device_id"], s["anonymousId"]);
     assert_eq!(a["time"], 1_795_428_000_250_i64);
     assert_eq!(a["insert_id"], s["messageId"]);
+    assert_eq!(
+        a["insert_id"],
+        common::hmac_hex(KEY, b"m-1"),
+        "the masked messageId"
+    );
     assert_eq!(a["event_properties"], s["properties"]);
     assert_eq!(
         a["user_properties"],
@@ -133,22 +140,25 @@ fn mixpanel_needs_a_time_and_gets_a_short_insert_id() {
     let p = &m["properties"];
     assert_eq!(p["time"], 1_795_428_000_250_i64);
     assert_eq!(p["plan"], "pro");
-    assert_eq!(p["$insert_id"], "m-1");
+    // The masked messageId's first 36 hex digits: restricted destinations
+    // never see the clear id.
+    assert_eq!(p["$insert_id"], common::hmac_hex(KEY, b"m-1")[..36]);
+    // An event not sanitized (a BAA destination's): a long id that does
+    // not fit becomes the SHA-256 of it, the same on every retry.
     let mut long = track();
     long["messageId"] = json!("ajs-next-1732270000-7e1f.with:colons_and_more_than_36");
-    let id = item(Format::Mixpanel, &long).unwrap()["properties"]["$insert_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let raw = long.to_string();
+    let id = |text: &str| -> String {
+        let m: Value = serde_json::from_str(&Format::Mixpanel.item(text).unwrap().text).unwrap();
+        m["properties"]["$insert_id"].as_str().unwrap().to_owned()
+    };
+    let first = id(&raw);
     assert!(
-        id.len() == 36 && id.bytes().all(|b| b.is_ascii_hexdigit()),
-        "{id}"
+        first.len() == 36 && first.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{first}"
     );
-    assert_eq!(
-        item(Format::Mixpanel, &long).unwrap()["properties"]["$insert_id"],
-        id.as_str(),
-        "stable"
-    );
+    assert_eq!(id(&raw), first, "stable");
+    assert!(!first.contains("ajs"));
     let mut untimed = track();
     untimed.as_object_mut().unwrap().remove("timestamp");
     assert_eq!(item(Format::Mixpanel, &untimed), None);

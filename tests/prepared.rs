@@ -117,3 +117,47 @@ fn prepared_policies_need_the_key_as_policies_do() {
         );
     }
 }
+
+/// The default context's shapes (an action no policy can write) survive
+/// preparing: the Worker drops free text in those leaves as the full
+/// engine does.
+#[test]
+fn default_context_shapes_read_back() {
+    use phimask::policy::{Action, List};
+    use phimask::structural::Shape;
+    let text = r#"{"version": 1, "environment": "x", "hipaa": true,
+        "destinations": {"d": {"connection": "server-side", "endpoint": "https://d.example/"}}}"#;
+    let policy = validate_policy(text).0.unwrap();
+    let shapes: Vec<(String, Action)> = policy
+        .allowlists
+        .list(List::Context)
+        .iter()
+        .map(|r| (r.path.clone(), r.action))
+        .collect();
+    assert_eq!(
+        shapes,
+        [
+            ("library.name".into(), Action::Shape(Shape::SdkName)),
+            ("library.version".into(), Action::Shape(Shape::SdkVersion)),
+            ("locale".into(), Action::Shape(Shape::Locale)),
+            ("timezone".into(), Action::Shape(Shape::Timezone)),
+        ]
+    );
+    let loaded = load(&prepare(&policy)).unwrap();
+    assert_eq!(loaded, policy);
+    let s = Sanitizer::from_prepared(&prepare(&policy), Some(KEY)).unwrap();
+    let event = r#"{"type":"track","event":"E","anonymousId":"a","context":{"library":{"name":"Jane Doe","version":"3.1.0"},"locale":"HIV positive","timezone":"UTC"}}"#;
+    let out = s.sanitize_json(event, "d").unwrap().unwrap();
+    assert!(
+        out.ends_with(r#""context":{"library":{"version":"3.1.0"},"timezone":"UTC"}}"#),
+        "{out}"
+    );
+    // No policy can write the internal action.
+    for action in ["shape", "Shape", "scalar", "sdk_name"] {
+        let text = format!(
+            r#"{{"version": 1, "environment": "x", "hipaa": true,
+               "allowlists": {{"context": {{"locale": "{action}"}}}}, "destinations": {{}}}}"#
+        );
+        assert!(validate_policy(&text).0.is_none(), "{action}");
+    }
+}

@@ -114,7 +114,85 @@ struct Case {
     env: [Rules; 5],
     dest: [Rules; 5],
     ids: [u8; 4],
+    /// No `context` list anywhere: the default context's shapes govern.
+    default_context: bool,
     event: Value,
+}
+
+/// PHI no detector recognises: it must never reach the destination from a
+/// default context leaf, a messageId or an integrations key.
+const UNDETECTABLE: [&str; 4] = [
+    "Jane Doe",
+    "HIV positive",
+    "jane-doe",
+    "Jane.Doe-HIV-positive",
+];
+
+/// A string for a default context leaf: what SDKs send, near misses, and
+/// undetectable PHI.
+fn context_string() -> impl Strategy<Value = Value> {
+    prop::sample::select(vec![
+        "analytics.js",
+        "@segment/analytics-node",
+        "RudderLabs JavaScript SDK",
+        "analytics-node ",
+        "3.1.0",
+        "npm:next-1.84.3",
+        "1.0.0-beta.1",
+        "1.2.3.4.5",
+        "en-US",
+        "zh-Hant-TW",
+        "es-419",
+        "en-us",
+        "UTC",
+        "Etc/GMT-14",
+        "America/Argentina/Buenos_Aires",
+        "Etc/Jane_Doe",
+        "Jane Doe",
+        "HIV positive",
+        "jane-doe",
+    ])
+    .prop_map(|s| json!(s))
+}
+
+/// A `context` for the default rules: its four leaves (or not), each a
+/// shaped string, hostile text or any value, and other members.
+fn default_context() -> impl Strategy<Value = Value> {
+    let leaf = || prop_oneof![3 => context_string(), 1 => value()];
+    (
+        prop::option::of(leaf()),
+        prop::option::of(leaf()),
+        prop::option::of(prop_oneof![4 => Just(()).prop_map(|_| json!({})), 1 => value()]),
+        prop::option::of(leaf()),
+        prop::option::of(leaf()),
+        prop::option::of(value()),
+    )
+        .prop_map(|(name, version, library, locale, timezone, other)| {
+            let mut ctx = Map::new();
+            let mut lib = match library {
+                Some(Value::Object(m)) => m,
+                Some(other) => {
+                    ctx.insert("library".into(), other);
+                    Map::new()
+                }
+                None => Map::new(),
+            };
+            if let Some(v) = name {
+                lib.insert("name".into(), v);
+            }
+            if let Some(v) = version {
+                lib.insert("version".into(), v);
+            }
+            if !ctx.contains_key("library") {
+                ctx.insert("library".into(), Value::Object(lib));
+            }
+            for (k, v) in [("locale", locale), ("timezone", timezone), ("ip", other)] {
+                if let Some(v) = v {
+                    ctx.insert(k.into(), v);
+                }
+            }
+            Value::Object(ctx)
+        })
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -151,9 +229,11 @@ fn case() -> impl Strategy<Value = Case> {
         prop::option::of(value()),
         any::<prop::sample::Index>(),
         prop::bool::weighted(0.85),
+        prop::option::of(default_context()),
+        prop::option::of(prop::sample::select(UNDETECTABLE.to_vec())),
     )
         .prop_map(
-            |(env, dest, ids, ty, members, ctx_traits, type_at, complete)| {
+            |(env, dest, ids, ty, members, ctx_traits, type_at, complete, default_ctx, phi)| {
                 // `type` anywhere among the members: the lists of properties
                 // and traits depend on it even when it comes after them.
                 let mut event = Map::new();
@@ -166,6 +246,23 @@ fn case() -> impl Strategy<Value = Case> {
                 }
                 if !event.contains_key("type") {
                     event.insert("type".into(), json!(ty));
+                }
+                // Undetectable PHI as the messageId and as an integrations key.
+                if let Some(phi) = phi {
+                    event.insert("messageId".into(), json!(phi));
+                    match event.get_mut("integrations") {
+                        Some(Value::Object(switches)) => {
+                            switches.insert(phi.into(), json!(true));
+                        }
+                        None => {
+                            event.insert("integrations".into(), json!({ phi: true }));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                let default_context = default_ctx.is_some();
+                if let Some(ctx) = default_ctx {
+                    event.insert("context".into(), ctx);
                 }
                 if let (Some(t), Some(Value::Object(ctx))) = (ctx_traits, event.get_mut("context"))
                 {
@@ -193,10 +290,15 @@ fn case() -> impl Strategy<Value = Case> {
                         legal(i - 1, r)
                     })
                 };
+                let (env, mut dest) = (legalize(env), legalize(dest));
+                if default_context {
+                    dest[3].clear();
+                }
                 Case {
-                    env: legalize(env),
-                    dest: legalize(dest),
+                    env,
+                    dest,
                     ids,
+                    default_context,
                     event: Value::Object(event),
                 }
             },
@@ -210,7 +312,9 @@ fn policy(c: &Case) -> String {
     let lists = |r: &[Rules; 5]| {
         let mut m = Map::new();
         for (i, name) in LISTS.iter().enumerate() {
-            m.insert((*name).into(), list_json(&r[i]));
+            if !(c.default_context && *name == "context") {
+                m.insert((*name).into(), list_json(&r[i]));
+            }
         }
         Value::Object(m)
     };
@@ -369,15 +473,8 @@ fn reference_event(c: &Case) -> Result<Option<Value>, &'static str> {
             return Ok(None);
         }
     }
-    let plain_id = |s: &str| {
-        (1..=100).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".:_-".contains(&b))
-    };
-    let integration_name = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b" ._-()/".contains(&b))
-    };
+    // The policy's only destination is "d": its integration name.
+    let integration_name = |s: &str| s.eq_ignore_ascii_case("all") || s.eq_ignore_ascii_case("d");
     let mut out = Map::new();
     for (k, v) in ev {
         let result = match (k.as_str(), v) {
@@ -386,21 +483,18 @@ fn reference_event(c: &Case) -> Result<Option<Value>, &'static str> {
             ("name" | "category", Value::String(_)) if matches!(ty, "page" | "screen") => {
                 Some(v.clone())
             }
-            // Generated strings hold '@', so they are never plain ids.
-            ("messageId", Value::String(s)) if plain_id(s) => Some(v.clone()),
+            // Always masked, whatever it holds.
             ("messageId", Value::String(_) | Value::Number(_) | Value::Bool(_)) => {
                 Some(mask_all(v))
             }
-            ("version", Value::Number(n)) => n
-                .as_i64()
-                .filter(|n| n.abs() < 1_000_000)
-                .map(|_| v.clone()),
+            ("version", Value::Number(n)) => n.as_u64().filter(|n| *n < 100).map(|_| v.clone()),
             ("integrations", Value::Object(members)) => {
                 let rules = merged(c, 4);
                 let mut kept = Map::new();
                 for (key, x) in members {
                     let r = match x {
                         Value::Bool(_) if integration_name(key) => Some(x.clone()),
+                        Value::Bool(_) => None,
                         _ => reference(x, &rules, &[Step::Key(key.clone())], None),
                     };
                     if let Some(r) = r {
@@ -428,6 +522,7 @@ fn reference_event(c: &Case) -> Result<Option<Value>, &'static str> {
             }
             ("traits", _) if ty == "identify" => reference(v, &merged(c, 1), &[], None),
             ("traits", _) if ty == "group" => reference(v, &merged(c, 2), &[], None),
+            ("context", _) if c.default_context => reference_default_context(v, &merged(c, 1)),
             ("context", _) => {
                 let mut rules = merged(c, 3);
                 for (s, a) in merged(c, 1) {
@@ -448,6 +543,198 @@ fn reference_event(c: &Case) -> Result<Option<Value>, &'static str> {
         }
     }
     Ok(Some(Value::Object(out)))
+}
+
+/// The default context: `traits` by the user list; `library.name`,
+/// `library.version`, `locale` and `timezone` only as strings of their
+/// shapes (written here from DESIGN.md's rules, apart from the engine's).
+fn reference_default_context(v: &Value, user: &Rules) -> Option<Value> {
+    let Value::Object(ctx) = v else { return None };
+    let shaped = |x: &Value, fits: fn(&str) -> bool| match x {
+        Value::String(s) if fits(s) => Some(x.clone()),
+        _ => None,
+    };
+    let mut out = Map::new();
+    for (k, x) in ctx {
+        let kept = match k.as_str() {
+            "traits" => reference(x, user, &[], None),
+            "library" => match x {
+                Value::Object(lib) => {
+                    let mut kept = Map::new();
+                    for (lk, lx) in lib {
+                        let r = match lk.as_str() {
+                            "name" => shaped(lx, model_sdk_name),
+                            "version" => shaped(lx, model_sdk_version),
+                            _ => None,
+                        };
+                        if let Some(r) = r {
+                            kept.insert(lk.clone(), r);
+                        }
+                    }
+                    Some(Value::Object(kept))
+                }
+                _ => None,
+            },
+            "locale" => shaped(x, model_locale),
+            "timezone" => shaped(x, model_timezone),
+            _ => None,
+        };
+        if let Some(kept) = kept {
+            out.insert(k.clone(), kept);
+        }
+    }
+    Some(Value::Object(out))
+}
+
+fn model_sdk_name(s: &str) -> bool {
+    "analytics.js analytics-next @segment/analytics-next @segment/analytics-node analytics-node \
+     analytics-node-next analytics-python analytics-ruby analytics-go analytics-java \
+     analytics-kotlin analytics-swift analytics-ios analytics-android analytics-react-native \
+     analytics-flutter analytics-php analytics-csharp rudder-sdk-python"
+        .split_whitespace()
+        .any(|n| n == s)
+        || ["JavaScript", "Android", "iOS"]
+            .iter()
+            .any(|p| s == format!("RudderLabs {p} SDK"))
+}
+
+/// Consumes up to `max` (at least `min`) leading chars that satisfy `f`.
+fn run(s: &str, min: usize, max: usize, f: impl Fn(char) -> bool) -> Option<&str> {
+    let n = s.chars().take(max).take_while(|c| f(*c)).count();
+    (n >= min).then(|| &s[n..])
+}
+
+fn model_sdk_version(s: &str) -> bool {
+    let mut rest = s;
+    for p in ["npm:", "web:"] {
+        if let Some(r) = rest.strip_prefix(p) {
+            rest = r;
+            break;
+        }
+    }
+    // An optional `[a-z]{1,8}-`: only when a letter comes first.
+    if rest.starts_with(|c: char| c.is_ascii_lowercase()) {
+        match run(rest, 1, 8, |c| c.is_ascii_lowercase()).and_then(|r| r.strip_prefix('-')) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    let digits = |c: char| c.is_ascii_digit();
+    let Some(mut r) = run(rest, 1, 4, digits) else {
+        return false;
+    };
+    for _ in 0..3 {
+        match r.strip_prefix('.').and_then(|x| run(x, 1, 4, digits)) {
+            Some(x) => r = x,
+            None => break,
+        }
+    }
+    if r.is_empty() {
+        return true;
+    }
+    let Some(suffix) = r.strip_prefix(['-', '+']) else {
+        return false;
+    };
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    let Some(mut r) = run(suffix, 1, 12, alnum) else {
+        return false;
+    };
+    for _ in 0..2 {
+        match r.strip_prefix('.').and_then(|x| run(x, 1, 12, alnum)) {
+            Some(x) => r = x,
+            None => break,
+        }
+    }
+    r.is_empty()
+}
+
+fn model_locale(s: &str) -> bool {
+    let Some(mut r) = run(s, 2, 3, |c| c.is_ascii_lowercase()) else {
+        return false;
+    };
+    for _ in 0..2 {
+        let Some(x) = r.strip_prefix(['-', '_']) else {
+            break;
+        };
+        let script = x.len() >= 4
+            && x.as_bytes()[0].is_ascii_uppercase()
+            && x[1..4].bytes().all(|b| b.is_ascii_lowercase());
+        let region = x.len() >= 2 && x[..2].bytes().all(|b| b.is_ascii_uppercase());
+        let area = x.len() >= 3 && x[..3].bytes().all(|b| b.is_ascii_digit());
+        r = if script {
+            &x[4..]
+        } else if region {
+            &x[2..]
+        } else if area {
+            &x[3..]
+        } else {
+            return false;
+        };
+    }
+    r.is_empty()
+}
+
+fn model_timezone(s: &str) -> bool {
+    if matches!(s, "UTC" | "GMT") {
+        return true;
+    }
+    if let Some(etc) = s.strip_prefix("Etc/") {
+        let offset = etc
+            .strip_prefix("GMT+")
+            .or_else(|| etc.strip_prefix("GMT-"))
+            .is_some_and(|n| n.parse::<u8>().is_ok_and(|h| h <= 14 && n == h.to_string()));
+        return offset
+            || [
+                "UTC",
+                "UCT",
+                "GMT",
+                "GMT0",
+                "Greenwich",
+                "Universal",
+                "Zulu",
+            ]
+            .contains(&etc);
+    }
+    let parts: Vec<&str> = s.split('/').collect();
+    let areas = [
+        "Africa",
+        "America",
+        "Antarctica",
+        "Arctic",
+        "Asia",
+        "Atlantic",
+        "Australia",
+        "Europe",
+        "Indian",
+        "Pacific",
+    ];
+    (2..=3).contains(&parts.len())
+        && areas.contains(&parts[0])
+        && parts[1..].iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphabetic() || c == '_' || c == '-')
+        })
+}
+
+#[test]
+fn the_models_shapes_take_what_sdks_send() {
+    assert!(
+        model_sdk_name("@segment/analytics-node") && model_sdk_name("RudderLabs JavaScript SDK")
+    );
+    assert!(!model_sdk_name("Jane Doe") && !model_sdk_name("RudderLabs Jane SDK"));
+    for v in ["3.1.0", "npm:next-1.84.3", "next-1.84.3", "1.0.0-beta.1"] {
+        assert!(model_sdk_version(v), "{v}");
+    }
+    for v in ["Jane Doe", "483920", "1.0.0-", "npm:web:1.0", "1.2.3.4.5"] {
+        assert!(!model_sdk_version(v), "{v}");
+    }
+    assert!(model_locale("zh-Hant-TW") && model_locale("es-419") && !model_locale("Jane Doe"));
+    assert!(
+        model_timezone("Etc/GMT+5")
+            && !model_timezone("Etc/GMT+05")
+            && !model_timezone("Etc/Jane_Doe")
+    );
 }
 
 // ---- invariant checks that do not rely on the model ----
@@ -571,6 +858,10 @@ proptest! {
                 ("properties", _) => (merged(&c, 0), vec![]),
                 ("traits", _) if c.event["type"] == "identify" => (merged(&c, 1), vec![]),
                 ("traits", _) => (merged(&c, 2), vec![]),
+                ("context", _) if c.default_context => {
+                    strings(v, &mut allowed);
+                    continue;
+                }
                 ("context", _) => {
                     let mut rules = merged(&c, 3);
                     rules.extend(merged(&c, 1).into_iter().map(|(s, a)| {
@@ -599,6 +890,11 @@ proptest! {
             };
             check_paths(v, &rules, &mut path, &mut allowed);
         }
+        // Undetectable PHI never reaches the destination through the
+        // fields the lists do not govern (the generator puts it nowhere else).
+        for phi in UNDETECTABLE {
+            prop_assert!(!out.contains(phi), "{} leaked", phi);
+        }
         // A clear string reaches the output only where an allow rule (or a
         // kept structural field) put it.
         let mut clear = Vec::new();
@@ -614,7 +910,7 @@ proptest! {
     fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
         let s = Sanitizer::new(&policy(&Case {
             env: Default::default(), dest: Default::default(), ids: [0; 4],
-            event: Value::Null,
+            default_context: false, event: Value::Null,
         }), Some(KEY.as_bytes())).unwrap();
         match s.sanitize_json(&text, "d") {
             Ok(Some(out)) => { serde_json::from_str::<Value>(&out).unwrap(); }

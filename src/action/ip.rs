@@ -1,9 +1,15 @@
 //! `ip`: an IP address truncated (IPv4 to its /24, IPv6 to its /48) or
 //! zeroed.
 //!
-//! Addresses are parsed and written here rather than with `std::net`,
-//! whose parser and formatter cost the Worker about 2 KB gzipped; a test
+//! An IPv6 address that embeds an IPv4 one (IPv4-mapped, 6to4, Teredo,
+//! NAT64) is reduced as that IPv4 address: its /48 could hold the whole
+//! IPv4 address (6to4), or its last bits the visitor's (Teredo).
+//!
+//! Addresses are parsed and written here rather than with `std::net`'s
+//! parser and formatter, which cost the Worker about 2 KB gzipped; a test
 //! checks both against `std` on generated input.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{Input, Output};
 
@@ -28,16 +34,38 @@ pub fn apply(input: Input<'_>, mode: IpMode) -> Option<Output> {
             IpMode::Truncate => write_v4([a, b, c, 0]),
         }
     } else {
-        let s = parse_v6(text)?;
-        let reduced = match (mode, mapped_v4(&s)) {
-            (IpMode::Zero, _) => [0; 8],
-            // An IPv4 address in IPv6 clothing is truncated as IPv4.
-            (IpMode::Truncate, Some(_)) => [0, 0, 0, 0, 0, 0xffff, s[6], s[7] & 0xff00],
-            (IpMode::Truncate, None) => [s[0], s[1], s[2], 0, 0, 0, 0, 0],
-        };
-        write_v6(&reduced)
+        let v6 = Ipv6Addr::from(parse_v6(text)?);
+        match (mode, embedded_v4(v6)) {
+            // An IPv4 address in IPv6 clothing is reduced as IPv4.
+            (IpMode::Zero, Some(_)) => write_v4([0; 4]),
+            (IpMode::Truncate, Some(v4)) => {
+                let [a, b, c, _] = v4.octets();
+                write_v4([a, b, c, 0])
+            }
+            (IpMode::Zero, None) => write_v6(&[0; 8]),
+            (IpMode::Truncate, None) => {
+                let [s0, s1, s2, ..] = v6.segments();
+                write_v6(&[s0, s1, s2, 0, 0, 0, 0, 0])
+            }
+        }
     };
     Some(Output::Text(out))
+}
+
+/// The IPv4 address an IPv6 address carries: IPv4-mapped
+/// (`::ffff:0:0/96`, the last 32 bits), 6to4 (`2002::/16`, bits 16–48),
+/// Teredo (`2001::/32`, the client's address: the last 32 bits inverted)
+/// or NAT64 (`64:ff9b::/96`, the last 32 bits).
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = u128::from(v6);
+    let last = Ipv4Addr::from(bits as u32);
+    match v6.segments() {
+        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(last),
+        [0x2002, ..] => Some(Ipv4Addr::from((bits >> 80) as u32)),
+        [0x2001, 0, ..] => Some(Ipv4Addr::from(!(bits as u32))),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(last),
+        _ => None,
+    }
 }
 
 /// The octets of a dotted-quad IPv4 address: four decimal numbers of at
@@ -245,7 +273,7 @@ mod tests {
         assert_eq!(ip("2001:DB8::1", Truncate).as_deref(), Some("2001:db8::"));
         assert_eq!(
             ip("::ffff:192.0.2.77", Truncate).as_deref(),
-            Some("::ffff:192.0.2.0")
+            Some("192.0.2.0")
         );
         assert_eq!(ip("::1", Truncate).as_deref(), Some("::"));
         assert_eq!(ip("203.0.113.42", Zero).as_deref(), Some("0.0.0.0"));
@@ -262,6 +290,41 @@ mod tests {
             assert_eq!(ip(bad, Truncate), None, "{bad}");
         }
         assert_eq!(apply(Input::Number(b"1234"), Truncate), None);
+    }
+
+    #[test]
+    fn ipv6_embedding_ipv4_is_reduced_as_ipv4() {
+        use IpMode::*;
+        // The visitor is 203.0.113.42 (cb00:712a) in every one of them.
+        for embedded in [
+            "::ffff:203.0.113.42",
+            "::FFFF:cb00:712a",
+            "2002:cb00:712a::1",
+            "2002:cb00:712a:1:2:3:4:5",
+            // Teredo: server 65.54.227.120, client inverted in the last 32 bits.
+            "2001:0:4136:e378:8000:63bf:34ff:8ed5",
+            "2001::ffff:34ff:8ed5",
+            "64:ff9b::203.0.113.42",
+            "64:ff9b::cb00:712a",
+        ] {
+            assert_eq!(
+                ip(embedded, Truncate).as_deref(),
+                Some("203.0.113.0"),
+                "{embedded}"
+            );
+            assert_eq!(ip(embedded, Zero).as_deref(), Some("0.0.0.0"), "{embedded}");
+        }
+        // Near misses stay IPv6, truncated to their /48.
+        for (v6, out) in [
+            ("2001:db8:85a3::1", "2001:db8:85a3::"),
+            ("2001:1::cb00:712a", "2001:1::"),
+            ("64:ff9b:1::cb00:712a", "64:ff9b:1::"),
+            ("::fffe:cb00:712a", "::"),
+            ("::cb00:712a", "::"),
+            ("2003:cb00:712a::1", "2003:cb00:712a::"),
+        ] {
+            assert_eq!(ip(v6, Truncate).as_deref(), Some(out), "{v6}");
+        }
     }
 
     /// Strings near addresses: `std`'s parser is the reference.

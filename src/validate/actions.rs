@@ -151,10 +151,7 @@ impl Checker {
                         return None;
                     }
                 };
-                Action::Allow {
-                    scan,
-                    scalars_only: false,
-                }
+                Action::Allow { scan }
             }
             "mask" => Action::Mask(match get("normalize") {
                 None => None,
