@@ -178,7 +178,9 @@ impl Checker {
                         .collect(),
                     segments: segments?,
                 };
-                self.url_warnings(&rule, path);
+                if ok {
+                    self.url_warnings(&rule, path);
+                }
                 let index = u16::try_from(self.urls.len()).ok()?;
                 self.urls.push(rule);
                 Action::Url(index)
