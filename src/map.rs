@@ -432,6 +432,30 @@ fn on_match(scan: Scan) -> String {
     }
 }
 
+/// What a `url` rule keeps, in words: the data map's line for it.
+fn url_form(rule: &UrlRule) -> String {
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "none".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    let paths = list(rule.paths.iter().map(|p| p.join("/")).collect());
+    let segments = match &rule.segments {
+        Segments::None => "none: every other segment becomes :seg, or :id when it looks like an identifier".to_owned(),
+        Segments::Words(words) => format!(
+            "{}; every other segment becomes :seg, or :id when it looks like an identifier",
+            list(words.clone())
+        ),
+        Segments::Any => "\"*\": every segment that does not look like an identifier (a heuristic: names and conditions in paths are sent)".to_owned(),
+    };
+    format!(
+        "the URL reduced: scheme, host (not sent at all when a label looks like an identifier or the host is an IP address) and port; user info and fragment removed; paths fitting a template sent as the template: {paths}; path segments sent as written: {segments}; query parameters kept: {} (each only when neither name nor value looks like an identifier or a date); anything that is not an http(s) URL, a path or a query is not sent",
+        list(rule.query.clone())
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,28 +538,4 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(row.matches(" | ").count(), 3, "{row}");
     }
-}
-
-/// What a `url` rule keeps, in words: the data map's line for it.
-fn url_form(rule: &UrlRule) -> String {
-    let list = |items: Vec<String>| {
-        if items.is_empty() {
-            "none".to_owned()
-        } else {
-            items.join(", ")
-        }
-    };
-    let paths = list(rule.paths.iter().map(|p| p.join("/")).collect());
-    let segments = match &rule.segments {
-        Segments::None => "none: every other segment becomes :seg, or :id when it looks like an identifier".to_owned(),
-        Segments::Words(words) => format!(
-            "{}; every other segment becomes :seg, or :id when it looks like an identifier",
-            list(words.clone())
-        ),
-        Segments::Any => "\"*\": every segment that does not look like an identifier (a heuristic: names and conditions in paths are sent)".to_owned(),
-    };
-    format!(
-        "the URL reduced: scheme, host (not sent at all when a label looks like an identifier or the host is an IP address) and port; user info and fragment removed; paths fitting a template sent as the template: {paths}; path segments sent as written: {segments}; query parameters kept: {} (each only when neither name nor value looks like an identifier or a date); anything that is not an http(s) URL, a path or a query is not sent",
-        list(rule.query.clone())
-    )
 }

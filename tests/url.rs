@@ -107,7 +107,8 @@ fn vocabulary_rule() -> Value {
 /// What the destination receives for `url` under `rule`; `None` when the
 /// value is not sent.
 fn reduce(s: &Sanitizer, url: &str) -> Option<String> {
-    let event = json!({ "type": "track", "event": "E", "anonymousId": "a", "properties": { "url": url } });
+    let event =
+        json!({ "type": "track", "event": "E", "anonymousId": "a", "properties": { "url": url } });
     let out = s.sanitize_json(&event.to_string(), "d").unwrap().unwrap();
     let sent: Value = serde_json::from_str(&out).unwrap();
     sent["properties"]
@@ -290,7 +291,11 @@ fn listed_leaks_never_pass() {
     }
     // Ordinary analytics values still pass.
     assert_eq!(
-        reduce(&s, "https://clinic.example/services?utm_source=google&q=flu").as_deref(),
+        reduce(
+            &s,
+            "https://clinic.example/services?utm_source=google&q=flu"
+        )
+        .as_deref(),
         Some("https://clinic.example/services?utm_source=google&q=flu")
     );
 }
@@ -302,7 +307,8 @@ fn shipped_policies_send_templates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
     for env in ["production", "development"] {
-        let s = Sanitizer::new(&read(&format!("policies/{env}.json")), Some(KEY.as_bytes())).unwrap();
+        let s =
+            Sanitizer::new(&read(&format!("policies/{env}.json")), Some(KEY.as_bytes())).unwrap();
         for (file, url, path) in [
             (
                 "page-condition.json",
@@ -322,7 +328,11 @@ fn shipped_policies_send_templates() {
             let sent: Value = serde_json::from_str(&out).unwrap();
             let page = &sent["context"]["page"];
             assert_eq!(page["url"], json!(url), "{env} {file}: {out}");
-            assert_eq!(page.get("path").and_then(Value::as_str), path, "{env} {file}: {out}");
+            assert_eq!(
+                page.get("path").and_then(Value::as_str),
+                path,
+                "{env} {file}: {out}"
+            );
             for phi in ["hiv-testing", "004217", "jane", "utm_term", "free"] {
                 assert!(!out.contains(phi), "{env} {file}: {phi} in {out}");
             }
@@ -330,10 +340,21 @@ fn shipped_policies_send_templates() {
         // A slug no example holds, on the same rules.
         let event = json!({"type": "page", "anonymousId": "a", "name": "Services",
             "context": {"page": {"path": "/patients/jane-doe/appointments", "url": "https://www.clinic.example/providers/dr-smith"}}});
-        let out = s.sanitize_json(&event.to_string(), "amplitude").unwrap().unwrap();
+        let out = s
+            .sanitize_json(&event.to_string(), "amplitude")
+            .unwrap()
+            .unwrap();
         let sent: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(sent["context"]["page"]["path"], json!("/patients/:seg/appointments"), "{env}");
-        assert_eq!(sent["context"]["page"]["url"], json!("https://www.clinic.example/providers/:seg"), "{env}");
+        assert_eq!(
+            sent["context"]["page"]["path"],
+            json!("/patients/:seg/appointments"),
+            "{env}"
+        );
+        assert_eq!(
+            sent["context"]["page"]["url"],
+            json!("https://www.clinic.example/providers/:seg"),
+            "{env}"
+        );
     }
 }
 
@@ -353,7 +374,10 @@ fn validation_warns_about_placeholders_only_and_the_heuristic() {
     let bare = warnings(json!("url"));
     assert_eq!(bare.len(), 1, "{bare:?}");
     assert_eq!(bare[0].0, "allowlists.event_properties.url");
-    assert!(bare[0].1.contains("only origins and placeholders are sent"), "{bare:?}");
+    assert!(
+        bare[0].1.contains("only origins and placeholders are sent"),
+        "{bare:?}"
+    );
     let any = warnings(json!({"action": "url", "segments": "*"}));
     assert_eq!(any.len(), 1, "{any:?}");
     assert_eq!(any[0].0, "allowlists.event_properties.url.segments");
@@ -362,15 +386,37 @@ fn validation_warns_about_placeholders_only_and_the_heuristic() {
     assert_eq!(warnings(json!({"action": "url", "paths": ["/p/:id"]})), []);
     // Hostile options: errors at their paths, the key never echoed.
     for (rule, path) in [
-        (json!({"action": "url", "segments": ["a/b"]}), "allowlists.event_properties.url.segments[0]"),
-        (json!({"action": "url", "segments": [""]}), "allowlists.event_properties.url.segments[0]"),
-        (json!({"action": "url", "segments": ["*"]}), "allowlists.event_properties.url.segments[0]"),
-        (json!({"action": "url", "segments": "all"}), "allowlists.event_properties.url.segments"),
-        (json!({"action": "url", "segments": {"a": 1}}), "allowlists.event_properties.url.segments"),
-        (json!({"action": "url", "vocabulary": ["a"]}), "allowlists.event_properties.url.vocabulary"),
+        (
+            json!({"action": "url", "segments": ["a/b"]}),
+            "allowlists.event_properties.url.segments[0]",
+        ),
+        (
+            json!({"action": "url", "segments": [""]}),
+            "allowlists.event_properties.url.segments[0]",
+        ),
+        (
+            json!({"action": "url", "segments": ["*"]}),
+            "allowlists.event_properties.url.segments[0]",
+        ),
+        (
+            json!({"action": "url", "segments": "all"}),
+            "allowlists.event_properties.url.segments",
+        ),
+        (
+            json!({"action": "url", "segments": {"a": 1}}),
+            "allowlists.event_properties.url.segments",
+        ),
+        (
+            json!({"action": "url", "vocabulary": ["a"]}),
+            "allowlists.event_properties.url.vocabulary",
+        ),
     ] {
         let (policy_out, report) = validate_policy(&policy(rule.clone()));
         assert!(policy_out.is_none(), "{rule}");
-        assert!(report.errors.iter().any(|e| e.path == path), "{rule}: {:?}", report.errors);
+        assert!(
+            report.errors.iter().any(|e| e.path == path),
+            "{rule}: {:?}",
+            report.errors
+        );
     }
 }

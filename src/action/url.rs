@@ -344,9 +344,11 @@ mod tests {
 
     fn words() -> Segments {
         Segments::Words(
-            ["patients", "results", "services", "visits", "notes", "orders", "ok"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "patients", "results", "services", "visits", "notes", "orders", "ok",
+            ]
+            .map(String::from)
+            .to_vec(),
         )
     }
 
@@ -415,8 +417,14 @@ mod tests {
         let none = rule(Segments::None);
         let any = rule(Segments::Any);
         let path = "/services/jane-doe/483920";
-        assert_eq!(none.apply(path.as_bytes()).as_deref(), Some("/:seg/:seg/:id"));
-        assert_eq!(any.apply(path.as_bytes()).as_deref(), Some("/services/jane-doe/:id"));
+        assert_eq!(
+            none.apply(path.as_bytes()).as_deref(),
+            Some("/:seg/:seg/:id")
+        );
+        assert_eq!(
+            any.apply(path.as_bytes()).as_deref(),
+            Some("/services/jane-doe/:id")
+        );
         assert_eq!(url(path).as_deref(), Some("/services/:seg/:id"));
         // A template wins over the vocabulary, whole.
         assert_eq!(
@@ -442,7 +450,15 @@ mod tests {
         ] {
             assert!(identifier_like(s), "{s}");
         }
-        for s in ["google", "spring_sale_2026", "1.4.12", "v2", "cpc", "hiv-testing", "1234"] {
+        for s in [
+            "google",
+            "spring_sale_2026",
+            "1.4.12",
+            "v2",
+            "cpc",
+            "hiv-testing",
+            "1234",
+        ] {
             assert!(!identifier_like(s), "{s}");
         }
     }

@@ -362,8 +362,7 @@ fn path_template(template: &str) -> Result<(), &'static str> {
 
 /// A vocabulary segment: one path segment as decoded text.
 fn vocabulary_word(word: &str) -> Result<(), &'static str> {
-    if word.is_empty() || word == "*" || word.contains('/') || word.chars().any(char::is_control)
-    {
+    if word.is_empty() || word == "*" || word.contains('/') || word.chars().any(char::is_control) {
         return Err("must be one path segment: not empty, no '/', not \"*\" (a list's entries are segments; \"segments\": \"*\" is the heuristic)");
     }
     Ok(())
