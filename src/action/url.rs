@@ -184,8 +184,9 @@ fn origin(url: &Url) -> Option<String> {
     let Some(Host::Domain(host)) = url.host() else {
         return None;
     };
+    // The detectors once on the whole host: `.` is a boundary for each.
     if !dns_name(host)
-        || host.split('.').any(identifier_like)
+        || host.split('.').any(shaped_like_identifier)
         || detect::any(host.as_bytes(), Detectors::DEFAULT)
     {
         return None;
@@ -226,6 +227,9 @@ pub(crate) fn joined<'s>(parts: impl Iterator<Item = &'s str>, separator: char) 
 /// Percent-decoded, repeated while it changes (at most [`DECODE_ROUNDS`]
 /// times); `None` when it is not valid encoding or keeps changing.
 fn decoded(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_owned());
+    }
     let mut current = s.to_owned();
     for _ in 0..DECODE_ROUNDS {
         let next = percent_decode(&current)?;
@@ -259,12 +263,19 @@ fn percent_decode(s: &str) -> Option<String> {
 /// digits, in a row or not: `123_45_6789`), 16 or more hex digits in a
 /// row, a UUID, a numeric date or a detector match.
 pub(crate) fn identifier_like(s: &str) -> bool {
+    shaped_like_identifier(s) || detect::any(s.as_bytes(), Detectors::DEFAULT)
+}
+
+/// [`identifier_like`] but for the detectors.
+fn shaped_like_identifier(s: &str) -> bool {
+    let digits = s.chars().filter(|c| c.is_numeric()).count();
+    // The length and digit tests first skip scans that cannot match (this
+    // runs for every segment, label and parameter on the Worker).
     s.contains(['@', '＠', '﹫'])
-        || s.chars().filter(|c| c.is_numeric()).count() >= 5
-        || longest_run(s.as_bytes(), u8::is_ascii_hexdigit) >= 16
-        || has_uuid(s.as_bytes())
-        || holds_date(s)
-        || detect::any(s.as_bytes(), Detectors::DEFAULT)
+        || digits >= 5
+        || (s.len() >= 16 && longest_run(s.as_bytes(), u8::is_ascii_hexdigit) >= 16)
+        || (s.len() >= 36 && has_uuid(s.as_bytes()))
+        || (digits >= 3 && holds_date(s))
 }
 
 fn longest_run(b: &[u8], pred: fn(&u8) -> bool) -> usize {
