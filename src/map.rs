@@ -481,6 +481,19 @@ mod tests {
         assert!(md.contains("`properties.email`"));
         assert!(md.contains("`traits.birthday`, `context.traits.birthday`"));
         assert!(md.contains("mask, normalize email"));
+        // What the url rule keeps: its templates, vocabulary and parameters.
+        let url = md
+            .lines()
+            .find(|l| l.starts_with("| `context.page.url`"))
+            .unwrap_or_default();
+        for part in [
+            "/services/:service",
+            "services, patients, appointments",
+            "every other segment becomes :seg",
+            r"utm\_source, utm\_medium, utm\_campaign",
+        ] {
+            assert!(url.contains(part), "{part}: {url}");
+        }
         // mixpanel's own `value: mask` overrides the environment's allow.
         let mixpanel = md.split("## `mixpanel`").nth(1).unwrap_or_default();
         let row = mixpanel
