@@ -80,7 +80,7 @@ const ACTIONS = [
   ["allow, scan (email found)", { action: "allow", scan: true }, "Please call me back at jane.doe@example.com"],
   ["mask", "mask", "MRN-48392017"],
   ["mask, normalize email", { action: "mask", normalize: "email" }, " Jane.Doe@Example.com "],
-  ["url", { action: "url", query: ["utm_*"], paths: ["/patients/:patient/results"] }, "https://clinic.example/patients/483920/results?utm_source=mail&email=jane%40x.com#top"],
+  ["url", { action: "url", query: ["utm_*"], paths: ["/patients/:patient/results"], segments: ["patients", "results"] }, "https://clinic.example/patients/483920/results?utm_source=mail&email=jane%40x.com#top"],
   ["ip", "ip", "2001:db8:85a3:8d3:1319:8a2e:370:7348"],
   ["zip3", "zip3", "94110-1234"],
   ["year", "year", "1984-03-12"],

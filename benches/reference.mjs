@@ -142,9 +142,13 @@ function normalized(s, how) {
   return digits.length === 10 ? `+1${digits}` : `+${digits}`;
 }
 
-// The url action: scheme, host and port; path segments by template or
-// ":id" when identifier-like; only listed query parameters whose values
-// hold no PHI; no user info, no fragment.
+// The url action, as DESIGN's "Actions beyond allow and mask" states it,
+// on JavaScript's own WHATWG parser (`new URL`): an absolute http(s) URL, a
+// path or a query, else nothing. Kept: scheme, a DNS-name host none of
+// whose labels looks like an identifier, and port. The path fits a
+// template, or each segment is a vocabulary word, ":id" (identifier-like)
+// or ":seg" (or itself under "segments": "*"). Only listed query
+// parameters, neither name nor value identifier-like.
 function decodeRepeated(s) {
   let current = s;
   for (let i = 0; i < 3; i++) {
@@ -163,44 +167,72 @@ function decodeRepeated(s) {
     return undefined;
   }
 }
-function identifierLike(segment) {
-  const s = decodeRepeated(segment);
-  if (s === undefined) return true;
-  return s.includes("@") || /\d{5}/.test(s) || /[0-9A-Fa-f]{16}/.test(s)
-    || /[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}/.test(s) || detected(s);
+// A numeric date: YYYY-M-D, or D-M-YYYY / M-D-YYYY, or a two-digit year
+// with "-" or "/" (not ".", which versions use); one separator throughout.
+const NUMERIC_DATE = /(?<!\p{N})(?:\p{N}{4}([-/.])\p{N}{1,2}\1\p{N}{1,2}|\p{N}{1,2}([-/.])\p{N}{1,2}\2\p{N}{4}|\p{N}{1,2}([-/])\p{N}{1,2}\3\p{N}{2})(?!\p{N})/u;
+function identifierLike(s) {
+  return /[@\uff20\ufe6b]/u.test(s)
+    || (s.match(/\p{N}/gu) ?? []).length >= 5
+    || /[0-9A-Fa-f]{16}/.test(s)
+    || /[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}/.test(s)
+    || NUMERIC_DATE.test(s)
+    || detected(s);
+}
+function urlOrigin(u) {
+  if (u.protocol !== "http:" && u.protocol !== "https:") return undefined;
+  const host = u.hostname;
+  // IP literals ("[…]" or dotted numbers) are never a site's name.
+  if (host.startsWith("[") || /^[0-9.]+$/.test(host)) return undefined;
+  const labels = host.split(".");
+  if (host.length > 253 || !labels.every((l) => /^[a-z0-9-]{1,63}$/.test(l))) return undefined;
+  if (labels.some(identifierLike) || detected(host)) return undefined;
+  return `${u.protocol}//${host}${u.port === "" ? "" : `:${u.port}`}`;
+}
+function urlPath(pathname, rule) {
+  const segments = pathname.split("/");
+  const template = (rule.paths ?? []).map((t) => t.split("/")).find((t) =>
+    t.length === segments.length && t.every((x, i) => (x.startsWith(":") ? segments[i] !== "" : decodeRepeated(segments[i]) === x)));
+  if (template) return template.join("/");
+  const vocabulary = Array.isArray(rule.segments) ? rule.segments : [];
+  return segments.map((s) => {
+    if (s === "") return s;
+    const plain = decodeRepeated(s);
+    if (plain === undefined) return ":id";
+    if (vocabulary.includes(plain)) return plain;
+    if (identifierLike(plain)) return ":id";
+    return rule.segments === "*" ? s : ":seg";
+  }).join("/");
 }
 function urlAction(v, rule) {
-  if (typeof v !== "string" || /[\u0000-\u001f\u007f-\u009f ]/.test(v)) return undefined;
-  const url = v.split("#")[0];
+  if (typeof v !== "string") return undefined;
+  // WHATWG's own clean-up, done first so the input's kind is judged on it.
+  const input = v.replace(/^[\u0000-\u0020]+|[\u0000-\u0020]+$/g, "").replace(/[\t\n\r]/g, "");
+  if (/^[/\\]{2}/.test(input)) return undefined; // protocol-relative: another host
+  const relative = /^[/\\?]/.test(input);
+  let u;
+  try {
+    u = relative ? new URL(input, "https://phimask.invalid/") : new URL(input);
+  } catch {
+    return undefined;
+  }
   let origin = "";
-  let rest = url;
-  if (!url.startsWith("/") && !url.startsWith("?")) {
-    const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?]*)(.*)$/.exec(url);
-    if (!m || !["http", "https"].includes(m[1].toLowerCase())) return undefined;
-    const hostPort = m[2].split("@").at(-1);
-    if (hostPort === "" || hostPort.startsWith(":")) return undefined;
-    origin = `${m[1].toLowerCase()}://${hostPort.toLowerCase()}`;
-    rest = m[3];
+  if (relative) {
+    if (u.host !== "phimask.invalid" || u.username !== "" || u.password !== "") return undefined;
+  } else {
+    origin = urlOrigin(u);
+    if (origin === undefined) return undefined;
   }
-  const [path, ...q] = rest.split("?");
-  const query = q.length > 0 ? q.join("?") : undefined;
-  let outPath = path;
-  if (path !== "") {
-    const segments = path.split("/");
-    const template = (rule.paths ?? []).map((t) => t.split("/")).find((t) =>
-      t.length === segments.length && t.every((x, i) => (x.startsWith(":") ? segments[i] !== "" : decodeRepeated(segments[i]) === x)));
-    outPath = template ? template.join("/") : segments.map((s) => (identifierLike(s) ? ":id" : s)).join("/");
-  }
+  const path = input.startsWith("?") ? "" : urlPath(u.pathname, rule);
   const keeps = (name) => (rule.query ?? []).some((k) => (k.endsWith("*") ? name.startsWith(k.slice(0, -1)) : k === name));
-  const kept = query === undefined ? [] : query.split("&").filter((pair) => {
+  const kept = u.search === "" ? [] : u.search.slice(1).split("&").filter((pair) => {
     const i = pair.indexOf("=");
     const [name, value] = i < 0 ? [pair, ""] : [pair.slice(0, i), pair.slice(i + 1)];
     const n = decodeRepeated(name.replaceAll("+", " "));
     const val = decodeRepeated(value.replaceAll("+", " "));
-    const clean = (x) => x !== undefined && !detected(x) && !x.includes("@");
-    return clean(n) && keeps(n) && clean(val);
+    const clean = (x) => x !== undefined && !identifierLike(x);
+    return clean(n) && clean(val) && keeps(n);
   });
-  return origin + outPath + (kept.length > 0 ? `?${kept.join("&")}` : "");
+  return origin + path + (kept.length > 0 ? `?${kept.join("&")}` : "");
 }
 
 /** A rule's action as { action, ...options }. */

@@ -9,6 +9,7 @@ pub mod doc;
 
 use crate::action::ip::IpMode;
 use crate::action::scan::Scan;
+use crate::action::url::{Segments, UrlRule};
 use crate::detect::Detector;
 use crate::event::CallType;
 use crate::policy::{
@@ -383,24 +384,10 @@ fn describe(policy: &Policy, d: &Destination, action: Action) -> (String, String
             format!("{} of the value normalized as {} (one that normalizes to nothing is not sent)", masked(d), n.name()),
         ),
         Action::Drop => ("drop".into(), "not sent (with everything under it)".into()),
-        Action::Url(i) => {
-            let rule = policy.urls.get(usize::from(i));
-            let query = rule
-                .map(|r| r.query.join(", "))
-                .filter(|q| !q.is_empty())
-                .unwrap_or_else(|| "none".into());
-            let paths = rule
-                .map(|r| r.paths.iter().map(|p| p.join("/")).collect::<Vec<_>>().join(", "))
-                .filter(|p| !p.is_empty());
-            let mut sent = format!(
-                "the URL reduced: scheme, host and port kept, user info and fragment removed; query parameters kept: {query}; path segments that can hold an ID become :id"
-            );
-            if let Some(paths) = paths {
-                sent.push_str(&format!(", and those fitting {paths} their template's :name"));
-            }
-            sent.push_str("; anything that is not an http(s) URL, path or query is not sent");
-            ("url".into(), sent)
-        }
+        Action::Url(i) => (
+            "url".into(),
+            policy.urls.get(usize::from(i)).map_or_else(|| "not sent".into(), url_form),
+        ),
         Action::Ip(IpMode::Truncate) => (
             "ip".into(),
             "the IP address truncated (IPv4 a.b.c.0, IPv6 its first 48 bits); anything else not sent".into(),
@@ -447,6 +434,30 @@ fn on_match(scan: Scan) -> String {
     }
 }
 
+/// What a `url` rule keeps, in words: the data map's line for it.
+fn url_form(rule: &UrlRule) -> String {
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "none".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    let paths = list(rule.paths.iter().map(|p| p.join("/")).collect());
+    let segments = match &rule.segments {
+        Segments::None => "none: every other segment becomes :seg, or :id when it looks like an identifier".to_owned(),
+        Segments::Words(words) => format!(
+            "{}; every other segment becomes :seg, or :id when it looks like an identifier",
+            list(words.clone())
+        ),
+        Segments::Any => "\"*\": every segment that does not look like an identifier (a heuristic: names and conditions in paths are sent)".to_owned(),
+    };
+    format!(
+        "the URL reduced: scheme, host (not sent at all when a label looks like an identifier or the host is an IP address) and port; user info and fragment removed; paths fitting a template sent as the template: {paths}; path segments sent as written: {segments}; query parameters kept: {} (each only when neither name nor value looks like an identifier or a date); anything that is not an http(s) URL, a path or a query is not sent",
+        list(rule.query.clone())
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,6 +483,19 @@ mod tests {
         assert!(md.contains("`properties.email`"));
         assert!(md.contains("`traits.birthday`, `context.traits.birthday`"));
         assert!(md.contains("mask, normalize email"));
+        // What the url rule keeps: its templates, vocabulary and parameters.
+        let url = md
+            .lines()
+            .find(|l| l.starts_with("| `context.page.url`"))
+            .unwrap_or_default();
+        for part in [
+            "/services/:service",
+            "services, patients, appointments",
+            "every other segment becomes :seg",
+            r"utm\_source, utm\_medium, utm\_campaign",
+        ] {
+            assert!(url.contains(part), "{part}: {url}");
+        }
         // mixpanel's own `value: mask` overrides the environment's allow.
         let mixpanel = md.split("## `mixpanel`").nth(1).unwrap_or_default();
         let row = mixpanel

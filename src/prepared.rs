@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::action::ip::IpMode;
 use crate::action::normalize::Normalize;
 use crate::action::scan::{OnMatch, Scan};
-use crate::action::url::UrlRule;
+use crate::action::url::{Segments, UrlRule};
 use crate::detect::Detectors;
 use crate::event::Calls;
 use crate::format::Format;
@@ -402,12 +402,35 @@ impl Prepared for UrlRule {
     fn write_to(&self, out: &mut Vec<u8>) {
         self.query.write_to(out);
         self.paths.write_to(out);
+        self.segments.write_to(out);
     }
     fn read_from(r: &mut Reader<'_>) -> Option<Self> {
         Some(UrlRule {
             query: Vec::read_from(r)?,
             paths: Vec::read_from(r)?,
+            segments: Segments::read_from(r)?,
         })
+    }
+}
+
+impl Prepared for Segments {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Segments::None => out.push(0),
+            Segments::Words(words) => {
+                out.push(1);
+                words.write_to(out);
+            }
+            Segments::Any => out.push(2),
+        }
+    }
+    fn read_from(r: &mut Reader<'_>) -> Option<Self> {
+        match r.byte()? {
+            0 => Some(Segments::None),
+            1 => Vec::read_from(r).map(Segments::Words),
+            2 => Some(Segments::Any),
+            _ => None,
+        }
     }
 }
 
@@ -480,7 +503,8 @@ mod tests {
           "events": {"A": "allow", "B": {"rename": "C"}, "*": "drop"},
           "allowlists": {
             "event_properties": {"a": {"action": "allow", "scan": false}, "b[].c": "mask",
-              "n": {"action": "mask", "normalize": "email"}, "u": {"action": "url", "query": ["utm_*"], "paths": ["/p/:id"]},
+              "n": {"action": "mask", "normalize": "email"}, "u": {"action": "url", "query": ["utm_*"], "paths": ["/p/:id"], "segments": ["p", "book"]},
+              "v": {"action": "url", "segments": "*"}, "w": "url",
               "i": {"action": "ip", "mode": "zero"}, "z": "zip3", "y": "year", "g": "age", "d": "drop",
               "s": {"action": "allow", "scan": ["ssn"], "on_match": "drop"}},
             "context": {"ip": "ip"}},
@@ -498,7 +522,16 @@ mod tests {
     fn sample_covers_the_format() {
         let bytes = sample();
         let policy = load(&bytes).unwrap();
-        assert_eq!(policy.urls.len(), 1);
+        assert_eq!(policy.urls.len(), 3);
+        let segments: Vec<&Segments> = policy.urls.iter().map(|u| &u.segments).collect();
+        assert_eq!(
+            segments,
+            [
+                &Segments::Words(vec!["p".into(), "book".into()]),
+                &Segments::Any,
+                &Segments::None
+            ]
+        );
         assert_eq!(policy.destinations.len(), 3);
     }
 

@@ -26,7 +26,7 @@ export type Action =
   | { action: "allow"; scan?: Scan; on_match?: "redact" | "mask" | "drop" }
   | { action: "mask"; normalize?: "email" | "phone" | "text" }
   | { action: "ip"; mode?: "truncate" | "zero" }
-  | { action: "url"; query?: string[]; paths?: string[] }
+  | { action: "url"; query?: string[]; paths?: string[]; segments?: string[] | "*" }
   | { action: "drop" | "zip3" | "year" | "age" };
 /** What happens to userId, anonymousId, groupId, previousId. */
 export type IdentifierAction = "mask" | "allow" | "drop";

@@ -12,7 +12,7 @@ use phimask::Sanitizer;
 use phimask_fuzz::{check_json, KEY};
 
 const KEYS: [&str; 6] = ["a", "b", "email", "zip", "url", "items"];
-const ACTIONS: [&str; 14] = [
+const ACTIONS: [&str; 16] = [
     r#""allow""#,
     r#""mask""#,
     r#""drop""#,
@@ -21,6 +21,8 @@ const ACTIONS: [&str; 14] = [
     r#""age""#,
     r#""ip""#,
     r#"{"action":"url","query":["q","utm_*"],"paths":["/p/:id"]}"#,
+    r#"{"action":"url","query":["utm_*"],"segments":["p","a"]}"#,
+    r#"{"action":"url","segments":"*"}"#,
     r#"{"action":"allow","scan":true}"#,
     r#"{"action":"allow","scan":["email","id"],"on_match":"mask"}"#,
     r#"{"action":"allow","scan":true,"on_match":"drop"}"#,

@@ -19,12 +19,12 @@ pub const POLICY: &str = r#"{
       "phone": {"action": "mask", "normalize": "phone"}, "name": {"action": "mask", "normalize": "text"},
       "mrn": "mask", "zip": "zip3", "birthday": "year", "age": "age", "ip": {"action": "ip", "mode": "zero"},
       "notes": {"action": "allow", "scan": true, "on_match": "mask"}, "comment": {"action": "allow", "scan": ["id", "card"], "on_match": "drop"},
-      "url": {"action": "url", "query": ["utm_*", "q"], "paths": ["/patients/:patient/visits/:visit"]},
+      "url": {"action": "url", "query": ["utm_*", "q"], "paths": ["/patients/:patient/visits/:visit"], "segments": ["patients", "visits", "book"]},
       "items[].sku": "allow", "items[].price": "allow", "address": "allow", "address.street": "drop", "nested.deep[].x": "mask"
     },
     "user_properties": {"plan": "allow", "email": "mask", "birthday": "year", "address.postalCode": "zip3"},
     "group_properties": {"name": "allow"},
-    "context": {"ip": "ip", "locale": "allow", "page.url": "url", "page.path": "url", "library.name": "allow"},
+    "context": {"ip": "ip", "locale": "allow", "page.url": "url", "page.path": {"action": "url", "segments": "*"}, "library.name": "allow"},
     "integrations": {"Amplitude.session_id": "allow"}
   },
   "events": {"Signed Up": "allow", "Viewed Results": {"rename": "Viewed Page"}, "Secret": "drop"},

@@ -1,87 +1,144 @@
-//! `url`: an absolute http(s) URL, a path or a query string, reduced to
-//! what analytics needs: scheme, host and port; the path with record
-//! numbers and other identifier-like segments replaced; only the query
-//! parameters the rule names (and none whose value holds PHI); no user
-//! info, no fragment.
+//! `url`: an absolute http(s) URL, a path or a query string, parsed as
+//! browsers parse it (the WHATWG URL Standard, through servo's `url`
+//! crate, so the engine reads the same host and path a browser would) and
+//! reduced, failing closed, to what cannot carry PHI: the scheme, a
+//! checked host and the port; the path through the policy's templates and
+//! vocabulary, every other segment a placeholder; only the query
+//! parameters the rule names, and none that looks like an identifier or a
+//! date. User info and fragment never go.
+
+use url::{Host, Url};
 
 use crate::detect::{self, Detectors};
+
+/// Which path segments pass as written outside a template.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Segments {
+    /// Option absent: none (every segment a placeholder).
+    #[default]
+    None,
+    /// The site's vocabulary: these segments (compared after
+    /// percent-decoding) pass.
+    Words(Vec<String>),
+    /// `"*"`: every segment that is not identifier-like passes (a
+    /// heuristic: slugs such as `jane-doe` go through).
+    Any,
+}
 
 /// The options of one `url` rule.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UrlRule {
     /// Query parameter names kept; a name ending in `*` is a prefix.
     pub query: Vec<String>,
-    /// Path templates (`/patients/:id`), split into segments.
+    /// Path templates (`/patients/:id`), split at `/` (so each starts
+    /// with an empty element, as a path split at `/` does).
     pub paths: Vec<Vec<String>>,
+    /// Segments that pass as written outside a template.
+    pub segments: Segments,
 }
 
 /// How many times percent-decoding is repeated (double-encoded PHI).
 const DECODE_ROUNDS: usize = 3;
 
+/// The host relative inputs are parsed against; never in the output.
+const BASE_HOST: &str = "phimask.invalid";
+
+/// The placeholder of a segment that looks like an identifier.
+const ID: &str = ":id";
+/// The placeholder of any other segment the policy does not list.
+const SEG: &str = ":seg";
+
 impl UrlRule {
     /// The reduced URL, or `None` for anything that is not an http(s)
-    /// URL, a path or a query string.
+    /// URL, a path (`/…`) or a query (`?…`), or whose host may identify
+    /// someone.
     pub fn apply(&self, url: &[u8]) -> Option<String> {
-        let url = std::str::from_utf8(url).ok()?;
-        if url.chars().any(|c| c.is_control() || c == ' ') {
-            return None;
+        let input = cleaned(std::str::from_utf8(url).ok()?);
+        let mut out = String::new();
+        let parsed = match input.as_bytes() {
+            // `//host/…` (and `\\`, `/\`, `\/`, which WHATWG reads alike)
+            // names a host the page did not: refused like any other
+            // non-URL.
+            [b'/' | b'\\', b'/' | b'\\', ..] => return None,
+            [b'/' | b'\\' | b'?', ..] => {
+                let base = if input.starts_with('?') { "/" } else { "" };
+                let parsed = Url::parse(&["https://", BASE_HOST, base, &input].concat()).ok()?;
+                // Defence in depth: the relative part cannot have moved
+                // the authority.
+                let same = parsed.host_str() == Some(BASE_HOST)
+                    && parsed.port().is_none()
+                    && parsed.username().is_empty()
+                    && parsed.password().is_none();
+                if !same {
+                    return None;
+                }
+                parsed
+            }
+            _ => {
+                let parsed = Url::parse(&input).ok()?;
+                out.push_str(&origin(&parsed)?);
+                parsed
+            }
+        };
+        if !input.starts_with('?') {
+            out.push_str(&self.path(parsed.path()));
         }
-        // The fragment never goes.
-        let url = url.split('#').next().unwrap_or_default();
-        let (origin, rest) = if url.starts_with('/') || url.starts_with('?') {
-            (String::new(), url)
-        } else {
-            origin(url)?
-        };
-        let (path, query) = match rest.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (rest, None),
-        };
-        let mut out = origin;
-        out.push_str(&self.path(path));
-        if let Some(q) = query.map(|q| self.query_of(q)).filter(|q| !q.is_empty()) {
-            out.push('?');
-            out.push_str(&q);
+        if let Some(q) = parsed.query().map(|q| self.query_of(q)) {
+            if !q.is_empty() {
+                out.push('?');
+                out.push_str(&q);
+            }
         }
         Some(out)
     }
 
-    /// The path with template names or `:id` in place of identifiers.
+    /// The path: a template it fits, else segment by segment.
     fn path(&self, path: &str) -> String {
-        if path.is_empty() {
-            return String::new();
-        }
         let segments: Vec<&str> = path.split('/').collect();
-        for template in &self.paths {
-            if template.len() == segments.len()
-                && template.iter().zip(&segments).all(|(t, s)| {
-                    t.starts_with(':') && !s.is_empty() || decoded(s).as_deref() == Some(t.as_str())
-                })
-            {
-                return joined(template.iter().map(String::as_str), '/');
+        if let Some(template) = self.paths.iter().find(|t| fits(t, &segments)) {
+            return joined(template.iter().map(String::as_str), '/');
+        }
+        joined(segments.iter().map(|s| self.segment(s)), '/')
+    }
+
+    /// One segment outside a template: a vocabulary word, or a
+    /// placeholder (as written only under `"segments": "*"`).
+    fn segment<'a>(&'a self, segment: &'a str) -> &'a str {
+        if segment.is_empty() {
+            return segment;
+        }
+        let Some(plain) = decoded(segment) else {
+            return ID;
+        };
+        if let Segments::Words(words) = &self.segments {
+            if let Some(word) = words.iter().find(|w| **w == plain) {
+                return word;
             }
         }
-        joined(
-            segments
-                .iter()
-                .map(|s| if identifier_like(s) { ":id" } else { s }),
-            '/',
-        )
+        if identifier_like(&plain) {
+            ID
+        } else if self.segments == Segments::Any {
+            segment
+        } else {
+            SEG
+        }
     }
 
     /// The parameters the rule keeps, as written, in their order.
     fn query_of(&self, query: &str) -> String {
-        let kept = query.split('&').filter(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            // A prefix keeps names it cannot vouch for, so names are
-            // checked for PHI like values.
-            let clean = |s: &str| {
-                decoded(&s.replace('+', " "))
-                    .filter(|d| !detect::any(d.as_bytes(), Detectors::DEFAULT) && !d.contains('@'))
-            };
-            clean(name).is_some_and(|n| self.keeps(&n)) && clean(value).is_some()
-        });
-        joined(kept, '&')
+        joined(query.split('&').filter(|pair| self.keeps_pair(pair)), '&')
+    }
+
+    /// A listed name, and neither name nor value identifier-like or a date.
+    fn keeps_pair(&self, pair: &str) -> bool {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        // A prefix keeps names it cannot vouch for, so names are checked
+        // like values.
+        let clean = |s: &str| decoded(&s.replace('+', " ")).filter(|d| !identifier_like(d));
+        match (clean(name), clean(value)) {
+            (Some(name), Some(_)) => self.keeps(&name),
+            _ => false,
+        }
     }
 
     fn keeps(&self, name: &str) -> bool {
@@ -90,6 +147,69 @@ impl UrlRule {
             None => q == name,
         })
     }
+}
+
+/// Whether a path (split at `/`) fits a template (split alike): literal
+/// segments equal after decoding, a `:name` any non-empty segment.
+fn fits(template: &[String], segments: &[&str]) -> bool {
+    template.len() == segments.len()
+        && template.iter().zip(segments).all(|(t, s)| {
+            if t.starts_with(':') {
+                !s.is_empty()
+            } else {
+                decoded(s).as_deref() == Some(t.as_str())
+            }
+        })
+}
+
+/// The input as WHATWG reads it: leading and trailing C0 controls and
+/// spaces trimmed, tabs and newlines anywhere removed.
+fn cleaned(s: &str) -> String {
+    s.trim_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect()
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL, or `None` when the
+/// scheme is another, or the host is an IP address, not a DNS name, or
+/// has a label that may identify someone.
+fn origin(url: &Url) -> Option<String> {
+    let scheme = url.scheme();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    // An address is at best a development server and at worst a
+    // visitor's or device's: the `ip` detector's match, dropped.
+    let Some(Host::Domain(host)) = url.host() else {
+        return None;
+    };
+    // The detectors once on the whole host: `.` is a boundary for each.
+    if !dns_name(host)
+        || host.split('.').any(shaped_like_identifier)
+        || detect::any(host.as_bytes(), Detectors::DEFAULT)
+    {
+        return None;
+    }
+    let mut out = [scheme, "://", host].concat();
+    if let Some(port) = url.port() {
+        out.push(':');
+        out.push_str(&port.to_string());
+    }
+    Some(out)
+}
+
+/// A DNS name as the parser leaves it (lower-case ASCII): labels of 1–63
+/// letters, digits and `-`, at most 253 characters. WHATWG allows more
+/// (`_`, `!`, `*`, a trailing dot); none of it is a web site's name.
+fn dns_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
 }
 
 /// The parts with `separator` between them.
@@ -104,35 +224,12 @@ pub(crate) fn joined<'s>(parts: impl Iterator<Item = &'s str>, separator: char) 
     out
 }
 
-/// `scheme://host[:port]` of an absolute http(s) URL (user info removed),
-/// and the rest.
-fn origin(url: &str) -> Option<(String, &str)> {
-    // By hand rather than `split_once("://")`, whose substring search
-    // weighs on the Worker; http(s) schemes hold no ':'.
-    let colon = url.find(':')?;
-    let (scheme, after) = (url.get(..colon)?, url.get(colon + 1..)?.strip_prefix("//")?);
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        return None;
-    }
-    let end = after.find(['/', '?']).unwrap_or(after.len());
-    let (authority, rest) = after.split_at(end);
-    let host_port = match authority.rfind('@') {
-        Some(at) => authority.get(at + 1..).unwrap_or_default(),
-        None => authority,
-    };
-    if host_port.is_empty() || host_port.starts_with(':') {
-        return None;
-    }
-    Some((
-        [&scheme, "://", &host_port.to_ascii_lowercase()].concat(),
-        rest,
-    ))
-}
-
 /// Percent-decoded, repeated while it changes (at most [`DECODE_ROUNDS`]
 /// times); `None` when it is not valid encoding or keeps changing.
 fn decoded(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_owned());
+    }
     let mut current = s.to_owned();
     for _ in 0..DECODE_ROUNDS {
         let next = percent_decode(&current)?;
@@ -144,38 +241,45 @@ fn decoded(s: &str) -> Option<String> {
     (percent_decode(&current)? == current).then_some(current)
 }
 
+/// One round of percent-decoding; `None` for a `%` without two hex
+/// digits or bytes that are not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let value = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
-            out.push(value);
-            i += 3;
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = char::from(bytes.next()?).to_digit(16)?;
+            let lo = char::from(bytes.next()?).to_digit(16)?;
+            out.push(u8::try_from(hi * 16 + lo).ok()?);
         } else {
-            out.push(bytes[i]);
-            i += 1;
+            out.push(b);
         }
     }
     String::from_utf8(out).ok()
 }
 
-/// Whether a path segment looks like it identifies someone: after
-/// decoding, an `@`, 5 or more digits in a row, a UUID, 16 or more hex
-/// digits in a row, or a detector match. Undecodable segments count too.
-fn identifier_like(segment: &str) -> bool {
-    let Some(s) = decoded(segment) else {
-        return true;
-    };
-    let b = s.as_bytes();
-    let run = |pred: fn(&u8) -> bool| b.split(|c| !pred(c)).map(<[u8]>::len).max().unwrap_or(0);
-    s.contains('@')
-        || run(u8::is_ascii_digit) >= 5
-        || run(u8::is_ascii_hexdigit) >= 16
-        || has_uuid(b)
-        || detect::any(b, Detectors::DEFAULT)
+/// Whether decoded text looks like it identifies someone: an `@` (or its
+/// fullwidth and small forms), 5 or more digits in all (any script's
+/// digits, in a row or not: `123_45_6789`), 16 or more hex digits in a
+/// row, a UUID, a numeric date or a detector match.
+pub(crate) fn identifier_like(s: &str) -> bool {
+    shaped_like_identifier(s) || detect::any(s.as_bytes(), Detectors::DEFAULT)
+}
+
+/// [`identifier_like`] but for the detectors.
+fn shaped_like_identifier(s: &str) -> bool {
+    let digits = s.chars().filter(|c| c.is_numeric()).count();
+    // The length and digit tests first skip scans that cannot match (this
+    // runs for every segment, label and parameter on the Worker).
+    s.contains(['@', '＠', '﹫'])
+        || digits >= 5
+        || (s.len() >= 16 && longest_run(s.as_bytes(), u8::is_ascii_hexdigit) >= 16)
+        || (s.len() >= 36 && has_uuid(s.as_bytes()))
+        || (digits >= 3 && holds_date(s))
+}
+
+fn longest_run(b: &[u8], pred: fn(&u8) -> bool) -> usize {
+    b.split(|c| !pred(c)).map(<[u8]>::len).max().unwrap_or(0)
 }
 
 /// A UUID (8-4-4-4-12 hex digits) anywhere in `b`.
@@ -194,25 +298,73 @@ fn has_uuid(b: &[u8]) -> bool {
     })
 }
 
+/// A numeric date: three runs of digits joined by the same `-`, `/` or
+/// `.`, shaped year-month-day (`1962-03-14`) or day-month-year / month-
+/// day-year (`03/14/1962`, `14.03.1962`, `3/14/62`; a two-digit year not
+/// with `.`, which versions such as `10.4.12` use).
+fn holds_date(s: &str) -> bool {
+    let chars: Vec<char> = s.chars().collect();
+    // Maximal runs of digits, as (start, end).
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        while chars.get(i).is_some_and(|c| c.is_numeric()) {
+            i += 1;
+        }
+        if i > start {
+            runs.push((start, i));
+        } else {
+            i += 1;
+        }
+    }
+    runs.windows(3).any(|w| {
+        let [a, b, c] = w else { return false };
+        let sep = chars.get(a.1).copied();
+        let joined = b.0 == a.1 + 1
+            && c.0 == b.1 + 1
+            && sep == chars.get(b.1).copied()
+            && matches!(sep, Some('-' | '/' | '.'));
+        let (la, lb, lc) = (a.1 - a.0, b.1 - b.0, c.1 - c.0);
+        let ymd = la == 4 && (1..=2).contains(&lb) && (1..=2).contains(&lc);
+        let dmy = (1..=2).contains(&la)
+            && (1..=2).contains(&lb)
+            && (lc == 4 || (lc == 2 && sep != Some('.')));
+        joined && (ymd || dmy)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rule() -> UrlRule {
+    fn split(template: &str) -> Vec<String> {
+        template.split('/').map(String::from).collect()
+    }
+
+    fn rule(segments: Segments) -> UrlRule {
         UrlRule {
             query: vec!["utm_*".into(), "page".into(), "q".into()],
             paths: vec![
-                "/patients/:patient/results/:result"
-                    .split('/')
-                    .map(String::from)
-                    .collect(),
-                "/doctors/:doctor".split('/').map(String::from).collect(),
+                split("/patients/:patient/results/:result"),
+                split("/doctors/:doctor"),
             ],
+            segments,
         }
     }
 
+    fn words() -> Segments {
+        Segments::Words(
+            [
+                "patients", "results", "services", "visits", "notes", "orders", "ok",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+    }
+
     fn url(s: &str) -> Option<String> {
-        rule().apply(s.as_bytes())
+        rule(words()).apply(s.as_bytes())
     }
 
     #[test]
@@ -228,15 +380,22 @@ mod tests {
             ),
             ("HTTPS://jane:pw@Clinic.Example:8443/doctors/alan-grant", "https://clinic.example:8443/doctors/:doctor"),
             ("/visits/f47ac10b-58cc-4372-a567-0e02b2c3d479/notes", "/visits/:id/notes"),
-            ("/u/jane%2540x.com/x", "/u/:id/x"),
-            ("/t/0123456789abcdef0/x", "/t/:id/x"),
-            ("/services/hiv-testing?q=free%20clinic", "/services/hiv-testing?q=free%20clinic"),
+            ("/u/jane%2540x.com/x", "/:seg/:id/:seg"),
+            ("/t/0123456789abcdef0/x", "/:seg/:id/:seg"),
+            ("/services/hiv-testing?q=free%20clinic", "/services/:seg?q=free%20clinic"),
+            ("/%73ervices", "/services"),
             ("?q=jane%40x.com&page=1", "?page=1"),
             ("?q=call+617-555-0100", ""),
-            ("/a/%zz/b", "/a/:id/b"),
-            ("/a/%25252540/b", "/a/:id/b"),
-            ("https://clinic.example", "https://clinic.example"),
-            ("/orders/1234/ok", "/orders/1234/ok"),
+            ("/a/%zz/b", "/:seg/:id/:seg"),
+            ("/a/%25252540/b", "/:seg/:id/:seg"),
+            ("https://clinic.example", "https://clinic.example/"),
+            ("/orders/1234/ok", "/orders/:seg/ok"),
+            ("https://clinic.example\\patients\\483920", "https://clinic.example/patients/:id"),
+            ("\\patients\\jane-doe", "/patients/:seg"),
+            ("  https://clinic.example/pat\tients\n/x  ", "https://clinic.example/patients/:seg"),
+            ("https:clinic.example/patients", "https://clinic.example/patients"),
+            ("/", "/"),
+            ("/patients/", "/patients/"),
         ] {
             assert_eq!(url(input).as_deref(), Some(want), "{input}");
         }
@@ -246,11 +405,72 @@ mod tests {
             "clinic.example/x",
             "ftp://x/y",
             "https://",
-            "https:///x",
-            "/a b",
+            "//clinic.example/patients",
+            "\\\\clinic.example/patients",
+            "/\\clinic.example/patients",
+            "https://clinic%2Fexample/x",
+            "https://jane%40clinic.example/x",
+            "https://clinic.example:80a/x",
+            "https://[::1]/x",
+            "https://10.0.0.1/x",
+            "https://mrn483920.clinic.example/x",
+            "https://a_b.example/x",
+            "https://example.com./x",
             "",
+            "   ",
         ] {
             assert_eq!(url(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn segments_modes() {
+        let none = rule(Segments::None);
+        let any = rule(Segments::Any);
+        let path = "/services/jane-doe/483920";
+        assert_eq!(
+            none.apply(path.as_bytes()).as_deref(),
+            Some("/:seg/:seg/:id")
+        );
+        assert_eq!(
+            any.apply(path.as_bytes()).as_deref(),
+            Some("/services/jane-doe/:id")
+        );
+        assert_eq!(url(path).as_deref(), Some("/services/:seg/:id"));
+        // A template wins over the vocabulary, whole.
+        assert_eq!(
+            url("/patients/jane-doe/results/x").as_deref(),
+            Some("/patients/:patient/results/:result")
+        );
+    }
+
+    #[test]
+    fn identifiers_and_dates() {
+        for s in [
+            "1962-03-14",
+            "03/14/1962",
+            "14.03.1962",
+            "3-14-62",
+            "dob 3/14/62",
+            "123_45_6789",
+            "１２３４５",
+            "jane＠x",
+            "F47AC10B-58CC-4372-A567-0E02B2C3D479",
+            "abcdefabcdefabcd",
+            "617-555-0100",
+        ] {
+            assert!(identifier_like(s), "{s}");
+        }
+        for s in [
+            "google",
+            "spring_sale_2026",
+            "1.4.12",
+            "v2",
+            "cpc",
+            "hiv-testing",
+            "1234",
+        ] {
+            assert!(!identifier_like(s), "{s}");
         }
     }
 }

@@ -5,7 +5,7 @@ use super::{join, Checker};
 use crate::action::ip::IpMode;
 use crate::action::normalize::Normalize;
 use crate::action::scan::{OnMatch, Scan};
-use crate::action::url::UrlRule;
+use crate::action::url::{Segments, UrlRule};
 use crate::detect::{Detector, Detectors};
 use crate::policy::{Action, ScanRule};
 use crate::tree::Value;
@@ -15,7 +15,7 @@ const ACTIONS: [(&str, &[&str]); 8] = [
     ("allow", &["scan", "on_match"]),
     ("mask", &["normalize"]),
     ("drop", &[]),
-    ("url", &["query", "paths"]),
+    ("url", &["query", "paths", "segments"]),
     ("ip", &["mode"]),
     ("zip3", &[]),
     ("year", &[]),
@@ -163,16 +163,21 @@ impl Checker {
             }),
             "drop" => Action::Drop,
             "url" => {
-                // Both checked before either can stop, so every problem is told.
+                // All checked before any can stop, so every problem is told.
                 let query = self.strings(get("query"), &join(path, "query"), query_name);
                 let paths = self.strings(get("paths"), &join(path, "paths"), path_template);
+                let segments = self.segments(get("segments"), &join(path, "segments"));
                 let rule = UrlRule {
                     query: query?,
                     paths: paths?
                         .iter()
                         .map(|t| t.split('/').map(String::from).collect())
                         .collect(),
+                    segments: segments?,
                 };
+                if ok {
+                    self.url_warnings(&rule, path);
+                }
                 let index = u16::try_from(self.urls.len()).ok()?;
                 self.urls.push(rule);
                 Action::Url(index)
@@ -232,6 +237,46 @@ impl Checker {
             }
         }
         ok.then_some(out)
+    }
+
+    /// `segments`: `"*"`, or a list of segments (the site's vocabulary);
+    /// absent: none.
+    fn segments(&mut self, value: Option<&Value>, path: &str) -> Option<Segments> {
+        match value {
+            None => Some(Segments::None),
+            Some(Value::String(s)) if s == "*" => Some(Segments::Any),
+            Some(Value::String(_)) => {
+                self.error(
+                    path,
+                    "must be an array of path segments ([\"services\", \"book\"]) or \"*\"",
+                );
+                None
+            }
+            Some(v) => self
+                .strings(Some(v), path, vocabulary_word)
+                .map(Segments::Words),
+        }
+    }
+
+    /// What a `url` rule cannot keep, told at `path`.
+    fn url_warnings(&mut self, rule: &UrlRule, path: &str) {
+        let vocabulary = match &rule.segments {
+            Segments::Any => {
+                self.warn(
+                    &join(path, "segments"),
+                    "\"*\" keeps every path segment that does not look like an identifier: names, conditions and searches in paths (/patients/jane-doe, /search/chest-pain) are sent; list the site's segments and \"paths\" templates instead",
+                );
+                return;
+            }
+            Segments::None => false,
+            Segments::Words(words) => !words.is_empty(),
+        };
+        if !vocabulary && rule.paths.is_empty() {
+            self.warn(
+                path,
+                "url rule with neither \"paths\" nor \"segments\": only origins and placeholders are sent (every path segment becomes :seg or :id); add \"paths\" templates or a \"segments\" vocabulary to keep the site's own segments",
+            );
+        }
     }
 
     /// One of `choices`, by name.
@@ -310,4 +355,12 @@ fn path_template(template: &str) -> Result<(), &'static str> {
     } else {
         Err(BAD)
     }
+}
+
+/// A vocabulary segment: one path segment as decoded text.
+fn vocabulary_word(word: &str) -> Result<(), &'static str> {
+    if word.is_empty() || word == "*" || word.contains('/') || word.chars().any(char::is_control) {
+        return Err("must be one path segment: not empty, no '/', not \"*\" (a list's entries are segments; \"segments\": \"*\" is the heuristic)");
+    }
+    Ok(())
 }

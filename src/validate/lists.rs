@@ -101,7 +101,7 @@ impl Checker {
 }
 
 const LEAVE_OFF: &str = "consider leaving it off the list";
-const URL: &str = "use {\"action\": \"url\"} (with the \"query\" parameters and \"paths\" templates you need) to send it reduced";
+const URL: &str = "use {\"action\": \"url\"} (with the \"query\" parameters, \"paths\" templates and \"segments\" you need) to send it reduced";
 
 /// Context fields that hold identifiers, why, and what to do instead.
 const SENSITIVE_CONTEXT: [(&str, &str, &str); 14] = [

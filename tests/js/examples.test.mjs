@@ -43,6 +43,13 @@ test("no restricted destination of the shipped policies receives PHI of the exam
         const { event, name } = JSON.parse(out);
         if (file === "track-appointment.json") assert.equal(event, "Appointment Booked", "renamed by the events map");
         if (file === "page-condition.json") assert.equal(name, "Service Page", "renamed by the events map");
+        // Page paths by the policy's templates: never a slug or a record number.
+        const page = JSON.parse(out).context?.page;
+        if (file === "page-condition.json") assert.deepEqual(page, { url: "https://www.clinic.example/services/:service" });
+        if (file === "track-appointment.json") {
+          assert.equal(page.url, "https://portal.clinic.example/patients/:patient/appointments/:step");
+          assert.equal(page.path, "/patients/:patient/appointments/:step");
+        }
       }
       // The BAA destination gets the event unchanged.
       assert.deepEqual(JSON.parse(s.sanitizeJson(text, "warehouse")), JSON.parse(text));

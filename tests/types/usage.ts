@@ -34,7 +34,7 @@ export async function usage(): Promise<void> {
         zip: "zip3", dob: "year", age: "age", notes: { action: "allow", scan: ["email", "ssn"], on_match: "mask" },
       },
       user_properties: { email: "mask" },
-      context: { locale: "allow", ip: { action: "ip", mode: "zero" }, "page.url": { action: "url", query: ["utm_*"], paths: ["/patients/:id"] } },
+      context: { locale: "allow", ip: { action: "ip", mode: "zero" }, "page.url": { action: "url", query: ["utm_*"], paths: ["/patients/:id"], segments: ["patients", "book"] }, "page.path": { action: "url", segments: "*" } },
       integrations: { "Amplitude.session_id": "allow" },
     },
     scan: true,
