@@ -24,8 +24,9 @@ use crate::policy::{
 };
 
 /// The format's name and version: a prepared policy of another format
-/// version is refused, not misread.
-const MAGIC: &[u8; 8] = b"phimask\x01";
+/// version is refused, not misread. Version 2: `"scan": true` holds the
+/// `date` detector (a version 1 policy's default set would scan without it).
+const MAGIC: &[u8; 8] = b"phimask\x02";
 
 /// `policy` (validated) as prepared bytes.
 pub fn prepare(policy: &Policy) -> Vec<u8> {
