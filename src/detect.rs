@@ -672,10 +672,10 @@ fn ipv6(text: &[u8], at: usize) -> Option<usize> {
     let token_char = |b: &u8| b.is_ascii_hexdigit() || matches!(b, b':' | b'.');
     // Where the token starts: not inside one; a single `:` or `.` before
     // it is punctuation (`IP:2001:db8::1`, a fullwidth colon folded).
-    let inside = |i: usize| text.get(i).is_some_and(|b| token_char(b) || b.is_ascii_alphanumeric());
+    let inside = |i: usize| text.get(i).is_some_and(token_char);
     let mark_before = at > 0 && matches!(text.get(at - 1), Some(b':' | b'.'));
     let punctuation = mark_before && (at < 2 || !inside(at - 2)) && text.get(at) != Some(&b':');
-    if at > 0 && inside(at - 1) && !punctuation {
+    if alnum_before(text, at) || (at > 0 && inside(at - 1) && !punctuation) {
         return None;
     }
     let len = text.get(at..)?.iter().take_while(|b| token_char(b)).count();
@@ -938,6 +938,7 @@ mod tests {
             ("from 203.0.113.7:", ("203.0.113.7", "ip")),
             ("from 2001:db8::1 ok", ("2001:db8::1", "ip")),
             ("from ::ffff:192.0.2.1", ("::ffff:192.0.2.1", "ip")),
+            ("ip:2001:db8::1", ("2001:db8::1", "ip")),
             ("mrn 4839201", ("4839201", "id")),
             ("DOB 03/14/1962", ("03/14/1962", "date")),
             ("DOB 14.03.1962", ("14.03.1962", "date")),
