@@ -427,15 +427,20 @@ fn email(text: &[u8], at: usize) -> Option<(usize, usize)> {
     domain(text, p + 1).map(|end| (start, end))
 }
 
-/// The end of a domain name starting at `at`.
+/// The end of a domain name starting at `at`: the longest run of two or
+/// more labels that ends in a top-level domain (`x.com` in `x.com.123`).
 fn domain(text: &[u8], at: usize) -> Option<usize> {
     let mut end = at;
     let mut labels = 0;
-    let mut tld;
+    let mut best = None;
     loop {
-        let (label_end, last) = label(text, end)?;
+        let Some((label_end, last)) = label(text, end) else {
+            break;
+        };
         labels += 1;
-        tld = top_level(text.get(end..label_end)?);
+        if labels >= 2 && top_level(text.get(end..label_end).unwrap_or_default()) {
+            best = Some(label_end);
+        }
         end = label_end;
         let goes_on = !last
             && text.get(end) == Some(&b'.')
@@ -445,7 +450,7 @@ fn domain(text: &[u8], at: usize) -> Option<usize> {
         }
         end += 1;
     }
-    (labels >= 2 && tld).then_some(end)
+    best
 }
 
 /// A label at `at`: its end, and whether the name ends with it (a `-`
@@ -973,6 +978,7 @@ mod tests {
             ("'jane@x.com'", "jane@x.com"),
             ("o'brien@x.com", "o'brien@x.com"),
             ("jane@x.com-", "jane@x.com"),
+            ("jane@x.com.123", "jane@x.com"),
             ("jose\u{301}@x.com", "jose\u{301}@x.com"),
             ("ｊａｎｅ＠ｘ．ｃｏｍ", "ｊａｎｅ＠ｘ．ｃｏｍ"),
             ("jane＠example.com", "jane＠example.com"),
