@@ -198,17 +198,20 @@ impl<'a> Folded<'a> {
             .checked_sub(1)
             .and_then(|i| self.spans.get(i))
             .map_or(len, |s| s.1);
-        Found { start, end, ..found }
+        Found {
+            start,
+            end,
+            ..found
+        }
     }
 }
 
 /// The first code point of each block of ten Unicode decimal digits
 /// (Arabic-Indic, Devanagari, Bengali, Thai, ...), folded to `0`–`9`.
 const DIGIT_ZEROS: [u32; 36] = [
-    0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6,
-    0x0D66, 0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0,
-    0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0,
-    0xAA50, 0xABF0, 0xFF10,
+    0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6, 0x0D66,
+    0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90,
+    0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10,
 ];
 
 /// One character as the detectors read it: fullwidth ASCII (`１`, `＠`,
@@ -289,7 +292,10 @@ fn find_at(text: &[u8], at: usize, set: Detectors) -> Option<Found> {
         consider(Detector::Card, from(card(text, at)));
     }
     if set.has(Detector::Ip) {
-        consider(Detector::Ip, from(ipv4(text, at).or_else(|| ipv6(text, at))));
+        consider(
+            Detector::Ip,
+            from(ipv4(text, at).or_else(|| ipv6(text, at))),
+        );
     }
     if set.has(Detector::Id) {
         consider(Detector::Id, from(digit_run(text, at)));
@@ -433,18 +439,14 @@ fn domain(text: &[u8], at: usize) -> Option<usize> {
     let mut end = at;
     let mut labels = 0;
     let mut best = None;
-    loop {
-        let Some((label_end, last)) = label(text, end) else {
-            break;
-        };
+    while let Some((label_end, last)) = label(text, end) {
         labels += 1;
         if labels >= 2 && top_level(text.get(end..label_end).unwrap_or_default()) {
             best = Some(label_end);
         }
         end = label_end;
-        let goes_on = !last
-            && text.get(end) == Some(&b'.')
-            && char_at(text, end + 1).is_some_and(is_letter);
+        let goes_on =
+            !last && text.get(end) == Some(&b'.') && char_at(text, end + 1).is_some_and(is_letter);
         if !goes_on {
             break;
         }
@@ -476,7 +478,10 @@ fn top_level(label: &[u8]) -> bool {
     let Ok(label) = std::str::from_utf8(label) else {
         return false;
     };
-    let idn = label.len() > 4 && label.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--"));
+    let idn = label.len() > 4
+        && label
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("xn--"));
     idn || (label.chars().count() >= 2 && label.chars().all(char::is_alphabetic))
 }
 
@@ -517,7 +522,8 @@ fn phone(text: &[u8], at: usize) -> Option<usize> {
         return international(text, at + 1);
     }
     let end = nanp(text, at)?;
-    let dotted = text.get(at + 3) == Some(&b'.') && (fraction_before(text, at) || dotted_after(text, end));
+    let dotted =
+        text.get(at + 3) == Some(&b'.') && (fraction_before(text, at) || dotted_after(text, end));
     (!dotted).then_some(end)
 }
 
@@ -770,7 +776,10 @@ fn day_first_numeric(text: &[u8], at: usize) -> Option<usize> {
 fn day_first_named(text: &[u8], at: usize) -> Option<usize> {
     let p = day(text, at)?;
     let mut p = gap(text, p)?;
-    if text.get(p..p + 3).is_some_and(|w| w.eq_ignore_ascii_case(b"of ")) {
+    if text
+        .get(p..p + 3)
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"of "))
+    {
         p += 3;
     }
     let p = month(text, p)?;
@@ -796,7 +805,10 @@ fn day(text: &[u8], at: usize) -> Option<usize> {
         return None;
     }
     let suffix = text.get(end..end + 2).unwrap_or_default();
-    if [b"st", b"nd", b"rd", b"th"].iter().any(|s| suffix.eq_ignore_ascii_case(*s)) {
+    if [b"st", b"nd", b"rd", b"th"]
+        .iter()
+        .any(|s| suffix.eq_ignore_ascii_case(*s))
+    {
         end += 2;
     }
     (!is_alnum_at(text, end)).then_some(end)
@@ -806,11 +818,27 @@ fn day(text: &[u8], at: usize) -> Option<usize> {
 /// after an abbreviation) at `at`: its end.
 fn month(text: &[u8], at: usize) -> Option<usize> {
     const MONTHS: [&str; 12] = [
-        "january", "february", "march", "april", "may", "june", "july", "august", "september",
-        "october", "november", "december",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
     ];
-    let len = text.get(at..)?.iter().take_while(|b| b.is_ascii_alphabetic()).count();
-    let word = std::str::from_utf8(text.get(at..at + len)?).ok()?.to_ascii_lowercase();
+    let len = text
+        .get(at..)?
+        .iter()
+        .take_while(|b| b.is_ascii_alphabetic())
+        .count();
+    let word = std::str::from_utf8(text.get(at..at + len)?)
+        .ok()?
+        .to_ascii_lowercase();
     let full = MONTHS.contains(&word.as_str());
     let short = (word.len() == 3 || word == "sept") && MONTHS.iter().any(|m| m.starts_with(&word));
     let end = at + len;
@@ -933,7 +961,10 @@ mod tests {
             ("call +15551234567", ("+15551234567", "phone")),
             ("call +447911123456", ("+447911123456", "phone")),
             ("call +44 20 7946 0958", ("+44 20 7946 0958", "phone")),
-            ("call +44 (0)20 7946 0958.", ("+44 (0)20 7946 0958", "phone")),
+            (
+                "call +44 (0)20 7946 0958.",
+                ("+44 (0)20 7946 0958", "phone"),
+            ),
             ("call +33.1.23.45.67.89", ("+33.1.23.45.67.89", "phone")),
             ("call +49-30-901820", ("+49-30-901820", "phone")),
             ("card 4111 1111 1111 1111", ("4111 1111 1111 1111", "card")),
@@ -972,7 +1003,10 @@ mod tests {
             ("to 用户@例子.广告 now", "用户@例子.广告"),
             ("to jane@bücher.de.", "jane@bücher.de"),
             ("to иван@почта.рф", "иван@почта.рф"),
-            ("to jane@xn--bcher-kva.example", "jane@xn--bcher-kva.example"),
+            (
+                "to jane@xn--bcher-kva.example",
+                "jane@xn--bcher-kva.example",
+            ),
             ("to jane@example.xn--p1ai", "jane@example.xn--p1ai"),
             ("-jane@x.com", "jane@x.com"),
             ("'jane@x.com'", "jane@x.com"),
@@ -991,8 +1025,8 @@ mod tests {
     /// Boundary characters: none of them may hide a match, before or
     /// after it, and the match is the original bytes of the PHI.
     const NEIGHBOURS: [&str; 25] = [
-        "\u{a0}", "\u{202f}", "\u{2009}", "\u{3000}", "’", "‘", "“", "”", "–", "—", "‑", "−",
-        "：", "。", "、", "电话", "患者", "전화", "é", "Ж", "😀", "\u{200b}", "\t", "\n", "’s",
+        "\u{a0}", "\u{202f}", "\u{2009}", "\u{3000}", "’", "‘", "“", "”", "–", "—", "‑", "−", "：",
+        "。", "、", "电话", "患者", "전화", "é", "Ж", "😀", "\u{200b}", "\t", "\n", "’s",
     ];
 
     /// Each detector's PHI, in ASCII and fullwidth forms.
@@ -1036,8 +1070,8 @@ mod tests {
                     // A letter touching an email belongs to its local part
                     // or its domain: the match takes it in.
                     let (start, end) = if what == "email" {
-                        let glued_after = after.len()
-                            - after.trim_start_matches(char::is_alphanumeric).len();
+                        let glued_after =
+                            after.len() - after.trim_start_matches(char::is_alphanumeric).len();
                         (
                             before.trim_end_matches(char::is_alphanumeric).len(),
                             before.len() + phi.len() + glued_after,
@@ -1046,7 +1080,10 @@ mod tests {
                         (before.len(), before.len() + phi.len())
                     };
                     assert_eq!(
-                        found.iter().map(|f| (f.start, f.end, f.what.name())).collect::<Vec<_>>(),
+                        found
+                            .iter()
+                            .map(|f| (f.start, f.end, f.what.name()))
+                            .collect::<Vec<_>>(),
                         [(start, end, what)],
                         "{text:?}"
                     );
@@ -1158,7 +1195,14 @@ mod tests {
         ] {
             assert_eq!(kinds(text, Detectors::DEFAULT), [], "{text}");
         }
-        for text in ["123456", "x1234567", "1234567x", "19.99", "v2.0.1-beta", "0.12345678"] {
+        for text in [
+            "123456",
+            "x1234567",
+            "1234567x",
+            "19.99",
+            "v2.0.1-beta",
+            "0.12345678",
+        ] {
             assert_eq!(kinds(text, all()), [], "{text}");
         }
     }

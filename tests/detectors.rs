@@ -26,7 +26,8 @@ const POLICY: &str = r#"{
 /// The properties Amplitude receives for these properties.
 fn sent(properties: &str) -> Value {
     let s = Sanitizer::new(POLICY, Some(KEY)).unwrap();
-    let event = format!(r#"{{"type":"track","event":"E","userId":"u1","properties":{properties}}}"#);
+    let event =
+        format!(r#"{{"type":"track","event":"E","userId":"u1","properties":{properties}}}"#);
     let out = s.sanitize_json(&event, "amplitude").unwrap().unwrap();
     let out: Value = serde_json::from_str(&out).unwrap();
     out["properties"].clone()
@@ -39,10 +40,13 @@ fn masked(clear: &str) -> String {
 #[test]
 fn numbers_are_scanned_as_their_decimal_text() {
     // A card number, and the same card written with an exponent.
-    for card in ["4111111111111111", "4.111111111111111e15", "41111111111111.11e2"] {
-        let props = format!(
-            r#"{{"redacted":{card},"masked":{card},"dropped":{card},"unscanned":{card}}}"#
-        );
+    for card in [
+        "4111111111111111",
+        "4.111111111111111e15",
+        "41111111111111.11e2",
+    ] {
+        let props =
+            format!(r#"{{"redacted":{card},"masked":{card},"dropped":{card},"unscanned":{card}}}"#);
         assert_eq!(
             sent(&props),
             json!({"masked": masked("4111111111111111"), "unscanned": serde_json::from_str::<Value>(card).unwrap()}),
@@ -159,7 +163,10 @@ fn ordinary_values_stay_clean() {
         "Glucose Meter GLU-100 (2-pack)",
         "v2.0.1-beta",
     ]);
-    assert_eq!(sent(&json!({"redacted": values}).to_string()), json!({"redacted": values}));
+    assert_eq!(
+        sent(&json!({"redacted": values}).to_string()),
+        json!({"redacted": values})
+    );
 }
 
 #[test]

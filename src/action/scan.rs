@@ -120,7 +120,10 @@ pub fn decimal(number: &[u8]) -> Option<String> {
     let significant = all.trim_start_matches('0');
     // The point's place in the significant digits.
     let lead = i64::try_from(all.len() - significant.len()).ok()?;
-    let point = i64::try_from(int.len()).ok()?.checked_add(exp)?.checked_sub(lead)?;
+    let point = i64::try_from(int.len())
+        .ok()?
+        .checked_add(exp)?
+        .checked_sub(lead)?;
     let digits = significant.trim_end_matches('0');
     if digits.is_empty() {
         return Some("0".into());
@@ -213,7 +216,10 @@ mod tests {
             on_match,
         };
         let card = b"4.111111111111111e15";
-        assert_eq!(apply_number(card, scan(OnMatch::Redact), None), Scanned::Drop);
+        assert_eq!(
+            apply_number(card, scan(OnMatch::Redact), None),
+            Scanned::Drop
+        );
         assert_eq!(apply_number(card, scan(OnMatch::Drop), None), Scanned::Drop);
         let m = Masker::new(&[7; 32]).unwrap();
         assert_eq!(
@@ -222,13 +228,25 @@ mod tests {
         );
         assert_eq!(apply_number(card, scan(OnMatch::Mask), None), Scanned::Drop);
         // Too long to write out: taken for a match.
-        assert_eq!(apply_number(b"1e400", scan(OnMatch::Redact), None), Scanned::Drop);
+        assert_eq!(
+            apply_number(b"1e400", scan(OnMatch::Redact), None),
+            Scanned::Drop
+        );
         assert_eq!(
             apply_number(b"1e400", scan(OnMatch::Mask), Some(&m)),
             Scanned::Replaced(m.mask("1e400"))
         );
-        for clean in [&b"19.99"[..], b"123456", b"1732270000000", b"0.4111111111111111", b"-3"] {
-            assert_eq!(apply_number(clean, scan(OnMatch::Drop), None), Scanned::Clean);
+        for clean in [
+            &b"19.99"[..],
+            b"123456",
+            b"1732270000000",
+            b"0.4111111111111111",
+            b"-3",
+        ] {
+            assert_eq!(
+                apply_number(clean, scan(OnMatch::Drop), None),
+                Scanned::Clean
+            );
         }
         // A record number as a number: found by `id`.
         let ids = Scan {
