@@ -112,6 +112,7 @@ pub fn find_all(text: &[u8], set: Detectors) -> Vec<Found> {
     let mut out = Vec::new();
     let mut at = 0;
     let t = folded.text();
+    let set = needed(t, set);
     while at < t.len() {
         match find_at(t, at, set) {
             Some(found) => {
@@ -129,6 +130,7 @@ pub fn find_all(text: &[u8], set: Detectors) -> Vec<Found> {
 pub fn any(text: &[u8], set: Detectors) -> bool {
     let folded = Folded::new(text);
     let t = folded.text();
+    let set = needed(t, set);
     let mut at = 0;
     while at < t.len() {
         if find_at(t, at, set).is_some() {
@@ -137,6 +139,16 @@ pub fn any(text: &[u8], set: Detectors) -> bool {
         at = next_start(t, at);
     }
     false
+}
+
+/// The detectors of `set` that can match in `text`: an email needs an
+/// `@` (found once here rather than looked for at every word).
+fn needed(text: &[u8], set: Detectors) -> Detectors {
+    if set.has(Detector::Email) && !text.contains(&b'@') {
+        Detectors(set.0 & !Detector::Email.bit())
+    } else {
+        set
+    }
 }
 
 /// The text as the detectors see it: each character of the original
@@ -372,6 +384,10 @@ fn byte_in(text: &[u8], at: usize, set: &[u8]) -> Option<u8> {
 
 /// The character starting at `at`, if one does.
 fn char_at(text: &[u8], at: usize) -> Option<char> {
+    let first = *text.get(at)?;
+    if first.is_ascii() {
+        return Some(char::from(first));
+    }
     let bytes = text.get(at..(at + 4).min(text.len()))?;
     let valid = match std::str::from_utf8(bytes) {
         Ok(s) => s,
@@ -382,6 +398,10 @@ fn char_at(text: &[u8], at: usize) -> Option<char> {
 
 /// The character ending at `at`, if one does.
 fn char_before(text: &[u8], at: usize) -> Option<char> {
+    let last = *text.get(at.checked_sub(1)?)?;
+    if last.is_ascii() {
+        return Some(char::from(last));
+    }
     let from = (1..=4.min(at)).find(|n| text.get(at - n).is_some_and(|b| b & 0xC0 != 0x80))?;
     char_at(text, at - from).filter(|c| c.len_utf8() == from)
 }
@@ -600,21 +620,24 @@ fn card(text: &[u8], at: usize) -> Option<usize> {
         return None;
     }
     let after_letter = alnum_before(text, at);
-    let mut sum = Vec::with_capacity(19);
+    // The digits so far (no allocation: this runs at every number).
+    let mut sum = [0u8; 19];
+    let mut count = 0;
     let mut p = at;
     let mut grouped = false;
     let mut best = None;
     while let Some(&b) = text.get(p) {
         if b.is_ascii_digit() {
-            sum.push(b - b'0');
-            p += 1;
-            if sum.len() > 19 {
+            let Some(slot) = sum.get_mut(count) else {
                 return best;
-            }
+            };
+            *slot = b - b'0';
+            count += 1;
+            p += 1;
             let ends = !is_digit_at(text, p)
                 && (grouped || !(after_letter || is_alnum_at(text, p)))
                 && !(text.get(p) == Some(&b'-') && is_alnum_at(text, p + 1));
-            if sum.len() >= 13 && ends && luhn(&sum) {
+            if count >= 13 && ends && luhn(sum.get(..count).unwrap_or_default()) {
                 best = Some(p);
             }
         } else if matches!(b, b' ' | b'-' | b'.') && is_digit_at(text, p + 1) {
@@ -687,6 +710,11 @@ fn ipv6(text: &[u8], at: usize) -> Option<usize> {
     let mark_before = at > 0 && matches!(text.get(at - 1), Some(b':' | b'.'));
     let punctuation = mark_before && (at < 2 || !inside(at - 2)) && text.get(at) != Some(&b':');
     if alnum_before(text, at) || (at > 0 && inside(at - 1) && !punctuation) {
+        return None;
+    }
+    // A colon comes within a group of four hex digits ("2001:", "::").
+    let head = text.get(at..(at + 5).min(text.len()))?;
+    if !head.contains(&b':') {
         return None;
     }
     let len = text.get(at..)?.iter().take_while(|b| token_char(b)).count();
@@ -788,7 +816,8 @@ fn day_first_named(text: &[u8], at: usize) -> Option<usize> {
 
 /// `March 14, 1962`, `Mar. 14th 1962`, `mar-14-1962`.
 fn month_first(text: &[u8], at: usize) -> Option<usize> {
-    if alnum_before(text, at) {
+    let first = text.get(at)?.to_ascii_lowercase();
+    if alnum_before(text, at) || !b"jfmasond".contains(&first) {
         return None;
     }
     let end = month(text, at)?;
@@ -836,11 +865,20 @@ fn month(text: &[u8], at: usize) -> Option<usize> {
         .iter()
         .take_while(|b| b.is_ascii_alphabetic())
         .count();
-    let word = std::str::from_utf8(text.get(at..at + len)?)
-        .ok()?
-        .to_ascii_lowercase();
-    let full = MONTHS.contains(&word.as_str());
-    let short = (word.len() == 3 || word == "sept") && MONTHS.iter().any(|m| m.starts_with(&word));
+    // No month name is shorter than 3 letters or longer than 9.
+    if !(3..=9).contains(&len) {
+        return None;
+    }
+    let word = text.get(at..at + len)?;
+    let full = MONTHS
+        .iter()
+        .any(|m| m.as_bytes().eq_ignore_ascii_case(word));
+    let short = (len == 3 || word.eq_ignore_ascii_case(b"sept"))
+        && MONTHS.iter().any(|m| {
+            m.as_bytes()
+                .get(..len)
+                .is_some_and(|p| p.eq_ignore_ascii_case(word))
+        });
     let end = at + len;
     match (full, short) {
         (true, _) => Some(end),
