@@ -45,7 +45,7 @@ pub enum Scanned {
     Drop,
 }
 
-/// Scans `text` (UTF-8; matches fall on ASCII boundaries).
+/// Scans `text` (UTF-8; matches are ranges of whole characters of it).
 pub fn apply(text: &[u8], scan: Scan, masker: Option<&Masker>) -> Scanned {
     let found = detect::find_all(text, scan.detectors);
     if found.is_empty() {
