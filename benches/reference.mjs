@@ -28,50 +28,175 @@ const SHAPES = {
     /^(UTC|GMT|Etc\/(UTC|UCT|GMT|GMT0|Greenwich|Universal|Zulu|GMT[+-]([0-9]|1[0-4])))$/.test(s)
     || /^(Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific)(\/[A-Za-z_-]+){1,2}$/.test(s),
 };
-const DETECTOR_NAMES = ["email", "ssn", "phone", "card", "ip", "id"];
+const DETECTOR_NAMES = ["email", "ssn", "phone", "card", "ip", "id", "date"];
+// What `"scan": true` means: every detector but id.
+const DEFAULT_DETECTORS = new Set(["email", "ssn", "phone", "card", "ip", "date"]);
 const RESTRICTED_ZIP3 = new Set(["036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878", "879", "884", "890", "893"]);
 
-// The default detectors (email, SSN, phone, card, IP), as regular expressions.
-const WORD = "A-Za-z0-9\\u0080-\\uffff";
-const DETECTORS = [
-  new RegExp(`(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}(?![${WORD}])`),
-  new RegExp(`(?<![${WORD}])(?!000|666|9)\\d{3}([- ])(?!00)\\d{2}\\1(?!0000)\\d{4}(?![${WORD}])`),
-  new RegExp(`(?<![${WORD}])(?:\\(\\d{3}\\)[ .-]?|\\d{3}[ .-])\\d{3}[ .-]\\d{4}(?![${WORD}])`),
-  new RegExp(`(?<![${WORD}])\\+\\d{8,15}(?![${WORD}])`),
-  new RegExp(`(?<![${WORD}.])(?:(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)\\.){3}(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)(?![${WORD}]|\\.\\d)`),
-];
-// Global versions for finding every match: email, ssn, phone (two forms), ip.
-const NAMED = [["email", 0], ["ssn", 1], ["phone", 2], ["phone", 3], ["ip", 4]].map(([n, i]) => [n, new RegExp(DETECTORS[i].source, "g")]);
+// Detectors, as the README describes them. Text is first read as ASCII
+// where Unicode has a look-alike: fullwidth forms (U+FF01-FF5E), dashes
+// and the minus sign, ideographic full stops, Unicode spaces and the
+// decimal digits of other scripts. Each of those is one UTF-16 unit, as is
+// its ASCII form, so positions in the folded text are positions in the
+// original: what is replaced is the original text.
+const DIGIT_ZEROS = [0x0660, 0x06f0, 0x07c0, 0x0966, 0x09e6, 0x0a66, 0x0ae6, 0x0b66, 0x0be6, 0x0c66, 0x0ce6, 0x0d66, 0x0de6, 0x0e50, 0x0ed0, 0x0f20, 0x1040, 0x1090, 0x17e0, 0x1810, 0x1946, 0x19d0, 0x1a80, 0x1a90, 0x1b50, 0x1bb0, 0x1c40, 0x1c50, 0xa620, 0xa8d0, 0xa900, 0xa9d0, 0xa9f0, 0xaa50, 0xabf0, 0xff10];
+const foldUnit = (c) => {
+  const u = c.charCodeAt(0);
+  if (u < 0x80) return c;
+  if (u >= 0xff01 && u <= 0xff5e) return String.fromCharCode(u - 0xfee0);
+  if ((u >= 0x2010 && u <= 0x2015) || u === 0x2212 || u === 0xfe58 || u === 0xfe63) return "-";
+  if (u === 0x3002 || u === 0xff61) return ".";
+  if (/\p{White_Space}/u.test(c)) return " ";
+  const zero = DIGIT_ZEROS.find((z) => u >= z && u < z + 10);
+  return zero === undefined ? c : String(u - zero);
+};
+const fold = (s) => s.replace(/[^\x00-\x7f]/g, foldUnit);
+
+// An email: letters and digits of any script in the local part and the
+// domain; the last label two or more letters, or an xn-- label.
+const W = "\\p{Alphabetic}\\p{N}\\p{M}\\u200c\\u200d";
+const LABEL = `[${W}](?:[${W}-]*[${W}])?(?!-*[${W}])`;
+const EMAIL = new RegExp(`(?<![${W}._%+'-])[.+'-]*([${W}_%][${W}._%+'-]*)@(${LABEL}(?:\\.${LABEL})*)`, "gu");
+const topLevel = (l) => /^xn--./i.test(l) || (/^\p{Alphabetic}+$/u.test(l) && [...l].length >= 2);
+function emails(t, out) {
+  for (const m of t.matchAll(EMAIL)) {
+    const labels = m[2].split(".");
+    let len = -1;
+    let at = 0;
+    labels.forEach((l, i) => {
+      at += l.length + (i > 0 ? 1 : 0);
+      if (i >= 1 && topLevel(l)) len = at;
+    });
+    if (len < 0) continue;
+    const start = m.index + m[0].length - m[1].length - 1 - m[2].length;
+    out.push([start, start + m[1].length + 1 + len, "email"]);
+  }
+}
+
+const NOT_SSN = (m) => m.startsWith("000") || m.startsWith("666") || m.startsWith("9");
+const dottedOut = (t, start, end) => /\d\.$/.test(t.slice(0, start)) || /^\.\d/.test(t.slice(end));
+function ssns(t, out) {
+  for (const m of t.matchAll(/(?<!\d)\d{3}([- .])(\d{2})\1(\d{4})(?!\d)/g)) {
+    if (NOT_SSN(m[0]) || m[2] === "00" || m[3] === "0000") continue;
+    if (m[1] === "." && dottedOut(t, m.index, m.index + m[0].length)) continue;
+    out.push([m.index, m.index + m[0].length, "ssn"]);
+  }
+}
+
+function phones(t, out) {
+  for (const m of t.matchAll(/(?<!\d)(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}(?!\d)/g)) {
+    if (m[0][3] === "." && dottedOut(t, m.index, m.index + m[0].length)) continue;
+    out.push([m.index, m.index + m[0].length, "phone"]);
+  }
+  // + and groups of digits (one in parentheses at most per group); the
+  // longest run of 8 to 15 digits that ends a group.
+  for (const m of t.matchAll(/(?<!\d)\+(?:\(\d+\)|\d+)(?:(?:[ .-](?=[\d(])|(?=\()|(?<=\))(?=\d))(?:\(\d+\)|\d+))*/g)) {
+    let digits = 0;
+    let best = -1;
+    for (const g of m[0].matchAll(/\d+\)?/g)) {
+      digits += g[0].replace(")", "").length;
+      if (digits > 15) break;
+      if (digits >= 8) best = g.index + g[0].length;
+    }
+    if (best > 0) out.push([m.index, m.index + best, "phone"]);
+  }
+}
+
 const luhn = (digits) =>
   [...digits].reverse().reduce((sum, d, i) => sum + (i % 2 ? [0, 2, 4, 6, 8, 1, 3, 5, 7, 9][d] : Number(d)), 0) % 10 === 0;
-function hasCard(s) {
-  for (const m of s.matchAll(new RegExp(`(?<![${WORD}])[2-6](?:[ -]?\\d){12,18}(?![${WORD}])`, "g"))) {
-    if (luhn(m[0].replace(/\D/g, ""))) return true;
+// 13 to 19 digits, single spaces, dots or dashes between them; the longest
+// Luhn-valid run. A bare run touching an ASCII letter is an identifier; a
+// run going on with "-" and a letter or digit is a UUID's.
+function cards(t, out) {
+  for (const m of t.matchAll(/(?<!\d)(?<!\d\.)(?=([2-6](?:[ .-]?\d)*))/g)) {
+    const afterLetter = /[A-Za-z]$/.test(t.slice(0, m.index));
+    let digits = "";
+    let best = -1;
+    for (let i = 0; i < m[1].length && digits.length < 19; i++) {
+      if (!/\d/.test(m[1][i])) continue;
+      digits += m[1][i];
+      const end = m.index + i + 1;
+      const rest = t.slice(end);
+      const grouped = /\D/.test(m[1].slice(0, i + 1));
+      const ok = digits.length >= 13 && !/^\d/.test(rest) && (grouped || !(afterLetter || /^[A-Za-z]/.test(rest))) && !/^-[A-Za-z0-9]/.test(rest);
+      if (ok && luhn(digits)) best = end;
+    }
+    if (best > 0) out.push([m.index, best, "card"]);
   }
-  return false;
 }
-const detected = (s) => DETECTORS.some((re) => re.test(s)) || hasCard(s);
+
+const OCTET = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
+function ips(t, out) {
+  for (const m of t.matchAll(new RegExp(`(?<![A-Za-z0-9])(?<!\\d\\.)(?:${OCTET}\\.){3}${OCTET}(?![A-Za-z0-9])(?!\\.\\d)`, "g"))) out.push([m.index, m.index + m[0].length, "ip"]);
+  // IPv6: a whole token of hex digits, colons and dots; a lone ':' or '.'
+  // before it is punctuation.
+  for (const m of t.matchAll(/(?:(?<=^|[^A-Za-z0-9:.])|(?<=(?:^|[^0-9A-Fa-f:.])[:.])(?!:))(?=([0-9A-Fa-f:.]+))\1(?![A-Za-z0-9])/g)) {
+    const token = m[1];
+    if ((token.match(/:/g) ?? []).length < 2) continue;
+    const t2 = isIP(token) === 6 ? token : /[.:]$/.test(token) && isIP(token.slice(0, -1)) === 6 ? token.slice(0, -1) : undefined;
+    if (t2 !== undefined) out.push([m.index, m.index + t2.length, "ip"]);
+  }
+}
+
+function ids(t, out) {
+  for (const m of t.matchAll(/(?<![A-Za-z0-9])(?<!\d\.)\d{7,}(?![A-Za-z0-9])/g)) out.push([m.index, m.index + m[0].length, "id"]);
+}
+
+// Dates with their day. A 4-digit year is 1000 to 2999.
+const FULL = "january|february|march|april|may|june|july|august|september|october|november|december";
+const ABBR = "jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec";
+const GAP = "[ ,\\-/.]{1,3}(?![ ,\\-/.])";
+const DAY = "(?:0?[1-9]|[12]\\d|3[01])(?!\\d)(?:st|nd|rd|th)?(?![A-Za-z0-9])";
+const YEAR = "[12]\\d{3}(?!\\d)";
+const MONTH_FIRST = new RegExp(`(?<![A-Za-z0-9])(?:(?:${FULL})(?![a-z])${GAP}|(?:${ABBR})(?![a-z])(?:\\.[ ,\\-/.]{0,3}(?![ ,\\-/.])|${GAP}))${DAY}${GAP}${YEAR}`, "gi");
+const DAY_FIRST = new RegExp(`(?<!\\d)${DAY}${GAP}(?:of )?(?:(?:${FULL})(?![a-z])|(?:${ABBR})(?![a-z])\\.?)${GAP}${YEAR}`, "gi");
+function dates(t, out) {
+  const push = (m) => out.push([m.index, m.index + m[0].length, "date"]);
+  for (const m of t.matchAll(/(?<!\d)([12]\d{3})([-/.])(\d{1,2})\2(\d{1,2})(?!\d)/g)) {
+    const end = m.index + m[0].length;
+    const time = /^([Tt]\d| \d\d:)/.test(t.slice(end));
+    if (+m[3] < 1 || +m[3] > 12 || +m[4] < 1 || +m[4] > 31 || time) continue;
+    if (m[2] === "." && dottedOut(t, m.index, end)) continue;
+    push(m);
+  }
+  for (const m of t.matchAll(/(?<!\d)(\d{1,2})([-/.])(\d{1,2})\2(\d{4}|\d{2})(?!\d)/g)) {
+    const [a, b, y] = [+m[1], +m[3], m[4]];
+    if (y.length === 4 ? !/^[12]/.test(y) : m[2] !== "/") continue;
+    const dm = (d, mo) => d >= 1 && d <= 31 && mo >= 1 && mo <= 12;
+    if (!(dm(a, b) || dm(b, a))) continue;
+    if (m[2] === "." && dottedOut(t, m.index, m.index + m[0].length)) continue;
+    push(m);
+  }
+  for (const re of [MONTH_FIRST, DAY_FIRST]) for (const m of t.matchAll(re)) push(m);
+}
+
+const FINDERS = { email: emails, ssn: ssns, phone: phones, card: cards, ip: ips, id: ids, date: dates };
 
 /** Every match of the chosen detectors: [start, end, name], left to right, the longest at a place. */
 function matches(s, names) {
+  const t = fold(s);
   const found = [];
-  for (const [name, re] of NAMED) if (names.has(name)) for (const m of s.matchAll(re)) found.push([m.index, m.index + m[0].length, name]);
-  if (names.has("card")) {
-    for (const m of s.matchAll(new RegExp(`(?<![${WORD}])[2-6](?:[ -]?\\d){12,18}(?![${WORD}])`, "g"))) {
-      if (luhn(m[0].replace(/\D/g, ""))) found.push([m.index, m.index + m[0].length, "card"]);
-    }
-  }
-  if (names.has("ip")) {
-    for (const m of s.matchAll(new RegExp(`(?<![${WORD}:.])[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?![${WORD}])`, "g"))) {
-      const t = m[0].replace(/\.$/, "");
-      if (isIP(t) === 6) found.push([m.index, m.index + t.length, "ip"]);
-    }
-  }
-  if (names.has("id")) for (const m of s.matchAll(new RegExp(`(?<![${WORD}])\\d{7,}(?![${WORD}])`, "g"))) found.push([m.index, m.index + m[0].length, "id"]);
+  for (const name of DETECTOR_NAMES) if (names.has(name)) FINDERS[name](t, found);
   found.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
   const out = [];
   for (const f of found) if (out.length === 0 || f[0] >= out.at(-1)[1]) out.push(f);
   return out;
+}
+const detected = (s) => matches(s, DEFAULT_DETECTORS).length > 0;
+
+/** A number's value in plain decimal digits (no exponent), or undefined past 100 characters. */
+function plainDecimal(v) {
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:e([+-]?\d+))?$/.exec(String(v));
+  if (!m) return undefined;
+  let digits = m[2] + (m[3] ?? "");
+  let point = m[2].length + Number(m[4] ?? 0);
+  const lead = digits.match(/^0*/)[0].length;
+  digits = digits.slice(lead).replace(/0+$/, "");
+  point -= lead;
+  if (digits === "") return "0";
+  if (Math.abs(point) > 100) return undefined;
+  const plain = point <= 0 ? `0.${"0".repeat(-point)}${digits}` : point >= digits.length ? digits + "0".repeat(point - digits.length) : `${digits.slice(0, point)}.${digits.slice(point)}`;
+  return plain.length > 100 ? undefined : m[1] + plain;
 }
 
 // Value actions, as the README describes them; undefined = not sent.
@@ -286,7 +411,7 @@ export function referenceSanitizer(policy, destination, key) {
   const scanOf = (rule) => {
     const set = rule.scan === undefined ? defaultScan : rule.scan === false ? undefined : rule.scan;
     if (set === undefined) return undefined;
-    return { names: new Set(set === true ? DETECTOR_NAMES.slice(0, 5) : set), onMatch: rule.on_match ?? "redact" };
+    return { names: set === true ? DEFAULT_DETECTORS : new Set(set), onMatch: rule.on_match ?? "redact" };
   };
   // A string through a scan: the text to send, or undefined.
   const scanned = (s, scan) => {
@@ -301,8 +426,17 @@ export function referenceSanitizer(policy, destination, key) {
     }
     return out + s.slice(at);
   };
+  // A number: scanned as its plain decimal text; a match drops it, or
+  // (mask) sends a string with each match masked.
+  const scannedNumber = (v, scan) => {
+    const text = plainDecimal(v);
+    if (text === undefined) return scan.onMatch === "mask" ? mask(String(v)) : undefined;
+    const out = scanned(text, scan);
+    return out === text ? v : scan.onMatch === "mask" ? out : undefined;
+  };
   const scanAll = (v, scan) => {
     if (typeof v === "string") return scanned(v, scan);
+    if (typeof v === "number") return scannedNumber(v, scan);
     if (Array.isArray(v)) return v.map((x) => scanAll(x, scan) ?? null);
     if (v !== null && typeof v === "object") {
       const out = {};

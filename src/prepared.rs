@@ -25,7 +25,8 @@ use crate::policy::{
 use crate::structural::Shape;
 
 /// The format's name and version: a prepared policy of another format
-/// version is refused, not misread.
+/// version is refused, not misread. Version 2: `"scan": true` holds the
+/// `date` detector (a version 1 policy's default set would scan without it).
 const MAGIC: &[u8; 8] = b"phimask\x02";
 
 /// `policy` (validated) as prepared bytes.

@@ -1012,19 +1012,20 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// The value with its strings — keys included — scanned: matches
-    /// redacted or masked, or the string (a key: its member) dropped.
+    /// The value with its strings — keys included — and numbers scanned:
+    /// matches redacted or masked, or the string or number (a key: its
+    /// member) dropped.
     fn scanned(&mut self, r: &mut Reader<'a>, depth: usize, scan: Scan) -> Result<bool, Error> {
+        let (scope, masker) = match self.masker {
+            Some((scope, m)) => (scope as u64, Some(m)),
+            None => (0x7fff_ffff, None),
+        };
+        let options = u64::from(scan.detectors.bits()) << 8 | scan.on_match as u64;
+        let tag = transform_tag(TAG_SCAN, scope << 16 | options);
         match r.peek_kind().map_err(syntax)? {
             Kind::String => {
                 let span = r.string().map_err(syntax)?;
                 let text = r.decode(span).map_err(syntax)?;
-                let (scope, masker) = match self.masker {
-                    Some((scope, m)) => (scope as u64, Some(m)),
-                    None => (0x7fff_ffff, None),
-                };
-                let options = u64::from(scan.detectors.bits()) << 8 | scan.on_match as u64;
-                let tag = transform_tag(TAG_SCAN, scope << 16 | options);
                 // A clean string is copied as written (its own escapes), so
                 // the memo keeps only that it was clean.
                 let code = self.remembered(Some(tag), &text, &mut |out| match scan::apply(
@@ -1082,6 +1083,27 @@ impl<'a> Writer<'a> {
                 self.out.push(b'}');
             }
             Kind::Array => self.array(r, depth, |w, r| w.scanned(r, depth + 1, scan))?,
+            // A number is scanned as its decimal text: a card or an SSN's
+            // digits sent as a number are found too.
+            Kind::Number => {
+                let (start, end) = r.number().map_err(syntax)?;
+                let number = &self.src[start..end];
+                let code = self.remembered(Some(tag | TAG_NUMBER), number, &mut |out| {
+                    match scan::apply_number(number, scan, masker) {
+                        Scanned::Clean => 1,
+                        Scanned::Replaced(s) => {
+                            json::write_string(out, &s);
+                            2
+                        }
+                        Scanned::Drop => 0,
+                    }
+                });
+                match code {
+                    0 => return Ok(false),
+                    1 => self.out.extend_from_slice(number),
+                    _ => self.note(Done::Transformed),
+                }
+            }
             _ => {
                 let (start, end) = r.skip_value(depth).map_err(syntax)?;
                 self.out.extend_from_slice(&self.src[start..end]);

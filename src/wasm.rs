@@ -17,7 +17,7 @@ use crate::Error;
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = r#"
 /** A detector of `scan`. */
-export type Detector = "email" | "ssn" | "phone" | "card" | "ip" | "id";
+export type Detector = "email" | "ssn" | "phone" | "card" | "ip" | "date" | "id";
 /** `true` (every detector but `id`), `false`, or a list of detectors. */
 export type Scan = boolean | Detector[];
 /** What an allowlist rule does with the value at its path. */
