@@ -33,6 +33,9 @@ pub enum SyntaxReason {
     TooDeep(usize),
     /// Something other than white space after the value.
     TrailingCharacters,
+    /// A key written twice in one object (I-JSON): parsers disagree on
+    /// which copy wins. `offset` is where the second copy starts.
+    DuplicateKey,
 }
 
 impl crate::error::Describe for SyntaxReason {
@@ -55,6 +58,7 @@ impl crate::error::Describe for SyntaxReason {
                 out.push_str(" levels");
             }
             Self::TrailingCharacters => out.push_str("unexpected characters after the JSON value"),
+            Self::DuplicateKey => out.push_str("a key written twice in one object"),
         }
     }
 }
@@ -84,6 +88,76 @@ pub struct StrSpan {
 
 pub type Result<T> = std::result::Result<T, SyntaxError>;
 
+/// How many keys of an object are compared one by one before they are
+/// kept in a sorted set instead (so no object costs O(n²)).
+const FEW_KEYS: usize = 16;
+
+/// The keys of one object read so far, to refuse a key written twice.
+/// Keys compare decoded (`"a"` and `"\u0061"` are one key). Small objects
+/// need no allocation: their keys are spans compared in place.
+pub struct Keys<'a> {
+    first: bool,
+    few: [(u32, u32); FEW_KEYS],
+    count: usize,
+    /// Whether one of `few` has escapes (then comparisons decode).
+    escaped: bool,
+    many: Option<std::collections::BTreeSet<Cow<'a, [u8]>>>,
+}
+
+impl Default for Keys<'_> {
+    fn default() -> Self {
+        Keys {
+            first: true,
+            few: [(0, 0); FEW_KEYS],
+            count: 0,
+            escaped: false,
+            many: None,
+        }
+    }
+}
+
+impl<'a> Keys<'a> {
+    /// Notes `key` of the object `r` reads; `false` when it was there.
+    fn insert(&mut self, r: &Reader<'a>, key: StrSpan) -> Result<bool> {
+        if let Some(many) = &mut self.many {
+            return Ok(many.insert(r.decode(key)?));
+        }
+        let (start, end) = (key.start + 1, key.end - 1);
+        let text = &r.src[start..end];
+        self.escaped |= key.escaped;
+        let decoded = if self.escaped {
+            Some(r.decode(key)?)
+        } else {
+            None
+        };
+        for &(s, e) in self.few.iter().take(self.count) {
+            let (s, e) = (s as usize, e as usize);
+            let same = match &decoded {
+                Some(mine) => r.decode_inner(s, e)? == *mine,
+                None => r.src.get(s..e) == Some(text),
+            };
+            if same {
+                return Ok(false);
+            }
+        }
+        match (self.few.get_mut(self.count), u32::try_from(start), u32::try_from(end)) {
+            (Some(slot), Ok(s), Ok(e)) => {
+                *slot = (s, e);
+                self.count += 1;
+            }
+            _ => {
+                let mut many = std::collections::BTreeSet::new();
+                for &(s, e) in self.few.iter().take(self.count) {
+                    many.insert(r.decode_inner(s as usize, e as usize)?);
+                }
+                many.insert(r.decode(key)?);
+                self.many = Some(many);
+            }
+        }
+        Ok(true)
+    }
+}
+
 /// A cursor over JSON bytes.
 pub struct Reader<'a> {
     src: &'a [u8],
@@ -93,6 +167,9 @@ pub struct Reader<'a> {
     /// and skipped values are then only delimited, not checked again;
     /// nesting depth is still enforced.
     validated: bool,
+    /// Whether [`Reader::next_unique_key`] lets a key written twice pass
+    /// (to delimit an event refused for one, and read on).
+    duplicates_allowed: bool,
 }
 
 /// Eight bytes, each `b` (for the word-at-a-time scans below).
@@ -151,6 +228,15 @@ impl<'a> Reader<'a> {
             pos,
             max_depth,
             validated: false,
+            duplicates_allowed: false,
+        }
+    }
+
+    /// This reader, letting keys written twice pass (all else is checked).
+    pub fn allowing_duplicates(self) -> Self {
+        Reader {
+            duplicates_allowed: true,
+            ..self
         }
     }
 
@@ -291,6 +377,23 @@ impl<'a> Reader<'a> {
         *first = false;
         let key = self.string()?;
         self.expect_byte(b':', "':'")?;
+        Ok(Some(key))
+    }
+
+    /// [`Reader::next_key`], refusing a key written twice in the object
+    /// (`keys` holds its keys so far). Text read validated was checked
+    /// when it was first read, so its keys are not compared again.
+    #[cfg_attr(phimask_speed, optimize(speed))]
+    pub fn next_unique_key(&mut self, keys: &mut Keys<'a>) -> Result<Option<StrSpan>> {
+        let Some(key) = self.next_key(&mut keys.first)? else {
+            return Ok(None);
+        };
+        if !self.validated && !self.duplicates_allowed && !keys.insert(self, key)? {
+            return Err(SyntaxError {
+                offset: key.start,
+                reason: SyntaxReason::DuplicateKey,
+            });
+        }
         Ok(Some(key))
     }
 
@@ -444,9 +547,21 @@ impl<'a> Reader<'a> {
         if !span.escaped {
             return Ok(Cow::Borrowed(inner));
         }
+        self.decode_inner(span.start + 1, span.end - 1)
+    }
+
+    /// The string content between `start` and `end` (quotes excluded),
+    /// unescaped.
+    fn decode_inner(&self, start: usize, end: usize) -> Result<Cow<'a, [u8]>> {
+        let Some(inner) = self.src.get(start..end) else {
+            return self.err(SyntaxReason::UnexpectedEnd);
+        };
+        if !inner.contains(&b'\\') {
+            return Ok(Cow::Borrowed(inner));
+        }
         let mut out = Vec::with_capacity(inner.len());
-        let mut cursor = Reader::at(self.src, span.start + 1, 0);
-        while cursor.pos < span.end - 1 {
+        let mut cursor = Reader::at(self.src, start, 0);
+        while cursor.pos < end {
             let b = cursor.src[cursor.pos];
             if b == b'\\' {
                 cursor.escape(&mut out, true)?;
@@ -528,8 +643,8 @@ impl<'a> Reader<'a> {
         match kind {
             Kind::Object => {
                 self.begin_object(depth)?;
-                let mut first = true;
-                while self.next_key(&mut first)?.is_some() {
+                let mut keys = Keys::default();
+                while self.next_unique_key(&mut keys)?.is_some() {
                     self.skip_value(depth + 1)?;
                 }
             }

@@ -18,6 +18,7 @@ use crate::error::{Error, EventError};
 use crate::event::{Calls, Event, Field, Member, NameField};
 use crate::format::Format;
 use crate::json::{self, Kind, Reader, StrSpan, SyntaxError};
+use crate::key_name;
 use crate::mask::{transform_tag, KeyError, Masker, Memo};
 use crate::policy::{
     Action, Connection, IdAction, Identifiers, NameRule, Policy, Problem, ScanRule,
@@ -765,7 +766,7 @@ impl<'a> Writer<'a> {
         if kind != Kind::Object {
             return Ok(false);
         }
-        self.object(r, 2, |w, r, name| match r.peek_kind().map_err(syntax)? {
+        self.object(r, 2, |_| false, |w, r, name| match r.peek_kind().map_err(syntax)? {
             Kind::True | Kind::False if structural::integration_name(name) => {
                 w.apply(r, Some(COPY), 3)
             }
@@ -776,10 +777,13 @@ impl<'a> Writer<'a> {
 
     /// Writes the object at `r`, each member through `each` (which writes
     /// its value and says whether it did; members it refuses are left out).
+    /// A key for which `masked` holds is masked unless it looks like a
+    /// field name (DESIGN's "Keys").
     fn object(
         &mut self,
         r: &mut Reader<'a>,
         depth: usize,
+        masked: impl Fn(&[u8]) -> bool,
         mut each: impl FnMut(&mut Self, &mut Reader<'a>, &[u8]) -> Result<bool, Error>,
     ) -> Result<(), Error> {
         r.begin_object(depth).map_err(syntax)?;
@@ -787,9 +791,18 @@ impl<'a> Writer<'a> {
         let mut first = true;
         while let Some(key) = r.next_key(&mut first).map_err(syntax)? {
             let mark = self.out.len();
-            self.key(key);
             let name: Cow<'a, [u8]> = r.decode(key).map_err(syntax)?;
             let at = self.enter(&name);
+            if masked(&name) && !key_name::looks_like_field_name(&name) {
+                // The key is the event's, under `mask`: it may be PHI.
+                if self.out.last() != Some(&b'{') {
+                    self.out.push(b',');
+                }
+                self.hex(&name)?;
+                self.out.push(b':');
+            } else {
+                self.key(key);
+            }
             if !each(self, r, &name)? {
                 self.out.truncate(mark);
                 self.note(Done::Dropped);
@@ -843,9 +856,15 @@ impl<'a> Writer<'a> {
         };
         match r.peek_kind().map_err(syntax)? {
             Kind::Object if node.has_keys() => {
-                self.object(r, depth, |w, r, name| {
-                    w.walk(r, node.child(name), action, depth + 1)
-                })?;
+                // A key the policy does not name, under an inherited
+                // `mask`, is the event's own: masked like its value.
+                let masks = matches!(action, Some(Action::Mask(_)));
+                self.object(
+                    r,
+                    depth,
+                    |name| masks && node.child(name).is_none(),
+                    |w, r, name| w.walk(r, node.child(name), action, depth + 1),
+                )?;
                 Ok(true)
             }
             Kind::Array if node.elements.is_some() => {
@@ -1054,7 +1073,7 @@ impl<'a> Writer<'a> {
     ) -> Result<bool, Error> {
         let clear: Cow<'a, [u8]> = match r.peek_kind().map_err(syntax)? {
             Kind::Object => {
-                self.object(r, depth, |w, r, _| w.mask(r, depth + 1, normalize))?;
+                self.object(r, depth, |_| true, |w, r, _| w.mask(r, depth + 1, normalize))?;
                 return Ok(true);
             }
             Kind::Array => {
