@@ -35,6 +35,9 @@ function hasCard(s) {
   return false;
 }
 const detected = (s) => DETECTORS.some((re) => re.test(s)) || hasCard(s);
+// A key that may be sent as written under mask: up to 64 characters of a
+// field name's alphabet, and nothing a detector finds in it.
+const fieldName = (k) => /^[A-Za-z0-9_.$-]{1,64}$/.test(k) && !detected(k);
 
 /** Every match of the chosen detectors: [start, end, name], left to right, the longest at a place. */
 function matches(s, names) {
@@ -248,7 +251,7 @@ export function referenceSanitizer(policy, destination, key) {
       const out = {};
       for (const [k, x] of Object.entries(v)) {
         const r = maskWith(x, how);
-        if (r !== undefined) out[k] = r;
+        if (r !== undefined) out[fieldName(k) ? k : mask(k)] = r;
       }
       return out;
     }
@@ -283,8 +286,11 @@ export function referenceSanitizer(policy, destination, key) {
     if (isObject(v) && node.keys.size > 0) {
       const out = {};
       for (const [k, x] of Object.entries(v)) {
-        const r = walk(x, node.keys.get(k), action);
-        if (r !== undefined) out[k] = r;
+        const child = node.keys.get(k);
+        const r = walk(x, child, action);
+        // The event's own key under an inherited mask: masked like any.
+        const masked = !child && actionOf(action ?? "drop").action === "mask" && !fieldName(k);
+        if (r !== undefined) out[masked ? mask(k) : k] = r;
       }
       return out;
     }
