@@ -123,7 +123,13 @@ mod tests {
 
     #[test]
     fn field_names_pass_and_others_do_not() {
-        for key in ["plan", "utm_source", "$price", "a.b-c_d", "x".repeat(64).as_str()] {
+        for key in [
+            "plan",
+            "utm_source",
+            "$price",
+            "a.b-c_d",
+            "x".repeat(64).as_str(),
+        ] {
             assert!(looks_like_field_name(key.as_bytes()), "{key}");
         }
         for key in [

@@ -163,8 +163,7 @@ fn read_batch(
         match read_value(r, 3, cuts) {
             Err(e) if e.reason == SyntaxReason::DuplicateKey => {
                 cuts.truncate(before);
-                let mut again =
-                    Reader::at(r.src(), at, MAX_REQUEST_DEPTH).allowing_duplicates();
+                let mut again = Reader::at(r.src(), at, MAX_REQUEST_DEPTH).allowing_duplicates();
                 again.skip_value(3)?;
                 *r = Reader::at(r.src(), again.pos(), MAX_REQUEST_DEPTH);
                 refused.push((index, at, e.offset));
@@ -180,7 +179,8 @@ fn read_batch(
 
 /// Reads a member's value itself (`Some` of its span) instead of
 /// [`read_value`], or leaves it (`None`).
-type Special<'s, 'a> = dyn FnMut(&mut Reader<'a>, &[u8], &mut Cuts) -> Result<Option<(usize, usize)>, SyntaxError> + 's;
+type Special<'s, 'a> = dyn FnMut(&mut Reader<'a>, &[u8], &mut Cuts) -> Result<Option<(usize, usize)>, SyntaxError>
+    + 's;
 
 /// Reads the object at the reader as [`read_top`] does; each member to
 /// `each`. A `writeKey` member is cut with the comma before it (or, the
@@ -232,7 +232,11 @@ fn read_object<'a>(
 }
 
 /// Validates the value at the reader (see [`read_top`]); its span.
-fn read_value(r: &mut Reader<'_>, depth: usize, cuts: &mut Cuts) -> Result<(usize, usize), SyntaxError> {
+fn read_value(
+    r: &mut Reader<'_>,
+    depth: usize,
+    cuts: &mut Cuts,
+) -> Result<(usize, usize), SyntaxError> {
     let kind = r.peek_kind()?;
     let start = r.pos();
     match kind {
@@ -305,7 +309,10 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
         ));
     };
     let write_key = write_key_of(src, &top);
-    let src = Source { text: src, cuts: &cuts };
+    let src = Source {
+        text: src,
+        cuts: &cuts,
+    };
 
     match call {
         Call::Single(call) => Ok(Request {
@@ -449,7 +456,9 @@ impl<'a> Out<'a> {
     /// values have none: one copy).
     fn value(&mut self, (start, end): (usize, usize)) {
         let cuts = self.src.cuts;
-        let inside = cuts.get(cuts.partition_point(|c| c.0 < start)..).unwrap_or(&[]);
+        let inside = cuts
+            .get(cuts.partition_point(|c| c.0 < start)..)
+            .unwrap_or(&[]);
         let mut at = start;
         for &(cut, after) in inside.iter().take_while(|c| c.1 <= end) {
             self.out.extend_from_slice(&self.src.text[at..cut]);

@@ -766,12 +766,17 @@ impl<'a> Writer<'a> {
         if kind != Kind::Object {
             return Ok(false);
         }
-        self.object(r, 2, |_| false, |w, r, name| match r.peek_kind().map_err(syntax)? {
-            Kind::True | Kind::False if structural::integration_name(name) => {
-                w.apply(r, Some(COPY), 3)
-            }
-            _ => w.walk(r, node.child(name), None, 3),
-        })?;
+        self.object(
+            r,
+            2,
+            |_| false,
+            |w, r, name| match r.peek_kind().map_err(syntax)? {
+                Kind::True | Kind::False if structural::integration_name(name) => {
+                    w.apply(r, Some(COPY), 3)
+                }
+                _ => w.walk(r, node.child(name), None, 3),
+            },
+        )?;
         Ok(true)
     }
 
@@ -1073,7 +1078,12 @@ impl<'a> Writer<'a> {
     ) -> Result<bool, Error> {
         let clear: Cow<'a, [u8]> = match r.peek_kind().map_err(syntax)? {
             Kind::Object => {
-                self.object(r, depth, |_| true, |w, r, _| w.mask(r, depth + 1, normalize))?;
+                self.object(
+                    r,
+                    depth,
+                    |_| true,
+                    |w, r, _| w.mask(r, depth + 1, normalize),
+                )?;
                 return Ok(true);
             }
             Kind::Array => {

@@ -878,5 +878,9 @@ fn explain_never_prints_a_key_that_is_not_a_field_name() {
     let r = run(&["explain", "-p", PRODUCTION], dup.as_bytes(), None);
     assert_ne!(r.code, 0);
     has(&r.stderr, "properties.[key]");
-    assert!(!r.stderr.contains("Jane") && !r.stderr.contains("HIV"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("Jane") && !r.stderr.contains("HIV"),
+        "{}",
+        r.stderr
+    );
 }

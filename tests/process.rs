@@ -438,7 +438,10 @@ fn formats_parse_their_names() {
     }
 }
 
-fn delivery<'a>(done: &'a phimask::process::Processed, name: &str) -> &'a phimask::process::Delivery {
+fn delivery<'a>(
+    done: &'a phimask::process::Processed,
+    name: &str,
+) -> &'a phimask::process::Delivery {
     done.deliveries
         .iter()
         .find(|d| d.destination == name)
@@ -455,7 +458,11 @@ fn a_batchs_integrations_never_turn_on_what_an_event_turned_off() {
         {"type":"track","event":"E","userId":"u"}]}"#;
     let done = s.process_request(body, Call::Batch).unwrap();
     assert_eq!(done.accepted, 3);
-    assert_eq!(delivery(&done, "amp").events, [vec![2]], "only the event without its own");
+    assert_eq!(
+        delivery(&done, "amp").events,
+        [vec![2]],
+        "only the event without its own"
+    );
     assert_eq!(delivery(&done, "seg").events, [vec![1, 2]]);
 }
 

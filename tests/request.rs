@@ -391,7 +391,10 @@ fn duplicates_are_found_in_big_objects_and_distinct_keys_pass() {
     // Keys that differ late, or only by an escape of a different character.
     let r = single(r#"{"properties":{"ab":1,"a\u0062c":2,"a\\b":3,"a\/b":4,"a/b ":5}}"#);
     assert!(r.events[0].is_ok());
-    let e = refused(r#"{"properties":{"a\/b":1,"a/b":2}}"#, Call::parse("track").unwrap());
+    let e = refused(
+        r#"{"properties":{"a\/b":1,"a/b":2}}"#,
+        Call::parse("track").unwrap(),
+    );
     assert_eq!(e.code(), "duplicate_key");
 }
 
