@@ -599,6 +599,13 @@ proptest! {
         let out = result.unwrap().unwrap();
         let actual: Value = serde_json::from_str(&out).unwrap();
 
+        // Explain's paths never show a key that is not a field name.
+        for e in s.explain(&text).unwrap() {
+            for p in [e.paths.dropped, e.paths.masked, e.paths.transformed].concat() {
+                prop_assert!(!p.contains("Jane") && !p.contains("x y"), "{} in explain", p);
+            }
+        }
+
         // Equal to the reference model, key order included.
         prop_assert_eq!(actual.to_string(), expected.to_string());
 
