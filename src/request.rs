@@ -461,8 +461,12 @@ impl<'a> Out<'a> {
             .unwrap_or(&[]);
         let mut at = start;
         for &(cut, after) in inside.iter().take_while(|c| c.1 <= end) {
-            self.out.extend_from_slice(&self.src.text[at..cut]);
-            at = after;
+            // Cuts never overlap; the check only keeps this panic-free.
+            if cut >= at {
+                self.out
+                    .extend_from_slice(self.src.text.get(at..cut).unwrap_or_default());
+                at = after;
+            }
         }
         self.out.extend_from_slice(&self.src.text[at..end]);
     }
