@@ -287,9 +287,12 @@ export function referenceSanitizer(policy, destination, key) {
       const out = {};
       for (const [k, x] of Object.entries(v)) {
         const child = node.keys.get(k);
+        const inherited = actionOf(action ?? "drop").action;
+        // The event's own key: under an inherited mask masked like any;
+        // under a value transform (which cannot mask it) left out.
+        if (!child && !fieldName(k) && ["url", "ip", "zip3", "year", "age"].includes(inherited)) continue;
         const r = walk(x, child, action);
-        // The event's own key under an inherited mask: masked like any.
-        const masked = !child && actionOf(action ?? "drop").action === "mask" && !fieldName(k);
+        const masked = !child && inherited === "mask" && !fieldName(k);
         if (r !== undefined) out[masked ? mask(k) : k] = r;
       }
       return out;

@@ -861,14 +861,30 @@ impl<'a> Writer<'a> {
         };
         match r.peek_kind().map_err(syntax)? {
             Kind::Object if node.has_keys() => {
-                // A key the policy does not name, under an inherited
-                // `mask`, is the event's own: masked like its value.
+                // A key the policy does not name is the event's own: under
+                // an inherited `mask` it is masked like its value; under a
+                // value transform (url, ip, zip3, year, age), which cannot
+                // mask it, its member is dropped unless it looks like a
+                // field name. Under `allow` it passes as the value does.
                 let masks = matches!(action, Some(Action::Mask(_)));
+                let transforms = matches!(
+                    action,
+                    Some(
+                        Action::Url(_) | Action::Ip(_) | Action::Zip3 | Action::Year | Action::Age
+                    )
+                );
                 self.object(
                     r,
                     depth,
                     |name| masks && node.child(name).is_none(),
-                    |w, r, name| w.walk(r, node.child(name), action, depth + 1),
+                    |w, r, name| {
+                        let child = node.child(name);
+                        if transforms && child.is_none() && !key_name::looks_like_field_name(name) {
+                            r.skip_value(depth + 1).map_err(syntax)?;
+                            return Ok(false);
+                        }
+                        w.walk(r, child, action, depth + 1)
+                    },
                 )?;
                 Ok(true)
             }
