@@ -171,6 +171,9 @@ function dates(t, out) {
 }
 
 const FINDERS = { email: emails, ssn: ssns, phone: phones, card: cards, ip: ips, id: ids, date: dates };
+// A key that may be sent as written under mask: up to 64 characters of a
+// field name's alphabet, and nothing a detector finds in it.
+const fieldName = (k) => /^[A-Za-z0-9_.$-]{1,64}$/.test(k) && !detected(k);
 
 /** Every match of the chosen detectors: [start, end, name], left to right, the longest at a place. */
 function matches(s, names) {
@@ -457,7 +460,7 @@ export function referenceSanitizer(policy, destination, key) {
       const out = {};
       for (const [k, x] of Object.entries(v)) {
         const r = maskWith(x, how);
-        if (r !== undefined) out[k] = r;
+        if (r !== undefined) out[fieldName(k) ? k : mask(k)] = r;
       }
       return out;
     }
@@ -491,8 +494,14 @@ export function referenceSanitizer(policy, destination, key) {
     if (isObject(v) && node.keys.size > 0) {
       const out = {};
       for (const [k, x] of Object.entries(v)) {
-        const r = walk(x, node.keys.get(k), action);
-        if (r !== undefined) out[k] = r;
+        const child = node.keys.get(k);
+        const inherited = actionOf(action ?? "drop").action;
+        // The event's own key: under an inherited mask masked like any;
+        // under a value transform (which cannot mask it) left out.
+        if (!child && !fieldName(k) && ["url", "ip", "zip3", "year", "age"].includes(inherited)) continue;
+        const r = walk(x, child, action);
+        const masked = !child && inherited === "mask" && !fieldName(k);
+        if (r !== undefined) out[masked ? mask(k) : k] = r;
       }
       return out;
     }

@@ -22,8 +22,10 @@ pub enum EventError {
     TypeNotString,
     /// A `type` that is not one of the six call types.
     UnknownType,
-    /// A known top-level key written twice (readers disagree on which wins).
-    DuplicateKey(&'static str),
+    /// A key written twice in one object, at any depth (readers disagree
+    /// on which copy wins): where, with keys shown as
+    /// [`crate::key_name::push_key`] shows them.
+    DuplicateKey(String),
     /// `integrations` that is neither an object nor null: its routing
     /// cannot be known.
     IntegrationsNotObject,
@@ -163,14 +165,10 @@ impl Describe for EventError {
                 out.push_str("event \"type\" must be one of ");
                 out.push_str(&CallType::list());
             }
-            EventError::DuplicateKey(key) => push_all(
-                out,
-                &[
-                    Text("event has the key \""),
-                    Text(key),
-                    Text("\" more than once"),
-                ],
-            ),
+            EventError::DuplicateKey(place) => {
+                out.push_str("event has ");
+                out.push_str(place);
+            }
             EventError::IntegrationsNotObject => out.push_str(
                 "event \"integrations\" must be an object (or null): its routing cannot be known",
             ),

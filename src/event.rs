@@ -1,5 +1,5 @@
 //! Reads an event once, whatever the destinations: validates all of it
-//! (syntax, size, depth, type, keys written twice, the fields Segment's
+//! (syntax, size, depth, type, keys written twice at any depth, the fields Segment's
 //! spec requires) and notes where each top-level member stands, its event
 //! or page name and its `integrations` routing. Writers for each
 //! destination then walk only the members they may send.
@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use crate::error::EventError;
-use crate::json::{Kind, Reader, StrSpan, SyntaxError, SyntaxReason};
+use crate::json::{Keys, Kind, Reader, StrSpan, SyntaxError, SyntaxReason};
 use crate::policy::IDENTIFIER_KEYS;
 
 /// Largest event accepted, in bytes of JSON text.
@@ -164,13 +164,12 @@ const KNOWN: [(&str, Field); 19] = [
 ];
 
 impl Field {
-    /// What `key` is, and for known keys their name and bit (to find keys
-    /// written twice).
-    fn of(key: &[u8]) -> (Field, Option<(&'static str, u32)>) {
-        match KNOWN.iter().position(|(k, _)| k.as_bytes() == key) {
-            Some(i) => (KNOWN[i].1, Some((KNOWN[i].0, 1 << i))),
-            None => (Field::Other, None),
-        }
+    /// What `key` is.
+    fn of(key: &[u8]) -> Field {
+        KNOWN
+            .iter()
+            .find(|(k, _)| k.as_bytes() == key)
+            .map_or(Field::Other, |&(_, field)| field)
     }
 }
 
@@ -244,7 +243,18 @@ impl<'a> Event<'a> {
         Self::read_from(Reader::validated(src, 0, MAX_DEPTH))
     }
 
-    fn read_from(mut r: Reader<'a>) -> Result<Self, EventError> {
+    fn read_from(r: Reader<'a>) -> Result<Self, EventError> {
+        let src = r.src();
+        Self::read_all(r).map_err(|e| match e {
+            EventError::InvalidJson {
+                offset,
+                reason: SyntaxReason::DuplicateKey,
+            } => EventError::DuplicateKey(crate::key_name::duplicate(src, offset)),
+            e => e,
+        })
+    }
+
+    fn read_all(mut r: Reader<'a>) -> Result<Self, EventError> {
         let src = r.src();
         if src.len() > MAX_EVENT_BYTES {
             return Err(EventError::TooLarge);
@@ -264,16 +274,9 @@ impl<'a> Event<'a> {
             switches: Vec::new(),
         };
         let mut found = Findings::default();
-        let mut seen = 0u32;
-        let mut first = true;
-        while let Some(key) = r.next_key(&mut first).map_err(syntax)? {
-            let (field, known) = Field::of(&r.decode(key).map_err(syntax)?);
-            if let Some((name, bit)) = known {
-                if seen & bit != 0 {
-                    return Err(EventError::DuplicateKey(name));
-                }
-                seen |= bit;
-            }
+        let mut keys = Keys::default();
+        while let Some(key) = r.next_unique_key(&mut keys).map_err(syntax)? {
+            let field = Field::of(&r.decode(key).map_err(syntax)?);
             let kind = r.peek_kind().map_err(syntax)?;
             let value = r.pos();
             event.members.push(Member {
@@ -336,8 +339,8 @@ impl<'a> Event<'a> {
     /// Reads the members of `integrations` for routing.
     fn read_switches(&mut self, r: &mut Reader<'a>) -> Result<(), EventError> {
         r.begin_object(2).map_err(syntax)?;
-        let mut first = true;
-        while let Some(key) = r.next_key(&mut first).map_err(syntax)? {
+        let mut keys = Keys::default();
+        while let Some(key) = r.next_unique_key(&mut keys).map_err(syntax)? {
             let on = matches!(r.peek_kind().map_err(syntax)?, Kind::True | Kind::Object);
             r.skip_value(3).map_err(syntax)?;
             self.switches.push(Switch {

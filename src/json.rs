@@ -33,6 +33,9 @@ pub enum SyntaxReason {
     TooDeep(usize),
     /// Something other than white space after the value.
     TrailingCharacters,
+    /// A key written twice in one object (I-JSON): parsers disagree on
+    /// which copy wins. `offset` is where the second copy starts.
+    DuplicateKey,
 }
 
 impl crate::error::Describe for SyntaxReason {
@@ -55,6 +58,7 @@ impl crate::error::Describe for SyntaxReason {
                 out.push_str(" levels");
             }
             Self::TrailingCharacters => out.push_str("unexpected characters after the JSON value"),
+            Self::DuplicateKey => out.push_str("a key written twice in one object"),
         }
     }
 }
@@ -84,6 +88,130 @@ pub struct StrSpan {
 
 pub type Result<T> = std::result::Result<T, SyntaxError>;
 
+/// How many keys of an object are compared one by one (by hash first)
+/// before they are collected and sorted instead (no object costs O(n²)).
+const FEW_KEYS: usize = 16;
+
+/// The keys of one object read so far, to refuse a key written twice.
+/// Keys compare decoded (`"a"` and `"\u0061"` are one key). Small objects
+/// need no allocation: a new key is compared with those of equal hash.
+/// Beyond [`FEW_KEYS`], keys are collected and sorted once the object
+/// ends (O(n log n) whatever the keys, so no crafted set of keys slows it).
+pub struct Keys {
+    first: bool,
+    count: usize,
+    hashes: [u32; FEW_KEYS],
+    /// Content spans (quotes excluded) of the first keys.
+    spans: [(u32, u32); FEW_KEYS],
+    /// Every key (hash and span), once there are more than [`FEW_KEYS`].
+    many: Vec<(u32, u32, u32)>,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys {
+            first: true,
+            count: 0,
+            hashes: [0; FEW_KEYS],
+            spans: [(0, 0); FEW_KEYS],
+            many: Vec::new(),
+        }
+    }
+}
+
+/// A quick hash of a key's decoded bytes, from its length and its first
+/// and last bytes (a filter: keys of equal hash are compared in full).
+/// Fixed-size loads only: copying a short key into a buffer first stalls.
+#[inline]
+fn key_hash(key: &[u8]) -> u32 {
+    let n = key.len();
+    let load8 = |at: usize| {
+        key.get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let load4 = |at: usize| {
+        key.get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, |b| u64::from(u32::from_le_bytes(b)))
+    };
+    let (head, tail) = if n >= 8 {
+        (load8(0), load8(n - 8))
+    } else if n >= 4 {
+        (load4(0), load4(n - 4))
+    } else {
+        (key.iter().fold(0, |h, &b| h << 8 | u64::from(b)), 0)
+    };
+    let mixed = (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> 32) as u32
+}
+
+impl Keys {
+    /// Notes `key` of the object `r` reads; `false` when it was there.
+    #[inline]
+    fn insert(&mut self, r: &Reader<'_>, key: StrSpan) -> Result<bool> {
+        let (Ok(start), Ok(end)) = (u32::try_from(key.start + 1), u32::try_from(key.end - 1))
+        else {
+            return r.err(SyntaxReason::UnexpectedEnd);
+        };
+        let text = r.decode(key)?;
+        let hash = key_hash(&text);
+        if !self.many.is_empty() {
+            self.many.push((hash, start, end));
+            return Ok(true);
+        }
+        for (i, &h) in self.hashes.iter().enumerate().take(self.count) {
+            if h == hash {
+                let (s, e) = self.spans[i];
+                if r.decode_inner(s as usize, e as usize)? == text {
+                    return Ok(false);
+                }
+            }
+        }
+        if self.count < FEW_KEYS {
+            self.hashes[self.count] = hash;
+            self.spans[self.count] = (start, end);
+            self.count += 1;
+        } else {
+            let few = self.hashes.iter().zip(&self.spans);
+            self.many.extend(few.map(|(&h, &(s, e))| (h, s, e)));
+            self.many.push((hash, start, end));
+        }
+        Ok(true)
+    }
+
+    /// At the end of the object: where a key written twice starts (the
+    /// later copy's quote), if the keys were many and one was. Sorted by
+    /// hash, then each run of equal hashes by text: crafted collisions
+    /// cost O(n log n) comparisons, not O(n²).
+    fn repeated(&mut self, r: &Reader<'_>) -> Option<usize> {
+        if self.many.is_empty() {
+            return None;
+        }
+        let text = |&(_, s, e): &(u32, u32, u32)| {
+            r.decode_inner(s as usize, e as usize).unwrap_or_default()
+        };
+        self.many.sort_unstable();
+        let mut found: Option<usize> = None;
+        for run in self
+            .many
+            .chunk_by_mut(|a, b| a.0 == b.0)
+            .filter(|run| run.len() > 1)
+        {
+            run.sort_by(|a, b| text(a).cmp(&text(b)).then(a.1.cmp(&b.1)));
+            for pair in run.windows(2) {
+                if let [a, b] = pair {
+                    if text(a) == text(b) {
+                        let at = b.1 as usize - 1;
+                        found = Some(found.map_or(at, |f| f.min(at)));
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
 /// A cursor over JSON bytes.
 pub struct Reader<'a> {
     src: &'a [u8],
@@ -93,6 +221,9 @@ pub struct Reader<'a> {
     /// and skipped values are then only delimited, not checked again;
     /// nesting depth is still enforced.
     validated: bool,
+    /// Whether [`Reader::next_unique_key`] lets a key written twice pass
+    /// (to delimit an event refused for one, and read on).
+    duplicates_allowed: bool,
 }
 
 /// Eight bytes, each `b` (for the word-at-a-time scans below).
@@ -151,6 +282,15 @@ impl<'a> Reader<'a> {
             pos,
             max_depth,
             validated: false,
+            duplicates_allowed: false,
+        }
+    }
+
+    /// This reader, letting keys written twice pass (all else is checked).
+    pub fn allowing_duplicates(self) -> Self {
+        Reader {
+            duplicates_allowed: true,
+            ..self
         }
     }
 
@@ -272,6 +412,13 @@ impl<'a> Reader<'a> {
     /// then stands before the value), or `None` after the closing `}`.
     #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn next_key(&mut self, first: &mut bool) -> Result<Option<StrSpan>> {
+        self.step_to_key(first)
+    }
+
+    /// [`Reader::next_key`]'s step, inlined into both callers (returning
+    /// its result through a call cost a third of reading keys).
+    #[inline(always)]
+    fn step_to_key(&mut self, first: &mut bool) -> Result<Option<StrSpan>> {
         let b = self.next_byte()?;
         if b == b'}' {
             self.pos += 1;
@@ -291,6 +438,30 @@ impl<'a> Reader<'a> {
         *first = false;
         let key = self.string()?;
         self.expect_byte(b':', "':'")?;
+        Ok(Some(key))
+    }
+
+    /// [`Reader::next_key`], refusing a key written twice in the object
+    /// (`keys` holds its keys so far). Text read validated was checked
+    /// when it was first read, so its keys are not compared again.
+    #[cfg_attr(phimask_speed, optimize(speed))]
+    pub fn next_unique_key(&mut self, keys: &mut Keys) -> Result<Option<StrSpan>> {
+        let checks = !self.validated && !self.duplicates_allowed;
+        let Some(key) = self.step_to_key(&mut keys.first)? else {
+            return match keys.repeated(self).filter(|_| checks) {
+                Some(offset) => Err(SyntaxError {
+                    offset,
+                    reason: SyntaxReason::DuplicateKey,
+                }),
+                None => Ok(None),
+            };
+        };
+        if checks && !keys.insert(self, key)? {
+            return Err(SyntaxError {
+                offset: key.start,
+                reason: SyntaxReason::DuplicateKey,
+            });
+        }
         Ok(Some(key))
     }
 
@@ -444,9 +615,21 @@ impl<'a> Reader<'a> {
         if !span.escaped {
             return Ok(Cow::Borrowed(inner));
         }
+        self.decode_inner(span.start + 1, span.end - 1)
+    }
+
+    /// The string content between `start` and `end` (quotes excluded),
+    /// unescaped.
+    fn decode_inner(&self, start: usize, end: usize) -> Result<Cow<'a, [u8]>> {
+        let Some(inner) = self.src.get(start..end) else {
+            return self.err(SyntaxReason::UnexpectedEnd);
+        };
+        if !inner.contains(&b'\\') {
+            return Ok(Cow::Borrowed(inner));
+        }
         let mut out = Vec::with_capacity(inner.len());
-        let mut cursor = Reader::at(self.src, span.start + 1, 0);
-        while cursor.pos < span.end - 1 {
+        let mut cursor = Reader::at(self.src, start, 0);
+        while cursor.pos < end {
             let b = cursor.src[cursor.pos];
             if b == b'\\' {
                 cursor.escape(&mut out, true)?;
@@ -528,8 +711,8 @@ impl<'a> Reader<'a> {
         match kind {
             Kind::Object => {
                 self.begin_object(depth)?;
-                let mut first = true;
-                while self.next_key(&mut first)?.is_some() {
+                let mut keys = Keys::default();
+                while self.next_unique_key(&mut keys)?.is_some() {
                     self.skip_value(depth + 1)?;
                 }
             }
@@ -700,6 +883,65 @@ mod tests {
         ] {
             assert_eq!(validate(s).map_err(|e| e.reason), Err(reason), "{s}");
         }
+    }
+
+    /// An object of `keys` (each written as given) read whole.
+    fn object_of(keys: &[String]) -> Result<()> {
+        let members: Vec<String> = keys.iter().map(|k| format!("\"{k}\":1")).collect();
+        validate(&format!("{{{}}}", members.join(",")))
+    }
+
+    #[test]
+    fn refuses_a_key_written_twice_at_any_size_and_spelling() {
+        // Keys of equal length and equal first and last eight bytes: the
+        // hash filter sees them alike, the comparison does not.
+        let alike = |n: usize| -> Vec<String> {
+            (0..n).map(|i| format!("aaaaaaaa{i:04}aaaaaaaa")).collect()
+        };
+        for n in [1, 2, 15, 16, 17, 40, 2000] {
+            let mut keys = alike(n);
+            assert_eq!(object_of(&keys), Ok(()), "{n} distinct keys");
+            keys.push(format!("aaaaaaaa{:04}aaaa\\u0061aaa", n / 2));
+            let e = object_of(&keys).unwrap_err();
+            assert_eq!(e.reason, SyntaxReason::DuplicateKey, "{n}");
+            let src = format!(
+                "{{{}}}",
+                keys.iter()
+                    .map(|k| format!("\"{k}\":1"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            assert_eq!(
+                Some(e.offset),
+                src.rfind(",\"").map(|at| at + 1),
+                "{n}: the offset is the later copy's quote"
+            );
+        }
+        for dup in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":{"b":[{"c":1,"c":1}]}}"#,
+            r#"{"\u00e9":1,"é":2}"#,
+            r#"{"":1,"":2}"#,
+        ] {
+            assert_eq!(
+                validate(dup).map_err(|e| e.reason),
+                Err(SyntaxReason::DuplicateKey),
+                "{dup}"
+            );
+        }
+        for fine in [
+            r#"{"a":1,"A":2,"a ":3,"\u0061b":4}"#,
+            r#"{"a":{"a":{"a":1}}}"#,
+            r#"[{"a":1},{"a":1}]"#,
+        ] {
+            assert_eq!(validate(fine), Ok(()), "{fine}");
+        }
+        // Text read validated is not checked again; a reader can be told
+        // to let duplicates pass (all else is still checked).
+        let mut r = Reader::validated(br#"{"a":1,"a":2}"#, 0, 4);
+        assert!(r.skip_value(1).is_ok());
+        let mut r = Reader::new(br#"{"a":1,"a":2}"#, 4).allowing_duplicates();
+        assert!(r.skip_value(1).is_ok());
     }
 
     #[test]

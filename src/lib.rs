@@ -19,6 +19,7 @@ pub mod error;
 pub mod event;
 pub mod format;
 mod json;
+pub mod key_name;
 #[cfg(feature = "full")]
 pub mod map;
 pub mod mask;

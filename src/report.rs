@@ -28,7 +28,9 @@ impl Tally {
 }
 
 /// The paths (`properties.email`, `context.page.url`, `products[].sku`)
-/// dropped, masked and transformed, each once, in the event's order.
+/// dropped, masked and transformed, each once, in the event's order. A key
+/// that does not look like a field name is shown as `[key]`
+/// (`properties.[key].value`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Paths {
     pub dropped: Vec<String>,
@@ -52,13 +54,11 @@ pub struct Trail {
 }
 
 impl Trail {
-    /// Steps into member `name`; returns where to cut back to.
+    /// Steps into member `name` (shown as `[key]` unless it looks like a
+    /// field name: keys can carry PHI); returns where to cut back to.
     pub fn enter(&mut self, name: &[u8]) -> usize {
         let mark = self.path.len();
-        if !self.path.is_empty() {
-            self.path.push('.');
-        }
-        self.path.push_str(&String::from_utf8_lossy(name));
+        crate::key_name::push_key(&mut self.path, name);
         mark
     }
 

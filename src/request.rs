@@ -5,13 +5,15 @@
 //! `"1.50"`, an integer beyond 2^53 stays exact) and strings their escapes,
 //! so the edge sends what the engine would for the same event sent
 //! directly. Only the request's own parts are rewritten: the path's `type`,
-//! the write key (removed), and a batch's shared `context`/`integrations`.
+//! `writeKey` members (removed at any depth: the client's secret), and a
+//! batch's shared `context`/`integrations`. A key written twice anywhere
+//! refuses the whole request (parsers disagree on which copy wins).
 
 use std::borrow::Cow;
 
 use crate::error::EventError;
 use crate::event::{CallType, MAX_DEPTH};
-use crate::json::{Kind, Reader, SyntaxError, SyntaxReason};
+use crate::json::{Keys, Kind, Reader, SyntaxError, SyntaxReason};
 
 /// Largest batch request accepted, in bytes of JSON (Segment's limit).
 pub const MAX_BATCH_BYTES: usize = 500 * 1024;
@@ -56,6 +58,9 @@ pub enum RequestError {
     TooDeep,
     /// Valid JSON of the wrong shape.
     InvalidBody(&'static str),
+    /// A key written twice in one object, anywhere in the request: where
+    /// (keys shown as [`crate::key_name::push_key`] shows them).
+    DuplicateKey(String),
 }
 
 impl RequestError {
@@ -64,6 +69,7 @@ impl RequestError {
             RequestError::InvalidJson { .. } => "invalid_json",
             RequestError::TooDeep => "event_too_deep",
             RequestError::InvalidBody(_) => "invalid_body",
+            RequestError::DuplicateKey(_) => "duplicate_key",
         }
     }
 }
@@ -83,6 +89,10 @@ impl crate::error::Describe for RequestError {
                 out.push_str(" levels");
             }
             RequestError::InvalidBody(why) => out.push_str(why),
+            RequestError::DuplicateKey(place) => {
+                out.push_str("request has ");
+                out.push_str(place);
+            }
         }
     }
 }
@@ -107,7 +117,146 @@ struct Member<'a> {
     value: (usize, usize),
 }
 
-/// Reads the members of the object at the reader (validating all of it).
+/// Where `writeKey` members below the top level of an event stand, as
+/// byte ranges of the body (with their comma) to leave out of the copies;
+/// in order, none inside another.
+type Cuts = Vec<(usize, usize)>;
+
+/// The request's first read: validates the object at the reader whole (a
+/// key written twice at any depth refused), notes the `writeKey` members
+/// inside its values in `cuts`, and returns its members.
+fn read_top<'a>(
+    r: &mut Reader<'a>,
+    cuts: &mut Cuts,
+    mut batch: Option<&mut Refused>,
+) -> Result<Vec<Member<'a>>, SyntaxError> {
+    let mut out = Vec::new();
+    let mut each = |r: &mut Reader<'a>, name: &[u8], cuts: &mut Cuts| match &mut batch {
+        Some(refused) if name == b"batch" && r.peek_kind()? == Kind::Array => {
+            Ok(Some(read_batch(r, cuts, refused)?))
+        }
+        _ => Ok(None),
+    };
+    read_object(r, 1, cuts, &mut each, &mut |m| out.push(m))?;
+    Ok(out)
+}
+
+/// The events of a batch refused for a key written twice inside them
+/// (the batch keeps its other events): index, and where the event and
+/// its duplicate start in the body.
+type Refused = Vec<(usize, usize, usize)>;
+
+/// Reads a batch's array as [`read_value`] does, but an event with a key
+/// written twice is noted in `refused` (and its syntax still checked).
+fn read_batch(
+    r: &mut Reader<'_>,
+    cuts: &mut Cuts,
+    refused: &mut Refused,
+) -> Result<(usize, usize), SyntaxError> {
+    let start = r.pos();
+    r.begin_array(2)?;
+    let mut first = true;
+    let mut index = 0;
+    while r.next_element(&mut first)? {
+        r.peek_kind()?;
+        let (at, before) = (r.pos(), cuts.len());
+        match read_value(r, 3, cuts) {
+            Err(e) if e.reason == SyntaxReason::DuplicateKey => {
+                cuts.truncate(before);
+                let mut again = Reader::at(r.src(), at, MAX_REQUEST_DEPTH).allowing_duplicates();
+                again.skip_value(3)?;
+                *r = Reader::at(r.src(), again.pos(), MAX_REQUEST_DEPTH);
+                refused.push((index, at, e.offset));
+            }
+            read => {
+                read?;
+            }
+        }
+        index += 1;
+    }
+    Ok((start, r.pos()))
+}
+
+/// Reads a member's value itself (`Some` of its span) instead of
+/// [`read_value`], or leaves it (`None`).
+type Special<'s, 'a> = dyn FnMut(&mut Reader<'a>, &[u8], &mut Cuts) -> Result<Option<(usize, usize)>, SyntaxError>
+    + 's;
+
+/// Reads the object at the reader as [`read_top`] does; each member to
+/// `each`. A `writeKey` member is cut with the comma before it (or, the
+/// first, up to the next key).
+fn read_object<'a>(
+    r: &mut Reader<'a>,
+    depth: usize,
+    cuts: &mut Cuts,
+    special: &mut Special<'_, 'a>,
+    each: &mut dyn FnMut(Member<'a>),
+) -> Result<(), SyntaxError> {
+    r.begin_object(depth)?;
+    let opened = r.pos();
+    let mut previous_end = opened;
+    let mut first_cut = None;
+    let mut keys = Keys::default();
+    while let Some(key) = r.next_unique_key(&mut keys)? {
+        if let Some(start) = first_cut.take() {
+            cuts.push((start, key.start));
+        }
+        let name = r.decode(key)?;
+        let write_key = *name == *WRITE_KEY;
+        let value = if write_key {
+            // Cut whole: what it holds needs no cuts of its own.
+            r.skip_value(depth + 1)?
+        } else if let Some(span) = special(r, &name, cuts)? {
+            span
+        } else {
+            read_value(r, depth + 1, cuts)?
+        };
+        if write_key {
+            if previous_end == opened {
+                first_cut = Some(key.start);
+            } else {
+                cuts.push((previous_end, value.1));
+            }
+        }
+        previous_end = value.1;
+        each(Member {
+            name,
+            key: (key.start, key.end),
+            value,
+        });
+    }
+    if let Some(start) = first_cut {
+        cuts.push((start, previous_end));
+    }
+    Ok(())
+}
+
+/// Validates the value at the reader (see [`read_top`]); its span.
+fn read_value(
+    r: &mut Reader<'_>,
+    depth: usize,
+    cuts: &mut Cuts,
+) -> Result<(usize, usize), SyntaxError> {
+    let kind = r.peek_kind()?;
+    let start = r.pos();
+    match kind {
+        Kind::Object => read_object(r, depth, cuts, &mut |_, _, _| Ok(None), &mut drop)?,
+        Kind::Array => {
+            r.begin_array(depth)?;
+            let mut first = true;
+            while r.next_element(&mut first)? {
+                read_value(r, depth + 1, cuts)?;
+            }
+        }
+        _ => return r.skip_value(depth),
+    }
+    Ok((start, r.pos()))
+}
+
+/// The key removed wherever it appears.
+const WRITE_KEY: &[u8] = b"writeKey";
+
+/// Reads the members of an object of text [`read_top`] validated.
 fn members<'a>(r: &mut Reader<'a>, depth: usize) -> Result<Vec<Member<'a>>, SyntaxError> {
     r.begin_object(depth)?;
     let mut out = Vec::new();
@@ -145,17 +294,25 @@ fn members<'a>(r: &mut Reader<'a>, depth: usize) -> Result<Vec<Member<'a>>, Synt
 /// unusable on its own is refused in [`Request::events`] instead.
 pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
     let src = body.as_bytes();
-    let mut r = Reader::new(src, MAX_REQUEST_DEPTH);
-    if r.peek_kind()? != Kind::Object {
-        r.skip_value(1)?;
-        r.finish()?;
+    let mut cuts = Cuts::new();
+    let mut refused = Refused::new();
+    let batch = (call == Call::Batch).then_some(&mut refused);
+    let top = read_body(src, &mut cuts, batch).map_err(|e| match e.reason {
+        SyntaxReason::DuplicateKey => {
+            RequestError::DuplicateKey(crate::key_name::duplicate(src, e.offset))
+        }
+        _ => RequestError::from(e),
+    })?;
+    let Some(top) = top else {
         return Err(RequestError::InvalidBody(
             "request body must be a JSON object",
         ));
-    }
-    let top = members(&mut r, 1)?;
-    r.finish()?;
+    };
     let write_key = write_key_of(src, &top);
+    let src = Source {
+        text: src,
+        cuts: &cuts,
+    };
 
     match call {
         Call::Single(call) => Ok(Request {
@@ -172,7 +329,7 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
             let mut shared = Vec::new();
             for name in SHARED {
                 if let Some(m) = top.iter().find(|m| m.name == name.as_bytes()) {
-                    let mut sr = Reader::validated(src, m.value.0, MAX_REQUEST_DEPTH);
+                    let mut sr = Reader::validated(src.text, m.value.0, MAX_REQUEST_DEPTH);
                     if sr.peek_kind()? != Kind::Object {
                         return Err(RequestError::InvalidBody(
                             "a batch's \"context\" and \"integrations\" must be objects",
@@ -181,7 +338,7 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
                     shared.push((name, members(&mut sr, 2)?));
                 }
             }
-            let mut br = Reader::validated(src, batch.value.0, MAX_REQUEST_DEPTH);
+            let mut br = Reader::validated(src.text, batch.value.0, MAX_REQUEST_DEPTH);
             if br.peek_kind()? != Kind::Array {
                 return Err(RequestError::InvalidBody(
                     "batch requests need \"batch\": an array of events",
@@ -192,6 +349,13 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
             let mut first_key = None;
             let mut first = true;
             while br.next_element(&mut first)? {
+                if let Some(&(_, at, offset)) = refused.iter().find(|r| r.0 == events.len()) {
+                    br.skip_value(3)?;
+                    let event = src.text.get(at..).unwrap_or_default();
+                    let place = crate::key_name::duplicate(event, offset.saturating_sub(at));
+                    events.push(Err(EventError::DuplicateKey(place)));
+                    continue;
+                }
                 if br.peek_kind()? != Kind::Object {
                     br.skip_value(3)?;
                     events.push(Err(EventError::NotObject));
@@ -199,7 +363,7 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
                 }
                 let own = members(&mut br, 3)?;
                 if events.is_empty() {
-                    first_key = write_key_of(src, &own);
+                    first_key = write_key_of(src.text, &own);
                 }
                 events.push(batched(src, &own, &shared)?);
             }
@@ -217,6 +381,31 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
 /// A batch's own objects that apply to each of its events (Segment).
 const SHARED: [&str; 2] = ["context", "integrations"];
 
+/// The first read of a body: validated whole, its `writeKey` members noted
+/// in `cuts`; the members of the object it is, or `None` for another value.
+fn read_body<'a>(
+    src: &'a [u8],
+    cuts: &mut Cuts,
+    batch: Option<&mut Refused>,
+) -> Result<Option<Vec<Member<'a>>>, SyntaxError> {
+    let mut r = Reader::new(src, MAX_REQUEST_DEPTH);
+    if r.peek_kind()? != Kind::Object {
+        r.skip_value(1)?;
+        r.finish()?;
+        return Ok(None);
+    }
+    let top = read_top(&mut r, cuts, batch)?;
+    r.finish()?;
+    Ok(Some(top))
+}
+
+/// The body, and the `writeKey` members to leave out of what is copied.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    text: &'a [u8],
+    cuts: &'a [(usize, usize)],
+}
+
 /// The `writeKey` member's value, if it is a non-empty string.
 fn write_key_of(src: &[u8], members: &[Member]) -> Option<String> {
     let m = members.iter().find(|m| *m.name == *b"writeKey")?;
@@ -229,14 +418,15 @@ fn write_key_of(src: &[u8], members: &[Member]) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// Writes an event from members of the request, copied as written.
+/// Writes an event from members of the request, copied as written but
+/// for `writeKey` members.
 struct Out<'a> {
-    src: &'a [u8],
+    src: Source<'a>,
     out: Vec<u8>,
 }
 
 impl<'a> Out<'a> {
-    fn new(src: &'a [u8], capacity: usize) -> Self {
+    fn new(src: Source<'a>, capacity: usize) -> Self {
         let mut out = Vec::with_capacity(capacity + 2);
         out.push(b'{');
         Out { src, out }
@@ -248,13 +438,37 @@ impl<'a> Out<'a> {
         if self.out.last() != Some(&b'{') {
             self.out.push(b',');
         }
-        self.out.extend_from_slice(&self.src[m.key.0..m.key.1]);
+        self.out.extend_from_slice(&self.src.text[m.key.0..m.key.1]);
         self.out.push(b':');
     }
 
+    /// The member as written (its nested `writeKey` members cut); nothing
+    /// for a `writeKey` member.
     fn member(&mut self, m: &Member) {
+        if *m.name == *WRITE_KEY {
+            return;
+        }
         self.key(m);
-        self.out.extend_from_slice(&self.src[m.value.0..m.value.1]);
+        self.value(m.value);
+    }
+
+    /// The text from `start` to `end`, but for the cuts inside it (most
+    /// values have none: one copy).
+    fn value(&mut self, (start, end): (usize, usize)) {
+        let cuts = self.src.cuts;
+        let inside = cuts
+            .get(cuts.partition_point(|c| c.0 < start)..)
+            .unwrap_or(&[]);
+        let mut at = start;
+        for &(cut, after) in inside.iter().take_while(|c| c.1 <= end) {
+            // Cuts never overlap; the check only keeps this panic-free.
+            if cut >= at {
+                self.out
+                    .extend_from_slice(self.src.text.get(at..cut).unwrap_or_default());
+                at = after;
+            }
+        }
+        self.out.extend_from_slice(&self.src.text[at..end]);
     }
 
     fn raw(&mut self, bytes: &[u8]) {
@@ -270,23 +484,22 @@ impl<'a> Out<'a> {
 }
 
 /// The event of a single call: `type` from the path, first; no write key.
-fn single(src: &[u8], top: &[Member], call: CallType) -> Result<String, EventError> {
-    let mut out = Out::new(src, src.len() + 24);
+fn single(src: Source, top: &[Member], call: CallType) -> Result<String, EventError> {
+    let mut out = Out::new(src, src.text.len() + 24);
     out.raw(b"\"type\":\"");
     out.raw(call.name().as_bytes());
     out.raw(b"\"");
-    for m in top {
-        if *m.name != *b"type" && *m.name != *b"writeKey" {
-            out.member(m);
-        }
+    for m in top.iter().filter(|m| *m.name != *b"type") {
+        out.member(m);
     }
     out.finish()
 }
 
-/// An event of a batch: no write key; the batch's shared objects under its
-/// own (its keys win; one it lacks is added whole).
+/// An event of a batch: no write key; the batch's shared `context` under
+/// its own (its keys win; added whole when it has none); the batch's
+/// `integrations` only when it has none (its own routing decides alone).
 fn batched(
-    src: &[u8],
+    src: Source,
     own: &[Member],
     shared: &[(&str, Vec<Member>)],
 ) -> Result<Result<String, EventError>, SyntaxError> {
@@ -295,9 +508,11 @@ fn batched(
         .zip(own.last())
         .map_or(0, |(a, b)| b.value.1 - a.key.0);
     let mut out = Out::new(src, span);
-    for m in own.iter().filter(|m| *m.name != *b"writeKey") {
-        let extra = shared.iter().find(|(name, _)| m.name == name.as_bytes());
-        let mut r = Reader::validated(src, m.value.0, MAX_REQUEST_DEPTH);
+    for m in own.iter() {
+        let extra = shared
+            .iter()
+            .find(|(name, _)| *name == "context" && m.name == name.as_bytes());
+        let mut r = Reader::validated(src.text, m.value.0, MAX_REQUEST_DEPTH);
         match extra {
             Some((_, common)) if r.peek_kind()? == Kind::Object => {
                 let mine = members(&mut r, 4)?;

@@ -18,6 +18,7 @@ use crate::error::{Error, EventError};
 use crate::event::{Calls, Event, Field, Member, NameField};
 use crate::format::Format;
 use crate::json::{self, Kind, Reader, StrSpan, SyntaxError};
+use crate::key_name;
 use crate::mask::{transform_tag, KeyError, Masker, Memo};
 use crate::policy::{
     Action, Connection, IdAction, Identifiers, NameRule, Policy, Problem, ScanRule,
@@ -796,23 +797,31 @@ impl<'a> Writer<'a> {
             return Ok(false);
         }
         let names = self.integrations;
-        self.object(r, 2, |w, r, name| match r.peek_kind().map_err(syntax)? {
-            // A switch, under a name routing knows, and never by a list rule.
-            Kind::True | Kind::False => {
-                let switch = structural::integration_switch(name, names);
-                w.apply(r, Some(COPY).filter(|_| switch), 3)
-            }
-            _ => w.walk(r, node.child(name), None, 3),
-        })?;
+        self.object(
+            r,
+            2,
+            |_| false,
+            |w, r, name| match r.peek_kind().map_err(syntax)? {
+                // A switch, under a name routing knows, and never by a list rule.
+                Kind::True | Kind::False => {
+                    let switch = structural::integration_switch(name, names);
+                    w.apply(r, Some(COPY).filter(|_| switch), 3)
+                }
+                _ => w.walk(r, node.child(name), None, 3),
+            },
+        )?;
         Ok(true)
     }
 
     /// Writes the object at `r`, each member through `each` (which writes
     /// its value and says whether it did; members it refuses are left out).
+    /// A key for which `masked` holds is masked unless it looks like a
+    /// field name (DESIGN's "Keys").
     fn object(
         &mut self,
         r: &mut Reader<'a>,
         depth: usize,
+        masked: impl Fn(&[u8]) -> bool,
         mut each: impl FnMut(&mut Self, &mut Reader<'a>, &[u8]) -> Result<bool, Error>,
     ) -> Result<(), Error> {
         r.begin_object(depth).map_err(syntax)?;
@@ -820,9 +829,18 @@ impl<'a> Writer<'a> {
         let mut first = true;
         while let Some(key) = r.next_key(&mut first).map_err(syntax)? {
             let mark = self.out.len();
-            self.key(key);
             let name: Cow<'a, [u8]> = r.decode(key).map_err(syntax)?;
             let at = self.enter(&name);
+            if masked(&name) && !key_name::looks_like_field_name(&name) {
+                // The key is the event's, under `mask`: it may be PHI.
+                if self.out.last() != Some(&b'{') {
+                    self.out.push(b',');
+                }
+                self.hex(&name)?;
+                self.out.push(b':');
+            } else {
+                self.key(key);
+            }
             if !each(self, r, &name)? {
                 self.out.truncate(mark);
                 self.note(Done::Dropped);
@@ -876,9 +894,31 @@ impl<'a> Writer<'a> {
         };
         match r.peek_kind().map_err(syntax)? {
             Kind::Object if node.has_keys() => {
-                self.object(r, depth, |w, r, name| {
-                    w.walk(r, node.child(name), action, depth + 1)
-                })?;
+                // A key the policy does not name is the event's own: under
+                // an inherited `mask` it is masked like its value; under a
+                // value transform (url, ip, zip3, year, age), which cannot
+                // mask it, its member is dropped unless it looks like a
+                // field name. Under `allow` it passes as the value does.
+                let masks = matches!(action, Some(Action::Mask(_)));
+                let transforms = matches!(
+                    action,
+                    Some(
+                        Action::Url(_) | Action::Ip(_) | Action::Zip3 | Action::Year | Action::Age
+                    )
+                );
+                self.object(
+                    r,
+                    depth,
+                    |name| masks && node.child(name).is_none(),
+                    |w, r, name| {
+                        let child = node.child(name);
+                        if transforms && child.is_none() && !key_name::looks_like_field_name(name) {
+                            r.skip_value(depth + 1).map_err(syntax)?;
+                            return Ok(false);
+                        }
+                        w.walk(r, child, action, depth + 1)
+                    },
+                )?;
                 Ok(true)
             }
             Kind::Array if node.elements.is_some() => {
@@ -1123,7 +1163,12 @@ impl<'a> Writer<'a> {
     ) -> Result<bool, Error> {
         let clear: Cow<'a, [u8]> = match r.peek_kind().map_err(syntax)? {
             Kind::Object => {
-                self.object(r, depth, |w, r, _| w.mask(r, depth + 1, normalize))?;
+                self.object(
+                    r,
+                    depth,
+                    |_| true,
+                    |w, r, _| w.mask(r, depth + 1, normalize),
+                )?;
                 return Ok(true);
             }
             Kind::Array => {

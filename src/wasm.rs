@@ -316,7 +316,7 @@ pub fn call_types() -> Array {
 
 /// Reads the body of a tracking request: `call` is
 /// `track` … `alias` (the path's type) or `batch`. Events keep their text
-/// as written. Throws (`invalid_json`, `invalid_body`, `event_too_deep`)
+/// as written. Throws (`invalid_json`, `invalid_body`, `event_too_deep`, `duplicate_key`)
 /// when the request as a whole is unusable.
 #[cfg(feature = "full")]
 #[wasm_bindgen(js_name = readRequest, unchecked_return_type = "TrackingRequest")]
@@ -482,8 +482,8 @@ impl Sanitizer {
     /// One tracking request in one call: the body's bytes (`call` is the
     /// path's type or `batch`) to every destination's request bodies, the
     /// rejected events and the counts. Throws (`invalid_json`,
-    /// `invalid_body`, `event_too_deep`) when the request as a whole is
-    /// unusable. With `maxBodyBytes`, no body is larger than that (an
+    /// `invalid_body`, `event_too_deep`, `duplicate_key`) when the request
+    /// as a whole is unusable. With `maxBodyBytes`, no body is larger than that (an
     /// event that alone would be is counted `oversize` and not sent).
     #[wasm_bindgen(js_name = processRequest, unchecked_return_type = "Processed")]
     pub fn process_request(

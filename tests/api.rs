@@ -169,3 +169,37 @@ fn explain_names_paths_and_reasons_never_values() {
         phimask::report::Reason::EventName
     );
 }
+
+#[test]
+fn explain_shows_keys_that_are_not_field_names_as_key() {
+    let policy = r#"{
+      "version": 1, "environment": "production", "hipaa": true,
+      "allowlists": {
+        "event_properties": { "answers": "mask", "notes": { "action": "allow", "scan": true }, "plan": "allow" }
+      },
+      "destinations": {
+        "amplitude": { "connection": "server-side", "endpoint": "https://a.example/" }
+      }
+    }"#;
+    let s = Sanitizer::new(policy, Some(KEY)).unwrap();
+    let event = r#"{"type":"track","event":"E","userId":"u","Jane Doe HIV positive":1,
+      "properties":{"plan":"p","Jane Doe HIV positive":{"value":1},"jane.doe@example.com":2,
+        "answers":{"Jane Doe HIV positive":"yes","q1":"no"},
+        "notes":{"HIV positive":{"dx":"jane@x.com"}}}}"#;
+    let amp = &s.explain(event).unwrap()[0];
+    // Each path once: both keys of `properties` are `properties.[key]`.
+    assert_eq!(amp.paths.dropped, ["[key]", "properties.[key]"]);
+    assert_eq!(
+        amp.paths.masked,
+        [
+            "userId",
+            "properties.answers.[key]",
+            "properties.answers.q1"
+        ]
+    );
+    assert_eq!(amp.paths.transformed, ["properties.notes.[key].dx"]);
+    let text = format!("{:?}", s.explain(event).unwrap());
+    for phi in ["Jane", "HIV", "jane"] {
+        assert!(!text.contains(phi), "{phi} in {text}");
+    }
+}

@@ -858,3 +858,29 @@ fn sanitize_native_writes_each_event_as_the_worker_sends_it() {
         serde_json::from_str(r.stdout.lines().next().unwrap_or_default()).expect("JSON");
     assert_eq!(first["type"], "track");
 }
+
+#[test]
+fn explain_never_prints_a_key_that_is_not_a_field_name() {
+    let event = r#"{"type":"track","event":"Order Completed","userId":"u-1","properties":{"Jane Doe HIV positive":{"since":"2019"},"jane.doe@example.com":true}}"#;
+    for args in [
+        &["explain", "-p", PRODUCTION][..],
+        &["explain", "-p", PRODUCTION, "--json"][..],
+    ] {
+        let r = run(args, event.as_bytes(), None);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        has(&r.stdout, "properties.[key]");
+        for phi in ["Jane", "HIV", "jane"] {
+            assert!(!r.stdout.contains(phi), "{phi}: {}", r.stdout);
+        }
+    }
+    // A key written twice: refused, and the message shows no key either.
+    let dup = r#"{"type":"track","event":"E","userId":"u","properties":{"Jane Doe":{"HIV positive":1,"HIV positive":2}}}"#;
+    let r = run(&["explain", "-p", PRODUCTION], dup.as_bytes(), None);
+    assert_ne!(r.code, 0);
+    has(&r.stderr, "properties.[key]");
+    assert!(
+        !r.stderr.contains("Jane") && !r.stderr.contains("HIV"),
+        "{}",
+        r.stderr
+    );
+}

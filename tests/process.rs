@@ -437,3 +437,87 @@ fn formats_parse_their_names() {
         assert_eq!(Format::parse(f.name()), Some(f));
     }
 }
+
+fn delivery<'a>(
+    done: &'a phimask::process::Processed,
+    name: &str,
+) -> &'a phimask::process::Delivery {
+    done.deliveries
+        .iter()
+        .find(|d| d.destination == name)
+        .unwrap()
+}
+
+#[test]
+fn a_batchs_integrations_never_turn_on_what_an_event_turned_off() {
+    let s = sanitizer();
+    // `amp` is the destination's integration name (it has no "integration").
+    let body = br#"{"writeKey":"wk","integrations":{"amp":true,"All":true},"batch":[
+        {"type":"track","event":"E","userId":"u","integrations":{"All":false}},
+        {"type":"track","event":"E","userId":"u","integrations":{"amp":false}},
+        {"type":"track","event":"E","userId":"u"}]}"#;
+    let done = s.process_request(body, Call::Batch).unwrap();
+    assert_eq!(done.accepted, 3);
+    assert_eq!(
+        delivery(&done, "amp").events,
+        [vec![2]],
+        "only the event without its own"
+    );
+    assert_eq!(delivery(&done, "seg").events, [vec![1, 2]]);
+}
+
+#[test]
+fn write_keys_at_any_depth_never_reach_an_unrestricted_destination() {
+    let s = sanitizer();
+    let body = br#"{"writeKey":"wk_top","context":{"writeKey":"wk_shared"},"batch":[
+        {"type":"track","event":"E","userId":"u","writeKey":"wk_event",
+         "context":{"writeKey":"wk_ctx","traits":{"writeKey":"wk_traits","name":"Jane Doe"}},
+         "properties":{"write\u004bey":"wk_escaped","items":[{"writeKey":"wk_item"}],"plan":"pro"}}]}"#;
+    let done = s.process_request(body, Call::Batch).unwrap();
+    assert_eq!(done.write_key.as_deref(), Some("wk_top"));
+    for name in ["lake", "vault", "amp", "seg"] {
+        let d = delivery(&done, name);
+        assert_eq!(d.sent, 1, "{name}");
+        for b in &d.bodies {
+            assert!(!b.contains("wk_"), "{name}: {b}");
+        }
+    }
+    // The unrestricted destination keeps everything else as written.
+    assert!(delivery(&done, "lake").bodies[0].contains("Jane Doe"));
+}
+
+#[test]
+fn duplicate_keys_refuse_the_request_or_the_batch_event_that_has_them() {
+    let s = sanitizer();
+    let e = s
+        .process_request(
+            br#"{"batch":[{"type":"track","event":"E","userId":"u"}],"batch":[{"type":"track","event":"Jane Doe HIV positive","userId":"u"}]}"#,
+            Call::Batch,
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "duplicate_key");
+    let e = s
+        .process_request(
+            br#"{"context":{"ip":"1.2.3.4","ip":"5.6.7.8"},"batch":[{"type":"track","event":"E","userId":"u"}]}"#,
+            Call::Batch,
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "duplicate_key");
+    let done = s
+        .process_request(
+            br#"{"batch":[{"type":"track","event":"E","userId":"u","properties":{"Jane Doe":{"dx":"HIV","dx":"none"}}},{"type":"track","event":"E","userId":"u"}]}"#,
+            Call::Batch,
+        )
+        .unwrap();
+    assert_eq!(done.accepted, 1);
+    let (index, error) = &done.rejected[0];
+    assert_eq!(*index, 0);
+    assert_eq!(
+        error.to_string(),
+        r#"event has the key "dx" written twice in the object at properties.[key]"#
+    );
+    assert!(done
+        .deliveries
+        .iter()
+        .all(|d| d.events.concat().iter().all(|&i| i == 1)));
+}

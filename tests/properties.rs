@@ -13,8 +13,20 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 const KEY: &str = "property-test-key-0123456789abcdefghij";
-// "All" and "d" (the destination's name) exercise integrations routing.
-const KEYS: [&str; 8] = ["a", "b", "email", "x y", "$u", "traits", "All", "d"];
+// "All" and "d" (the destination's name) exercise integrations routing;
+// "x y" and "Jane Doe HIV positive" are keys that are not field names
+// (PHI no detector sees), masked under `mask`.
+const KEYS: [&str; 9] = [
+    "a",
+    "b",
+    "email",
+    "x y",
+    "$u",
+    "traits",
+    "All",
+    "d",
+    "Jane Doe HIV positive",
+];
 const TYPES: [&str; 6] = ["track", "identify", "group", "page", "screen", "alias"];
 const LISTS: [&str; 5] = [
     "event_properties",
@@ -367,6 +379,24 @@ fn hmac(clear: &str) -> Value {
     json!(common::hmac_hex(KEY.as_bytes(), clear.as_bytes()))
 }
 
+/// DESIGN's "Keys": a key is a field name when it has 1 to 64 characters,
+/// each an ASCII letter or digit or one of `_ - . $` (and no detector
+/// match: no generated key has one).
+fn field_name(k: &str) -> bool {
+    (1..=64).contains(&k.len())
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.$".contains(&b))
+}
+
+/// A key of the event under `mask`: kept when a field name, else masked.
+fn masked_key(k: &str) -> String {
+    if field_name(k) {
+        k.to_string()
+    } else {
+        common::hmac_hex(KEY.as_bytes(), k.as_bytes())
+    }
+}
+
 fn mask_all(v: &Value) -> Value {
     match v {
         Value::Null => Value::Null,
@@ -374,9 +404,11 @@ fn mask_all(v: &Value) -> Value {
         Value::Number(n) => hmac(&n.to_string()),
         Value::String(s) => hmac(s),
         Value::Array(a) => Value::Array(a.iter().map(mask_all).collect()),
-        Value::Object(o) => {
-            Value::Object(o.iter().map(|(k, x)| (k.clone(), mask_all(x))).collect())
-        }
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (masked_key(k), mask_all(x)))
+                .collect(),
+        ),
     }
 }
 
@@ -405,8 +437,15 @@ fn reference(v: &Value, rules: &Rules, prefix: &[Step], inherited: Option<bool>)
             for (k, x) in o {
                 let mut p = prefix.to_vec();
                 p.push(Step::Key(k.clone()));
+                // A key no rule names, under an inherited mask, is masked
+                // as any key under mask is.
+                let named = rules.iter().any(|(s, _)| s.starts_with(&p));
+                let shown = match action {
+                    Some(true) if !named => masked_key(k),
+                    _ => k.clone(),
+                };
                 if let Some(y) = reference(x, rules, &p, action) {
-                    out.insert(k.clone(), y);
+                    out.insert(shown, y);
                 }
             }
             Some(Value::Object(out))
@@ -846,6 +885,13 @@ proptest! {
         };
         let out = result.unwrap().unwrap();
         let actual: Value = serde_json::from_str(&out).unwrap();
+
+        // Explain's paths never show a key that is not a field name.
+        for e in s.explain(&text).unwrap() {
+            for p in [e.paths.dropped, e.paths.masked, e.paths.transformed].concat() {
+                prop_assert!(!p.contains("Jane") && !p.contains("x y"), "{} in explain", p);
+            }
+        }
 
         // Equal to the reference model, key order included.
         prop_assert_eq!(actual.to_string(), expected.to_string());

@@ -26,12 +26,8 @@ fn single_event_gets_the_path_type_first_and_loses_the_write_key() {
     let r = single(r#" { "event" : "E", "type": "identify", "writeKey": "wk_1", "userId": 7 } "#);
     assert_eq!(r.write_key.as_deref(), Some("wk_1"));
     assert_eq!(texts(&r), [r#"{"type":"track","event":"E","userId":7}"#]);
-    let r = single(r#"{"type":"page","type":"screen","writeKey":"a","writeKey":"b"}"#);
-    assert_eq!(
-        texts(&r),
-        [r#"{"type":"track"}"#],
-        "every type and write key"
-    );
+    let r = single(r#"{"type":"page","writeKey":"a","context":{"writeKey":"b"}}"#);
+    assert_eq!(texts(&r), [r#"{"type":"track","context":{}}"#]);
 }
 
 #[test]
@@ -240,6 +236,19 @@ fn object(members: &[(String, String)]) -> String {
     format!("{{{}}}", parts.join(","))
 }
 
+/// The model of the request reader's rule: `writeKey` members removed at
+/// any depth.
+fn without_write_keys(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.remove("writeKey");
+            map.values_mut().for_each(without_write_keys);
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_write_keys),
+        _ => {}
+    }
+}
+
 fn parse(text: &str) -> Value {
     serde_json::from_str(text).unwrap()
 }
@@ -266,7 +275,6 @@ proptest! {
             let got = got.as_ref().unwrap();
             let mut want = parse(text);
             let obj = want.as_object_mut().unwrap();
-            obj.remove("writeKey");
             if let Some(ctx) = &shared {
                 let common = parse(ctx);
                 match obj.get_mut("context") {
@@ -279,8 +287,9 @@ proptest! {
                     Some(_) => {}
                 }
             }
+            without_write_keys(&mut want);
             // Every value's text survives (serde_json would normalize numbers).
-            if parse(text).get("writeKey").is_none() {
+            if !text.contains("writeKey") {
                 for lit in ["1.50", "12345678901234567890", "-0.0E+2", r#""\u00e9 \"q\"""#] {
                     prop_assert!(got.matches(lit).count() >= text.matches(lit).count(), "{} lost in {}", lit, got);
                 }
@@ -288,4 +297,145 @@ proptest! {
             prop_assert_eq!(parse(got), want);
         }
     }
+}
+
+fn refused(body: &str, call: Call) -> RequestError {
+    read_request(body, call).unwrap_err()
+}
+
+#[test]
+fn a_key_written_twice_in_the_requests_own_objects_refuses_it_whole() {
+    for (body, call, message) in [
+        // JSON.parse would take the second batch, this reader once took the first.
+        (
+            r#"{"batch":[{"type":"track"}],"batch":[{"type":"identify"}]}"#,
+            Call::Batch,
+            r#"request has the key "batch" written twice at the top level"#,
+        ),
+        (
+            r#"{"batch":[],"b\u0061tch":[]}"#,
+            Call::Batch,
+            r#"request has the key "batch" written twice at the top level"#,
+        ),
+        (
+            r#"{"context":{"locale":"en","locale":"Jane Doe HIV positive"},"batch":[{}]}"#,
+            Call::Batch,
+            r#"request has the key "locale" written twice in the object at context"#,
+        ),
+        (
+            r#"{"integrations":{"Jane Doe HIV positive":false,"Jane Doe HIV positive":true},"batch":[{}]}"#,
+            Call::Batch,
+            r#"request has the key "[key]" written twice in the object at integrations"#,
+        ),
+        // One event by path: the body is the event, refused whole.
+        (
+            r#"{"properties":{"Jane Doe":{"dx":[{"a":1,"a":2}]}}}"#,
+            Call::parse("track").unwrap(),
+            r#"request has the key "a" written twice in the object at properties.[key].dx[]"#,
+        ),
+        (
+            r#"{"type":"page","type":"screen"}"#,
+            Call::parse("track").unwrap(),
+            r#"request has the key "type" written twice at the top level"#,
+        ),
+    ] {
+        let e = refused(body, call);
+        assert_eq!(e.code(), "duplicate_key", "{body}");
+        assert_eq!(phimask::error::Describe::message(&e), message, "{body}");
+    }
+}
+
+#[test]
+fn an_event_of_a_batch_with_a_key_written_twice_is_refused_alone() {
+    let r = batch(
+        r#"{"batch":[{"type":"track","properties":{"plan":"a","pl\u0061n":"Jane Doe HIV positive"}},
+            {"type":"track","properties":{"plan":"b"}},
+            {"type":"track","context":{"traits":{"Jane Doe":{"x":1, "x" :2}}}},
+            {"type":"track","type":"identify"}]}"#,
+    );
+    assert_eq!(
+        r.events,
+        [
+            Err(EventError::DuplicateKey(
+                r#"the key "plan" written twice in the object at properties"#.into()
+            )),
+            Ok(r#"{"type":"track","properties":{"plan":"b"}}"#.into()),
+            Err(EventError::DuplicateKey(
+                r#"the key "x" written twice in the object at context.traits.[key]"#.into()
+            )),
+            Err(EventError::DuplicateKey(
+                r#"the key "type" written twice at the top level"#.into()
+            )),
+        ]
+    );
+    // Still JSON first: a syntax error after the duplicate refuses the request.
+    let e = refused(r#"{"batch":[{"a":1,"a":2,}]}"#, Call::Batch);
+    assert_eq!(e.code(), "invalid_json");
+}
+
+#[test]
+fn duplicates_are_found_in_big_objects_and_distinct_keys_pass() {
+    let keys: Vec<String> = (0..2000).map(|i| format!("\"k{i}\":{i}")).collect();
+    let body = format!(r#"{{"batch":[{{"properties":{{{}}}}}]}}"#, keys.join(","));
+    assert!(batch(&body).events[0].is_ok(), "2,000 distinct keys");
+    let body = format!(
+        r#"{{"batch":[{{"properties":{{{},"k\u0031999":0}}}}]}}"#,
+        keys.join(",")
+    );
+    assert_eq!(
+        batch(&body).events[0],
+        Err(EventError::DuplicateKey(
+            r#"the key "k1999" written twice in the object at properties"#.into()
+        ))
+    );
+    // Keys that differ late, or only by an escape of a different character.
+    let r = single(r#"{"properties":{"ab":1,"a\u0062c":2,"a\\b":3,"a\/b":4,"a/b ":5}}"#);
+    assert!(r.events[0].is_ok());
+    let e = refused(
+        r#"{"properties":{"a\/b":1,"a/b":2}}"#,
+        Call::parse("track").unwrap(),
+    );
+    assert_eq!(e.code(), "duplicate_key");
+}
+
+#[test]
+fn write_keys_are_removed_at_any_depth_whatever_their_spelling() {
+    let r = single(
+        r#"{ "writeKey" : "wk_top", "context" : { "writeKey" : "wk_ctx" , "traits":{"a":1,"writeKey":"wk_t", "b":[{"write\u004bey":"wk_arr"}]}},
+            "properties":{"writeKey":{"writeKey":"wk_nested"}},"x":[{"writeKey":"wk_last"}] }"#,
+    );
+    assert_eq!(r.write_key.as_deref(), Some("wk_top"));
+    let text = texts(&r)[0];
+    assert!(!text.contains("wk_"), "{text}");
+    assert_eq!(
+        parse(text),
+        json!({"type":"track","context":{"traits":{"a":1,"b":[{}]}},"properties":{},"x":[{}]})
+    );
+    let r = batch(
+        r#"{"context":{"writeKey":"wk_shared","locale":"en"},"batch":[{"context":{"app":{"writeKey":"wk_own"}},"properties":{"writeKey":"wk_p"}}]}"#,
+    );
+    let text = texts(&r)[0];
+    assert!(!text.contains("wk_"), "{text}");
+    assert_eq!(
+        parse(text),
+        json!({"context":{"locale":"en","app":{}},"properties":{}})
+    );
+}
+
+#[test]
+fn an_events_own_integrations_decide_alone_in_a_batch() {
+    let r = batch(
+        r#"{"integrations":{"Amplitude":true,"Mixpanel":true},"batch":[
+            {"type":"track","integrations":{"All":false}},
+            {"type":"track","integrations":null},
+            {"type":"track"}]}"#,
+    );
+    assert_eq!(
+        texts(&r),
+        [
+            r#"{"type":"track","integrations":{"All":false}}"#,
+            r#"{"type":"track","integrations":null}"#,
+            r#"{"type":"track","integrations":{"Amplitude":true,"Mixpanel":true}}"#,
+        ]
+    );
 }

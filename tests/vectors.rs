@@ -28,8 +28,9 @@ fn vector_files() -> Vec<(String, Value)> {
         .collect()
 }
 
-/// Replaces every `{"$mask": "clear"}` in an expected output by the HMAC of
-/// "clear", computed independently of the engine (`common::hmac_hex`).
+/// Replaces every `{"$mask": "clear"}` in an expected output (and every key
+/// `"$mask:clear"`) by the HMAC of "clear", computed independently of the
+/// engine (`common::hmac_hex`).
 fn resolve(expected: &Value, key: &[u8]) -> Value {
     match expected {
         Value::Object(map) if map.len() == 1 && map.contains_key("$mask") => Value::String(
@@ -44,9 +45,16 @@ fn resolve(expected: &Value, key: &[u8]) -> Value {
                 map["$mask"].as_str().unwrap().as_bytes(),
             ))
         }
+        // A key `"$mask:clear"` is the HMAC of "clear" (a masked key).
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| (k.clone(), resolve(v, key)))
+                .map(|(k, v)| {
+                    let k = match k.strip_prefix("$mask:") {
+                        Some(clear) => common::hmac_hex(key, clear.as_bytes()),
+                        None => k.clone(),
+                    };
+                    (k, resolve(v, key))
+                })
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(|v| resolve(v, key)).collect()),

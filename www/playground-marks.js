@@ -13,12 +13,17 @@ export function leaves(value, path = []) {
   return [{ path, value }];
 }
 
-/** A path as explain writes it: `properties.products[].sku`. */
+/** A path as explain writes it: `properties.products[].sku`; a key that
+ * does not look like a field name is `[key]` (explain never shows one: it
+ * may be PHI). */
 export function pattern(path) {
   let out = "";
   for (const step of path) {
     if (typeof step === "number") out += "[]";
-    else out += out === "" ? step : `.${step}`;
+    else {
+      const shown = /^[A-Za-z0-9_.$-]{1,64}$/.test(step) ? step : "[key]";
+      out += out === "" ? shown : `.${shown}`;
+    }
   }
   return out;
 }
@@ -33,8 +38,12 @@ export function at(value, path) {
   return v;
 }
 
+/** Whether explain's path `ancestor` is `p` or above it. Its `[key]` is
+ * a key `pattern` hides too, or one of a field name's characters with a
+ * digit in it (explain also hides keys a detector finds: `123-45-6789`). */
 function covers(ancestor, p) {
-  return p === ancestor || p.startsWith(`${ancestor}.`) || p.startsWith(`${ancestor}[`);
+  const escaped = ancestor.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replaceAll("\\[key\\]", "(?:\\[key\\]|[\\w.$-]*\\d[\\w.$-]*)");
+  return new RegExp(`^${escaped}(?:$|\\.|\\[)`).test(p);
 }
 
 /**
@@ -56,7 +65,9 @@ export function marks(event, explanation, sent) {
     const output = at(sent, path);
     const deepest = named.filter((n) => covers(n.p, field)).sort((a, b) => b.p.length - a.p.length)[0];
     let mark;
-    if (deepest?.mark === "dropped" || output === undefined) mark = "dropped";
+    // A key masked under `mask` arrives masked: not at its own path.
+    const maskedKey = deepest?.mark === "masked" && field.includes("[key]");
+    if (deepest?.mark === "dropped" || (output === undefined && !maskedKey)) mark = "dropped";
     else if (deepest) mark = deepest.mark;
     else mark = JSON.stringify(output) === JSON.stringify(value) ? "passed" : "transformed";
     return { path, field, mark, input: value, output: mark === "dropped" ? undefined : output };

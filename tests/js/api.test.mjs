@@ -232,3 +232,20 @@ test("dataMap is the data map `phimask map` prints, byte for byte; an invalid po
   assert.throws(() => dataMap({ ...policy, hipaa: "yes" }, "markdown"), (e) => e.code === "invalid_policy" && e.errors.some((p) => p.path === "hipaa"));
   assert.throws(() => dataMap(policy, "pdf"), (e) => e.code === "invalid_format");
 });
+
+test("explain() and processRequest() never show a key that is not a field name; duplicates are refused", () => {
+  const s = new Sanitizer({ ...policy, allowlists: { event_properties: { plan: "allow", answers: "mask" } } }, KEY);
+  const ev = { type: "track", event: "Booked Visit", userId: "u", properties: { "Jane Doe HIV positive": 1, answers: { "Jane Doe HIV positive": "yes", q1: "no" } } };
+  const out = s.explain(ev);
+  assert.deepEqual(out.amplitude.dropped, ["properties.[key]"]);
+  assert.deepEqual(out.amplitude.masked, ["userId", "properties.answers.[key]", "properties.answers.q1"]);
+  assert.doesNotMatch(JSON.stringify(out), /Jane|HIV/);
+  const sent = JSON.parse(s.sanitizeJson(JSON.stringify(ev), "amplitude"));
+  assert.deepEqual(Object.keys(sent.properties.answers), [hmacHex(KEY, "Jane Doe HIV positive"), "q1"]);
+  // A key written twice: JSON.parse would keep the last copy; the engine refuses.
+  const dup = '{"type":"track","event":"Booked Visit","userId":"u","properties":{"Jane Doe":{"dx":"a","dx":"HIV"}}}';
+  assert.throws(() => s.explain(dup), (e) => e.code === "duplicate_key" && /properties\.\[key\]/.test(e.message) && !/Jane|HIV/.test(e.message));
+  const body = new TextEncoder().encode('{"batch":[],"batch":[{"type":"track","event":"Booked Visit","userId":"u"}]}');
+  assert.throws(() => s.processRequest(body, "batch"), (e) => e.code === "duplicate_key");
+  s.free();
+});

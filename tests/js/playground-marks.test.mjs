@@ -66,10 +66,10 @@ test("marks agree with what each destination receives: examples and 400 generate
   }
 });
 
-test("leaves and paths: arrays, empty containers, keys that look like paths", () => {
+test("leaves and paths: arrays, empty containers, keys that look like paths (not field names: [key])", () => {
   const value = { a: [1, { b: null }], "c.d": {}, e: [], "[x]": "y" };
   assert.deepEqual(leaves(value).map((l) => [pattern(l.path), l.value]), [
-    ["a[]", 1], ["a[].b", null], ["c.d", {}], ["e", []], ["[x]", "y"],
+    ["a[]", 1], ["a[].b", null], ["c.d", {}], ["e", []], ["[key]", "y"],
   ]);
   assert.equal(at(value, ["a", 1, "b"]), null);
   assert.equal(at(value, ["a", 5]), undefined);
@@ -89,4 +89,15 @@ test("the deepest path explain names decides; one that does not arrive is droppe
   // A masked value that normalized to nothing does not arrive: dropped.
   const none = marks({ p: { email: "  " } }, { masked: ["p.email"] }, { p: {} });
   assert.equal(none[0].mark, "dropped");
+});
+
+test("a key that is not a field name is [key], as explain shows it; masked under mask, it is marked masked", () => {
+  const event = { properties: { "Jane Doe HIV positive": 1, plan: "p", answers: { "HIV positive": "yes" } } };
+  const explanation = { dropped: ["properties.[key]"], masked: ["properties.answers.[key]"] };
+  const sent = { properties: { plan: "p", answers: { ["f".repeat(64)]: "a".repeat(64) } } };
+  const rows = marks(event, explanation, sent);
+  assert.deepEqual(rows.map((r) => [r.field, r.mark]), [
+    ["properties.[key]", "dropped"], ["properties.plan", "passed"], ["properties.answers.[key]", "masked"],
+  ]);
+  assert.doesNotMatch(rows.map((r) => r.field).join(" "), /Jane|HIV/);
 });

@@ -30,7 +30,8 @@ export function resolveMasks(expected, key) {
     const keys = Object.keys(expected);
     if (keys.length === 1 && keys[0] === "$mask") return hmacHex(key, expected.$mask);
     if (keys.length === 2 && "$mask" in expected && "scope" in expected) return hmacHex(scopeKey(key, expected.scope), expected.$mask);
-    return Object.fromEntries(keys.map((k) => [k, resolveMasks(expected[k], key)]));
+    // A key "$mask:clear" is the HMAC of "clear" (a masked key).
+    return Object.fromEntries(keys.map((k) => [k.startsWith("$mask:") ? hmacHex(key, k.slice(6)) : k, resolveMasks(expected[k], key)]));
   }
   return expected;
 }

@@ -149,7 +149,7 @@ describe("edge worker", () => {
     }
   });
 
-  test("a batch's own context and integrations apply to each of its events, under the event's own", async () => {
+  test("a batch's own context applies to each of its events, under the event's own; its integrations only to events without their own", async () => {
     const body = {
       context: { locale: "fr-FR", timezone: "Europe/Paris", ip: "203.0.113.7" },
       integrations: { All: false, Amplitude: true, Warehouse: true },
@@ -162,7 +162,7 @@ describe("edge worker", () => {
     assert.equal(res.status, 200);
     const merged = [
       { ...body.batch[0], context: body.context, integrations: body.integrations },
-      { ...body.batch[1], context: { ...body.context, locale: "en-US" }, integrations: { All: true, Amplitude: true, Warehouse: true } },
+      { ...body.batch[1], context: { ...body.context, locale: "en-US" }, integrations: { All: true } },
     ];
     for (const d of ["amplitude", "warehouse"]) {
       await until(() => dest[d].delivered().some((e) => e.messageId === "shared-2"), d);
@@ -177,6 +177,11 @@ describe("edge worker", () => {
     const bad = await post("/v1/batch", { context: "fr-FR", batch: [{ ...event, type: "track" }] });
     assert.equal(bad.status, 400);
     assert.equal(bad.body.code, "invalid_body");
+    // "batch" twice: JSON.parse would take the last, so the engine refuses it.
+    const one = JSON.stringify([{ ...event, type: "track", messageId: "dup-batch" }]);
+    const twice = await post("/v1/batch", `{"batch":[],"batch":${one}}`);
+    assert.equal(twice.status, 400);
+    assert.equal(twice.body.code, "duplicate_key");
   });
 
   test("numbers reach destinations and masking exactly as the client wrote them", async () => {
