@@ -886,10 +886,11 @@ proptest! {
         let out = result.unwrap().unwrap();
         let actual: Value = serde_json::from_str(&out).unwrap();
 
-        // Explain's paths never show a key that is not a field name.
+        // Explain's paths never show a key that is not a field name (keys
+        // shaped like field names, "jane-doe" too, are shown as written).
         for e in s.explain(&text).unwrap() {
             for p in [e.paths.dropped, e.paths.masked, e.paths.transformed].concat() {
-                prop_assert!(!p.contains("Jane") && !p.contains("x y"), "{} in explain", p);
+                prop_assert!(!p.contains("Jane Doe") && !p.contains("x y"), "{} in explain", p);
             }
         }
 
@@ -937,8 +938,10 @@ proptest! {
             check_paths(v, &rules, &mut path, &mut allowed);
         }
         // Undetectable PHI never reaches the destination through the
-        // fields the lists do not govern (the generator puts it nowhere else).
-        for phi in UNDETECTABLE {
+        // fields the lists do not govern (the generator puts it nowhere else;
+        // a key the policy's own rules name is the policy's choice).
+        let named = format!("{:?}{:?}", c.env, c.dest);
+        for phi in UNDETECTABLE.iter().filter(|phi| !named.contains(*phi)) {
             prop_assert!(!out.contains(phi), "{} leaked", phi);
         }
         // A clear string reaches the output only where an allow rule (or a
