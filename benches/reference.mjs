@@ -65,7 +65,11 @@ function emails(t, out) {
     let at = 0;
     labels.forEach((l, i) => {
       at += l.length + (i > 0 ? 1 : 0);
+      // A dash, digit or mark glued after the domain does not hide it:
+      // the label's leading letters may end it.
+      const letters = l.match(/^\p{Alphabetic}*/u)[0];
       if (i >= 1 && topLevel(l)) len = at;
+      else if (i >= 1 && topLevel(letters)) len = at - l.length + letters.length;
     });
     if (len < 0) continue;
     const start = m.index + m[0].length - m[1].length - 1 - m[2].length;
@@ -442,10 +446,14 @@ export function referenceSanitizer(policy, destination, key) {
     if (typeof v === "number") return scannedNumber(v, scan);
     if (Array.isArray(v)) return v.map((x) => scanAll(x, scan) ?? null);
     if (v !== null && typeof v === "object") {
+      // A key redacted like one before it is not written twice: the
+      // first member with that key has it, whether or not its value is sent.
       const out = {};
+      const taken = new Set();
       for (const [k, x] of Object.entries(v)) {
         const name = scanned(k, scan);
-        if (name === undefined) continue;
+        if (name === undefined || taken.has(name)) continue;
+        taken.add(name);
         const r = scanAll(x, scan);
         if (r !== undefined) out[name] = r;
       }

@@ -461,8 +461,16 @@ fn domain(text: &[u8], at: usize) -> Option<usize> {
     let mut best = None;
     while let Some((label_end, last)) = label(text, end) {
         labels += 1;
-        if labels >= 2 && top_level(text.get(end..label_end).unwrap_or_default()) {
+        let name = text.get(end..label_end).unwrap_or_default();
+        if labels >= 2 && top_level(name) {
             best = Some(label_end);
+        } else if labels >= 2 {
+            // A dash, digit or mark glued after the domain ("x.com—we",
+            // "x.com1") must not hide it: its leading letters may end it.
+            let letters = leading_letters(name);
+            if top_level(name.get(..letters).unwrap_or_default()) {
+                best = Some(end + letters);
+            }
         }
         end = label_end;
         let goes_on =
@@ -490,6 +498,15 @@ fn label(text: &[u8], at: usize) -> Option<(usize, bool)> {
         }
     }
     (end > at && text.get(at) != Some(&b'-')).then_some((end, end < p))
+}
+
+/// How many bytes of `label` are letters (of any script) before its
+/// first other character.
+fn leading_letters(label: &[u8]) -> usize {
+    let text = std::str::from_utf8(label).unwrap_or_default();
+    text.char_indices()
+        .find(|(_, c)| !c.is_alphabetic())
+        .map_or(text.len(), |(i, _)| i)
 }
 
 /// A top-level domain: two or more letters of any script, or an ASCII
@@ -932,6 +949,26 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn what_is_glued_after_an_email_does_not_hide_it() {
+        for tail in [
+            "\u{2014}we reply",
+            "\u{2013}2",
+            "-x",
+            "1",
+            "\u{301}",
+            "\u{200d}",
+            "_notes",
+        ] {
+            let text = format!("write to jane@example.com{tail}");
+            assert_eq!(
+                kinds(&text, Detectors::DEFAULT).first(),
+                Some(&("jane@example.com", "email")),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

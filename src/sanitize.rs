@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
+use std::collections::HashSet;
 
 use crate::action::normalize::Normalize;
 use crate::action::scan::{self, Scan, Scanned};
@@ -1088,6 +1089,10 @@ impl<'a> Writer<'a> {
                 r.begin_object(depth).map_err(syntax)?;
                 self.out.push(b'{');
                 let mut first = true;
+                // The keys written so far: two keys redacted alike
+                // ("[email]") would be a key written twice, which parsers
+                // read differently; the later member is dropped.
+                let mut written_keys: HashSet<Vec<u8>> = HashSet::new();
                 while let Some(key) = r.next_key(&mut first).map_err(syntax)? {
                     let mark = self.out.len();
                     if self.out.last() != Some(&b'{') {
@@ -1098,12 +1103,12 @@ impl<'a> Writer<'a> {
                     let kept = match scan::apply(&name, scan, self.masker.map(|(_, m)| m)) {
                         Scanned::Clean => {
                             self.out.extend_from_slice(&self.src[key.start..key.end]);
-                            true
+                            written_keys.insert(name.to_vec())
                         }
                         Scanned::Replaced(s) => {
                             json::write_string(&mut self.out, &s);
                             self.note(Done::Transformed);
-                            true
+                            written_keys.insert(s.into_bytes())
                         }
                         Scanned::Drop => false,
                     };
