@@ -884,3 +884,57 @@ fn explain_never_prints_a_key_that_is_not_a_field_name() {
         r.stderr
     );
 }
+
+/// docs/command.md's examples as a user runs them: `check` prints the
+/// hash shown, and `explain` of the example page view under the
+/// production policy prints what the page shows for amplitude, and the
+/// `[key]` example's paths.
+#[test]
+fn the_documented_examples_print_what_the_docs_show() {
+    let doc = read("docs/command.md");
+    let check = run(&["check", "policies/production.json"], b"", None);
+    assert_eq!(check.code, 0);
+    has(&doc, check.stdout.trim_end());
+
+    let explain = run(
+        &[
+            "explain",
+            "--policy",
+            "policies/production.json",
+            "examples/events/page-condition.json",
+        ],
+        b"",
+        None,
+    );
+    assert_eq!(explain.code, 0, "{}", explain.stderr);
+    let amplitude: Vec<&str> = explain
+        .stdout
+        .lines()
+        .take_while(|l| !l.starts_with("mixpanel"))
+        .collect();
+    assert!(amplitude.len() > 2, "{}", explain.stdout);
+    has(&doc, &amplitude.join("\n"));
+
+    // The [key] example: its policy and event as the text gives them.
+    let dir = scratch();
+    let policy = write(
+        &dir,
+        "policy.json",
+        br#"{"version":1,"environment":"production","hipaa":true,
+             "allowlists":{"event_properties":{"answers":"mask"}},"events":{"*":"allow"},
+             "destinations":{"amplitude":{"connection":"server-side","endpoint":"https://api2.amplitude.example/batch"}}}"#,
+    );
+    has(
+        &doc,
+        r#""properties": {"Jane Doe": 1, "answers": {"Jane Doe HIV positive": "yes", "q1": "no"}}"#,
+    );
+    let event = r#"{"type":"track","event":"Form Sent","userId":"u1","properties": {"Jane Doe": 1, "answers": {"Jane Doe HIV positive": "yes", "q1": "no"}}}"#;
+    let keys = run(
+        &["explain", "--policy", &policy, "-"],
+        event.as_bytes(),
+        None,
+    );
+    assert_eq!(keys.code, 0, "{}", keys.stderr);
+    assert!(!keys.stdout.contains("Jane"), "{}", keys.stdout);
+    has(&doc, keys.stdout.trim_end());
+}
