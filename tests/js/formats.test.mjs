@@ -94,7 +94,7 @@ describe("native destinations", () => {
     assert.equal(amp.events[0].user_id, hmac("patient-8812"));
     assert.equal(amp.events[0].device_id, hmac("anon-0-device"));
     assert.equal(amp.events[0].time, Date.parse("2026-11-23T10:00:00.000Z"));
-    assert.equal(amp.events[0].insert_id, "m-0", "plain message IDs pass as they are");
+    assert.equal(amp.events[0].insert_id, hmac("m-0"), "the message ID, masked");
     assert.deepEqual(amp.events[0].event_properties, { plan: "gold", email: hmac("jane@example.com"), i: 0 });
     assert.deepEqual(amp.events[2].user_properties, { $set: { email: hmac("jane@example.com") } });
 
@@ -104,7 +104,7 @@ describe("native destinations", () => {
     assert.deepEqual(mix.map((e) => e.event), ["Appointment Booked", "Viewed Pricing Page"], "identify is not sent to Mixpanel");
     assert.equal(mix[0].properties.distinct_id, hmac("patient-8812"));
     assert.equal(mix[0].properties.time, Date.parse("2026-11-23T10:00:00.000Z"));
-    assert.equal(mix[0].properties.$insert_id, "m-0");
+    assert.equal(mix[0].properties.$insert_id, hmac("m-0").slice(0, 36), "the masked message ID's first 36 hex digits");
 
     const gaReq = requestsOf("ga")[0];
     assert.match(gaReq.path, new RegExp(`measurement_id=${FAKE_CREDENTIALS.ga4.measurement_id}&api_secret=${FAKE_CREDENTIALS.ga4.api_secret}$`));
@@ -123,7 +123,7 @@ describe("native destinations", () => {
 
     assert.equal(fakes.received.seg.length, 3);
     assert.equal(requestsOf("lake")[0].headers["content-type"], "application/x-ndjson");
-    assert.deepEqual(fakes.received.lake.map((e) => e.messageId), ["m-0", "m-1", "m-2"]);
+    assert.deepEqual(fakes.received.lake.map((e) => e.messageId), ["m-0", "m-1", "m-2"].map((id) => hmac(id)));
     assert.ok(fakes.received.lake.every((e) => e.userId === hmac("patient-8812") && !("reason" in (e.properties ?? {}))));
 
     for (const r of fakes.requests) {
@@ -156,7 +156,7 @@ describe("native destinations", () => {
     assert.ok(requestsOf("amp").every((r) => Buffer.byteLength(r.body) <= 120_000));
     assert.ok(amp.every((n) => n <= 2000));
     assert.equal(amp.reduce((a, b) => a + b, 0), 2100);
-    assert.deepEqual(fakes.received.amp.map((e) => e.insert_id).sort(), batch.map((e) => e.messageId).sort(), "each event in one body");
+    assert.deepEqual(fakes.received.amp.map((e) => e.insert_id).sort(), batch.map((e) => hmac(e.messageId)).sort(), "each event in one body");
     const ga = requestsOf("ga").map((r) => JSON.parse(r.body));
     assert.ok(ga.every((b) => b.events.length <= 25 && b.events.every((e) => typeof e.params.i === "number")));
     assert.equal(ga.reduce((n, b) => n + b.events.length, 0), 2100);
