@@ -22,6 +22,10 @@ const event = {
   traits: { email: "jane@example.com", name: "Jane Doe" },
   context: { ip: "203.0.113.7", locale: "en-US", traits: { email: "jane@example.com", plan: "gold" } },
 };
+const hmac = (v) => createHmac("sha256", KEY).update(v).digest("hex");
+// The messageId a destination receives: masked (HMAC-SHA256 hex) for a
+// restricted one, as sent for the warehouse (unrestricted, under a BAA).
+const idFor = (d, id) => (d === "warehouse" ? id : hmac(id));
 const nested = (n) => (n === 0 ? "jane" : [nested(n - 1)]);
 const PHI = ["jane", "Jane", "patient-8812", "anon-77", "chest pain", "203.0.113.7"];
 
@@ -78,7 +82,6 @@ describe("edge worker", () => {
     test(`POST /v1/${type} and /v1/${short}: each destination gets the engine's output for it`, async () => {
       const before = { amplitude: dest.amplitude.delivered().length, ads: dest.ads.delivered().length, warehouse: dest.warehouse.delivered().length };
       for (const path of [`/v1/${type}`, `/v1/${short}`]) {
-        // Plain ids (letters, digits, "-") are sent as they are.
         const ev = { ...event, messageId: `${type}-${path.slice(4)}`, groupId: "clinic-1", previousId: "anon-0" };
         // A group's traits are the group's (its name is allowed by the policy).
         if (type === "group") ev.traits = { ...event.traits, name: "Northside Clinic" };
@@ -87,8 +90,8 @@ describe("edge worker", () => {
         assert.deepEqual(res.body, { success: true });
         const typed = { ...ev, type };
         for (const d of ["amplitude", "ads", "warehouse"]) {
-          await until(() => dest[d].delivered().some((e) => e.messageId === ev.messageId), `${d} to receive ${path}`);
-          const got = dest[d].delivered().find((e) => e.messageId === ev.messageId);
+          await until(() => dest[d].delivered().some((e) => e.messageId === idFor(d, ev.messageId)), `${d} to receive ${path}`);
+          const got = dest[d].delivered().find((e) => e.messageId === idFor(d, ev.messageId));
           assert.deepEqual(got, expected(typed, d), `${d} ${path}`);
           if (d !== "warehouse") for (const phi of PHI) assert.ok(!JSON.stringify(got).includes(phi), `${d} got ${phi}`);
         }
@@ -102,8 +105,8 @@ describe("edge worker", () => {
     assert.equal(res.status, 200);
     // Every destination's copy awaited, so none is still on its way when
     // the next test counts requests.
-    for (const d of ["amplitude", "ads", "warehouse"]) await until(() => dest[d].delivered().some((e) => e.messageId === "typed-by-path"), d);
-    const got = dest.amplitude.delivered().find((e) => e.messageId === "typed-by-path");
+    for (const d of ["amplitude", "ads", "warehouse"]) await until(() => dest[d].delivered().some((e) => e.messageId === idFor(d, "typed-by-path")), d);
+    const got = dest.amplitude.delivered().find((e) => e.messageId === hmac("typed-by-path"));
     assert.equal(got.type, "track");
     assert.deepEqual(got.properties, { plan: "gold", email: sanitizer.sanitize({ type: "track", event: "E", userId: "u", properties: { email: "jane@example.com" } }, "amplitude").properties.email });
   });
@@ -125,7 +128,7 @@ describe("edge worker", () => {
     assert.ok(!JSON.stringify(res.body).includes("jane"), "errors echo nothing of the events");
     // This batch's requests: those since the test began that carry its
     // first event (a request of an earlier test may land meanwhile).
-    const ours = (d) => dest[d].requests.slice(counts[d]).filter((r) => JSON.parse(r.body).batch?.some((e) => e.messageId === "b-1"));
+    const ours = (d) => dest[d].requests.slice(counts[d]).filter((r) => JSON.parse(r.body).batch?.some((e) => e.messageId === idFor(d, "b-1")));
     for (const d of ["amplitude", "ads", "warehouse"]) {
       await until(() => ours(d).length > 0, `${d} batch`);
       const { batch: got } = JSON.parse(ours(d)[0].body);
@@ -142,9 +145,9 @@ describe("edge worker", () => {
       const res = await post(path, body, { "Content-Type": "text/plain" });
       assert.equal(res.status, 200, JSON.stringify(res.body));
       for (const d of ["amplitude", "ads", "warehouse"]) {
-        await until(() => dest[d].delivered().some((e) => e.messageId === id), `${d} to receive ${path}`);
+        await until(() => dest[d].delivered().some((e) => e.messageId === idFor(d, id)), `${d} to receive ${path}`);
         const { writeKey: _, ...sent } = body.batch[0];
-        assert.deepEqual(dest[d].delivered().find((e) => e.messageId === id), expected(sent, d));
+        assert.deepEqual(dest[d].delivered().find((e) => e.messageId === idFor(d, id)), expected(sent, d));
       }
     }
   });
@@ -165,14 +168,14 @@ describe("edge worker", () => {
       { ...body.batch[1], context: { ...body.context, locale: "en-US" }, integrations: { All: true } },
     ];
     for (const d of ["amplitude", "warehouse"]) {
-      await until(() => dest[d].delivered().some((e) => e.messageId === "shared-2"), d);
-      for (const ev of merged) assert.deepEqual(dest[d].delivered().find((e) => e.messageId === ev.messageId), expected(ev, d), d);
+      await until(() => dest[d].delivered().some((e) => e.messageId === idFor(d, "shared-2")), d);
+      for (const ev of merged) assert.deepEqual(dest[d].delivered().find((e) => e.messageId === idFor(d, ev.messageId)), expected(ev, d), d);
     }
     // Routing: the batch's All false keeps shared-1 from ads; shared-2's own
     // All true sends it there.
-    await until(() => dest.ads.delivered().some((e) => e.messageId === "shared-2"), "ads");
-    assert.equal(dest.ads.delivered().some((e) => e.messageId === "shared-1"), false);
-    const amp = dest.amplitude.delivered().find((e) => e.messageId === "shared-1");
+    await until(() => dest.ads.delivered().some((e) => e.messageId === hmac("shared-2")), "ads");
+    assert.equal(dest.ads.delivered().some((e) => e.messageId === hmac("shared-1")), false);
+    const amp = dest.amplitude.delivered().find((e) => e.messageId === hmac("shared-1"));
     assert.deepEqual(amp.context, { locale: "fr-FR", timezone: "Europe/Paris" }, "the shared IP is dropped like any other");
     const bad = await post("/v1/batch", { context: "fr-FR", batch: [{ ...event, type: "track" }] });
     assert.equal(bad.status, 400);
@@ -187,10 +190,9 @@ describe("edge worker", () => {
   test("numbers reach destinations and masking exactly as the client wrote them", async () => {
     const body = '{"event":"E","messageId":"exact-numbers","userId":12345678901234567890,"properties":{"value":1.50,"email":1E+2}}';
     assert.equal((await post("/v1/track", body)).status, 200);
-    const hmac = (v) => createHmac("sha256", KEY).update(v).digest("hex");
     const raw = async (d) => {
-      await until(() => dest[d].requests.some((r) => r.body.includes("exact-numbers")), d);
-      return dest[d].requests.find((r) => r.body.includes("exact-numbers")).body;
+      await until(() => dest[d].requests.some((r) => r.body.includes(idFor(d, "exact-numbers"))), d);
+      return dest[d].requests.find((r) => r.body.includes(idFor(d, "exact-numbers"))).body;
     };
     const amplitude = JSON.parse(await raw("amplitude")).batch[0];
     assert.equal(amplitude.userId, hmac("12345678901234567890"));
@@ -221,8 +223,8 @@ describe("edge worker", () => {
     const res = await post("/v1/track", { ...event, messageId: "headers-check", writeKey: WRITE_KEY }, visitor);
     assert.equal(res.status, 200);
     for (const d of ["amplitude", "ads", "warehouse"]) {
-      await until(() => dest[d].delivered().some((e) => e.messageId === "headers-check"), d);
-      const req = dest[d].requests.find((r) => r.body.includes("headers-check"));
+      await until(() => dest[d].delivered().some((e) => e.messageId === idFor(d, "headers-check")), d);
+      const req = dest[d].requests.find((r) => r.body.includes(idFor(d, "headers-check")));
       const names = Object.keys(req.headers);
       for (const h of ["cookie", "user-agent", "referer", "x-forwarded-for", "cf-connecting-ip", "x-real-ip", "origin", "anonymousid"]) {
         assert.ok(!names.includes(h), `${d} got header ${h}`);
