@@ -61,6 +61,9 @@ pub enum RequestError {
     /// A key written twice in one object, anywhere in the request: where
     /// (keys shown as [`crate::key_name::push_key`] shows them).
     DuplicateKey(String),
+    /// A batch whose events, with its shared `context` and `integrations`
+    /// merged into each, would exceed [`MAX_BATCH_BYTES`].
+    TooLarge,
 }
 
 impl RequestError {
@@ -70,6 +73,7 @@ impl RequestError {
             RequestError::TooDeep => "event_too_deep",
             RequestError::InvalidBody(_) => "invalid_body",
             RequestError::DuplicateKey(_) => "duplicate_key",
+            RequestError::TooLarge => "batch_too_large",
         }
     }
 }
@@ -92,6 +96,11 @@ impl crate::error::Describe for RequestError {
             RequestError::DuplicateKey(place) => {
                 out.push_str("request has ");
                 out.push_str(place);
+            }
+            RequestError::TooLarge => {
+                out.push_str("batch is larger than ");
+                crate::error::push_number(out, MAX_BATCH_BYTES as u64);
+                out.push_str(" bytes once its shared \"context\" and \"integrations\" are added to each event");
             }
         }
     }
@@ -344,6 +353,7 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
                     "batch requests need \"batch\": an array of events",
                 ));
             }
+            check_materialized(src.text, batch.value, &shared)?;
             br.begin_array(2)?;
             let mut events = Vec::new();
             let mut first_key = None;
@@ -376,6 +386,38 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
             })
         }
     }
+}
+
+/// Refuses a batch whose events, each with the batch's shared members
+/// merged in, would together exceed [`MAX_BATCH_BYTES`]: a small body with
+/// a large shared `context` and thousands of events would otherwise grow
+/// in memory without bound. Counted before any event is built, as an
+/// upper bound (every event taken to receive every shared member).
+fn check_materialized(
+    src: &[u8],
+    batch: (usize, usize),
+    shared: &[(&str, Vec<Member<'_>>)],
+) -> Result<(), RequestError> {
+    let per_event: usize = shared
+        .iter()
+        .flat_map(|(_, members)| members.iter())
+        .map(|m| m.value.1.saturating_sub(m.key.0) + 1)
+        .sum();
+    if per_event == 0 {
+        return Ok(());
+    }
+    let mut r = Reader::validated(src, batch.0, MAX_REQUEST_DEPTH);
+    r.begin_array(2)?;
+    let (mut events, mut first) = (0usize, true);
+    while r.next_element(&mut first)? {
+        r.skip_value(3)?;
+        events += 1;
+    }
+    let built = (batch.1 - batch.0).saturating_add(events.saturating_mul(per_event));
+    if built > MAX_BATCH_BYTES {
+        return Err(RequestError::TooLarge);
+    }
+    Ok(())
 }
 
 /// A batch's own objects that apply to each of its events (Segment).

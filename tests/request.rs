@@ -439,3 +439,36 @@ fn an_events_own_integrations_decide_alone_in_a_batch() {
         ]
     );
 }
+
+/// A small body whose shared `context` would be copied into thousands of
+/// events is refused before any event is built (a 431 KB body once grew
+/// to 937 MB this way); a batch within the limit keeps its shared context.
+#[test]
+fn a_batch_that_would_grow_past_the_limit_once_merged_is_refused() {
+    let event = r#"{"type":"track","event":"E","anonymousId":"abc"}"#;
+    let body = |shared: usize, events: usize| {
+        format!(
+            r#"{{"context":{{"pad":"{}"}},"batch":[{}]}}"#,
+            "x".repeat(shared),
+            vec![event; events].join(",")
+        )
+    };
+    // 4,000 events of 50 bytes and a 240 KB context: a 440 KB body.
+    let code = |text: &str| read_request(text, Call::Batch).err().map(|e| e.code());
+    let e = match read_request(&body(240_000, 4_000), Call::Batch) {
+        Err(e) => e,
+        Ok(r) => panic!("accepted {} events", r.events.len()),
+    };
+    assert_eq!(e.code(), "batch_too_large");
+    assert!(e.to_string().contains("512000 bytes"), "{e}");
+    assert!(!e.to_string().contains("xxx"), "{e}");
+    // Over and under: (batch + events × shared member) against 500 KB.
+    assert_eq!(code(&body(6_000, 100)), Some("batch_too_large"));
+    assert_eq!(code(&body(4_000, 100)), None);
+    let ok = batch(&body(1_000, 100));
+    assert_eq!(ok.events.len(), 100);
+    assert!(texts(&ok).iter().all(|t| t.contains(&"x".repeat(1_000))));
+    // A batch without shared members may fill the limit alone.
+    let plain = format!(r#"{{"batch":[{}]}}"#, vec![event; 9_000].join(","));
+    assert_eq!(batch(&plain).events.len(), 9_000);
+}

@@ -44,7 +44,7 @@ export async function ingest(request, env, call, sanitizer, maxBodyBytes) {
   try {
     processed = sanitizer.processRequest(body.bytes, batch ? "batch" : call, maxBodyBytes);
   } catch (e) {
-    return { response: fail(400, e.code ?? "invalid_body", e.message) };
+    return { response: fail(e.code === "batch_too_large" ? 413 : 400, e.code ?? "invalid_body", e.message) };
   }
 
   const writeKey = headerKey ?? processed.writeKey;
