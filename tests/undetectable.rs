@@ -65,6 +65,10 @@ enum Slot {
     ContextKey,
     /// A key inside an array element under a rule on a deeper path.
     ElementKey,
+    /// A key the policy does not name in an object under a value
+    /// transform (`link` is `url`, `link.label` is listed): a transform
+    /// cannot mask a key, so a member whose key is not a field name goes.
+    TransformKey,
 }
 
 const CONTEXT_PATHS: [&[&str]; 8] = [
@@ -100,6 +104,7 @@ fn slot() -> impl Strategy<Value = Slot> {
         Just(Slot::UnlistedKey),
         Just(Slot::ContextKey),
         Just(Slot::ElementKey),
+        Just(Slot::TransformKey),
     ]
 }
 
@@ -113,7 +118,7 @@ fn policy() -> Value {
         "version": 1, "environment": "test", "hipaa": true,
         "allowlists": {
             "event_properties": { "plan": "allow", "answers": "mask", "link": url,
-                                  "items[].sku": "allow" },
+                                  "link.label": "allow", "items[].sku": "allow" },
             "user_properties": { "plan": "allow" }
         },
         "events": { "Appointment Booked": "allow", "*": { "rename": "Other Event" } },
@@ -166,6 +171,7 @@ fn plant(plants: &[(Slot, String)], via_batch: bool, shared: &mut Map<String, Va
     let mut integrations = Map::new();
     let mut context = Map::new();
     let mut link = String::from("https://clinic.example/services/cardiology");
+    let mut link_key = None;
     for (slot, phi) in plants {
         let slug = phi.replace([' ', '\u{e9}'], "");
         match slot {
@@ -209,13 +215,7 @@ fn plant(plants: &[(Slot, String)], via_batch: bool, shared: &mut Map<String, Va
             Slot::UrlBackslash => link = format!("https://clinic.example\\patients\\{slug}"),
             Slot::UrlPort => link = format!("https://clinic.example:{slug}/book"),
             Slot::MaskedKey => {
-                // A key shaped like a field name passes `mask` as written
-                // (DESIGN's Keys rule): free text is what must not.
-                let key = if field_name(phi) {
-                    format!("{phi} notes")
-                } else {
-                    phi.clone()
-                };
+                let key = free_text_key(phi);
                 props.insert(
                     "answers".into(),
                     json!({ key.clone(): "yes", "q1": { key: 2 } }),
@@ -230,9 +230,16 @@ fn plant(plants: &[(Slot, String)], via_batch: bool, shared: &mut Map<String, Va
             Slot::ElementKey => {
                 props.insert("items".into(), json!([{ "sku": "A-1", phi.clone(): "x" }]));
             }
+            Slot::TransformKey => link_key = Some(free_text_key(phi)),
         }
     }
-    props.insert("link".into(), json!(link));
+    match link_key {
+        Some(key) => props.insert(
+            "link".into(),
+            json!({ key: link, "home": link, "label": "x" }),
+        ),
+        None => props.insert("link".into(), json!(link)),
+    };
     ev.insert("properties".into(), Value::Object(props));
     if !integrations.is_empty() {
         ev.insert("integrations".into(), Value::Object(integrations));
@@ -241,6 +248,17 @@ fn plant(plants: &[(Slot, String)], via_batch: bool, shared: &mut Map<String, Va
         ev.insert("context".into(), Value::Object(context));
     }
     Value::Object(ev)
+}
+
+/// The PHI as a key that is not a field name: a key shaped like a field
+/// name passes `mask` and transforms as written (DESIGN's Keys rule);
+/// free text is what must not.
+fn free_text_key(phi: &str) -> String {
+    if field_name(phi) {
+        format!("{phi} notes")
+    } else {
+        phi.to_owned()
+    }
 }
 
 /// DESIGN's "looks like a field name": 1–64 ASCII letters, digits, `_`,
