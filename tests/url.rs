@@ -300,6 +300,66 @@ fn listed_leaks_never_pass() {
     );
 }
 
+/// A kept parameter whose value or name holds a numeric date is removed,
+/// in every form DESIGN lists, two-digit years included (no detector
+/// finds `3-4-62`: only the url action's own date test does); versions
+/// and counts stay.
+#[test]
+fn kept_parameters_holding_a_date_are_removed() {
+    let s = sanitizer(vocabulary_rule());
+    for date in [
+        "1962-03-14",
+        "03/14/1962",
+        "14.03.1962",
+        "3/14/62",
+        "3-14-62",
+        "1/2/34",
+        "3-4-62",
+        "12-1-99",
+        "03%2F14%2F62",
+        "1962/3/4",
+    ] {
+        let value = reduce(&s, &format!("?utm_source=google&q={date}&utm_term=x"));
+        assert_eq!(
+            value.as_deref(),
+            Some("?utm_source=google&utm_term=x"),
+            "value {date}"
+        );
+        let name = reduce(&s, &format!("?utm_source=google&utm_{date}=1"));
+        assert_eq!(name.as_deref(), Some("?utm_source=google"), "name {date}");
+    }
+    // Fewer than five digits and no date: kept (`10.4.12` holds five).
+    assert_eq!(
+        reduce(&s, "?q=1.2.3&utm_term=2&utm_content=1-2").as_deref(),
+        Some("?q=1.2.3&utm_term=2&utm_content=1-2")
+    );
+}
+
+/// A URL whose host holds a detector match across its labels, which no
+/// label shows alone (each has fewer than five digits): an IP address, a
+/// card number, a phone number, is not sent.
+#[test]
+fn a_host_holding_a_detector_match_across_labels_is_dropped() {
+    let s = sanitizer(vocabulary_rule());
+    for (host, phi) in [
+        ("203.0.113.7.nip.io", "203.0.113.7"),
+        ("4111.1111.1111.1111.clinic.example", "4111.1111"),
+        ("617.555.0100.clinic.example", "617.555.0100"),
+    ] {
+        let out = reduce(&s, &format!("https://{host}/services?utm_source=google"));
+        assert!(
+            !leaks(out.as_deref().unwrap_or_default(), phi),
+            "{host}: {out:?}"
+        );
+        assert_eq!(out, None, "{host}");
+    }
+    // An ordinary host with digits stays.
+    assert_eq!(
+        reduce(&s, "https://www2.clinic.example/services").as_deref(),
+        Some("https://www2.clinic.example/services")
+    );
+}
+
 /// The shipped policies on the example events: page paths as templates,
 /// never a slug or a record number.
 #[test]
