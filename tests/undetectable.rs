@@ -333,6 +333,18 @@ proptest! {
         for (index, error) in &processed.rejected {
             prop_assert!(!leaks(&error.to_string()), "refusal {index} named PHI: {error}");
         }
+        // No plant makes an event invalid: the PHI must be removed from
+        // what is sent, not kept out by refusing or not sending the event.
+        let events = if via_batch { 2 } else { 1 };
+        prop_assert_eq!(processed.accepted, events, "refused: {:?}", processed.rejected);
+        for name in ["seg", "nd"] {
+            let sent = processed.deliveries.iter().find(|d| d.destination == name);
+            prop_assert!(
+                sent.is_some_and(|d| !d.bodies.is_empty()),
+                "{} received nothing",
+                name
+            );
+        }
         for delivery in &processed.deliveries {
             for b in &delivery.bodies {
                 prop_assert!(!leaks(b), "{} received PHI: {b}", delivery.destination);
