@@ -1067,22 +1067,11 @@ impl<'a> Writer<'a> {
             Kind::String => {
                 let span = r.string().map_err(syntax)?;
                 let text = r.decode(span).map_err(syntax)?;
-                // A clean string is copied as written (its own escapes), so
-                // the memo keeps only that it was clean.
-                let code = self.remembered(Some(tag), &text, &mut |out| match scan::apply(
-                    &text, scan, masker,
-                ) {
-                    Scanned::Clean => 1,
-                    Scanned::Replaced(s) => {
-                        json::write_string(out, &s);
-                        2
-                    }
-                    Scanned::Drop => 0,
+                let kept = self.scanned_scalar(tag, &text, (span.start, span.end), &|| {
+                    scan::apply(&text, scan, masker)
                 });
-                match code {
-                    0 => return Ok(false),
-                    1 => self.out.extend_from_slice(&self.src[span.start..span.end]),
-                    _ => self.note(Done::Transformed),
+                if !kept {
+                    return Ok(false);
                 }
             }
             Kind::Object => {
@@ -1133,20 +1122,11 @@ impl<'a> Writer<'a> {
             Kind::Number => {
                 let (start, end) = r.number().map_err(syntax)?;
                 let number = &self.src[start..end];
-                let code = self.remembered(Some(tag | TAG_NUMBER), number, &mut |out| {
-                    match scan::apply_number(number, scan, masker) {
-                        Scanned::Clean => 1,
-                        Scanned::Replaced(s) => {
-                            json::write_string(out, &s);
-                            2
-                        }
-                        Scanned::Drop => 0,
-                    }
+                let kept = self.scanned_scalar(tag | TAG_NUMBER, number, (start, end), &|| {
+                    scan::apply_number(number, scan, masker)
                 });
-                match code {
-                    0 => return Ok(false),
-                    1 => self.out.extend_from_slice(number),
-                    _ => self.note(Done::Transformed),
+                if !kept {
+                    return Ok(false);
                 }
             }
             _ => {
@@ -1155,6 +1135,33 @@ impl<'a> Writer<'a> {
             }
         }
         Ok(true)
+    }
+
+    /// Writes one scanned scalar through the request's memo: as written
+    /// (`written`, its own escapes) when clean, so the memo keeps only that
+    /// it was clean; the replacement when something matched; `false` when
+    /// it is dropped.
+    fn scanned_scalar(
+        &mut self,
+        tag: u64,
+        key: &[u8],
+        written: (usize, usize),
+        apply: &dyn Fn() -> Scanned,
+    ) -> bool {
+        let code = self.remembered(Some(tag), key, &mut |out| match apply() {
+            Scanned::Clean => 1,
+            Scanned::Replaced(s) => {
+                json::write_string(out, &s);
+                2
+            }
+            Scanned::Drop => 0,
+        });
+        match code {
+            0 => return false,
+            1 => self.out.extend_from_slice(&self.src[written.0..written.1]),
+            _ => self.note(Done::Transformed),
+        }
+        true
     }
 
     /// Writes the value with every scalar leaf masked (normalized first,

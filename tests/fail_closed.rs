@@ -3,6 +3,8 @@
 //! a restricted destination in clear, whatever the call type and wherever
 //! it is planted.
 
+mod common;
+
 use phimask::Sanitizer;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -65,19 +67,6 @@ fn slot() -> impl Strategy<Value = Slot> {
     ]
 }
 
-fn insert_path(root: &mut Map<String, Value>, path: &[&str], value: Value) {
-    let (last, parents) = path.split_last().expect("paths are not empty");
-    let mut node = root;
-    for p in parents {
-        let entry = node.entry(*p).or_insert_with(|| json!({}));
-        if !entry.is_object() {
-            *entry = json!({});
-        }
-        node = entry.as_object_mut().expect("just made an object");
-    }
-    node.insert((*last).into(), value);
-}
-
 /// The event with PHI planted; returns the planted strings too.
 fn plant(ty: &str, plants: &[(Slot, usize)]) -> (Value, Vec<&'static str>) {
     let mut ev = Map::new();
@@ -126,7 +115,7 @@ fn plant(ty: &str, plants: &[(Slot, usize)]) -> (Value, Vec<&'static str>) {
                 None
             }
             Slot::Context(c) => {
-                insert_path(&mut context, CONTEXT_PATHS[c], json!(phi));
+                common::insert_path(&mut context, CONTEXT_PATHS[c], json!(phi));
                 None
             }
             Slot::Other => ev.insert("email".into(), json!(phi)),

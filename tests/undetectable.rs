@@ -11,6 +11,8 @@
 //! placeholder (`:seg`, `[key]`) and nothing in the policies holds, so a
 //! single case-insensitive search finds any of them that got through.
 
+mod common;
+
 use phimask::{Call, Sanitizer};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -143,19 +145,6 @@ fn sanitizer() -> Sanitizer {
     s
 }
 
-fn insert_path(root: &mut Map<String, Value>, path: &[&str], value: Value) {
-    let (last, parents) = path.split_last().expect("paths are not empty");
-    let mut node = root;
-    for p in parents {
-        let entry = node.entry(*p).or_insert_with(|| json!({}));
-        if !entry.is_object() {
-            *entry = json!({});
-        }
-        node = entry.as_object_mut().expect("just made an object");
-    }
-    node.insert((*last).into(), value);
-}
-
 /// A track event with the PHI planted; ordinary values everywhere else.
 /// Into `shared` go the context plants meant for a batch's shared
 /// `context` (when `via_batch`).
@@ -193,7 +182,7 @@ fn plant(plants: &[(Slot, String)], via_batch: bool, shared: &mut Map<String, Va
                 } else {
                     &mut context
                 };
-                insert_path(target, CONTEXT_PATHS[*c], json!(phi));
+                common::insert_path(target, CONTEXT_PATHS[*c], json!(phi));
             }
             Slot::Version => {
                 ev.insert("version".into(), json!(phi));

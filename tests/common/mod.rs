@@ -103,3 +103,24 @@ pub fn without_duplicate_keys(text: &str) -> bool {
     let mut d = serde_json::Deserializer::from_str(text);
     serde::de::DeserializeSeed::deserialize(Unique, &mut d).is_ok() && d.end().is_ok()
 }
+
+/// Sets `value` at `path` below `root`, making (or replacing by) objects on
+/// the way.
+pub fn insert_path(
+    root: &mut serde_json::Map<String, serde_json::Value>,
+    path: &[&str],
+    value: serde_json::Value,
+) {
+    let (last, parents) = path.split_last().expect("paths are not empty");
+    let mut node = root;
+    for p in parents {
+        let entry = node
+            .entry(*p)
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if !entry.is_object() {
+            *entry = serde_json::Value::Object(Default::default());
+        }
+        node = entry.as_object_mut().expect("just made an object");
+    }
+    node.insert((*last).into(), value);
+}
