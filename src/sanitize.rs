@@ -1078,9 +1078,12 @@ impl<'a> Writer<'a> {
                 r.begin_object(depth).map_err(syntax)?;
                 self.out.push(b'{');
                 let mut first = true;
-                // The keys written so far: two keys redacted alike
-                // ("[email]") would be a key written twice, which parsers
-                // read differently; the later member is dropped.
+                // The keys written so far that a redaction could equal: two
+                // keys redacted alike ("[email]") would be a key written
+                // twice, which parsers read differently; the later member is
+                // dropped. A replaced key holds a `[` (redact) or 64 hex
+                // digits (mask), so only clean keys like that are kept here:
+                // the others cost no allocation.
                 let mut written_keys: HashSet<Vec<u8>> = HashSet::new();
                 while let Some(key) = r.next_key(&mut first).map_err(syntax)? {
                     let mark = self.out.len();
@@ -1092,7 +1095,8 @@ impl<'a> Writer<'a> {
                     let kept = match scan::apply(&name, scan, self.masker.map(|(_, m)| m)) {
                         Scanned::Clean => {
                             self.out.extend_from_slice(&self.src[key.start..key.end]);
-                            written_keys.insert(name.to_vec())
+                            let like_a_redaction = name.contains(&b'[') || name.len() >= 64;
+                            !like_a_redaction || written_keys.insert(name.to_vec())
                         }
                         Scanned::Replaced(s) => {
                             json::write_string(&mut self.out, &s);
