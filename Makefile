@@ -6,7 +6,7 @@ run:
 	scripts/run.sh
 
 examples: build
-	node www/examples.mjs
+	node www/dev/examples.mjs
 
 test:
 	scripts/test.sh

@@ -14,7 +14,7 @@ import { cpus, totalmem } from "node:os";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
-import { Sanitizer } from "../www/node.mjs";
+import { Sanitizer } from "../www/dev/node.mjs";
 import { destinationRows } from "./destinations.mjs";
 import { compileRows } from "./compile.mjs";
 import { corpusRows, corpusTargets, maskingLine } from "./corpus-bench.mjs";

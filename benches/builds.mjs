@@ -10,7 +10,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
-import { preparePolicy } from "../www/node.mjs";
+import { preparePolicy } from "../www/dev/node.mjs";
 import { corpus } from "./corpus.mjs";
 import { batch500, CREDENTIALS, FORMATS, msPerCall, policyWith } from "./destinations.mjs";
 

@@ -1,14 +1,14 @@
 // The first request's cost: in a fresh Node process, compiling and
 // instantiating the Worker's engine (pkg-worker/) and compiling a policy
 // of N rules from its prepared bytes (Sanitizer.fromPrepared); the same
-// compile after the Worker's start-up run (www/warm-up.js, which the
+// compile after the Worker's start-up run (www/worker/warm-up.js, which the
 // Worker does at module scope, before any request), in another fresh
 // process; and the same compile again in the warm process. Medians of 5 processes each,
 // for N = 100, 500, 1000 and 2000, to see whether compile time grows
 // linearly with the rules.
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { preparePolicy } from "../www/node.mjs";
+import { preparePolicy } from "../www/dev/node.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const ACTIONS = ["allow", "mask", { action: "mask", normalize: "email" }, "zip3", "year", "url", "ip", { action: "allow", scan: true }];
@@ -53,7 +53,7 @@ console.log(JSON.stringify({ load: t1 - t0, instantiate: t2 - t1, compile: t3 - 
 const STARTED = `
 const { readFileSync } = await import("node:fs");
 const engine = await import(${JSON.stringify(`${root}pkg-worker/phimask.js`)});
-const { warmUp } = await import(${JSON.stringify(`${root}www/warm-up.js`)});
+const { warmUp } = await import(${JSON.stringify(`${root}www/worker/warm-up.js`)});
 engine.initSync({ module: new WebAssembly.Module(readFileSync(${JSON.stringify(`${root}pkg-worker/phimask_bg.wasm`)})) });
 const prepared = Buffer.from(process.argv[1], "base64");
 warmUp(engine.Sanitizer, prepared);

@@ -6,7 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { preparePolicy, Sanitizer } from "../www/node.mjs";
+import { preparePolicy, Sanitizer } from "../www/dev/node.mjs";
 import * as edge from "../pkg-worker/phimask.js";
 import { corpus } from "./corpus.mjs";
 import { CREDENTIALS, msPerCall, policyWith } from "./destinations.mjs";

@@ -4,7 +4,7 @@
 // T(N) ≤ (1 + 0.3·(N − 1)) × T(1) (and N = 3, whose target is 8 ms per
 // request in Node); and the bytes sent per event.
 import { readFileSync } from "node:fs";
-import { preparePolicy } from "../www/node.mjs";
+import { preparePolicy } from "../www/dev/node.mjs";
 import * as edge from "../pkg-worker/phimask.js";
 
 edge.initSync({ module: readFileSync(new URL("../pkg-worker/phimask_bg.wasm", import.meta.url)) });

@@ -6,7 +6,7 @@
 // taken here. Medians of 7 rounds.
 import { readFileSync } from "node:fs";
 import { Miniflare } from "miniflare";
-import { preparePolicy } from "../www/node.mjs";
+import { preparePolicy } from "../www/dev/node.mjs";
 import { batch500, CREDENTIALS, FORMATS, policyWith } from "./destinations.mjs";
 
 const BENCH = `

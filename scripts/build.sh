@@ -2,7 +2,7 @@
 # Builds the wasm packages:
 #   pkg/         the whole engine (Node, browsers, the policy checker)
 #   pkg-worker/  the edge Worker's: no policy validator; it loads policies
-#                that www/check-policy.mjs validated and prepared
+#                that www/dev/check-policy.mjs validated and prepared
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 

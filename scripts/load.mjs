@@ -11,7 +11,7 @@
 //   node scripts/load.mjs [CLIENTS] [REQUESTS] [BATCH]
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
-import { startFakes, FAKE_CREDENTIALS } from "../www/fakes.mjs";
+import { startFakes, FAKE_CREDENTIALS } from "../www/dev/fakes.mjs";
 import { freePort, root, startWranglerDev, until } from "../tests/js/worker-harness.mjs";
 
 const [CLIENTS = 8, REQUESTS = 100, BATCH = 20] = process.argv.slice(2).map(Number);

@@ -35,14 +35,14 @@ pids=()
 # Stops the sink and wrangler dev with this script (Ctrl-C or a signal).
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
-node www/sink.mjs 8788 &
+node www/dev/sink.mjs 8788 &
 pids+=($!)
 until listening 8788; do
   kill -0 "${pids[0]}" 2>/dev/null || exit 1
   sleep 0.1
 done
 
-node www/serve.mjs 8080 &
+node www/dev/serve.mjs 8080 &
 pids+=($!)
 
 cat <<'MSG'
@@ -52,11 +52,13 @@ run: sending an event (in another terminal):
     -d @examples/events/track-appointment.json
 run: what each destination received is printed below, and at http://127.0.0.1:8788/
 run: the playground (policy, event, what each destination gets, the data map):
-  http://127.0.0.1:8080/www/playground.html
+  http://127.0.0.1:8080/www/playground/playground.html
 run: bodies go through the local delivery queue (in memory); dead letters:
   node scripts/dead-letters.mjs list      node scripts/dead-letters.mjs replay
 
 MSG
+# Delivery state (D1, local): its tables, as migrations/ defines them.
+node_modules/.bin/wrangler d1 migrations apply DELIVERY_STATE --env development --local </dev/null >/dev/null
 node_modules/.bin/wrangler dev --env development --ip 127.0.0.1 --port 8787 --show-interactive-dev-session=false &
 pids+=($!)
 # Whichever stops first (e.g. a port in use) stops the other.

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { callTypes, dataMap, limits, readRequest, Sanitizer, validatePolicy } from "../../www/node.mjs";
+import { callTypes, dataMap, limits, readRequest, Sanitizer, validatePolicy } from "../../www/dev/node.mjs";
 import { hmacHex } from "./vectors.mjs";
 
 const KEY = "js-api-test-key-0123456789abcdefghijkl";

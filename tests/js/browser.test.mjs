@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
-import { dataMap, Sanitizer } from "../../www/node.mjs";
+import { dataMap, Sanitizer } from "../../www/dev/node.mjs";
 import { launchChromium } from "./chromium.mjs";
-import { startServer } from "../../www/serve.mjs";
+import { startServer } from "../../www/dev/serve.mjs";
 import { hmacHex } from "./vectors.mjs";
 
 const KEY = "browser-test-key-0123456789abcdefghijkl";
@@ -28,7 +28,7 @@ before(async () => {
   page.on("request", (r) => requests.push({ url: r.url(), method: r.method(), body: r.postData() ?? "" }));
   const pageErrors = [];
   page.on("pageerror", (e) => pageErrors.push(e));
-  await page.goto(`${base}/www/playground.html`);
+  await page.goto(`${base}/www/playground/playground.html`);
   await page.waitForFunction(() => document.getElementById("status").textContent !== "loading…");
   assert.equal(await page.textContent("#status"), "ready", pageErrors.join("\n"));
 });
@@ -238,7 +238,7 @@ test("nothing typed leaves the page, and the key is kept nowhere", async () => {
     assert.ok(!r.url.includes(marker) && !r.body.includes(marker), r.url);
   }
   const kept = await page.evaluate(() => ({ local: localStorage.length, session: sessionStorage.length, cookie: document.cookie, url: location.href }));
-  assert.deepEqual(kept, { local: 0, session: 0, cookie: "", url: `${base}/www/playground.html` });
+  assert.deepEqual(kept, { local: 0, session: 0, cookie: "", url: `${base}/www/playground/playground.html` });
   assert.equal(await page.getAttribute("#key", "type"), "password");
   // The page's own rule: even a script injected into it could reach no
   // other origin.

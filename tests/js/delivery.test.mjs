@@ -6,7 +6,7 @@ import { execFile } from "node:child_process";
 import { createHmac, webcrypto } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import { Sanitizer } from "../../www/node.mjs";
+import { Sanitizer } from "../../www/dev/node.mjs";
 import { bundle, closedUrl, freePort, root, sleep, startDestination, startWorker, until } from "./worker-harness.mjs";
 
 const KEY = "delivery-test-masking-key-0123456789abcdef";

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { Sanitizer } from "../../www/node.mjs";
+import { Sanitizer } from "../../www/dev/node.mjs";
 import { root, runWrangler } from "./worker-harness.mjs";
 
 const tmp = mkdtempSync(join(tmpdir(), "phimask-deploy-"));
@@ -29,9 +29,19 @@ describe("wrangler deploy --dry-run", () => {
       assert.match(output, /Total Upload: [\d.]+ KiB \/ gzip: [\d.]+ KiB/);
       assert.match(output, /--dry-run: exiting now/);
       // Its queues, dead-letter store and retry count are bound.
-      for (const binding of [/env\.DELIVERY \(phimask-delivery\)\s+Queue/, /env\.DEAD_LETTER \(phimask-dead-letter\)\s+Queue/, /env\.DEAD_LETTERS\s+KV Namespace/, /env\.DELIVERY_MAX_RETRIES \("20"\)/]) {
+      // Its own queues (so one account runs both environments), delivery
+      // state, dead-letter store and retry count are bound.
+      for (const binding of [
+        new RegExp(`env\\.DELIVERY \\(phimask-delivery-${env}\\)\\s+Queue`),
+        new RegExp(`env\\.DEAD_LETTER \\(phimask-dead-letter-${env}\\)\\s+Queue`),
+        new RegExp(`env\\.DELIVERY_STATE \\(phimask-delivery-state-${env}\\)\\s+D1 Database`),
+        /env\.DEAD_LETTERS\s+KV Namespace/,
+        /env\.DELIVERY_MAX_RETRIES \("20"\)/,
+      ]) {
         assert.match(output, binding);
       }
+      const other = env === "production" ? "development" : "production";
+      assert.ok(!output.includes(`-${other}`), `no binding of ${other}`);
       const policy = JSON.parse(readFileSync(join(root, "policies", `${env}.json`), "utf8"));
       const script = bundled(outdir);
       // The bundle carries this environment's policy, prepared: loaded
@@ -47,7 +57,7 @@ describe("wrangler deploy --dry-run", () => {
     });
   }
 
-  test("wrangler.toml: every environment declares both queues, their consumers, the dead-letter store and DELIVERY_MAX_RETRIES = max_retries", () => {
+  test("wrangler.toml: every environment declares its own queues, their consumers, its delivery state, the dead-letter store and DELIVERY_MAX_RETRIES = max_retries", () => {
     // The subset of TOML wrangler.toml uses: [table], [[array]], key = value.
     const tables = [];
     let current = null;
@@ -57,13 +67,15 @@ describe("wrangler deploy --dry-run", () => {
       const pair = /^(\w+)\s*=\s*(.+)$/.exec(line);
       if (pair && current) current.values[pair[1]] = JSON.parse(pair[2].replace(/^"(.*)"$/, (_, v) => JSON.stringify(v)));
     }
-    for (const env of ["", "env.development.", "env.production."]) {
-      const of = (name) => tables.filter((t) => t.name === `${env}${name}`).map((t) => t.values);
-      assert.deepEqual(of("queues.producers").map((p) => [p.binding, p.queue]), [["DELIVERY", "phimask-delivery"], ["DEAD_LETTER", "phimask-dead-letter"]], env || "top level");
+    // The top level is the development Worker (phimask-development).
+    for (const [env, name] of [["", "development"], ["env.development.", "development"], ["env.production.", "production"]]) {
+      const of = (table) => tables.filter((t) => t.name === `${env}${table}`).map((t) => t.values);
+      assert.deepEqual(of("queues.producers").map((p) => [p.binding, p.queue]), [["DELIVERY", `phimask-delivery-${name}`], ["DEAD_LETTER", `phimask-dead-letter-${name}`]], env || "top level");
       const [delivery, dead] = of("queues.consumers");
-      assert.equal(delivery.queue, "phimask-delivery");
-      assert.equal(delivery.dead_letter_queue, "phimask-dead-letter");
-      assert.equal(dead.queue, "phimask-dead-letter");
+      assert.equal(delivery.queue, `phimask-delivery-${name}`);
+      assert.equal(delivery.dead_letter_queue, `phimask-dead-letter-${name}`);
+      assert.equal(dead.queue, `phimask-dead-letter-${name}`);
+      assert.deepEqual(of("d1_databases").map((d) => [d.binding, d.database_name, d.migrations_dir]), [["DELIVERY_STATE", `phimask-delivery-state-${name}`, "migrations"]]);
       assert.equal(dead.dead_letter_queue, undefined, "the dead letters' own consumer is the last stop");
       assert.deepEqual(of("kv_namespaces").map((k) => k.binding), ["DEAD_LETTERS"]);
       assert.equal(of("vars")[0].DELIVERY_MAX_RETRIES, String(delivery.max_retries), "the consumer dead-letters after the queue's own retries");

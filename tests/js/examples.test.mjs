@@ -4,7 +4,7 @@ import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { Sanitizer, validatePolicy } from "../../www/node.mjs";
+import { Sanitizer, validatePolicy } from "../../www/dev/node.mjs";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const read = (p) => readFileSync(root + p, "utf8");
@@ -75,7 +75,7 @@ test("the development policy's native bodies (Amplitude, Mixpanel, GA4, PostHog)
 });
 
 test("the README's `make examples` command prints what each destination receives", () => {
-  const out = execFileSync(process.execPath, [`${root}www/examples.mjs`, `${root}policies/development.json`, `${root}examples/events/identify-patient.json`], {
+  const out = execFileSync(process.execPath, [`${root}www/dev/examples.mjs`, `${root}policies/development.json`, `${root}examples/events/identify-patient.json`], {
     encoding: "utf8",
     env: { ...process.env, PHI_MASKING_KEY: KEY },
   });

@@ -1,13 +1,13 @@
 // Native destinations: the edge Worker inside workerd sends Amplitude,
 // Mixpanel, GA4, PostHog, Segment and NDJSON bodies to local fakes of each
-// API (www/fakes.mjs, which check what each API documents), splits them
+// API (www/dev/fakes.mjs, which check what each API documents), splits them
 // within each API's limits, handles partial answers and 429s, and places
 // each credential where its API wants it.
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { FAKE_CREDENTIALS, startFakes } from "../../www/fakes.mjs";
-import { Sanitizer } from "../../www/node.mjs";
+import { FAKE_CREDENTIALS, startFakes } from "../../www/dev/fakes.mjs";
+import { Sanitizer } from "../../www/dev/node.mjs";
 import { bundle, startWorker, until } from "./worker-harness.mjs";
 
 const KEY = "formats-test-masking-key-0123456789abcdef";

@@ -10,8 +10,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { Sanitizer } from "../../www/node.mjs";
-import { startServer } from "../../www/serve.mjs";
+import { Sanitizer } from "../../www/dev/node.mjs";
+import { startServer } from "../../www/dev/serve.mjs";
 import { launchChromium } from "./chromium.mjs";
 import { quietEnv, root, wranglerDevIn } from "./worker-harness.mjs";
 

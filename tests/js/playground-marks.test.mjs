@@ -1,4 +1,4 @@
-// The playground's field marks (www/playground-marks.js) against the
+// The playground's field marks (www/playground/playground-marks.js) against the
 // engine: for generated events of every corpus shape and the examples,
 // through both shipped policies, each mark must agree with what the
 // destination actually receives, and every value it receives must be on a
@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 import { varied } from "../../benches/corpus.mjs";
-import { Sanitizer } from "../../www/node.mjs";
-import { at, leaves, marks, pattern } from "../../www/playground-marks.js";
+import { Sanitizer } from "../../www/dev/node.mjs";
+import { at, leaves, marks, pattern } from "../../www/playground/playground-marks.js";
 
 const KEY = "marks-test-key-0123456789abcdefghijklmno";
 const root = new URL("../../", import.meta.url).pathname;

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { corpus, varied } from "../../benches/corpus.mjs";
 import { referenceSanitizer } from "../../benches/reference.mjs";
-import { Sanitizer } from "../../www/node.mjs";
+import { Sanitizer } from "../../www/dev/node.mjs";
 import { eventText, vectorFiles } from "./vectors.mjs";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));

@@ -7,7 +7,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Sanitizer } from "../../www/node.mjs";
+import { Sanitizer } from "../../www/dev/node.mjs";
 import { quietEnv, root, until } from "./worker-harness.mjs";
 
 const EDGE = "http://127.0.0.1:8787";
@@ -27,7 +27,7 @@ function devVarOr(name) {
   return m ? m[1] : null;
 }
 
-/** The events a fake keeps of a body, as www/fakes.mjs does. */
+/** The events a fake keeps of a body, as www/dev/fakes.mjs does. */
 function accepted(format, body) {
   switch (format) {
     case "amplitude": return body.events;
@@ -58,10 +58,10 @@ describe("make run (scripts/run.sh)", () => {
   });
 
   test("it serves the playground, with the engine and the examples it loads", async () => {
-    const page = await fetch("http://127.0.0.1:8080/www/playground.html");
+    const page = await fetch("http://127.0.0.1:8080/www/playground/playground.html");
     assert.equal(page.status, 200);
     assert.match(await page.text(), /<title>phimask playground<\/title>/);
-    for (const [path, type] of [["/pkg/phimask_bg.wasm", "application/wasm"], ["/www/playground.js", "text/javascript"], ["/policies/production.json", "application/json"], ["/examples/events/track-order.json", "application/json"]]) {
+    for (const [path, type] of [["/pkg/phimask_bg.wasm", "application/wasm"], ["/www/playground/playground.js", "text/javascript"], ["/policies/production.json", "application/json"], ["/examples/events/track-order.json", "application/json"]]) {
       const res = await fetch(`http://127.0.0.1:8080${path}`);
       assert.equal(res.status, 200, path);
       assert.ok(res.headers.get("content-type").startsWith(type), path);
@@ -70,7 +70,7 @@ describe("make run (scripts/run.sh)", () => {
     for (const path of ["/.dev.vars", "/src/lib.rs", "/Cargo.toml", "/www/../.dev.vars"]) {
       assert.equal((await fetch(`http://127.0.0.1:8080${path}`)).status, 404, path);
     }
-    assert.match(output, /http:\/\/127\.0\.0\.1:8080\/www\/playground\.html/);
+    assert.match(output, /http:\/\/127\.0\.0\.1:8080\/www\/playground\/playground\.html/);
   });
 
   test("the README's curl answers as shown, and amplitude receives what the README shows", async () => {

@@ -16,7 +16,7 @@ import { promisify } from "node:util";
 import { Analytics as SegmentNode } from "@segment/analytics-node";
 import RudderNode from "@rudderstack/rudder-sdk-node";
 import { build } from "esbuild";
-import { Sanitizer } from "../../www/node.mjs";
+import { Sanitizer } from "../../www/dev/node.mjs";
 import { launchChromium } from "./chromium.mjs";
 import { root, startDestination, startProxy, startWranglerDev, until } from "./worker-harness.mjs";
 

@@ -3,10 +3,10 @@
 // against Node's crypto (an HMAC independent of the engine's).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { preparePolicy, Sanitizer, validatePolicy } from "../../www/node.mjs";
+import { preparePolicy, Sanitizer, validatePolicy } from "../../www/dev/node.mjs";
 import { eventText, hmacHex, resolveMasks, vectorFiles } from "./vectors.mjs";
 import { edge } from "./worker-engine.mjs";
-import { warmUp } from "../../www/warm-up.js";
+import { warmUp } from "../../www/worker/warm-up.js";
 
 const files = vectorFiles();
 

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { after, before, test } from "node:test";
-import { Sanitizer } from "../../www/node.mjs";
+import { Sanitizer } from "../../www/dev/node.mjs";
 import { launchChromium } from "./chromium.mjs";
 import { createServer } from "node:http";
 import { bundle, startDestination, startWorker, until } from "./worker-harness.mjs";

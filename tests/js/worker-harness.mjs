@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Miniflare } from "miniflare";
-import { preparedModule } from "../../www/prepared-module.mjs";
+import { preparedModule } from "../../www/dev/prepared-module.mjs";
 
 export const root = fileURLToPath(new URL("../../", import.meta.url));
 export const wrangler = join(root, "node_modules/.bin/wrangler");
@@ -42,7 +42,7 @@ function workerDir(policy, name, alter = (text) => text) {
   writeFileSync(join(dir, "policy.js"), alter(preparedModule(JSON.stringify(policy), "a test policy")));
   writeFileSync(
     join(dir, "entry.js"),
-    `import policy from "./policy.js";\nimport { createWorker } from ${JSON.stringify(join(root, "www/worker.js"))};\nexport default createWorker(policy);\n`,
+    `import policy from "./policy.js";\nimport { createWorker } from ${JSON.stringify(join(root, "www/worker/worker.js"))};\nexport default createWorker(policy);\n`,
   );
   writeFileSync(join(dir, "wrangler.toml"), `name = "${name}"\nmain = "entry.js"\ncompatibility_date = "2026-04-26"\nsend_metrics = false\n\n${shippedQueues()}`);
   return dir;
@@ -66,8 +66,8 @@ export async function bundle(policy, alter) {
 }
 
 /** The queues of wrangler.toml: the Worker's producers and its consumers' settings. */
-export const DELIVERY_QUEUE = "phimask-delivery";
-export const DEAD_LETTER_QUEUE = "phimask-dead-letter";
+export const DELIVERY_QUEUE = "phimask-delivery-development";
+export const DEAD_LETTER_QUEUE = "phimask-dead-letter-development";
 
 // Reads a queue's messages in place of the Worker's consumer, and answers
 // GET with them (bytes as base64), to show what a queue holds.
@@ -122,6 +122,7 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
         [DEAD_LETTER_QUEUE]: { maxBatchSize: 10, maxBatchTimeout: 0.1, maxRetries: 100 },
       },
       kvNamespaces: ["DEAD_LETTERS"],
+      d1Databases: { DELIVERY_STATE: "phimask-delivery-state-test" },
     }),
     ...(refusingQueue && { serviceBindings: { DELIVERY: { name: "refuser", entrypoint: "Queue" } } }),
   }];
@@ -138,8 +139,18 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
     },
   });
   const url = await mf.ready;
+  if (queues) await migrate(await mf.getD1Database("DELIVERY_STATE"));
   const queued = async () => (await (await mf.getWorker("spy")).fetch("http://spy/")).json();
   return { mf, logs, url, queued };
+}
+
+/** Applies migrations/*.sql in order, as `wrangler d1 migrations apply` does. */
+export async function migrate(db) {
+  const dir = join(root, "migrations");
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".sql")).sort()) {
+    const statements = readFileSync(join(dir, file), "utf8").replace(/--.*$/gm, "").split(";").map((s) => s.trim()).filter(Boolean);
+    for (const sql of statements) await db.prepare(sql).run();
+  }
 }
 
 /**

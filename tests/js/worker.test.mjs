@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { Sanitizer } from "../../www/node.mjs";
-import { preparedPolicy } from "../../www/prepared-module.mjs";
+import { Sanitizer } from "../../www/dev/node.mjs";
+import { preparedPolicy } from "../../www/dev/prepared-module.mjs";
 import { bundle, closedUrl, sleep, startDestination, startWorker, until } from "./worker-harness.mjs";
 
 const KEY = "worker-test-masking-key-0123456789abcdef";

@@ -4,7 +4,7 @@
 // the policy's data map. Event data and policy text are shown with
 // textContent only (or in a sandboxed frame, for the map, whose HTML the
 // engine escapes), so they never become markup; nothing leaves the page.
-import init, { dataMap, Sanitizer, validatePolicy } from "../pkg/phimask.js";
+import init, { dataMap, Sanitizer, validatePolicy } from "../../pkg/phimask.js";
 import { marks } from "./playground-marks.js";
 
 const $ = (id) => document.getElementById(id);
@@ -188,7 +188,7 @@ async function load(path) {
 
 async function main() {
   await init();
-  const [policy, event] = await Promise.all([load("../policies/development.json"), load("../examples/events/track-appointment.json")]);
+  const [policy, event] = await Promise.all([load("../../policies/development.json"), load("../../examples/events/track-appointment.json")]);
   $("policy").value = policy;
   $("event").value = event;
   for (const id of ["policy", "event", "key"]) $(id).addEventListener("input", render);
@@ -197,8 +197,8 @@ async function main() {
   $("examples").addEventListener("click", async (e) => {
     const button = e.target.closest("button");
     if (!button) return;
-    if (button.dataset.policy) $("policy").value = await load(`../policies/${button.dataset.policy}.json`);
-    if (button.dataset.event) $("event").value = await load(`../examples/events/${button.dataset.event}.json`);
+    if (button.dataset.policy) $("policy").value = await load(`../../policies/${button.dataset.policy}.json`);
+    if (button.dataset.event) $("event").value = await load(`../../examples/events/${button.dataset.event}.json`);
     render();
   });
   $("save-html").addEventListener("click", () => save(mapHtml, "phimask-data-map.html", "text/html"));

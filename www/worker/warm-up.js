@@ -1,4 +1,4 @@
-// The engine's start-up run (www/engine.js), apart so that the benchmark
+// The engine's start-up run (www/worker/engine.js), apart so that the benchmark
 // of the first request (benches/compile.mjs) runs exactly the same.
 
 // Not a secret: the key of the start-up run, whose sanitizer is freed

@@ -3,7 +3,7 @@
 // invalid (so `wrangler deploy` and `wrangler dev` stop there). With an
 // output path, also writes the prepared policy module a Worker entry
 // imports (and removes it when the policy is invalid).
-//   node www/check-policy.mjs policies/production.json [build/production.policy.js]
+//   node www/dev/check-policy.mjs policies/production.json [build/production.policy.js]
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { validatePolicy } from "./node.mjs";
@@ -11,7 +11,7 @@ import { preparedPolicy } from "./prepared-module.mjs";
 
 const [path, out] = process.argv.slice(2);
 if (!path) {
-  console.error("usage: node www/check-policy.mjs POLICY.json [PREPARED.js]");
+  console.error("usage: node www/dev/check-policy.mjs POLICY.json [PREPARED.js]");
   process.exit(2);
 }
 // Whatever happens below, no stale prepared policy is left to bundle.

@@ -9,7 +9,7 @@ import { fail } from "./respond.js";
 const { maxEventBytes: MAX_EVENT_BYTES, maxBatchBytes: MAX_BATCH_BYTES } = limits();
 
 /**
- * @returns {{response: Response} | {processed: import("../pkg-worker/phimask.js").Processed}}
+ * @returns {{response: Response} | {processed: import("../../pkg-worker/phimask.js").Processed}}
  */
 export async function ingest(request, env, call, sanitizer, maxBodyBytes) {
   const keys = String(env.WRITE_KEYS ?? "")

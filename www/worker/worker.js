@@ -6,7 +6,7 @@
 //
 // The per-environment entry files (entry-development.js,
 // entry-production.js) import their prepared policy (written by
-// www/check-policy.mjs at build time) and call createWorker(policy).
+// www/dev/check-policy.mjs at build time) and call createWorker(policy).
 import { callTypes, Sanitizer, warmUp } from "./engine.js";
 import { file, operate } from "./dead-letters.js";
 import { authSecret, deliver, log } from "./forward.js";
@@ -15,7 +15,8 @@ import { consume, enqueue, message, QUEUE_BODY_BYTES } from "./queue.js";
 import { cors, fail, reply } from "./respond.js";
 import { sealKey } from "./seal.js";
 
-const DEAD_LETTER_QUEUE = "phimask-dead-letter";
+/** Each environment's dead-letter queue: phimask-dead-letter-<environment>. */
+const isDeadLetterQueue = (name) => /^phimask-dead-letter(-|$)/.test(name);
 
 /**
  * Segment call types by path segment: the engine's six, each also by its
@@ -173,7 +174,7 @@ export function createWorker(policy) {
 
     /** The queues' consumer: delivers DELIVERY's messages, files dead letters. */
     async queue(batch, env) {
-      if (batch.queue === DEAD_LETTER_QUEUE) return file(batch, env);
+      if (isDeadLetterQueue(batch.queue)) return file(batch, env);
       const compiled = sanitizerFor(env);
       if (compiled.error) {
         // Not configured (yet): nothing is sent, nothing is lost.

@@ -1,13 +1,13 @@
 // Sanitizes the example events through the wasm package and prints what
 // each destination of a policy would receive.
-//   node www/examples.mjs [policy.json] [event.json ...]
+//   node www/dev/examples.mjs [policy.json] [event.json ...]
 // The masking key comes from PHI_MASKING_KEY; without it a fixed
 // development key is used (never use it in production).
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Sanitizer, validatePolicy } from "./node.mjs";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
+const root = fileURLToPath(new URL("../..", import.meta.url));
 const [policyPath = `${root}policies/development.json`, ...eventPaths] = process.argv.slice(2);
 const events = eventPaths.length
   ? eventPaths

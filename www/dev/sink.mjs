@@ -1,8 +1,8 @@
 // The destinations' stand-in for `make run`: the fakes of each API
-// (www/fakes.mjs) on http://127.0.0.1:8788. The development policy's
+// (www/dev/fakes.mjs) on http://127.0.0.1:8788. The development policy's
 // endpoints point here; each request is printed with its headers, and
 // everything received is at GET / (JSON).
-//   node www/sink.mjs [port]
+//   node www/dev/sink.mjs [port]
 import { fileURLToPath } from "node:url";
 import { startFakes } from "./fakes.mjs";
 

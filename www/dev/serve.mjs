@@ -1,12 +1,12 @@
 // A static file server for the playground, on 127.0.0.1 only. It serves
 // www/, pkg/, policies/ and examples/ and nothing else.
-//   node www/serve.mjs [port]      (default 8080; 0 picks a free port)
+//   node www/dev/serve.mjs [port]      (default 8080; 0 picks a free port)
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
+const root = fileURLToPath(new URL("../..", import.meta.url));
 const SERVED = ["www", "pkg", "policies", "examples"];
 const TYPES = {
   ".html": "text/html; charset=utf-8",
@@ -43,5 +43,5 @@ export function startServer(port = 8080, { from = root, served = SERVED } = {}) 
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const server = await startServer(Number(process.argv[2] ?? 8080));
-  console.log(`playground: http://127.0.0.1:${server.address().port}/www/playground.html`);
+  console.log(`playground: http://127.0.0.1:${server.address().port}/www/playground/playground.html`);
 }

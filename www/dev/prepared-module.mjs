@@ -25,6 +25,6 @@ export function preparedPolicy(text, source) {
 
 function moduleText(prepared, text, source) {
   const { environment } = JSON.parse(text);
-  return `// Prepared from ${source} by www/check-policy.mjs; do not edit.\n` +
+  return `// Prepared from ${source} by www/dev/check-policy.mjs; do not edit.\n` +
     `export default { environment: ${JSON.stringify(environment)}, prepared: "${prepared}" };\n`;
 }
