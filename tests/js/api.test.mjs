@@ -194,12 +194,41 @@ test("routing, calls and the events map: null for a destination the event does n
   assert.throws(() => s.sanitize({ type: "track", userId: "u" }, "amplitude"), (e) => e.code === "incomplete_event");
 });
 
-test("many sanitizers and events do not exhaust memory", () => {
-  for (let i = 0; i < 200; i++) {
-    const s = new Sanitizer(policy, KEY);
-    for (let j = 0; j < 20; j++) s.sanitizeJson(JSON.stringify(event), "amplitude");
-    s.free();
-  }
+/**
+ * The package in an instance of its own (a fresh wasm memory, untouched by
+ * the other tests), as a user loads it: { Sanitizer, memory }.
+ */
+async function freshEngine(tag) {
+  const glue = await import(`../../pkg/phimask.js?${tag}`);
+  const { memory } = glue.initSync({ module: readFileSync(new URL("../../pkg/phimask_bg.wasm", import.meta.url)) });
+  return { Sanitizer: glue.Sanitizer, memory };
+}
+
+/** Growth of `memory` (bytes) over `cycles` of: a Sanitizer made, 20 events sanitized, freed if `free`. */
+function growthOver(engine, cycles, free) {
+  const kept = [];
+  const cycle = () => {
+    const s = new engine.Sanitizer(policy, KEY);
+    for (let j = 0; j < 20; j++) assert.ok(s.sanitizeJson(JSON.stringify(event), "amplitude").includes('"plan":"gold"'));
+    if (free) s.free();
+    else kept.push(s);
+  };
+  // Warm up: the allocator's first pages are not growth.
+  for (let i = 0; i < 10; i++) cycle();
+  const start = engine.memory.buffer.byteLength;
+  for (let i = 0; i < cycles; i++) cycle();
+  return engine.memory.buffer.byteLength - start;
+}
+
+test("many sanitizers and events do not exhaust memory: 200 made and freed, 4,000 events, and the wasm memory stays the same", async () => {
+  // Wasm memory never shrinks: what a cycle leaked stays as growth. One
+  // 64 KiB page of slack for the allocator.
+  const growth = growthOver(await freshEngine("freed"), 200, true);
+  assert.ok(growth <= 65_536, `the wasm memory grew ${growth} bytes over 200 cycles`);
+  // The gauge sees a leak of this size: the same cycles without free()
+  // (each Sanitizer kept) grow the memory by more than the slack.
+  const leaked = growthOver(await freshEngine("leaked"), 200, false);
+  assert.ok(leaked > 65_536, `a Sanitizer never freed grew the memory only ${leaked} bytes`);
 });
 
 test("readRequest() gives the write key and each event's text as written; whole-request errors throw", () => {
