@@ -5,7 +5,7 @@ import { createHmac } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Sanitizer } from "../../www/dev/node.mjs";
 import { preparedPolicy } from "../../www/dev/prepared-module.mjs";
-import { bundle, closedUrl, sleep, startDestination, startWorker, until } from "./worker-harness.mjs";
+import { bundle, closedUrl, startDestination, startWorker, until } from "./worker-harness.mjs";
 
 const KEY = "worker-test-masking-key-0123456789abcdef";
 const WRITE_KEY = "wk_test_1";
@@ -47,6 +47,29 @@ describe("edge worker", () => {
 
   const expected = (ev, d) => JSON.parse(sanitizer.sanitizeJson(JSON.stringify(ev), d));
   const total = () => Object.values(dest).reduce((n, d) => n + d.requests.length, 0);
+  const SERVER_SIDE = ["amplitude", "ads", "warehouse"];
+  let sentinels = 0;
+  /**
+   * Sends a valid event every server-side destination takes (one request
+   * each), after what a test sent, and waits until each has it: what an
+   * earlier request would have delivered has arrived by then.
+   */
+  async function sentinel() {
+    const id = `sentinel-${++sentinels}`;
+    assert.equal((await post("/v1/track", { event: "Sentinel", userId: "u-sentinel", messageId: id })).status, 200);
+    for (const d of SERVER_SIDE) await until(() => dest[d].delivered().some((e) => e.messageId === idFor(d, id)), `the sentinel at ${d}`);
+  }
+  /**
+   * For a Worker that accepts nothing: a sentinel put on its delivery queue
+   * (read by a spy, not delivered) after the refused requests; resolves
+   * once the spy has it to what the queue held, which must be it alone.
+   */
+  async function queueSentinel(w) {
+    const queue = await w.mf.getQueueProducer("DELIVERY", "phimask");
+    await queue.send({ sentinel: true });
+    await until(async () => (await w.queued()).some((m) => m.sentinel === true), "the queue's sentinel");
+    return w.queued();
+  }
 
   before(async () => {
     for (const name of ["amplitude", "ads", "warehouse", "ga4"]) dest[name] = await startDestination();
@@ -134,7 +157,7 @@ describe("edge worker", () => {
       const { batch: got } = JSON.parse(ours(d)[0].body);
       assert.deepEqual(got, [expected(batch[0], d), expected(batch[2], d)], d);
     }
-    await sleep(300);
+    await sentinel();
     for (const d of ["amplitude", "ads", "warehouse"]) assert.equal(ours(d).length, 1, `${d}: one request`);
   });
 
@@ -204,7 +227,8 @@ describe("edge worker", () => {
   test("nothing is sent to client-side destinations", async () => {
     await post("/v1/track", { ...event, messageId: "client-side-check" });
     await until(() => dest.warehouse.delivered().some((e) => e.messageId === "client-side-check"), "warehouse");
-    await sleep(200);
+    await sentinel();
+    for (const d of SERVER_SIDE) assert.equal(dest[d].delivered().filter((e) => e.messageId === idFor(d, "client-side-check")).length, 1, d);
     assert.equal(dest.ga4.requests.length, 0);
   });
 
@@ -248,12 +272,13 @@ describe("edge worker", () => {
     const inEvent = await post("/v1/batch", { batch: [{ ...event, type: "track", writeKey: WRITE_KEY }] }, {});
     assert.equal(inEvent.status, 200);
     await until(() => total() === before + 6, "the accepted events at three destinations");
+    // Each refused request carries its own messageId: none may arrive.
     const cases = [
-      [{}, { ...event }, "missing_write_key"],
-      [{ Authorization: basic("wrong-key") }, event, "invalid_write_key"],
-      [{}, { ...event, writeKey: "wrong-key" }, "invalid_write_key"],
-      [{ Authorization: basic("wrong-key") }, { ...event, writeKey: WRITE_KEY }, "invalid_write_key"],
-      [{}, { batch: [{ ...event, type: "track", writeKey: "wrong-key" }] }, "invalid_write_key"],
+      [{}, { ...event, messageId: "refused-key-1" }, "missing_write_key"],
+      [{ Authorization: basic("wrong-key") }, { ...event, messageId: "refused-key-2" }, "invalid_write_key"],
+      [{}, { ...event, messageId: "refused-key-3", writeKey: "wrong-key" }, "invalid_write_key"],
+      [{ Authorization: basic("wrong-key") }, { ...event, messageId: "refused-key-4", writeKey: WRITE_KEY }, "invalid_write_key"],
+      [{}, { batch: [{ ...event, type: "track", messageId: "refused-key-5", writeKey: "wrong-key" }] }, "invalid_write_key"],
     ];
     for (const [headers, body, code] of cases) {
       const res = await post(body.batch ? "/v1/batch" : "/v1/track", body, headers);
@@ -262,13 +287,21 @@ describe("edge worker", () => {
       assert.equal(res.body.success, false);
       assert.ok(!JSON.stringify(res.body).includes("wrong-key"));
     }
-    await sleep(200);
-    assert.equal(total(), before + 6, "only the accepted requests were forwarded (to three destinations each)");
+    await sentinel();
+    assert.equal(total(), before + 6 + 3, "only the accepted requests and the sentinel were forwarded (to three destinations each)");
+    for (const d of SERVER_SIDE) {
+      for (const [, body] of cases) {
+        const id = (body.batch?.[0] ?? body).messageId;
+        assert.ok(!dest[d].requests.some((r) => r.body.includes(idFor(d, id))), `${d} got ${id}`);
+      }
+    }
   });
 
   test("bad requests: clear 4xx JSON errors that echo nothing, and nothing is forwarded", async () => {
-    await sleep(300);
+    // Earlier tests' deliveries have all arrived once a sentinel has.
+    await sentinel();
     const before = total();
+    const since = Object.fromEntries(SERVER_SIDE.map((d) => [d, dest[d].requests.length]));
     const auth = { Authorization: basic(WRITE_KEY) };
     const cases = [
       ["/v1/track", '{"userId":"jane@example.com",', 400, "invalid_json"],
@@ -291,8 +324,11 @@ describe("edge worker", () => {
       assert.equal(typeof res.body.error, "string");
       assert.ok(!JSON.stringify(res.body).includes("jane"), JSON.stringify(res.body));
     }
-    await sleep(300);
-    assert.equal(total(), before);
+    await sentinel();
+    assert.equal(total(), before + 3, "only the sentinel, at three destinations");
+    for (const d of SERVER_SIDE) {
+      for (const r of dest[d].requests.slice(since[d])) assert.deepEqual(JSON.parse(r.body).batch.map((e) => e.event), ["Sentinel"], d);
+    }
   });
 
   test("CORS preflight, other methods and paths", async () => {
@@ -357,7 +393,7 @@ describe("edge worker", () => {
 
   test("without PHI_MASKING_KEY (or with a short one) the worker accepts nothing and forwards nothing", async () => {
     for (const bindings of [{ WRITE_KEYS: WRITE_KEY }, { WRITE_KEYS: WRITE_KEY, PHI_MASKING_KEY: "too-short" }]) {
-      const w = await startWorker(built.script, bindings);
+      const w = await startWorker(built.script, bindings, { spy: true });
       try {
         const before = total();
         const send = () =>
@@ -383,7 +419,7 @@ describe("edge worker", () => {
         assert.deepEqual(status.secrets, { PHI_MASKING_KEY: "PHI_MASKING_KEY" in bindings, WRITE_KEYS: true, QUEUE_ENCRYPTION_KEY: false, OPERATOR_KEY: false });
         assert.deepEqual(status.destinations, []);
         assert.ok(!JSON.stringify(status).includes("too-short"), "never the key");
-        await sleep(300);
+        assert.deepEqual(await queueSentinel(w), [{ sentinel: true }], "nothing queued but the sentinel");
         assert.equal(total(), before);
         const said = w.logs.filter((l) => l.includes('"phimask":"not configured"'));
         assert.equal(said.length, 1, "the operator is told once");
@@ -397,7 +433,7 @@ describe("edge worker", () => {
   test("a damaged prepared policy: the worker accepts nothing and forwards nothing", async () => {
     // One character of the prepared bytes changed (as a bad copy would).
     const damaged = await bundle(policy, (text) => text.replace(/prepared: "(.)/, (_, c) => `prepared: "${c === "A" ? "B" : "A"}`));
-    const w = await startWorker(damaged.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY });
+    const w = await startWorker(damaged.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY }, { spy: true });
     try {
       const before = total();
       const res = await w.mf.dispatchFetch("http://edge.test/v1/track", {
@@ -409,7 +445,7 @@ describe("edge worker", () => {
       const body = await res.json();
       assert.equal(body.code, "invalid_policy");
       assert.match(body.error, /prepare it again/);
-      await sleep(300);
+      assert.deepEqual(await queueSentinel(w), [{ sentinel: true }], "nothing queued but the sentinel");
       assert.equal(total(), before);
     } finally {
       await w.mf.dispose();
@@ -509,10 +545,18 @@ describe("edge worker: failing destinations, delivered directly", () => {
     const refusal = JSON.parse(worker.logs.find((l) => l.includes('"destination":"refusing"')));
     assert.deepEqual(refusal, { phimask: "forward failed", destination: "refusing", status: 400, events: 1, attempts: 1 });
     hanging.release();
-    await sleep(500);
-    assert.equal(flaky.delivered().length, 1, "exactly once");
-    assert.equal(good.requests.length, 1);
-    assert.equal(refusing.requests.length, 1, "a 400 is not retried");
+    // A sentinel to the destinations that answer: once it has arrived, a
+    // retry of the first event would have too.
+    const sentinel = { event: "E", userId: "u-1", messageId: "sentinel-direct", integrations: { All: false, flaky: true, good: true, refusing: true, throttling: true } };
+    assert.equal((await worker.mf.dispatchFetch("http://edge.test/v1/track", { method: "POST", headers: { Authorization: basic(WRITE_KEY) }, body: JSON.stringify(sentinel) })).status, 200);
+    const carrying = (d, id) => d.requests.filter((r) => JSON.parse(r.body).batch.some((e) => e.messageId === id));
+    await until(() => [flaky, good, throttling].every((d) => d.delivered().some((e) => e.messageId === "sentinel-direct")) && carrying(refusing, "sentinel-direct").length === 1, "the sentinel");
+    assert.equal(flaky.delivered().filter((e) => e.messageId === "once").length, 1, "exactly once");
+    assert.equal(carrying(flaky, "once").length, 3, "two 500s, then delivered");
+    assert.equal(carrying(good, "once").length, 1);
+    assert.equal(carrying(throttling, "once").length, 2);
+    assert.equal(carrying(refusing, "once").length, 1, "a 400 is not retried");
+    assert.equal(carrying(hanging, "sentinel-direct").length, 0, "routing kept the sentinel from the others");
   });
 
   test("a destination that never answers is given up after 4 attempts of 5 s each, and said so", async () => {
@@ -530,7 +574,7 @@ describe("edge worker: failing destinations, delivered directly", () => {
     await until(() => worker.logs.filter((l) => l.includes('"destination":"stuck"')).length === 2, "the timeout log of each request", 15_000);
     const failure = JSON.parse(worker.logs.filter((l) => l.includes('"destination":"stuck"')).at(-1));
     assert.deepEqual(failure, { phimask: "forward failed", destination: "stuck", status: "timeout", events: 1, attempts: 4 });
-    await sleep(300);
+    // Each request's give-up line is written after its last attempt.
     assert.equal(mine().length, 4, "no fifth attempt");
   });
 });
