@@ -6,6 +6,7 @@ import { execFile } from "node:child_process";
 import { createHmac, webcrypto } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { serialize } from "node:v8";
 import { Sanitizer } from "../../www/dev/node.mjs";
 import { bundle, closedUrl, freePort, root, sleep, startDestination, startWorker, until } from "./worker-harness.mjs";
 
@@ -43,6 +44,34 @@ const ids = (dest) => dest.delivered().map((e) => e.messageId);
 const masked = (id) => createHmac("sha256", KEY).update(id).digest("hex");
 const SENT_IDS = ["msg-1", "msg-2"].map(masked);
 const logsOf = (worker, kind) => worker.logs.filter((l) => l.includes(`"phimask":"${kind}"`)).map((l) => JSON.parse(l));
+// Cloudflare Queues take messages of at most 128 KB (Miniflare: 128,000 bytes).
+const QUEUE_MESSAGE_BYTES = 128_000;
+
+/**
+ * Sends `event` (a valid one, after what a test sent) and waits until each
+ * of `dests` has delivered it: what an earlier request or replay would
+ * have delivered has arrived by then.
+ */
+async function sentinel(worker, dests, event) {
+  assert.equal((await send(worker, [event])).status, 200);
+  const id = (d) => (d.restricted === false ? event.messageId : masked(event.messageId));
+  for (const d of dests) await until(() => ids(d.dest).includes(id(d)), `the sentinel ${event.messageId}`, 20_000);
+}
+
+/**
+ * For a Worker whose delivery queue a spy reads: a sentinel message put on
+ * the queue after what a test sent; resolves, once the spy has read it, to
+ * every message the spy read.
+ */
+async function queueSentinel(worker) {
+  const queue = await worker.mf.getQueueProducer("DELIVERY", "phimask");
+  await queue.send({ sentinel: true });
+  await until(async () => (await worker.queued()).some((m) => m.sentinel === true), "the queue's sentinel");
+  return worker.queued();
+}
+
+/** A message as the spy read it (bytes as base64), back to what was queued. */
+const revive = (v) => (v && typeof v === "object" ? (typeof v.base64 === "string" ? new Uint8Array(Buffer.from(v.base64, "base64")) : Array.isArray(v) ? v.map(revive) : Object.fromEntries(Object.entries(v).map(([k, x]) => [k, revive(x)]))) : v);
 
 describe("durable delivery: retries, dead letters and replay", () => {
   const dest = {};
@@ -137,9 +166,10 @@ describe("durable delivery: retries, dead letters and replay", () => {
     const { stdout: after } = await run(process.execPath, [`${root}scripts/dead-letters.mjs`, "list", worker.url], { env: { ...process.env, PHIMASK_OPERATOR_KEY: OPERATOR_KEY } });
     // The closed port is still down: its replayed letter is retried, not listed yet.
     assert.match(after, /^0 dead letters/m);
-    await sleep(500);
-    assert.deepEqual(ids(dest.good), SENT_IDS, "replay sent nothing to the others");
-    assert.equal(dest.flaky.delivered().length, 2);
+    await sentinel(worker, ["good", "flaky", "throttled", "broken", "refusing"].map((d) => ({ dest: dest[d] })), track("sentinel-replay"));
+    const sent = [...SENT_IDS, masked("msg-sentinel-replay")];
+    for (const d of ["good", "flaky", "throttled"]) assert.deepEqual(ids(dest[d]), sent, `replay sent nothing to ${d}`);
+    for (const d of ["broken", "refusing"]) assert.deepEqual(ids(dest[d]), sent, `${d}: its replayed letter once`);
   });
 });
 
@@ -174,8 +204,8 @@ describe("durable delivery: a destination down for a minute", () => {
     assert.equal(logsOf(worker, "dead letter").length, 0);
     dest = await startDestination([200], port);
     await until(() => ids(dest).length >= sent.length, "every event", 90_000);
-    await sleep(500);
-    assert.deepEqual(ids(dest).sort(), sent.sort());
+    await sentinel(worker, [{ dest }], track("sentinel-minute"));
+    assert.deepEqual(ids(dest).sort(), [...sent, masked("msg-sentinel-minute")].sort());
   });
 });
 
@@ -237,13 +267,17 @@ describe("durable delivery: what the queue holds", () => {
 
   test("bodies are split to fit a queue message (128 KB); none is lost or repeated", async () => {
     const before = (await worker.queued()).length;
+    // ~370 KB for the analytics destination: more than two messages hold.
     const big = Array.from({ length: 60 }, (_, i) => track(100 + i, { properties: { plan: "x".repeat(6000 + i) } }));
     assert.equal((await send(worker, big)).status, 200);
-    await until(async () => (await worker.queued()).length > before + 2, "the split bodies");
-    await sleep(500);
-    const mine = (await worker.queued()).slice(before).filter((m) => m.to === "analytics");
+    // Everything the request queued is read before a sentinel queued after it.
+    const all = await queueSentinel(worker);
+    const mine = all.slice(before).filter((m) => m.to === "analytics");
     assert.ok(mine.length >= 3, `${mine.length} messages`);
-    for (const m of mine) assert.ok(Buffer.from(m.body.base64, "base64").length <= 120_000, "within a message");
+    for (const m of mine) {
+      const size = serialize(revive(m)).length;
+      assert.ok(size <= QUEUE_MESSAGE_BYTES, `a message of ${size} bytes`);
+    }
     const events = mine.flatMap((m) => JSON.parse(Buffer.from(m.body.base64, "base64").toString()).batch.map((e) => e.messageId));
     assert.deepEqual(events, big.map((e) => masked(e.messageId)));
     assert.deepEqual(mine.flatMap((m) => m.events), big.map((_, i) => i), "request indexes of the events");
@@ -294,8 +328,10 @@ describe("durable delivery: hostile and broken messages, keys and queues", () =>
       const codes = ["not_sealed", "restricted_now", "restricted_now", "undecryptable", "undecryptable", "undecryptable", "unknown_destination", "unknown_destination", "unknown_destination", "unreadable_message"];
       await until(() => logsOf(worker, "dead letter").length === 10, "ten dead letters");
       assert.deepEqual(logsOf(worker, "dead letter").map((l) => l.reason.code).sort(), codes);
-      await sleep(300);
-      assert.equal(dest.warehouse.requests.length + dest.analytics.requests.length, 0, "nothing sent");
+      const both = [{ dest: dest.analytics }, { dest: dest.warehouse, restricted: false }];
+      const bodies = () => [...dest.analytics.requests, ...dest.warehouse.requests].map((r) => JSON.parse(r.body).batch.map((e) => e.event));
+      await sentinel(worker, both, track("sentinel-hostile-1", { event: "Sentinel" }));
+      assert.deepEqual(bodies(), [["Sentinel"], ["Sentinel"]], "nothing sent but the sentinel");
       assert.ok(!worker.logs.join("\n").includes("jane@example.com"));
       // Replayed, each is checked again; a damaged entry of the store is kept and named, not a crash.
       await until(async () => (await operator(worker, "/dead-letters")).body.deadLetters.length === 10, "ten filed");
@@ -305,14 +341,15 @@ describe("durable delivery: hostile and broken messages, keys and queues", () =>
       assert.deepEqual(replay.body, { replayed: 10, unreadable: ["000000000000000-damaged"], more: false });
       await until(() => logsOf(worker, "dead letter").length === 20, "the same ten dead letters again");
       assert.deepEqual(logsOf(worker, "dead letter").slice(10).map((l) => l.reason.code).sort(), codes);
-      await sleep(500);
-      assert.equal(dest.warehouse.requests.length + dest.analytics.requests.length, 0, "nothing sent");
+      await sentinel(worker, both, track("sentinel-hostile-2", { event: "Sentinel" }));
+      assert.deepEqual(bodies(), [["Sentinel"], ["Sentinel"], ["Sentinel"], ["Sentinel"]], "nothing sent but the sentinels");
     } finally {
       await worker.mf.dispose();
     }
   });
 
   test("QUEUE_ENCRYPTION_KEY: a bad one accepts nothing (503, never quoted); without one, BAA bodies are sent at once and never queued", async () => {
+    const sentBefore = dest.warehouse.requests.length + dest.analytics.requests.length;
     for (const bad of ["short", "z".repeat(64), Buffer.alloc(16).toString("base64")]) {
       const worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, QUEUE_ENCRYPTION_KEY: bad }, { spy: true });
       try {
@@ -321,8 +358,8 @@ describe("durable delivery: hostile and broken messages, keys and queues", () =>
         assert.equal(res.body.code, "invalid_queue_key");
         assert.match(res.body.error, /QUEUE_ENCRYPTION_KEY must be 32 bytes/);
         assert.ok(!JSON.stringify(res.body).includes(bad) && !worker.logs.join("\n").includes(bad));
-        await sleep(300);
-        assert.deepEqual(await worker.queued(), []);
+        assert.deepEqual(await queueSentinel(worker), [{ sentinel: true }], "nothing queued but the sentinel");
+        assert.equal(dest.warehouse.requests.length + dest.analytics.requests.length, sentBefore, "nothing sent");
       } finally {
         await worker.mf.dispose();
       }
@@ -332,7 +369,7 @@ describe("durable delivery: hostile and broken messages, keys and queues", () =>
       const health = await (await worker.mf.dispatchFetch("http://edge.test/health")).json();
       assert.deepEqual(health.destinations.map((d) => [d.name, d.delivery]), [["analytics", "queue"], ["warehouse", "direct"]]);
       assert.equal((await send(worker, [track(5)])).status, 200);
-      await until(() => dest.warehouse.delivered().length === 1, "the direct delivery");
+      await until(() => dest.warehouse.delivered().some((e) => e.messageId === "msg-5"), "the direct delivery");
       await until(async () => (await worker.queued()).length === 1, "the queued body");
       assert.deepEqual((await worker.queued()).map((m) => m.to), ["analytics"], "the BAA body never queued");
     } finally {
@@ -342,6 +379,7 @@ describe("durable delivery: hostile and broken messages, keys and queues", () =>
 
   test("no queue, or a queue that refuses: 503 with Retry-After, so the client sends again; nothing delivered", async () => {
     const before = dest.analytics.requests.length;
+    const warehouseBefore = dest.warehouse.requests.length;
     const none = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY }, { queues: false });
     try {
       const res = await send(none, [track(1)]);
@@ -360,8 +398,12 @@ describe("durable delivery: hostile and broken messages, keys and queues", () =>
       assert.equal(res.headers.get("retry-after"), "5");
       assert.equal((await res.json()).code, "queue_unavailable");
       assert.ok(logsOf(refusing, "not queued").length === 1);
-      await sleep(500);
+      // A sentinel only the warehouse takes (under a BAA, no queue key: sent
+      // at once, never queued) goes through: the refused request's bodies
+      // would have gone before it.
+      await sentinel(refusing, [{ dest: dest.warehouse, restricted: false }], track("sentinel-refusing", { integrations: { All: false, warehouse: true } }));
       assert.equal(dest.analytics.requests.length, before);
+      assert.deepEqual(dest.warehouse.requests.slice(warehouseBefore).map((r) => JSON.parse(r.body).batch.map((e) => e.messageId)), [["msg-sentinel-refusing"]]);
     } finally {
       await refusing.mf.dispose();
     }
