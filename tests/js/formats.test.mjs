@@ -14,6 +14,8 @@ const KEY = "formats-test-masking-key-0123456789abcdef";
 const WRITE_KEY = "wk_formats";
 const basic = (key) => `Basic ${Buffer.from(`${key}:`).toString("base64")}`;
 const hmac = (value, key = KEY) => createHmac("sha256", key).update(value).digest("hex");
+// A queue message holds at most 128 KB (Cloudflare Queues; Miniflare: 128,000 bytes).
+const QUEUE_MESSAGE_BYTES = 128_000;
 const PHI = ["jane", "Jane", "patient-8812", "chest pain", "203.0.113.7", "555-0100", "Cookie-secret"];
 const CREDENTIALS = {
   AUTH_AMP: FAKE_CREDENTIALS.amplitude,
@@ -68,6 +70,19 @@ describe("native destinations", () => {
     return { status: res.status, body: await res.json() };
   }
   const requestsOf = (name) => fakes.requests.filter((r) => r.name === name);
+  const ALL = ["amp", "mix", "ga", "ph", "seg", "lake"];
+  let sentinels = 0;
+  /**
+   * Sends an event every destination takes, after what a test sent, and
+   * waits until each has it: what an earlier request would have delivered
+   * has arrived by then. Resolves to its messageId.
+   */
+  async function sentinel(w = worker) {
+    const id = `sentinel-${++sentinels}`;
+    assert.equal((await post("/v1/track", { type: "track", event: "E", anonymousId: "anon-sentinel", messageId: id, timestamp: "2026-11-23T10:00:00.000Z" }, w)).status, 200);
+    await until(() => ALL.every((n) => requestsOf(n).some((r) => r.status < 300 && r.body.includes(n === "mix" ? hmac(id).slice(0, 36) : n === "ga" || n === "ph" ? hmac("anon-sentinel", n === "ph" ? createHmac("sha256", KEY).update("phimask-scope:posthog").digest() : KEY) : hmac(id)))), "the sentinel at every destination");
+    return id;
+  }
 
   before(async () => {
     fakes = await startFakes(0, { quiet: true });
@@ -85,7 +100,9 @@ describe("native destinations", () => {
     const batch = [track(0), { ...track(1), type: "page", name: "Pricing", properties: { plan: "gold", path: "/p" } }, { ...track(2), type: "identify" }];
     const res = await post("/v1/batch", { batch });
     assert.deepEqual(res, { status: 200, body: { success: true } });
-    await until(() => ["amp", "mix", "ga", "ph", "seg", "lake"].every((n) => requestsOf(n).length > 0), "every destination to be sent its body");
+    // What each API accepts of the three: GA4 and Mixpanel take no identify.
+    const counts = { amp: 3, mix: 2, ga: 2, ph: 3, seg: 3, lake: 3 };
+    await until(() => ALL.every((n) => (fakes.received[n]?.length ?? 0) >= counts[n]), "every destination to be sent its events");
     assert.deepEqual(fakes.problems, {}, "every body follows its API's documented rules");
 
     const amp = JSON.parse(requestsOf("amp")[0].body);
@@ -140,20 +157,25 @@ describe("native destinations", () => {
     const logs = worker.logs.join("\n");
     for (const value of Object.values(CREDENTIALS)) assert.ok(!logs.includes(value), "no credential in logs");
     for (const v of PHI) assert.ok(!logs.includes(v), v);
+    // Nothing more came of the request: a sentinel after it arrives, and each
+    // destination holds its events and the sentinel's one, no other.
+    await sentinel();
+    for (const n of ALL) assert.equal(fakes.received[n].length, counts[n] + 1, n);
+    for (const r of fakes.requests) for (const v of PHI) assert.ok(!r.body.includes(v), `${r.name}: ${v}`);
   });
 
   test("bodies are split within each API's limits", async () => {
     fakes.requests.length = 0;
     for (const k of Object.keys(fakes.received)) delete fakes.received[k];
     // 2100 small events in one batch (under 500 KB): Amplitude takes 2000
-    // a request, GA4 25 and one user a request, and a queue message holds
-    // a body of at most 120,000 bytes.
+    // a request and under 1 MB, GA4 25 and one user a request, and a queue
+    // message holds at most 128 KB.
     const batch = Array.from({ length: 2100 }, (_, i) => ({ type: "track", event: "E", anonymousId: `device-${i % 2}`, messageId: `s-${i}`, timestamp: "2026-11-23T10:00:00Z", properties: { i } }));
     const res = await post("/v1/batch", { batch });
     assert.equal(res.status, 200);
     await until(() => fakes.received.amp?.length === 2100 && fakes.received.ga?.length === 2100, "all bodies", 30_000);
     const amp = requestsOf("amp").map((r) => JSON.parse(r.body).events.length);
-    assert.ok(requestsOf("amp").every((r) => Buffer.byteLength(r.body) <= 120_000));
+    for (const r of requestsOf("amp")) assert.ok(Buffer.byteLength(r.body) <= Math.min(QUEUE_MESSAGE_BYTES, 1_000_000), `a body of ${Buffer.byteLength(r.body)} bytes`);
     assert.ok(amp.every((n) => n <= 2000));
     assert.equal(amp.reduce((a, b) => a + b, 0), 2100);
     assert.deepEqual(fakes.received.amp.map((e) => e.insert_id).sort(), batch.map((e) => hmac(e.messageId)).sort(), "each event in one body");
@@ -224,7 +246,8 @@ describe("native destinations", () => {
     for (const [change, message] of cases) {
       const env = { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, ...CREDENTIALS, ...change };
       for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
-      const w = await startWorker(built.script, env);
+      // A spy reads its delivery queue: what the refused request queued, if anything.
+      const w = await startWorker(built.script, env, { spy: true });
       try {
         const before = fakes.requests.length;
         const res = await post("/v1/track", track(9), w);
@@ -236,7 +259,11 @@ describe("native destinations", () => {
           assert.ok(!res.body.error.includes(secret), "the secret is not echoed");
           assert.ok(!w.logs.join("\n").includes(secret), "nor logged");
         }
-        await new Promise((r) => setTimeout(r, 200));
+        // A sentinel put on the queue after the request: once the spy has read
+        // it, anything the request queued would have been read before it.
+        await (await w.mf.getQueueProducer("DELIVERY", "phimask")).send({ sentinel: true });
+        await until(async () => (await w.queued()).some((m) => m.sentinel === true), "the queue's sentinel");
+        assert.deepEqual(await w.queued(), [{ sentinel: true }], "nothing queued");
         assert.equal(fakes.requests.length, before, "nothing sent");
       } finally {
         await w.mf.dispose();
@@ -258,11 +285,12 @@ describe("native destinations", () => {
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(res.body.accepted, 3, JSON.stringify(res.body));
     assert.deepEqual(res.body.rejected.map((r) => r.index), [3, 4]);
-    await until(() => requestsOf("ga").length > 0 && requestsOf("seg").length > 0, "bodies");
+    // Everything the request delivers has arrived once a sentinel sent after it has.
+    const id = await sentinel();
     assert.deepEqual(fakes.problems, {});
-    const names = fakes.received.ga.map((e) => e.name);
-    assert.deepEqual(names, ["e_page_view", "e_firebase_evil"], "the name the events map drops goes nowhere");
-    assert.equal(fakes.received.seg.length, 2);
+    const names = fakes.received.ga.filter((e) => e.client_id !== hmac("anon-sentinel")).map((e) => e.name);
+    assert.deepEqual(names.sort(), ["e_firebase_evil", "e_page_view"], "the name the events map drops goes nowhere");
+    assert.deepEqual(fakes.received.seg.map((e) => e.messageId).sort(), ["m-0", "m-1", id].map((m) => hmac(m)).sort());
     assert.ok(!("plan" in fakes.received.ga[1].params), "a value over 100 characters is dropped");
     for (const r of fakes.requests) for (const v of PHI) assert.ok(!r.body.includes(v), `${r.name}: ${v}`);
   });
