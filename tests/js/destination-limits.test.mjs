@@ -3,7 +3,7 @@
 // development policy's five destinations (Amplitude, Mixpanel, GA4,
 // PostHog, a Segment-batch warehouse) pointed at the local fakes of their
 // APIs, the Worker in workerd with its local queues, one request of
-// thousands of small events.
+// thousands of small events, hostile ones among them.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
@@ -105,12 +105,24 @@ describe("destination limits: every body of every destination's API", () => {
     const events = Array.from({ length: N }, (_, i) => ({
       type: "track", event: "Order Completed", userId: "patient-limits", messageId: `limits-${i}`, timestamp: new Date(now - i).toISOString(),
     }));
-    const text = JSON.stringify({ batch: events });
+    // Hostile ones among them: refused, or (a name the events map does not
+    // list, PHI in it) for the warehouse under its BAA only.
+    const hostile = [
+      "jane@example.com",
+      { type: "track", userId: "jane@example.com" },
+      { type: "launch", userId: "jane@example.com", messageId: "hostile-type" },
+      { type: "track", event: "Viewed HIV results of jane@example.com", userId: "patient-limits", messageId: "hostile-name", timestamp: new Date(now).toISOString() },
+    ];
+    const batch = [...events.slice(0, 1000), ...hostile, ...events.slice(1000)];
+    const text = JSON.stringify({ batch });
     assert.ok(text.length > 400_000 && text.length < 500 * 1024, `${text.length} bytes`);
-    const expected = routed(events);
-    for (const d of DESTINATIONS) assert.equal(new Set(expected[d]).size, N, `${d}: routed, each with its own ID`);
-    const res = await post(events);
+    const expected = routed(batch);
+    for (const d of DESTINATIONS) assert.equal(new Set(expected[d]).size, d === "warehouse" ? N + 1 : N, `${d}: routed, each with its own ID`);
+    const res = await post(batch);
     assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.accepted, N + 1);
+    assert.deepEqual(res.body.rejected.map((r) => r.index), [1000, 1001, 1002]);
+    assert.ok(!JSON.stringify(res.body).includes("jane"), "the answer echoes nothing");
     const has = (d, ids) => {
       const got = new Set(received(d));
       return ids.every((id) => got.has(id));
@@ -138,12 +150,13 @@ describe("destination limits: every body of every destination's API", () => {
         assert.ok(sizes[i] <= LIMITS[d].bytes, `${d}: a body of ${sizes[i]} bytes`);
         assert.ok(sizes[i] <= QUEUE_MESSAGE_BYTES, `${d}: a body of ${sizes[i]} bytes came through the queue`);
       });
-      assert.equal(counts.reduce((n, c) => n + c, 0), N, `${d}: events over all bodies`);
+      assert.equal(counts.reduce((n, c) => n + c, 0), expected[d].length, `${d}: events over all bodies`);
+      if (d !== "warehouse") for (const r of bodies) assert.doesNotMatch(r.body, /jane|HIV/, `${d} got PHI`);
       // Bodies are filled, not one event each.
-      const fewest = Math.max(Math.ceil(N / LIMITS[d].events), Math.ceil(sizes.reduce((n, s) => n + s, 0) / QUEUE_MESSAGE_BYTES));
+      const fewest = Math.max(Math.ceil(expected[d].length / LIMITS[d].events), Math.ceil(sizes.reduce((n, s) => n + s, 0) / QUEUE_MESSAGE_BYTES));
       assert.ok(bodies.length <= 2 * fewest, `${d}: ${bodies.length} bodies where ${fewest} would do`);
       const got = received(d);
-      assert.equal(got.length, N + sentinelIds[d].length, `${d}: no event twice`);
+      assert.equal(got.length, expected[d].length + sentinelIds[d].length, `${d}: no event twice`);
       assert.deepEqual([...got].sort(), [...expected[d], ...sentinelIds[d]].sort(), `${d}: each event once, by its ID there`);
     }
   });
