@@ -57,6 +57,7 @@ async function listAll(worker, limit, query = "") {
   let cursor;
   let before;
   do {
+    assert.ok(pages.length < 100, "the pages end");
     const q = new URLSearchParams(query);
     q.set("limit", String(limit));
     if (cursor) q.set("cursor", cursor);
@@ -144,8 +145,20 @@ describe("dead letters in D1: replay", () => {
     const ids = await letters(40);
     await madeUnderCurrent();
     dest.clinic.answer([200]);
-    const answers = await Promise.all([1, 2, 3, 4].map(() => replay(worker)));
-    for (const a of answers) assert.equal(a.status, 200, a.text);
+    // Four runs at once, each paging through the store five letters a call.
+    const runs = await Promise.all([1, 2, 3, 4].map(async () => {
+      const pages = [];
+      let cursor;
+      let before;
+      do {
+        const res = await replay(worker, { limit: 5, ...(cursor && { cursor, before }) });
+        assert.equal(res.status, 200, res.text);
+        pages.push(res);
+        ({ cursor, before } = res.body);
+      } while (cursor && pages.length < 50);
+      return pages;
+    }));
+    const answers = runs.flat();
     const replayed = answers.flatMap((a) => a.body.replayed);
     // Each letter queued by exactly one of them; the others saw it claimed.
     assert.equal(replayed.length, 40);
@@ -337,6 +350,21 @@ describe("dead letters in D1: replay", () => {
     // The event routes keep theirs.
     const preflight = await worker.mf.dispatchFetch("http://edge.test/v1/track", { method: "OPTIONS" });
     assert.equal(preflight.headers.get("access-control-allow-origin"), "*");
+  });
+
+  test("letters are kept 14 days after filing: older ones are removed when letters are filed or listed", async () => {
+    const day = 86_400_000;
+    const now = Date.now();
+    const envelope = '{"to":"clinic","events":[0],"body":{"$bytes":"e30="}}';
+    for (const [id, age] of [["old", 14 * day + 60_000], ["young", 14 * day - 60_000]]) {
+      await db.prepare(INSERT).bind(id, now - age, now - age, "clinic", 1, "refused", 400, null, null, hash, 0, envelope).run();
+    }
+    assert.deepEqual((await listAll(worker, 10)).flat().map((d) => d.id), ["young"]);
+    assert.equal(await count(), 1);
+    await db.prepare(INSERT).bind("old-again", now - 15 * day, now - 15 * day, "clinic", 1, "refused", 400, null, null, hash, 0, envelope).run();
+    await track(worker, `r${round}-filed`);
+    await until(async () => (await count("id NOT IN ('young', 'old-again')")) === 1, "the new letter filed");
+    assert.equal(await count("id LIKE 'old%'"), 0, "removed by the filing");
   });
 
   test("hostile selections: bad cursors, ids, limits and bodies are refused with a code; SQL-ish strings only match nothing", async () => {
