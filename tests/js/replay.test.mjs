@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHmac } from "node:crypto";
+import { existsSync } from "node:fs";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { bundle, root, startDestination, startWorker, until } from "./worker-harness.mjs";
@@ -408,6 +409,17 @@ describe("dead letters in D1: replay", () => {
     assert.equal(await count(), 3, "nothing removed");
     assert.equal(await count("claim IS NULL"), 3, "nothing claimed");
     assert.ok(!JSON.stringify(await listAll(worker, 10)).includes("jane-"), "no value listed");
+    // The script: bad usage is exit 2, before anything is sent.
+    for (const args of [["purge"], ["replay", "--bogus"], ["list", "--force"], ["replay", "--limit"], ["replay", "--limit", "x"], ["replay", "--id"], ["list", "a", "b"], ["list", "not a url"]]) {
+      const { code, stderr } = await script([...args]);
+      assert.equal(code, 2, args.join(" "));
+      assert.match(stderr, /usage: node scripts\/dead-letters\.mjs/);
+    }
+    if (!existsSync(`${root}.dev.vars`)) {
+      const noKey = await run(process.execPath, [`${root}scripts/dead-letters.mjs`, "list", worker.url], { env: { PATH: process.env.PATH } }).catch((e) => e);
+      assert.equal(noKey.code, 2, "no key");
+    }
+    assert.equal(await count(), 3, "nothing removed");
   });
 });
 
