@@ -458,6 +458,24 @@ describe("dead letters in D1: keys and a refusing queue", () => {
     }
   });
 
+  test("without the dead_letters table (migrations not applied): nothing filed is acknowledged, the routes answer 503 and say why", async () => {
+    const worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, OPERATOR_KEY });
+    try {
+      await (await worker.mf.getD1Database("DELIVERY_STATE")).prepare("DROP TABLE dead_letters").run();
+      const deadLetterQueue = await worker.mf.getQueueProducer("DEAD_LETTER", "phimask");
+      await deadLetterQueue.send({ to: "clinic", events: [0], body: new TextEncoder().encode("{}"), reason: { code: "refused", status: 400 }, at: Date.now() }, { contentType: "v8" });
+      await until(() => worker.logs.some((l) => l.includes('"phimask":"dead letter not filed"')), "the filing refused");
+      for (const [path, method] of [["/dead-letters", "GET"], ["/dead-letters/replay", "POST"]]) {
+        const res = await operator(worker, path, { method });
+        assert.equal(res.status, 503);
+        assert.equal(res.body.code, "dead_letter_store_unavailable");
+        assert.match(res.body.error, /migrations/);
+      }
+    } finally {
+      await worker.mf.dispose();
+    }
+  });
+
   test("a queue that refuses: every letter stays in the store, unclaimed, and the replay says 503", async () => {
     const worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, OPERATOR_KEY }, { refusingQueue: true });
     try {

@@ -92,6 +92,7 @@ const INSERT = `INSERT INTO dead_letters (id, filed, at, destination, events, re
 export async function file(batch, env) {
   const db = env.DELIVERY_STATE;
   const now = Date.now();
+  // Retention is housekeeping: its failure never holds a letter back.
   await forget(db, now).catch(() => {});
   await Promise.all(batch.messages.map(async (msg) => {
     try {
@@ -106,8 +107,8 @@ export async function file(batch, env) {
   }));
 }
 
-/** Removes letters filed more than 14 days ago. */
-const forget = (db, now) => db.prepare("DELETE FROM dead_letters WHERE filed < ?").bind(now - KEEP_MS).run();
+/** Removes letters filed more than 14 days ago (async: a missing binding rejects, never throws). */
+const forget = async (db, now) => db.prepare("DELETE FROM dead_letters WHERE filed < ?").bind(now - KEEP_MS).run();
 
 // ---- the operator's routes ----
 
