@@ -12,7 +12,8 @@ import { bundle, closedUrl, freePort, root, sleep, startDestination, startWorker
 
 const KEY = "delivery-test-masking-key-0123456789abcdef";
 const WRITE_KEY = "wk_delivery";
-const OPERATOR_KEY = "operator-key-5d1e9c7a";
+// At least 32 bytes, or the operator routes stay closed.
+const OPERATOR_KEY = "operator-key-5d1e9c7a-0123456789abcdef";
 const QUEUE_KEY = Buffer.from(Array.from({ length: 32 }, (_, i) => (i * 37 + 11) & 255)).toString("base64");
 const basic = (key) => `Basic ${Buffer.from(`${key}:`).toString("base64")}`;
 const run = promisify(execFile);
@@ -154,10 +155,12 @@ describe("durable delivery: retries, dead letters and replay", () => {
     const text = JSON.stringify(listed.body);
     for (const v of ["jane", "patient-", "example.com"]) assert.ok(!text.includes(v), `no value: ${v}`);
 
-    // The broken destination is mended; the replay command re-queues every dead letter.
+    // The broken destination is mended; the replay command re-queues every
+    // dead letter (--force: letters that do not name the policy they were
+    // made under count as made under another).
     dest.broken.answer([200]);
     dest.refusing.answer([200]);
-    const { stdout } = await run(process.execPath, [`${root}scripts/dead-letters.mjs`, "replay", worker.url], { env: { ...process.env, PHIMASK_OPERATOR_KEY: OPERATOR_KEY } });
+    const { stdout } = await run(process.execPath, [`${root}scripts/dead-letters.mjs`, "replay", "--force", worker.url], { env: { ...process.env, PHIMASK_OPERATOR_KEY: OPERATOR_KEY } });
     assert.match(stdout, /replayed 3 dead letters/);
     await until(() => ids(dest.broken).length === 2 && ids(dest.refusing).length === 2, "the replayed bodies", 15_000);
     assert.deepEqual(ids(dest.broken), SENT_IDS);
@@ -333,14 +336,20 @@ describe("durable delivery: hostile and broken messages, keys and queues", () =>
       await sentinel(worker, both, track("sentinel-hostile-1", { event: "Sentinel" }));
       assert.deepEqual(bodies(), [["Sentinel"], ["Sentinel"]], "nothing sent but the sentinel");
       assert.ok(!worker.logs.join("\n").includes("jane@example.com"));
-      // Replayed, each is checked again; a damaged entry of the store is kept and named, not a crash.
+      // Replayed (forced), each is checked again, but none for a destination
+      // gone or sealed for one now restricted is even queued; a damaged
+      // entry of the store is kept and named, not a crash.
       await until(async () => (await operator(worker, "/dead-letters")).body.deadLetters.length === 10, "ten filed");
-      await (await worker.mf.getKVNamespace("DEAD_LETTERS", "phimask")).put("000000000000000-damaged", "{not json");
-      const replay = await operator(worker, "/dead-letters/replay", "POST");
-      assert.equal(replay.status, 200);
-      assert.deepEqual(replay.body, { replayed: 10, unreadable: ["000000000000000-damaged"], more: false });
-      await until(() => logsOf(worker, "dead letter").length === 20, "the same ten dead letters again");
-      assert.deepEqual(logsOf(worker, "dead letter").slice(10).map((l) => l.reason.code).sort(), codes);
+      const db = await worker.mf.getD1Database("DELIVERY_STATE");
+      await db.prepare("INSERT INTO dead_letters (id, filed, at, destination, events, reason, sealed, envelope) VALUES ('damaged', ?, 0, 'warehouse', 1, 'refused', 0, '{not json')").bind(Date.now() - 1000).run();
+      const replay = await worker.mf.dispatchFetch("http://edge.test/dead-letters/replay", { method: "POST", headers: { Authorization: `Bearer ${OPERATOR_KEY}` }, body: JSON.stringify({ force: true }) }).then((r) => r.json());
+      assert.equal(replay.replayed.length, 5);
+      assert.deepEqual(replay.skipped.map((s) => s.reason).sort(), ["restricted_now", "restricted_now", "unknown_destination", "unknown_destination", "unknown_destination"]);
+      assert.deepEqual(replay.unreadable, ["damaged"]);
+      assert.equal(replay.more, false);
+      const again = ["not_sealed", "undecryptable", "undecryptable", "undecryptable", "unreadable_message"];
+      await until(() => logsOf(worker, "dead letter").length === 15, "the five replayed dead letters again");
+      assert.deepEqual(logsOf(worker, "dead letter").slice(10).map((l) => l.reason.code).sort(), again);
       await sentinel(worker, both, track("sentinel-hostile-2", { event: "Sentinel" }));
       assert.deepEqual(bodies(), [["Sentinel"], ["Sentinel"], ["Sentinel"], ["Sentinel"]], "nothing sent but the sentinels");
     } finally {

@@ -28,14 +28,12 @@ describe("wrangler deploy --dry-run", () => {
       assert.match(output, new RegExp(`policies/${env}\\.json is valid`));
       assert.match(output, /Total Upload: [\d.]+ KiB \/ gzip: [\d.]+ KiB/);
       assert.match(output, /--dry-run: exiting now/);
-      // Its queues, dead-letter store and retry count are bound.
       // Its own queues (so one account runs both environments), delivery
-      // state, dead-letter store and retry count are bound.
+      // state (which holds the dead letters) and retry count are bound.
       for (const binding of [
         new RegExp(`env\\.DELIVERY \\(phimask-delivery-${env}\\)\\s+Queue`),
         new RegExp(`env\\.DEAD_LETTER \\(phimask-dead-letter-${env}\\)\\s+Queue`),
         new RegExp(`env\\.DELIVERY_STATE \\(phimask-delivery-state-${env}\\)\\s+D1 Database`),
-        /env\.DEAD_LETTERS\s+KV Namespace/,
         /env\.DELIVERY_MAX_RETRIES \("20"\)/,
       ]) {
         assert.match(output, binding);
@@ -57,7 +55,7 @@ describe("wrangler deploy --dry-run", () => {
     });
   }
 
-  test("wrangler.toml: every environment declares its own queues, their consumers, its delivery state, the dead-letter store and DELIVERY_MAX_RETRIES = max_retries", () => {
+  test("wrangler.toml: every environment declares its own queues, their consumers, its delivery state (with the dead letters) and DELIVERY_MAX_RETRIES = max_retries", () => {
     // The subset of TOML wrangler.toml uses: [table], [[array]], key = value.
     const tables = [];
     let current = null;
@@ -77,7 +75,8 @@ describe("wrangler deploy --dry-run", () => {
       assert.equal(dead.queue, `phimask-dead-letter-${name}`);
       assert.deepEqual(of("d1_databases").map((d) => [d.binding, d.database_name, d.migrations_dir]), [["DELIVERY_STATE", `phimask-delivery-state-${name}`, "migrations"]]);
       assert.equal(dead.dead_letter_queue, undefined, "the dead letters' own consumer is the last stop");
-      assert.deepEqual(of("kv_namespaces").map((k) => k.binding), ["DEAD_LETTERS"]);
+      // Dead letters live in DELIVERY_STATE (D1, strongly consistent), not in KV.
+      assert.deepEqual(of("kv_namespaces"), []);
       assert.equal(of("vars")[0].DELIVERY_MAX_RETRIES, String(delivery.max_retries), "the consumer dead-letters after the queue's own retries");
     }
   });

@@ -48,7 +48,7 @@ function workerDir(policy, name, alter = (text) => text) {
   return dir;
 }
 
-/** The top-level queues, KV namespace and vars of the shipped wrangler.toml. */
+/** The top-level queues, D1 database and vars of the shipped wrangler.toml. */
 function shippedQueues() {
   const toml = readFileSync(join(root, "wrangler.toml"), "utf8");
   return toml.slice(toml.indexOf("[[queues.producers]]"), toml.indexOf("[dev]"));
@@ -91,8 +91,8 @@ export class Queue extends WorkerEntrypoint {
 export default { fetch() { return new Response(null, { status: 404 }); } };`;
 
 /**
- * Starts the bundled Worker in workerd, with the queues and KV namespace
- * wrangler.toml declares (local, in memory). Logs are collected in
+ * Starts the bundled Worker in workerd, with the queues and D1 database
+ * wrangler.toml declares (local, in memory; every migration applied). Logs are collected in
  * `logs`; `url` is where it listens on 127.0.0.1 (for a browser to reach
  * it). Options: `maxRetries` (of the delivery queue, 3 unless set),
  * `spy: true` to have a spy Worker consume the delivery queue instead
@@ -121,7 +121,6 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
         ...(!spy && { [DELIVERY_QUEUE]: delivery }),
         [DEAD_LETTER_QUEUE]: { maxBatchSize: 10, maxBatchTimeout: 0.1, maxRetries: 100 },
       },
-      kvNamespaces: ["DEAD_LETTERS"],
       d1Databases: { DELIVERY_STATE: "phimask-delivery-state-test" },
     }),
     ...(refusingQueue && { serviceBindings: { DELIVERY: { name: "refuser", entrypoint: "Queue" } } }),

@@ -8,7 +8,7 @@
 // entry-production.js) import their prepared policy (written by
 // www/dev/check-policy.mjs at build time) and call createWorker(policy).
 import { callTypes, Sanitizer, warmUp } from "./engine.js";
-import { file, operate } from "./dead-letters.js";
+import { file, operate, OPERATOR_PATHS } from "./dead-letters.js";
 import { authSecret, deliver, log } from "./forward.js";
 import { ingest } from "./ingest.js";
 import { consume, enqueue, message, QUEUE_BODY_BYTES } from "./queue.js";
@@ -56,7 +56,8 @@ function health(policy, hash, env, compiled) {
     environment: policy.environment,
     policy: { version: 1, sha256: hash },
     secrets: Object.fromEntries(["PHI_MASKING_KEY", "WRITE_KEYS", "QUEUE_ENCRYPTION_KEY", "OPERATOR_KEY"].map((k) => [k, set(k)])),
-    queues: { DELIVERY: !!env.DELIVERY, DEAD_LETTER: !!env.DEAD_LETTER, DEAD_LETTERS: !!env.DEAD_LETTERS },
+    // DEAD_LETTERS: the dead-letter store, a table of the D1 database DELIVERY_STATE.
+    queues: { DELIVERY: !!env.DELIVERY, DEAD_LETTER: !!env.DEAD_LETTER, DEAD_LETTERS: !!env.DELIVERY_STATE },
     // delivery "direct": under a BAA without QUEUE_ENCRYPTION_KEY, sent at once, never queued.
     destinations: [...(compiled.targets?.values() ?? [])].map((t) => ({ name: t.destination, format: t.format, credential: t.secret ? set(t.secret) : false, delivery: queued(t, compiled) ? "queue" : "direct" })),
   };
@@ -121,7 +122,8 @@ export function createWorker(policy) {
   return {
     async fetch(request, env, ctx) {
       const url = new URL(request.url);
-      if (url.pathname.startsWith("/dead-letters")) return operate(request, env, url.pathname);
+      // Exact paths only: /dead-lettersX or /dead-letters/ is not an operator route.
+      if (OPERATOR_PATHS.has(url.pathname)) return operate(request, env, url.pathname, hash, sanitizerFor(env));
       if (url.pathname === "/health") {
         if (request.method !== "GET") return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use GET" }, { Allow: "GET" });
         return health(policy, hash, env, sanitizerFor(env));
