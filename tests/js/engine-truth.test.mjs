@@ -6,12 +6,13 @@
 // - queue messages and dead letters hold no credential: Amplitude's and
 //   PostHog's api_key is added when the body is sent, and the APIs (the
 //   fakes, which check it as documented) still get it and accept;
-// - a destination named __proto__ is refused by validation.
+// - a destination named __proto__ is refused by validation, and the
+//   engine's objects keyed by destination names hold any name as their own.
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { FAKE_CREDENTIALS, startFakes } from "../../www/dev/fakes.mjs";
-import { Sanitizer, validatePolicy } from "../../www/dev/node.mjs";
+import { preparePolicy, Sanitizer, validatePolicy } from "../../www/dev/node.mjs";
 import { withCredential } from "../../www/worker/forward.js";
 import { bundle, startDestination, startWorker, until } from "./worker-harness.mjs";
 
@@ -218,4 +219,34 @@ test("a destination named __proto__ is refused by validation, with its path", ()
   assert.ok(problem, JSON.stringify(report.errors));
   assert.match(problem.message, /reserved/);
   assert.throws(() => new Sanitizer(JSON.stringify(policy), KEY), (e) => e.code === "invalid_policy");
+});
+
+test("the engine's JS objects keep any destination name as an own data member, even one validation refuses", () => {
+  // A prepared policy whose destination name was changed to __proto__
+  // after validation (its checksum made again): the binding must not
+  // lose it in a prototype setter.
+  const policy = {
+    version: 1, environment: "t", hipaa: true,
+    destinations: { xxproto__: { connection: "server-side", endpoint: "https://p.example/in", integration: "P" } },
+  };
+  const bytes = Buffer.from(preparePolicy(policy));
+  const body = bytes.subarray(0, bytes.length - 32);
+  const from = Buffer.from("xxproto__");
+  const at = body.indexOf(from);
+  assert.ok(at > 0 && body.indexOf(from, at + 1) === -1, "the name once");
+  Buffer.from("__proto__").copy(body, at);
+  createHash("sha256").update(body).digest().copy(bytes, body.length);
+  const s = Sanitizer.fromPrepared(bytes, KEY);
+  assert.deepEqual(s.destinations(), ["__proto__"]);
+  const done = s.processRequest(Buffer.from('{"batch":[{"type":"track","event":"E","userId":"u1"}]}'), "batch");
+  for (const part of ["bodies", "events", "report"]) {
+    assert.equal(Object.getPrototypeOf(done[part]), Object.prototype, part);
+    assert.ok(Object.hasOwn(done[part], "__proto__"), `${part} holds it as its own`);
+    assert.deepEqual(Object.keys(done[part]), ["__proto__"], part);
+  }
+  assert.equal(done.bodies.__proto__.length, 1);
+  assert.deepEqual(done.events.__proto__, [[0]]);
+  assert.equal(done.report.__proto__.events, 1);
+  const explained = s.explain('{"type":"track","event":"E","userId":"u1"}');
+  assert.ok(Object.hasOwn(explained, "__proto__") && explained.__proto__.sent === true);
 });
