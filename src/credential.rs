@@ -1,10 +1,37 @@
 //! Destination credentials: the `AUTH_<NAME>` secret of a destination,
 //! checked against what its format's API takes and placed where that API
-//! wants it (a header, the body's `api_key`, query parameters). Errors
-//! say what form was expected and never quote the secret; `Debug` shows
-//! nothing of it.
+//! wants it (a header, the body's `api_key`, query parameters). Request
+//! bodies are made without it (they wait in queues and dead letters): a
+//! body credential is a member the sender adds. Errors say what form was
+//! expected and never quote the secret; `Debug` shows nothing of it.
 
 use crate::format::Format;
+
+/// Amplitude's API key: 32 hexadecimal digits.
+const AMPLITUDE_KEY_CHARS: usize = 32;
+/// PostHog's project key: `phc_` and 8 to 128 letters and digits.
+const POSTHOG_KEY_PREFIX: &str = "phc_";
+const POSTHOG_KEY_MAX_CHARS: usize = 128;
+/// `"api_key":"` and `",` around the key.
+const API_KEY_MEMBER_BYTES: usize = "\"api_key\":\"\",".len();
+
+/// The most bytes a format's body credential adds to a body (its
+/// [`Target::body_member`]): bodies are made this much under the API's
+/// limit, so they stay within it once the credential is added.
+pub fn body_member_room(format: Format) -> usize {
+    match format {
+        Format::Amplitude => API_KEY_MEMBER_BYTES + AMPLITUDE_KEY_CHARS,
+        Format::Posthog => API_KEY_MEMBER_BYTES + POSTHOG_KEY_PREFIX.len() + POSTHOG_KEY_MAX_CHARS,
+        Format::Segment | Format::Ndjson | Format::Mixpanel | Format::Ga4 => 0,
+    }
+}
+
+/// `"api_key":KEY,` for a key already checked to be letters, digits and
+/// `_` (nothing to escape); `None` if it would not fit its room.
+fn api_key_member(format: Format, key: &str) -> Option<String> {
+    let member = ["\"api_key\":\"", key, "\","].concat();
+    (member.len() <= body_member_room(format)).then_some(member)
+}
 
 /// Where a destination's requests go and what authenticates them.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -13,8 +40,10 @@ pub struct Target {
     pub url: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
-    /// The body's `api_key` (Amplitude, PostHog).
-    pub api_key: Option<String>,
+    /// The JSON member to insert right after a body's opening `{` when
+    /// sending it (`"api_key":"…",` of Amplitude and PostHog): never in
+    /// the bodies phimask makes, which may be stored.
+    pub body_member: Option<String>,
 }
 
 impl std::fmt::Debug for Target {
@@ -107,15 +136,21 @@ pub fn target(
             }
         }
         Format::Amplitude => match secret {
-            Some(s) if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                target.api_key = Some(s.to_owned());
+            Some(s)
+                if s.len() == AMPLITUDE_KEY_CHARS && s.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                target.body_member = Some(api_key_member(format, s).ok_or(expected(format))?);
             }
             _ => return Err(expected(format)),
         },
-        Format::Posthog => match secret.and_then(|s| s.strip_prefix("phc_")) {
-            Some(rest) if token(rest, 8, 128, b"") => target.api_key = secret.map(str::to_owned),
-            _ => return Err(expected(format)),
-        },
+        Format::Posthog => {
+            match secret.zip(secret.and_then(|s| s.strip_prefix(POSTHOG_KEY_PREFIX))) {
+                Some((s, rest)) if token(rest, 8, POSTHOG_KEY_MAX_CHARS, b"") => {
+                    target.body_member = Some(api_key_member(format, s).ok_or(expected(format))?);
+                }
+                _ => return Err(expected(format)),
+            }
+        }
         Format::Mixpanel => {
             let s = secret.ok_or(expected(format))?;
             let pair = match s.split_once(':') {

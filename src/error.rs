@@ -31,6 +31,10 @@ pub enum EventError {
     IntegrationsNotObject,
     /// A field Segment's spec requires of the call is missing.
     Incomplete(Required),
+    /// Sanitized and written in the format of `destination`, the event
+    /// alone is larger than a request body of it may be (`limit` bytes):
+    /// refused for every destination, never sent to some.
+    TooLargeFor { destination: String, limit: usize },
 }
 
 /// Everything that can go wrong in phimask.
@@ -64,7 +68,7 @@ impl Error {
             Error::UnknownDestination(_) => "unknown_destination",
             Error::InvalidCredential { .. } => "invalid_credential",
             Error::Event(e) => match e {
-                EventError::TooLarge => "event_too_large",
+                EventError::TooLarge | EventError::TooLargeFor { .. } => "event_too_large",
                 EventError::TooDeep => "event_too_deep",
                 EventError::InvalidJson { .. } => "invalid_json",
                 EventError::NotObject => "event_not_object",
@@ -173,6 +177,16 @@ impl Describe for EventError {
                 "event \"integrations\" must be an object (or null): its routing cannot be known",
             ),
             EventError::Incomplete(what) => out.push_str(what.text()),
+            EventError::TooLargeFor { destination, limit } => push_all(
+                out,
+                &[
+                    Text("event is too large for destination "),
+                    Text(&quoted(destination)),
+                    Text(": sanitized in its format it does not fit a request body of "),
+                    Number(*limit as u64),
+                    Text(" bytes, so it is sent to no destination"),
+                ],
+            ),
         }
     }
 }

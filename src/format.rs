@@ -21,18 +21,23 @@ use crate::structural::epoch_millis;
 pub enum Format {
     /// `{"batch": [event, ...]}` (Segment's batch API).
     Segment,
-    /// Amplitude HTTP V2 (`/2/httpapi`): `{"api_key", "events": [...]}`.
+    /// Amplitude HTTP V2 (`/2/httpapi`): `{"api_key", "events": [...]}`
+    /// (`api_key` added when sending).
     Amplitude,
     /// Mixpanel `/import`: `[{"event", "properties"}, ...]`.
     Mixpanel,
     /// GA4 Measurement Protocol (`/mp/collect`): `{"client_id", "user_id",
     /// "events": [{"name", "params"}]}`, one user per request.
     Ga4,
-    /// PostHog `/batch/`: `{"api_key", "batch": [...]}`.
+    /// PostHog `/batch/`: `{"api_key", "batch": [...]}` (`api_key` added
+    /// when sending).
     Posthog,
     /// One sanitized event a line.
     Ndjson,
 }
+
+/// A GA4 body's opening, around the members its events share.
+const GA4_OPEN: (&str, &str) = ("{", ",\"events\":[");
 
 /// A format's limits per request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,55 +149,71 @@ impl Format {
         })
     }
 
-    /// The opening of a body, up to its first item.
-    fn open(self, shared: &str, api_key: Option<&str>) -> String {
-        let mut head = Out(Vec::new());
+    /// The opening of a body, up to its first item. No credential: the
+    /// sender inserts Amplitude's and PostHog's `api_key` after the `{`
+    /// (bodies wait in queues and dead letters).
+    fn open(self, shared: &str) -> Cow<'static, str> {
         match self {
-            Format::Segment => head.raw("{\"batch\":["),
-            Format::Ndjson => {}
-            Format::Mixpanel => head.raw("["),
-            Format::Amplitude | Format::Posthog => {
-                head.raw("{\"api_key\":");
-                head.string(api_key.unwrap_or(""));
-                head.raw(if self == Format::Amplitude {
-                    ",\"events\":["
-                } else {
-                    ",\"batch\":["
-                });
-            }
-            Format::Ga4 => {
-                head.raw("{");
-                head.raw(shared);
-                head.raw(",\"events\":[");
-            }
+            Format::Segment | Format::Posthog => Cow::Borrowed("{\"batch\":["),
+            Format::Ndjson => Cow::Borrowed(""),
+            Format::Mixpanel => Cow::Borrowed("["),
+            Format::Amplitude => Cow::Borrowed("{\"events\":["),
+            Format::Ga4 => Cow::Owned([GA4_OPEN.0, shared, GA4_OPEN.1].concat()),
         }
-        String::from_utf8(head.0).unwrap_or_default()
+    }
+
+    /// The length of [`Format::open`], without making it.
+    fn open_len(self, shared: &str) -> usize {
+        match self {
+            Format::Ga4 => GA4_OPEN.0.len() + shared.len() + GA4_OPEN.1.len(),
+            _ => self.open("").len(),
+        }
+    }
+
+    /// What ends a body, and what goes between two items.
+    fn close_and_separator(self) -> (&'static str, &'static str) {
+        match self {
+            Format::Ndjson => ("\n", "\n"),
+            Format::Mixpanel => ("]", ","),
+            _ => ("]}", ","),
+        }
+    }
+
+    /// The most bytes a body of this format may hold as phimask makes it:
+    /// the API's limit less the room its body credential takes when the
+    /// sender adds it, and no more than `max_bytes` (a queue message's).
+    pub fn body_limit(self, max_bytes: usize) -> usize {
+        let api = self
+            .limits()
+            .bytes
+            .saturating_sub(crate::credential::body_member_room(self));
+        api.min(max_bytes)
+    }
+
+    /// Whether `item` fits a body of its own within `limit` bytes (from
+    /// [`Format::body_limit`]); one that does not cannot be sent at all.
+    pub fn fits(self, item: &Item, limit: usize) -> bool {
+        let (close, _) = self.close_and_separator();
+        self.open_len(&item.shared) + item.text.len() + close.len() <= limit
     }
 
     /// `items` (from [`Format::item`]) as request bodies within the limits,
-    /// in order (GA4: grouped by user, each user's in order); `api_key`
-    /// goes where the API takes it in the body (`api_key` of Amplitude and
-    /// PostHog). Each body comes with the indexes of its items. Items too
-    /// large for any body are left out and their indexes returned.
-    pub fn bodies(self, items: &[Item], api_key: Option<&str>) -> (Vec<Body>, Vec<usize>) {
-        self.bodies_within(items, api_key, usize::MAX)
+    /// in order (GA4: grouped by user, each user's in order), with room
+    /// left for the credential the sender adds. Each body comes with the
+    /// indexes of its items. Items too large for any body are left out
+    /// and their indexes returned.
+    pub fn bodies(self, items: &[Item]) -> (Vec<Body>, Vec<usize>) {
+        self.bodies_within(items, usize::MAX)
     }
 
     /// As [`Format::bodies`], with no body over `max_bytes` either (a
     /// queue message's size): an item too large for it is refused too.
-    pub fn bodies_within(
-        self,
-        items: &[Item],
-        api_key: Option<&str>,
-        max_bytes: usize,
-    ) -> (Vec<Body>, Vec<usize>) {
-        let mut limits = self.limits();
-        limits.bytes = limits.bytes.min(max_bytes);
-        let (close, separator) = match self {
-            Format::Ndjson => ("\n", "\n"),
-            Format::Mixpanel => ("]", ","),
-            _ => ("]}", ","),
+    pub fn bodies_within(self, items: &[Item], max_bytes: usize) -> (Vec<Body>, Vec<usize>) {
+        let limits = Limits {
+            events: self.limits().events,
+            bytes: self.body_limit(max_bytes),
         };
+        let (close, separator) = self.close_and_separator();
         // Groups of items sharing a request, in order of first appearance
         // (found by a hash first: GA4 has one per user).
         let hash = |s: &str| {
@@ -214,7 +235,7 @@ impl Format {
         let mut bodies = Vec::new();
         let mut too_large = Vec::new();
         for (_, shared, list) in groups {
-            let open = self.open(shared, api_key);
+            let open = self.open(shared);
             let mut body = Body::default();
             for i in list {
                 let item = &items[i].text;
@@ -232,7 +253,7 @@ impl Format {
                     bodies.push(std::mem::take(&mut body));
                 }
                 body.text.push_str(if body.items.is_empty() {
-                    &open
+                    open.as_ref()
                 } else {
                     separator
                 });

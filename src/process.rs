@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 
-use crate::error::Error;
+use crate::error::{Error, EventError};
 use crate::event::Event;
 use crate::format::{Format, Item, Sanitized};
 use crate::json::SyntaxReason;
@@ -24,7 +24,8 @@ pub struct Processed {
     /// them).
     pub accepted: usize,
     /// Events refused, by index in the request, with why; nothing of
-    /// them goes anywhere.
+    /// them goes anywhere (an event too large for one destination's
+    /// bodies included).
     pub rejected: Vec<(usize, Error)>,
     /// One per server-side destination, in policy order.
     pub deliveries: Vec<Delivery>,
@@ -34,7 +35,8 @@ pub struct Processed {
 #[derive(Debug, Default)]
 pub struct Delivery {
     pub destination: String,
-    /// Request bodies, ready to send in the destination's format.
+    /// Request bodies in the destination's format, without its body
+    /// credential (added when sending: [`crate::credential::Target`]).
     pub bodies: Vec<String>,
     /// For each body, the indexes in the request of its events, in order.
     pub events: Vec<Vec<usize>>,
@@ -44,8 +46,6 @@ pub struct Delivery {
     /// Events it would receive that its format has no mapping for (a call
     /// type the API does not take, no user or device ID).
     pub unmapped: u32,
-    /// Events too large for any request body of its API.
-    pub oversize: u32,
 }
 
 /// One event as written for a class of destinations: its text, counts,
@@ -81,8 +81,10 @@ impl Sanitizer {
     }
 
     /// As [`Sanitizer::process_request`], with no request body over
-    /// `max_body_bytes` (the Worker's queue messages hold one body each):
-    /// an event whose body alone would exceed it counts as oversize.
+    /// `max_body_bytes` (the Worker's queue messages hold one body each).
+    /// An event that fits no body of some destination (over this or its
+    /// API's limit) is refused for all, with
+    /// [`EventError::TooLargeFor`].
     ///
     /// # Errors
     /// As [`Sanitizer::process_request`].
@@ -106,6 +108,11 @@ impl Sanitizer {
         // per destination, whether it receives the event.
         let mut written: Vec<Option<Written>> = dests.iter().map(|_| None).collect();
         let mut receives = vec![false; dests.len()];
+        let limits: Vec<usize> = dests
+            .iter()
+            .map(|d| d.format.body_limit(max_body_bytes))
+            .collect();
+        let mut items = Vec::with_capacity(dests.len());
         for (index, event) in request.events.iter().enumerate() {
             let text = match event {
                 Ok(text) => text,
@@ -115,23 +122,22 @@ impl Sanitizer {
                 }
             };
             written.iter_mut().for_each(|w| *w = None);
-            match self.write_all(text, &memo, &mut written, &mut receives) {
-                Ok(()) => accepted += 1,
-                Err(e) => {
-                    rejected.push((index, e));
-                    continue;
+            let mapped = self
+                .write_all(text, &memo, &mut written, &mut receives)
+                .and_then(|()| self.map_formats(&written, &receives, &limits, &mut items));
+            match mapped {
+                Ok(()) => {
+                    accepted += 1;
+                    add_items(index, &mut items, &mut pending);
                 }
+                Err(e) => rejected.push((index, e)),
             }
-            self.map_formats(index, &written, &receives, &mut pending);
         }
         let deliveries = dests
             .iter()
             .zip(pending)
             .filter(|(d, _)| d.is_server_side())
-            .map(|(d, p)| {
-                let api_key = d.target.as_ref().and_then(|t| t.api_key.as_deref());
-                deliver(d.format, &d.name, api_key, p, max_body_bytes)
-            })
+            .map(|(d, p)| deliver(d.format, &d.name, p, max_body_bytes))
             .collect();
         Ok(Processed {
             write_key: request.write_key,
@@ -182,17 +188,23 @@ impl Sanitizer {
         Ok(())
     }
 
-    /// Adds each receiving destination's item for the event at `index`;
-    /// each sanitized text is parsed at most once, for all native formats.
+    /// Each receiving destination's item of one event, into `items` (by
+    /// destination index; `None`: its format has no mapping for it); each
+    /// sanitized text is parsed at most once, for all native formats.
+    ///
+    /// # Errors
+    /// [`EventError::TooLargeFor`] when an item fits no body of its
+    /// server-side destination (`limits`): the event then goes to none.
     fn map_formats(
         &self,
-        index: usize,
         written: &[Option<Written>],
         receives: &[bool],
-        pending: &mut [Pending],
-    ) {
+        limits: &[usize],
+        items: &mut Vec<(usize, Option<Item>, Tally)>,
+    ) -> Result<(), Error> {
+        items.clear();
         let mut parsed: Vec<Option<Option<Sanitized<'_>>>> = written.iter().map(|_| None).collect();
-        for ((dest, p), receives) in self.destinations.iter().zip(pending).zip(receives) {
+        for (at, (dest, receives)) in self.destinations.iter().zip(receives).enumerate() {
             let (
                 true,
                 Some(Written {
@@ -223,31 +235,47 @@ impl Sanitizer {
                     .as_ref()
                     .and_then(|e| dest.format.native_item(e))
             };
-            match item {
-                Some(item) => {
-                    p.items.push(item);
-                    p.indexes.push(index);
-                    p.tallies.push(*tally);
+            let limit = limits.get(at).copied().unwrap_or(0);
+            if let Some(item) = item.as_ref().filter(|_| dest.is_server_side()) {
+                if !dest.format.fits(item, limit) {
+                    return Err(Error::Event(EventError::TooLargeFor {
+                        destination: dest.name.clone(),
+                        limit,
+                    }));
                 }
-                None => p.unmapped += 1,
             }
+            items.push((at, item, *tally));
+        }
+        Ok(())
+    }
+}
+
+/// Adds one accepted event's items (from [`Sanitizer::map_formats`]) to
+/// what each destination is sent; `index` is the event's in the request.
+fn add_items(index: usize, items: &mut Vec<(usize, Option<Item>, Tally)>, pending: &mut [Pending]) {
+    for (at, item, tally) in items.drain(..) {
+        let Some(p) = pending.get_mut(at) else {
+            continue;
+        };
+        match item {
+            Some(item) => {
+                p.items.push(item);
+                p.indexes.push(index);
+                p.tallies.push(tally);
+            }
+            None => p.unmapped += 1,
         }
     }
 }
 
 /// Gathers a destination's items into bodies and counts.
-fn deliver(
-    format: Format,
-    name: &str,
-    api_key: Option<&str>,
-    p: Pending,
-    max_bytes: usize,
-) -> Delivery {
-    let (bodies, too_large) = format.bodies_within(&p.items, api_key, max_bytes);
+fn deliver(format: Format, name: &str, p: Pending, max_bytes: usize) -> Delivery {
+    // Every item fits a body (map_formats refused the events that do
+    // not), so none is left out here.
+    let (bodies, _) = format.bodies_within(&p.items, max_bytes);
     let mut delivery = Delivery {
         destination: name.to_owned(),
         unmapped: p.unmapped,
-        oversize: u32::try_from(too_large.len()).unwrap_or(u32::MAX),
         ..Delivery::default()
     };
     for body in bodies {

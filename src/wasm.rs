@@ -133,11 +133,15 @@ export interface Explanation {
   transformed: string[];
 }
 /** Where a destination's requests go: its URL (with any query parameters
- * its credential adds) and `Authorization` header. Holds the credential:
- * never log it. */
+ * its credential adds), `Authorization` header, and the member its
+ * credential adds to a body. Holds the credential: never log it. */
 export interface Target {
   url: string;
   authorization?: string;
+  /** The JSON member (`"api_key":"…",`, Amplitude and PostHog) to insert
+   * right after a body's opening `{` when sending it: `processRequest`'s
+   * bodies carry no credential. */
+  credentialMember?: string;
   format: "segment" | "amplitude" | "mixpanel" | "ga4" | "posthog" | "ndjson";
   /** False for a destination under a BAA (`restrict_phi: false`): its bodies keep PHI. */
   restricted: boolean;
@@ -147,15 +151,17 @@ export interface Processed {
   writeKey?: string;
   /** Events sanitized for every destination. */
   accepted: number;
-  /** Events refused, by index in the request; nothing of them is sent. */
+  /** Events refused, by index in the request; nothing of them is sent
+   * (`event_too_large` also when it fits no body of one destination). */
   rejected: Array<{ index: number; code: ErrorCode; error: string }>;
-  /** Request bodies per destination, ready to POST in its format. */
+  /** Request bodies per destination in its format, without credentials
+   * (Target's `credentialMember` is added when sending). */
   bodies: Record<string, string[]>;
   /** Per destination and body, the request indexes of its events. */
   events: Record<string, number[][]>;
   /** Per destination: events sent, paths dropped / masked / transformed in
-   * them, events its format has no mapping for, events too large to send. */
-  report: Record<string, { events: number; dropped: number; masked: number; transformed: number; unmapped: number; oversize: number }>;
+   * them, events its format has no mapping for. */
+  report: Record<string, { events: number; dropped: number; masked: number; transformed: number; unmapped: number }>;
 }
 /** Counts since the last `takeReport()`, by destination. */
 export type Report = Record<string, { events: number; dropped: number; masked: number; transformed: number }>;
@@ -170,6 +176,20 @@ fn set(target: &JsValue, key: &str, value: &JsValue) {
     // Reflect.set only fails on frozen or non-object targets, which these
     // freshly made objects are not.
     let _ = Reflect::set(target, &JsValue::from_str(key), value);
+}
+
+/// Sets `key` as an own, plain data property, whatever the name: the
+/// keys of these objects are destination names from the policy, and
+/// `Reflect.set` of `__proto__` would change the prototype instead.
+fn define(target: &JsValue, key: &str, value: &JsValue) {
+    let field: JsValue = Object::new().into();
+    set(&field, "value", value);
+    for flag in ["writable", "enumerable", "configurable"] {
+        set(&field, flag, &JsValue::TRUE);
+    }
+    let (target, field): (&Object, &Object) = (target.unchecked_ref(), field.unchecked_ref());
+    // Fails only on frozen or non-object targets, which these are not.
+    let _ = Reflect::define_property(target, &JsValue::from_str(key), field);
 }
 
 fn problems(list: &[Problem]) -> Array {
@@ -451,9 +471,11 @@ impl Sanitizer {
 
     /// Checks a destination's credential (its `AUTH_<NAME>` secret) for its
     /// format and places it: returns the URL and Authorization header its
-    /// requests carry (the body key of Amplitude and PostHog is written
-    /// into `processRequest`'s bodies). Throws `invalid_credential` saying
-    /// what the secret must be, never quoting it.
+    /// requests carry, and the member (`credentialMember`) the sender
+    /// inserts after a body's opening `{` (the `api_key` of Amplitude and
+    /// PostHog: `processRequest`'s bodies carry none, as they may be
+    /// queued). Throws `invalid_credential` saying what the secret must
+    /// be, never quoting it.
     #[wasm_bindgen(unchecked_return_type = "Target")]
     pub fn connect(
         &mut self,
@@ -470,6 +492,9 @@ impl Sanitizer {
         if let Some(auth) = &target.authorization {
             set(&out, "authorization", &JsValue::from_str(auth));
         }
+        if let Some(member) = &target.body_member {
+            set(&out, "credentialMember", &JsValue::from_str(member));
+        }
         if let Some(format) = self.inner.format(destination) {
             set(&out, "format", &JsValue::from_str(format.name()));
         }
@@ -483,8 +508,9 @@ impl Sanitizer {
     /// path's type or `batch`) to every destination's request bodies, the
     /// rejected events and the counts. Throws (`invalid_json`,
     /// `invalid_body`, `event_too_deep`, `duplicate_key`) when the request
-    /// as a whole is unusable. With `maxBodyBytes`, no body is larger than that (an
-    /// event that alone would be is counted `oversize` and not sent).
+    /// as a whole is unusable. With `maxBodyBytes`, no body is larger than
+    /// that. An event that alone fits no body of some destination is
+    /// refused for all (`event_too_large`). Bodies carry no credential.
     #[wasm_bindgen(js_name = processRequest, unchecked_return_type = "Processed")]
     pub fn process_request(
         &self,
@@ -522,7 +548,7 @@ impl Sanitizer {
         );
         for d in &done.deliveries {
             let texts: Array = d.bodies.iter().map(|b| JsValue::from_str(b)).collect();
-            set(&bodies, &d.destination, &texts);
+            define(&bodies, &d.destination, &texts);
             let indexes: Array = d
                 .events
                 .iter()
@@ -533,11 +559,10 @@ impl Sanitizer {
                         .into()
                 })
                 .collect();
-            set(&events, &d.destination, &indexes);
+            define(&events, &d.destination, &indexes);
             let counts = counts(d.sent, d.tally);
             set(&counts, "unmapped", &JsValue::from(d.unmapped));
-            set(&counts, "oversize", &JsValue::from(d.oversize));
-            set(&report, &d.destination, &counts);
+            define(&report, &d.destination, &counts);
         }
         set(&out, "bodies", &bodies);
         set(&out, "events", &events);
@@ -619,7 +644,7 @@ impl Sanitizer {
     pub fn take_report(&self) -> JsValue {
         let out: JsValue = Object::new().into();
         for (destination, events, tally) in self.report.borrow_mut().drain(..) {
-            set(&out, &destination, &counts(events, tally));
+            define(&out, &destination, &counts(events, tally));
         }
         out
     }
@@ -646,7 +671,7 @@ impl Sanitizer {
             set(&o, "dropped", &strings(&e.paths.dropped));
             set(&o, "masked", &strings(&e.paths.masked));
             set(&o, "transformed", &strings(&e.paths.transformed));
-            set(&out, &e.destination, &o);
+            define(&out, &e.destination, &o);
         }
         Ok(out)
     }

@@ -61,20 +61,25 @@ fn one_by_one(
     events: &[String],
     destination: &str,
 ) -> (Vec<String>, Vec<Vec<usize>>) {
-    one_by_one_within(s, events, destination, usize::MAX)
+    one_by_one_within(s, events, destination, usize::MAX, &[])
 }
 
-/// As [`one_by_one`], with no body over `max` bytes.
+/// As [`one_by_one`], with no body over `max` bytes, without the events
+/// at `refused`.
 fn one_by_one_within(
     s: &Sanitizer,
     events: &[String],
     destination: &str,
     max: usize,
+    refused: &[usize],
 ) -> (Vec<String>, Vec<Vec<usize>>) {
     let format = s.format(destination).unwrap();
     let mut items: Vec<Item> = Vec::new();
     let mut indexes = Vec::new();
     for (i, e) in events.iter().enumerate() {
+        if refused.contains(&i) {
+            continue;
+        }
         let Ok(Some(out)) = s.sanitize_json(e, destination) else {
             continue;
         };
@@ -83,12 +88,7 @@ fn one_by_one_within(
             indexes.push(i);
         }
     }
-    let api_key = match destination {
-        "amp" | "vault" => Some(AMPLITUDE_KEY),
-        "ph" => Some("phc_abcdefgh12345678"),
-        _ => None,
-    };
-    let (bodies, _) = format.bodies_within(&items, api_key, max);
+    let (bodies, _) = format.bodies_within(&items, max);
     let events = bodies
         .iter()
         .map(|b| b.items.iter().map(|&i| indexes[i]).collect())
@@ -125,23 +125,27 @@ fn bodies_within_a_queue_message_split_as_the_formats_do() {
     let done = s
         .process_request_within(batch(&events).as_bytes(), Call::Batch, max)
         .unwrap();
+    assert!(done.rejected.is_empty());
     for d in &done.deliveries {
-        let (bodies, indexes) = one_by_one_within(&s, &events, &d.destination, max);
+        let (bodies, indexes) = one_by_one_within(&s, &events, &d.destination, max, &[]);
         assert!(d.bodies.len() > 1, "{}: split", d.destination);
         assert!(d.bodies.iter().all(|b| b.len() <= max), "{}", d.destination);
         assert_eq!(d.bodies, bodies, "{}", d.destination);
         assert_eq!(d.events, indexes, "{}", d.destination);
-        assert_eq!(d.oversize, 0, "{}", d.destination);
     }
-    // An event whose body alone is over the limit is counted, not sent.
+    // An event whose body alone is over the limit for some destination is
+    // refused for all; the others go as before.
     let done = s
         .process_request_within(batch(&events).as_bytes(), Call::Batch, 300)
         .unwrap();
+    let refused: Vec<usize> = done.rejected.iter().map(|(i, _)| *i).collect();
+    assert!(!refused.is_empty());
+    assert_eq!(done.accepted + refused.len(), events.len());
     for d in &done.deliveries {
         assert!(d.bodies.iter().all(|b| b.len() <= 300), "{}", d.destination);
-        assert!(d.oversize > 0, "{}", d.destination);
-        let (bodies, _) = one_by_one_within(&s, &events, &d.destination, 300);
+        let (bodies, indexes) = one_by_one_within(&s, &events, &d.destination, 300, &refused);
         assert_eq!(d.bodies, bodies, "{}", d.destination);
+        assert_eq!(d.events, indexes, "{}", d.destination);
     }
 }
 
@@ -193,10 +197,9 @@ fn every_destination_gets_what_one_event_at_a_time_gives() {
     assert_eq!((count("ph").sent, count("ph").unmapped), (7, 0));
     assert_eq!(count("seg").sent, 40);
     assert!(count("amp").tally.masked > 0 && count("amp").tally.dropped > 0);
-    // The credential went where each API takes it.
-    assert!(count("amp").bodies[0]
-        .starts_with(&format!("{{\"api_key\":\"{AMPLITUDE_KEY}\",\"events\":[")));
-    assert!(count("ph").bodies[0].starts_with("{\"api_key\":\"phc_abcdefgh12345678\",\"batch\":["));
+    // No credential in a body: the sender adds it.
+    assert!(count("amp").bodies[0].starts_with("{\"events\":["));
+    assert!(count("ph").bodies[0].starts_with("{\"batch\":["));
 }
 
 #[test]

@@ -39,6 +39,11 @@ impl<'v> Members<'v> {
     }
 }
 
+/// Names that a JavaScript object does not hold as an own, plain data
+/// member when set (`__proto__` sets the prototype): within the letters,
+/// digits, `_`, `-` and `.` a name may hold, the only one.
+const JS_RESERVED_NAMES: [&str; 1] = ["__proto__"];
+
 impl Checker {
     pub(super) fn destinations(&mut self, value: &Value, env: &Environment) -> Vec<Destination> {
         let mut out = Vec::new();
@@ -65,6 +70,13 @@ impl Checker {
                     &here,
                     "destination name may hold only letters, digits, '_', '-' and '.'",
                 );
+            }
+            if JS_RESERVED_NAMES.contains(&name.as_str()) {
+                self.error(
+                    &here,
+                    "destination name is reserved in JavaScript (an object keyed by destination names, as the Worker's, cannot hold it as its own member); choose another name",
+                );
+                continue;
             }
             if let Some(d) = self.destination(v, &here, name, env) {
                 out.push(d);

@@ -49,8 +49,9 @@ function nativeBodies(sanitizer, eventText) {
   for (const name of sanitizer.destinations()) {
     const format = sanitizer.format(name);
     try {
-      sanitizer.connect(name, PLACEHOLDER[format] ?? null);
-      out[name] = { format };
+      // Bodies carry no credential; the sender adds this member after `{`.
+      const { credentialMember } = sanitizer.connect(name, PLACEHOLDER[format] ?? null);
+      out[name] = { format, credentialMember };
     } catch (e) {
       out[name] = { format, text: `not sendable: ${e.message}` };
     }
@@ -63,7 +64,8 @@ function nativeBodies(sanitizer, eventText) {
   }
   for (const [name, body] of Object.entries(out)) {
     if (body.text !== undefined) continue;
-    const text = done.bodies[name]?.[0];
+    const made = done.bodies[name]?.[0];
+    const text = made !== undefined && body.credentialMember ? `{${body.credentialMember}${made.slice(1)}` : made;
     if (done.error) body.text = `not sendable: ${done.error}`;
     else if (text === undefined) body.text = `(no ${body.format} body: its API has no place for this call)`;
     else {

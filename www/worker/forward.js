@@ -10,8 +10,10 @@
 //   imported, so nothing is sent again.
 // - Any other 4xx: the destination refused the body; not retried.
 // Only Content-Type and the destination's own credential go along: none of
-// the visitor's headers. Logs name the destination, status, counts,
-// request indexes and field names, never values or credentials.
+// the visitor's headers. Bodies as made, queued and dead-lettered carry
+// no credential: a body credential (Amplitude's and PostHog's api_key) is
+// inserted just before the POST. Logs name the destination, status,
+// counts, request indexes and field names, never values or credentials.
 
 import { concat } from "./body.js";
 
@@ -39,8 +41,26 @@ export function authSecret(destination) {
 const CONTENT_TYPES = { ndjson: "application/x-ndjson" };
 
 /**
- * One POST of `body` (text or bytes) whose events have the request indexes
- * `indexes`. `to` is { destination, format, target: { url, authorization } }.
+ * `body` (text or bytes, a JSON object) with `member` (the target's
+ * credentialMember, `"api_key":"…",`) inserted after its opening `{`;
+ * `body` itself when there is none to add.
+ */
+export function withCredential(body, member) {
+  if (!member) return body;
+  if (typeof body === "string") return body.startsWith("{") ? `{${member}${body.slice(1)}` : body;
+  if (body[0] !== 0x7b) return body;
+  const added = new TextEncoder().encode(member);
+  const out = new Uint8Array(body.byteLength + added.byteLength);
+  out[0] = 0x7b;
+  out.set(added, 1);
+  out.set(body.subarray(1), 1 + added.byteLength);
+  return out;
+}
+
+/**
+ * One POST of `body` (text or bytes, without credential) whose events have
+ * the request indexes `indexes`. `to` is { destination, format, target:
+ * { url, authorization, credentialMember } }.
  * Resolves to { status, ok } when delivered; { status, retry, wait } for a
  * failure worth retrying (wait: ms Retry-After asks); { status, rest,
  * indexes } when the destination took none but would take `rest` (the
@@ -54,7 +74,7 @@ export async function attempt(to, body, indexes, timeout = TIMEOUT_MS) {
   if (target.authorization) headers.Authorization = target.authorization;
   let res;
   try {
-    res = await fetch(target.url, { method: "POST", headers, body, signal: AbortSignal.timeout(timeout) });
+    res = await fetch(target.url, { method: "POST", headers, body: withCredential(body, target.credentialMember), signal: AbortSignal.timeout(timeout) });
   } catch (e) {
     return { status: e?.name === "TimeoutError" ? "timeout" : "network error", retry: true, wait: 0 };
   }

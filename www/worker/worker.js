@@ -162,9 +162,6 @@ export function createWorker(policy) {
       }
       // One line per request taken: what each destination gets, as counts.
       console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejected.length, destinations: report }));
-      for (const [destination, r] of Object.entries(report)) {
-        if (r.oversize > 0) console.error(JSON.stringify({ phimask: "not sent: event over the body limit", destination, events: r.oversize }));
-      }
       for (const [to, list, indexes] of direct) ctx.waitUntil(deliver(to, list, indexes));
       const body = { success: true };
       if (rejected.length > 0) {
