@@ -181,14 +181,13 @@ describe("credentials stay out of queue messages and dead letters", () => {
       // A refused body becomes a dead letter: filed without the credential.
       fakes.fail("ph", 1, 400);
       assert.equal((await post(worker, "/v1/batch", { batch: events(1) })).status, 200);
-      const kv = await worker.mf.getKVNamespace("DEAD_LETTERS");
+      const db = await worker.mf.getD1Database("DELIVERY_STATE");
       let letters = [];
-      await until(async () => (letters = (await kv.list()).keys).length > 0, "a dead letter filed");
-      for (const { name } of letters) {
-        const value = await kv.get(name);
-        const body = Buffer.from(JSON.parse(value).body, "base64").toString("utf8");
+      await until(async () => (letters = (await db.prepare("SELECT envelope FROM dead_letters").all()).results).length > 0, "a dead letter filed");
+      for (const { envelope } of letters) {
+        const body = Buffer.from(JSON.parse(envelope).body.$bytes, "base64").toString("utf8");
         assert.match(body, /^\{"batch":\[/);
-        for (const secret of Object.values(CREDENTIALS)) assert.ok(!(value + body).includes(secret), "no credential in a dead letter");
+        for (const secret of Object.values(CREDENTIALS)) assert.ok(!(envelope + body).includes(secret), "no credential in a dead letter");
       }
       const logs = worker.logs.join("\n");
       for (const secret of Object.values(CREDENTIALS)) assert.ok(!logs.includes(secret), "no credential in the logs");
