@@ -21,6 +21,10 @@ const REPLAY_PER_CALL = 100;
 const stored = (v) => (ArrayBuffer.isView(v) ? btoa(Array.from(v, (b) => String.fromCharCode(b)).join("")) : null);
 const restored = (v) => (typeof v === "string" ? Uint8Array.from(atob(v), (c) => c.charCodeAt(0)) : null);
 
+// What the consumer checks before sending (queue.js): key id, policy,
+// format and endpoint hashes, request id; strings only.
+const envelope = (m) => Object.fromEntries(["kid", "policy", "format", "endpoint", "req"].filter((k) => typeof m[k] === "string").map((k) => [k, m[k]]));
+
 /** Files a batch of the dead-letter queue in DEAD_LETTERS; a message not filed is retried. */
 export async function file(batch, env) {
   await Promise.all(batch.messages.map(async (msg) => {
@@ -32,7 +36,7 @@ export async function file(batch, env) {
     // KV keeps at most 1024 bytes of metadata; the whole reason is in the value.
     if (JSON.stringify(meta).length > 900) meta.reason = { code: reason.code, status: reason.status };
     try {
-      const value = { to: m.to, events: m.events, body: stored(m.body), ...(m.iv !== undefined ? { iv: stored(m.iv) } : {}), reason, at };
+      const value = { to: m.to, events: m.events, body: stored(m.body), ...(m.iv !== undefined ? { iv: stored(m.iv) } : {}), ...envelope(m), reason, at };
       // Keys sort by time; the message id keeps them apart.
       await env.DEAD_LETTERS.put(`${String(at).padStart(15, "0")}-${msg.id}`, JSON.stringify(value), { metadata: meta, expirationTtl: KEEP_SECONDS });
       msg.ack();
@@ -65,7 +69,7 @@ export async function operate(request, env, path) {
     try {
       const value = await env.DEAD_LETTERS.get(name, "json");
       // null: expired meanwhile, nothing to replay.
-      if (value) messages.push({ to: value.to, events: value.events, body: restored(value.body), ...(value.iv !== undefined ? { iv: restored(value.iv) } : {}) });
+      if (value) messages.push({ to: value.to, events: value.events, body: restored(value.body), ...(value.iv !== undefined ? { iv: restored(value.iv) } : {}), ...envelope(value) });
       done.push(name);
     } catch {
       unreadable.push(name); // kept for the operator to look at
