@@ -157,14 +157,18 @@ describe("queue messages fit Queues' limits, and a request is queued whole or re
 
       const retry = await post(worker, text);
       assert.equal(retry.status, 200, JSON.stringify(retry.body));
-      // Sentinels: the retry's events all arrived, and every message of the
-      // refused attempt that the queue took was dropped.
-      const dropped = () => logsOf(worker, "dropped").length;
-      await until(() => dropped() === taken && segmentEvents(dest.seg).length >= count && segmentEvents(dest.baa).length >= count && amplitudeEvents(dest.amp).length >= count, "the retry's events and the dropped messages", 60_000);
+      // The sentinel: every message the queue took (of both attempts) was
+      // consumed, forwarded or dropped.
+      const calls = await worker.calls();
+      const expected = calls[0] + calls.slice(2).reduce((a, b) => a + b, 0);
+      const consumed = () => logsOf(worker, "dropped").length + logsOf(worker, "forwarded").length;
+      await until(() => consumed() >= expected, "every queued message consumed", 60_000);
+      assert.equal(consumed(), expected);
       const ids = Array.from({ length: count }, (_, i) => `m"${i}`);
       assertEachOnce(segmentEvents(dest.seg).map((e) => e.messageId), ids.map(masked), "seg");
       assertEachOnce(segmentEvents(dest.baa).map((e) => e.messageId), ids, "baa (sealed, under a BAA)");
       assertEachOnce(amplitudeEvents(dest.amp).map((e) => e.insert_id), ids.map(masked), "amp");
+      assert.equal(logsOf(worker, "dropped").length, taken, "the refused attempt's queued messages were all dropped");
       const all = worker.logs.join("\n");
       assert.ok(!all.includes("jane@example.com") && !all.includes(K1) && !all.includes(AMP_KEY), "no value, key or credential in logs");
     } finally {
@@ -316,6 +320,19 @@ describe("sealing binds destination, policy and key id; the key rotates; a chang
       await consumeDirectly(rotated, [{ ...c, policy: hash[built.a.script] }]);
       assert.equal(dest.one.requests.length - before, 2, "nothing more sent");
       await until(() => deadLetters(rotated, "undecryptable").length === 4, "four undecryptable dead letters");
+
+      // A malformed previous key: nothing accepted or sent (503), never quoted.
+      const bad = "p".repeat(40);
+      const broken = await startWorker(built.a.script, { ...base, QUEUE_ENCRYPTION_KEY: K2, QUEUE_ENCRYPTION_KEY_PREVIOUS: bad });
+      try {
+        const res = await post(broken, JSON.stringify(event), "/v1/track");
+        assert.equal(res.status, 503);
+        assert.equal(res.body.code, "invalid_queue_key");
+        assert.match(res.body.error, /QUEUE_ENCRYPTION_KEY_PREVIOUS must be 32 bytes/);
+        assert.ok(!JSON.stringify(res.body).includes(bad) && !broken.logs.join("\n").includes(bad));
+      } finally {
+        await broken.mf.dispose();
+      }
 
       // Without the previous key, what K1 sealed no longer opens.
       const dropped = await startWorker(built.a.script, { ...base, QUEUE_ENCRYPTION_KEY: K2 });

@@ -91,15 +91,20 @@ export class Queue extends WorkerEntrypoint {
 export default { fetch() { return new Response(null, { status: 404 }); } };`;
 
 // Stands in for a queue that takes the first sendBatch call (forwarding
-// it to the real delivery queue) and refuses the second; later calls are
-// taken again. GET answers how many messages each call it took held.
+// it to the real delivery queue) and refuses the second, 1.5 s later;
+// later calls are taken again. GET answers how many messages each call it took held.
 const SECOND_REFUSER = `
 import { WorkerEntrypoint } from "cloudflare:workers";
 const calls = [];
 export class Queue extends WorkerEntrypoint {
   async sendBatch(messages, options) {
     calls.push(messages.length);
-    if (calls.length === 2) throw new Error("Queue sendBatch failed: Too Many Requests");
+    // Refused slowly: time enough for a consumer to see the first call's
+    // messages if they were not held back.
+    if (calls.length === 2) {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      throw new Error("Queue sendBatch failed: Too Many Requests");
+    }
     await this.env.REAL.sendBatch(messages, options);
   }
   async send(body, options) { await this.sendBatch([{ body, ...options }]); }
