@@ -208,7 +208,7 @@ describe("GA4: events older than GA4's 72-hour backdating window are dead letter
     built?.cleanup();
   });
 
-  const visit = (id, at) => ({ type: "track", event: "Visit", anonymousId: `device-${id}`, messageId: id, timestamp: new Date(at).toISOString() });
+  const visit = (id, at, device = `device-${id}`) => ({ type: "track", event: "Visit", anonymousId: device, messageId: id, timestamp: new Date(at).toISOString() });
 
   test("an event dated four days ago: dead-lettered outside_ga4_window, never sent; a fresh one is", async () => {
     ga.answer([200]);
@@ -222,6 +222,22 @@ describe("GA4: events older than GA4's 72-hour backdating window are dead letter
     assert.equal(ga.requests.length - before, 1, "only the fresh event reached GA4");
   });
 
+  test("one body, one event past the window and one inside: the old one dead-lettered, the other sent alone", async () => {
+    ga.answer([200]);
+    const before = ga.requests.length;
+    const forwarded = logsOf(worker, "forwarded").length;
+    const batch = [visit("mixed-old", Date.now() - 80 * 3_600_000, "same"), visit("mixed-fresh", Date.now() - 5_000, "same")];
+    const res = await post(worker, JSON.stringify({ batch }));
+    assert.equal(res.status, 200);
+    await until(() => deadLetters(worker, "outside_ga4_window").length === 2 && logsOf(worker, "forwarded").length === forwarded + 1, "the dead letter and the delivery");
+    assert.equal(deadLetters(worker, "outside_ga4_window").at(-1).events, 1);
+    const sent = ga.requests.slice(before);
+    assert.equal(sent.length, 1);
+    const events = JSON.parse(sent[0].body).events;
+    assert.equal(events.length, 1, "only the event inside the window");
+    assert.ok(events[0].timestamp_micros > (Date.now() - 60_000) * 1000);
+  });
+
   test("a body that waited in retries past the window: dead-lettered outside_ga4_window, not retried again", async () => {
     ga.answer([500]);
     const before = ga.requests.length;
@@ -230,7 +246,7 @@ describe("GA4: events older than GA4's 72-hour backdating window are dead letter
     const at = Date.now() - GA4_WINDOW_MS + GA4_MARGIN_MS + 2_500;
     const res = await post(worker, JSON.stringify(visit("late", at)), "/v1/track");
     assert.equal(res.status, 200);
-    await until(() => deadLetters(worker, "outside_ga4_window").length === 2, "the dead letter", 20_000);
+    await until(() => deadLetters(worker, "outside_ga4_window").length === 3, "the dead letter", 20_000);
     const tried = ga.requests.length - before;
     assert.ok(tried >= 1, "tried while inside the window");
     assert.ok(logsOf(worker, "delivery failed").length >= 1);

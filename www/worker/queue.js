@@ -231,17 +231,30 @@ async function voided(env, req) {
   return (await env.DELIVERY_STATE.prepare("SELECT 1 AS v FROM voided_requests WHERE id = ?").bind(req).first()) !== null;
 }
 
-/** The oldest timestamp_micros of a GA4 body (top level or per event), or null. */
-function oldestGa4Micros(body) {
+/**
+ * A GA4 body split by GA4's backdating window: null when every event is
+ * inside it (or the body is not JSON); else { old, fresh } as { text,
+ * indexes }, fresh null when none is. An event's time is its own
+ * timestamp_micros, else the body's; without either, GA4 takes the time
+ * it arrives.
+ */
+export function ga4Window(body, indexes, now = Date.now()) {
   let parsed;
   try {
     parsed = JSON.parse(new TextDecoder().decode(body));
   } catch {
     return null;
   }
-  const all = [parsed?.timestamp_micros, ...(Array.isArray(parsed?.events) ? parsed.events.map((e) => e?.timestamp_micros) : [])];
-  const times = all.filter((t) => typeof t === "number" && Number.isFinite(t));
-  return times.length ? Math.min(...times) : null;
+  if (!Array.isArray(parsed?.events)) return null;
+  const oldest = (now - GA4_WINDOW_MS + GA4_MARGIN_MS) * 1000;
+  const micros = (e) => (typeof e?.timestamp_micros === "number" ? e.timestamp_micros : parsed.timestamp_micros);
+  const isOld = parsed.events.map((e) => typeof micros(e) === "number" && micros(e) < oldest);
+  if (!isOld.includes(true)) return null;
+  const part = (old) => {
+    const events = parsed.events.filter((_, i) => isOld[i] === old);
+    return events.length ? { text: JSON.stringify({ ...parsed, events }), indexes: indexes.filter((_, i) => isOld[i] === old) } : null;
+  };
+  return { old: part(true), fresh: part(false) };
 }
 
 /**
@@ -285,8 +298,22 @@ export async function consume(msg, env, compiled) {
     return deadLetter(msg, env, { code: "not_sealed" });
   }
   if (to.format === "ga4") {
-    const oldest = oldestGa4Micros(body);
-    if (oldest !== null && oldest / 1000 < Date.now() - GA4_WINDOW_MS + GA4_MARGIN_MS) return deadLetter(msg, env, { code: "outside_ga4_window" });
+    // GA4 answers 2xx and drops events past its window: those are a dead
+    // letter; the others of the body go on, as a message of their own.
+    const split = ga4Window(body, events);
+    if (split && !split.fresh) return deadLetter(msg, env, { code: "outside_ga4_window" });
+    if (split) {
+      try {
+        // First the dead letter: a failure after it repeats a dead letter, never a delivery.
+        const old = await message(to, split.old.text, split.old.indexes, compiled);
+        await enqueue(env.DEAD_LETTER, [deadLetterOf({ ...old, req: m.req }, { code: "outside_ga4_window" })]);
+        log("error", { phimask: "dead letter", destination: m.to, events: split.old.indexes.length, reason: { code: "outside_ga4_window" } });
+        await enqueue(env.DELIVERY, [await message(to, split.fresh.text, split.fresh.indexes, compiled)]);
+        return msg.ack();
+      } catch {
+        return msg.retry({ delaySeconds: delay(msg.attempts, 0) });
+      }
+    }
   }
   const out = await attempt(to, body, events);
   if (out.ok) {
