@@ -32,6 +32,26 @@ async function plan(processed, targets, compiled) {
   return { messages: await Promise.all(messages), direct };
 }
 
+/**
+ * The request's messages, each fitting the queue with its envelope and
+ * event indexes: bodies of many tiny events are made again, smaller (a
+ * few tries from the measured ratio, then the limit any message fits).
+ */
+async function fitted(result, targets, compiled) {
+  let { processed } = result;
+  for (let limit = QUEUE_BODY_BYTES, round = 0; ; round += 1) {
+    const planned = await plan(processed, targets, compiled);
+    const next = nextBodyLimit(planned.messages, limit);
+    if (next === null) return { processed, planned };
+    if (next >= limit) {
+      log("error", { phimask: "not queued: a message would not fit the queue", messages: planned.messages.length });
+      return { response: fail(413, "batch_too_large", "the batch's events do not fit the delivery queue: send it in smaller batches") };
+    }
+    limit = round < 2 ? next : FLOOR_BODY_BYTES;
+    processed = result.rerun(limit);
+  }
+}
+
 /** Each environment's dead-letter queue: phimask-dead-letter-<environment>. */
 const isDeadLetterQueue = (name) => /^phimask-dead-letter(-|$)/.test(name);
 
@@ -159,22 +179,9 @@ export function createWorker(policy) {
       if (!env.DELIVERY) return fail(503, "no_delivery_queue", "not configured: no DELIVERY queue binding (queues.producers in wrangler.toml)");
       const result = await ingest(request, env, call, sanitizer, QUEUE_BODY_BYTES);
       if (result.response) return result.response;
-      let { processed } = result;
-      let planned;
-      // Each message, envelope and event indexes included, must fit the
-      // queue: bodies of many tiny events are made again, smaller.
-      for (let limit = QUEUE_BODY_BYTES, round = 0; ; round += 1) {
-        planned = await plan(processed, targets, compiled);
-        const next = nextBodyLimit(planned.messages, limit);
-        if (next === null) break;
-        if (next >= limit) {
-          log("error", { phimask: "not queued: a message would not fit the queue", messages: planned.messages.length });
-          return fail(413, "batch_too_large", "the batch's events do not fit the delivery queue: send it in smaller batches");
-        }
-        // A few tries from the measured ratio, then the limit any message fits.
-        limit = round < 2 ? next : FLOOR_BODY_BYTES;
-        processed = result.rerun(limit);
-      }
+      const fit = await fitted(result, targets, compiled);
+      if (fit.response) return fit.response;
+      const { processed, planned } = fit;
       const { accepted, rejected, report } = processed;
       const { messages, direct } = planned;
       try {
