@@ -8,6 +8,8 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { serialize } from "node:v8";
 import { Sanitizer } from "../../www/dev/node.mjs";
+import { endpointId } from "../../www/worker/queue.js";
+import { sealKey } from "../../www/worker/seal.js";
 import { bundle, closedUrl, freePort, root, sleep, startDestination, startWorker, until } from "./worker-harness.mjs";
 
 const KEY = "delivery-test-masking-key-0123456789abcdef";
@@ -123,7 +125,8 @@ describe("durable delivery: retries, dead letters and replay", () => {
     await until(() => logsOf(worker, "dead letter").length === 3, "three dead letters", 30_000);
     const reasons = Object.fromEntries(logsOf(worker, "dead letter").map((l) => [l.destination, l.reason]));
     assert.deepEqual(reasons, {
-      refusing: { code: "refused", status: 400, answer: {} },
+      // Counts of the answer ("{}"), never its keys or values.
+      refusing: { code: "refused", status: 400, answer: { type: "object", bytes: 2, keys: 0, known: [] } },
       broken: { code: "retries_exhausted", status: 503, attempts: 4 },
       down: { code: "retries_exhausted", status: "network error", attempts: 4 },
     });
@@ -257,7 +260,10 @@ describe("durable delivery: what the queue holds", () => {
     assert.equal(iv.length, 12);
     assert.equal(sealed.length, Buffer.byteLength(expected.warehouse[0]) + 16, "ciphertext and tag");
     const key = await webcrypto.subtle.importKey("raw", Buffer.from(QUEUE_KEY, "base64"), "AES-GCM", false, ["decrypt"]);
-    const open = (to) => webcrypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: Buffer.from(to) }, key, sealed);
+    // Bound to key id, policy hash and destination.
+    const { kid, policy: hash } = by.warehouse;
+    assert.match(kid, /^[0-9a-f]{8}$/);
+    const open = (to) => webcrypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: Buffer.from(JSON.stringify(["phimask-seal-1", kid, hash, to])) }, key, sealed);
     assert.equal(Buffer.from(await open("warehouse")).toString(), expected.warehouse[0]);
     await assert.rejects(open("analytics"), "sealed for the warehouse only");
     // A second request: a fresh IV.
@@ -308,21 +314,29 @@ describe("durable delivery: hostile and broken messages, keys and queues", () =>
       // Messages put on the delivery queue with its own producer binding.
       const key = await webcrypto.subtle.importKey("raw", Buffer.from(QUEUE_KEY, "base64"), "AES-GCM", false, ["encrypt"]);
       const iv = new Uint8Array(12).fill(7);
-      const body = new Uint8Array(await webcrypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: Buffer.from("analytics") }, key, Buffer.from('{"batch":[]}')));
+      // The envelope of the current policy: these messages are checked past it.
+      const policyHash = (await (await worker.mf.dispatchFetch("http://edge.test/health")).json()).policy.sha256;
+      const { kid } = await sealKey(QUEUE_KEY);
+      const additionalData = Buffer.from(JSON.stringify(["phimask-seal-1", kid, policyHash, "analytics"]));
+      const body = new Uint8Array(await webcrypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData }, key, Buffer.from('{"batch":[]}')));
+      const envelope = {
+        warehouse: { policy: policyHash, format: "segment", endpoint: await endpointId(dest.warehouse.url), kid },
+        analytics: { policy: policyHash, format: "segment", endpoint: await endpointId(dest.analytics.url), kid },
+      };
       const altered = body.slice();
       altered[3] ^= 1;
       const queue = await worker.mf.getQueueProducer("DELIVERY", "phimask");
       const messages = [
-        { to: "warehouse", events: [0], body, iv }, // sealed for "analytics"
-        { to: "warehouse", events: [0], body: altered, iv },
-        { to: "warehouse", events: [0], body: new TextEncoder().encode('{"batch":[{"email":"jane@example.com"}]}') },
+        { to: "warehouse", ...envelope.warehouse, events: [0], body, iv }, // sealed for "analytics"
+        { to: "warehouse", ...envelope.warehouse, events: [0], body: altered, iv },
+        { to: "warehouse", ...envelope.warehouse, events: [0], body: new TextEncoder().encode('{"batch":[{"email":"jane@example.com"}]}') },
         { to: "nowhere", events: [0], body: new Uint8Array(4) },
-        { to: "analytics", events: [0], body: "not bytes" },
+        { to: "analytics", ...envelope.analytics, events: [0], body: "not bytes" },
         // Sealed (PHI under a BAA) for a destination the policy restricts.
-        { to: "analytics", events: [0], body, iv },
+        { to: "analytics", ...envelope.analytics, events: [0], body, iv },
         // An IV that is not bytes: still sealed, never sent as it is.
-        { to: "analytics", events: [0], body, iv: "not bytes" },
-        { to: "warehouse", events: [0], body, iv: null },
+        { to: "analytics", ...envelope.analytics, events: [0], body, iv: "not bytes" },
+        { to: "warehouse", ...envelope.warehouse, events: [0], body, iv: null },
         // Not even an object.
         "just text",
         12345,

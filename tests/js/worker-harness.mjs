@@ -90,6 +90,27 @@ export class Queue extends WorkerEntrypoint {
 }
 export default { fetch() { return new Response(null, { status: 404 }); } };`;
 
+// Stands in for a queue that takes the first sendBatch call (forwarding
+// it to the real delivery queue) and refuses the second, 1.5 s later;
+// later calls are taken again. GET answers how many messages each call it took held.
+const SECOND_REFUSER = `
+import { WorkerEntrypoint } from "cloudflare:workers";
+const calls = [];
+export class Queue extends WorkerEntrypoint {
+  async sendBatch(messages, options) {
+    calls.push(messages.length);
+    // Refused slowly: time enough for a consumer to see the first call's
+    // messages if they were not held back.
+    if (calls.length === 2) {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      throw new Error("Queue sendBatch failed: Too Many Requests");
+    }
+    await this.env.REAL.sendBatch(messages, options);
+  }
+  async send(body, options) { await this.sendBatch([{ body, ...options }]); }
+}
+export default { fetch() { return Response.json(calls); } };`;
+
 /**
  * Starts the bundled Worker in workerd, with the queues and D1 database
  * wrangler.toml declares (local, in memory; every migration applied). Logs are collected in
@@ -97,7 +118,9 @@ export default { fetch() { return new Response(null, { status: 404 }); } };`;
  * it). Options: `maxRetries` (of the delivery queue, 3 unless set),
  * `spy: true` to have a spy Worker consume the delivery queue instead
  * (`queued()` resolves to the messages it read), `queues: false` for none,
- * `refusingQueue: true` for a DELIVERY whose sendBatch always throws.
+ * `refusingQueue: true` for a DELIVERY whose sendBatch always throws,
+ * `refusingQueue: "second"` for one that refuses only its second call
+ * (`calls()` resolves to the message count of each call it saw).
  */
 export async function startWorker(script, bindings, { maxRetries = 3, spy = false, queues = true, refusingQueue = false } = {}) {
   const logs = [];
@@ -125,7 +148,8 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
     }),
     ...(refusingQueue && { serviceBindings: { DELIVERY: { name: "refuser", entrypoint: "Queue" } } }),
   }];
-  if (refusingQueue) workers.push({ name: "refuser", modules: true, script: REFUSER, compatibilityDate: "2026-04-26" });
+  if (refusingQueue === "second") workers.push({ name: "refuser", modules: true, script: SECOND_REFUSER, compatibilityDate: "2026-04-26", queueProducers: { REAL: DELIVERY_QUEUE } });
+  else if (refusingQueue) workers.push({ name: "refuser", modules: true, script: REFUSER, compatibilityDate: "2026-04-26" });
   if (spy) workers.push({ name: "spy", modules: true, script: SPY, compatibilityDate: "2026-04-26", queueConsumers: { [DELIVERY_QUEUE]: delivery } });
   const mf = new Miniflare({
     workers,
@@ -140,7 +164,8 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
   const url = await mf.ready;
   if (queues) await migrate(await mf.getD1Database("DELIVERY_STATE"));
   const queued = async () => (await (await mf.getWorker("spy")).fetch("http://spy/")).json();
-  return { mf, logs, url, queued };
+  const calls = async () => (await (await mf.getWorker("refuser")).fetch("http://refuser/")).json();
+  return { mf, logs, url, queued, calls };
 }
 
 /** Applies migrations/*.sql in order, as `wrangler d1 migrations apply` does. */

@@ -399,8 +399,9 @@ async function replayLetters(db, env, select, hash, targets) {
       release.push(t.id);
       continue;
     }
-    // Forced: the operator vouches that the body may go under the current policy.
-    if (select.force) message.policy = hash;
+    // Forced: the operator vouches that the body may go under the current
+    // policy. Its own policy hash stays: a sealed body opens only with it.
+    if (select.force && message.policy !== hash) message.forced = hash;
     items.push({ id: t.id, message, size: t.envelope.length });
   }
   const replayed = [];

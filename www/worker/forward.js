@@ -13,7 +13,8 @@
 // the visitor's headers. Bodies as made, queued and dead-lettered carry
 // no credential: a body credential (Amplitude's and PostHog's api_key) is
 // inserted just before the POST. Logs name the destination, status,
-// counts, request indexes and field names, never values or credentials.
+// counts, request indexes and the field names a destination's API
+// documents, never values, an answer's other keys, or credentials.
 
 import { concat } from "./body.js";
 
@@ -66,7 +67,8 @@ export function withCredential(body, member) {
  * indexes } when the destination took none but would take `rest` (the
  * body without the events it refused); { status, ok, partial } when it
  * imported all but those it refused; else { status } (refused, with
- * `answer`: the shape of its JSON answer, no values).
+ * `answer`: counts of its answer, no key or value of it but a format's
+ * documented ones).
  */
 export async function attempt(to, body, indexes, timeout = TIMEOUT_MS) {
   const { destination, format, target } = to;
@@ -84,15 +86,15 @@ export async function attempt(to, body, indexes, timeout = TIMEOUT_MS) {
     await res.body?.cancel();
     return res.ok ? { status, ok: true } : { status, retry: true, wait };
   }
-  const answer = await readAnswer(res);
+  const { json: answer, bytes } = await readAnswer(res);
   const refused = status !== 400 ? new Map() : format === "amplitude" ? amplitudeRefused(answer) : format === "mixpanel" ? mixpanelRefused(answer) : new Map();
   if (refused.size > 0) {
-    logRefused(destination, status, indexes, refused);
+    logRefused(destination, format, status, indexes, refused);
     if (format === "mixpanel") return { status, ok: true, partial: true, sent: indexes.length - refused.size };
     const kept = indexes.filter((_, i) => !refused.has(i));
     if (kept.length > 0 && kept.length < indexes.length) return { status, rest: withoutEvents(body, refused), indexes: kept };
   }
-  return { status, answer: shape(answer) };
+  return { status, answer: shape(answer, bytes, format) };
 }
 
 /**
@@ -146,21 +148,21 @@ export function retryAfter(value) {
   return Number.isNaN(date) ? 0 : Math.max(0, date - Date.now());
 }
 
-/** The answer's JSON, read up to MAX_ANSWER_BYTES, or null. */
+/** The answer's JSON (null when it is none) and its size, read up to MAX_ANSWER_BYTES. */
 async function readAnswer(res) {
+  let size = 0;
   try {
     const reader = res.body?.getReader();
-    if (!reader) return null;
+    if (!reader) return { json: null, bytes: 0 };
     const chunks = [];
-    let size = 0;
     for (let r = await reader.read(); !r.done; r = await reader.read()) {
       size += r.value.byteLength;
-      if (size > MAX_ANSWER_BYTES) return await reader.cancel().then(() => null);
+      if (size > MAX_ANSWER_BYTES) return await reader.cancel().then(() => ({ json: null, bytes: size }));
       chunks.push(r.value);
     }
-    return JSON.parse(new TextDecoder().decode(concat(chunks, size)));
+    return { json: JSON.parse(new TextDecoder().decode(concat(chunks, size))), bytes: size };
   } catch {
-    return null;
+    return { json: null, bytes: size };
   }
 }
 
@@ -192,11 +194,12 @@ function mixpanelRefused(answer) {
   return refused;
 }
 
-/** Logs refused events by request index and field, never values. */
-function logRefused(destination, status, indexes, refused) {
+/** Logs refused events by request index and field (a field the format documents, else "other"), never values. */
+function logRefused(destination, format, status, indexes, refused) {
+  const known = EVENT_FIELDS[format] ?? new Set();
   const events = [...refused]
     .filter(([i]) => i >= 0 && i < indexes.length)
-    .map(([i, fields]) => ({ index: indexes[i], fields: fields.slice(0, 10).map((f) => String(f).slice(0, 100)) }));
+    .map(([i, fields]) => ({ index: indexes[i], fields: fields.slice(0, 10).map((f) => (known.has(f) ? f : "other")) }));
   log("error", { phimask: "events refused by destination", destination, status, events });
 }
 
@@ -207,16 +210,37 @@ function withoutEvents(body, refused) {
   return JSON.stringify(parsed);
 }
 
+// What a destination's answer may name: its API's documented fields.
+// Anything else (a key or a field an answer quotes) can be text of the
+// events sent, and is counted, never kept.
+const EVENT_FIELDS = {
+  amplitude: new Set(["user_id", "device_id", "event_type", "time", "event_properties", "user_properties", "groups", "group_properties", "app_version", "platform", "os_name", "os_version", "device_brand", "device_manufacturer", "device_model", "carrier", "country", "region", "city", "dma", "language", "price", "quantity", "revenue", "productId", "revenueType", "location_lat", "location_lng", "ip", "idfa", "idfv", "adid", "android_id", "event_id", "session_id", "insert_id", "plan", "library"]),
+  mixpanel: new Set(["event", "properties", "properties.time", "properties.distinct_id", "properties.$insert_id", "properties.token", "time", "distinct_id", "$insert_id"]),
+};
+const ANSWER_KEYS = {
+  amplitude: ["code", "error", "missing_field", "events_with_invalid_fields", "events_with_missing_fields", "events_with_invalid_id_lengths", "silenced_events", "silenced_devices", "throttled_devices", "throttled_users", "throttled_events", "exceeded_daily_quota_devices", "exceeded_daily_quota_users", "eps_threshold", "server_upload_time", "payload_size_bytes", "events_ingested"],
+  mixpanel: ["code", "error", "status", "num_records_imported", "failed_records"],
+  posthog: ["type", "code", "detail", "attr", "status"],
+  segment: ["success", "message", "code"],
+  ga4: ["validationMessages"],
+  ndjson: [],
+};
+
 /**
- * The shape of a destination's JSON answer, for a dead letter's reason:
- * its keys (two levels, 10 a level, 40 characters each) with the type of
- * each value, never a value, which could quote what was sent.
+ * What a dead letter's reason keeps of a destination's answer: its type,
+ * size and number of keys, and which of its format's documented top-level
+ * keys it has; never another key, nor any value (either could quote
+ * what was sent).
  */
-export function shape(answer, depth = 0) {
-  if (Array.isArray(answer)) return "array";
-  if (answer === null || typeof answer !== "object") return answer === null ? "null" : typeof answer;
-  if (depth >= 2) return "object";
-  return Object.fromEntries(Object.keys(answer).slice(0, 10).map((k) => [k.slice(0, 40), shape(answer[k], depth + 1)]));
+export function shape(answer, bytes, format) {
+  const type = answer === null ? "none" : Array.isArray(answer) ? "array" : typeof answer;
+  const out = { type, bytes };
+  if (type === "object") {
+    const keys = Object.keys(answer);
+    out.keys = keys.length;
+    out.known = (ANSWER_KEYS[format] ?? []).filter((k) => Object.hasOwn(answer, k));
+  }
+  return out;
 }
 
 export function log(level, record) {

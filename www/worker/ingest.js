@@ -61,7 +61,9 @@ export async function ingest(request, env, call, sanitizer, maxBodyBytes) {
     if (!batch) return { response: fail(first.code === "event_too_large" ? 413 : 400, first.code, first.error) };
     return { response: fail(400, "no_event_accepted", "no event of the batch was accepted", { rejected }) };
   }
-  return { processed };
+  // The same request again with a smaller body limit, when its messages
+  // would not fit the queue (worker.js).
+  return { processed, rerun: (max) => sanitizer.processRequest(body.bytes, batch ? "batch" : call, max) };
 }
 
 /** The user name of an HTTP Basic Authorization header (Segment's write key). */

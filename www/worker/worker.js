@@ -11,9 +11,46 @@ import { callTypes, Sanitizer, warmUp } from "./engine.js";
 import { file, operate, OPERATOR_PATHS } from "./dead-letters.js";
 import { authSecret, deliver, log } from "./forward.js";
 import { ingest } from "./ingest.js";
-import { consume, enqueue, message, QUEUE_BODY_BYTES } from "./queue.js";
+import { consume, enqueueRequest, FLOOR_BODY_BYTES, message, nextBodyLimit, QUEUE_BODY_BYTES } from "./queue.js";
 import { cors, fail, reply } from "./respond.js";
 import { sealKey } from "./seal.js";
+
+/**
+ * A request's queue messages, and the bodies that go out directly (PHI
+ * without a seal key: never queued).
+ */
+async function plan(processed, targets, compiled) {
+  const { bodies, events } = processed;
+  const messages = [];
+  const direct = [];
+  for (const [destination, list] of Object.entries(bodies)) {
+    const to = targets.get(destination);
+    if (list.length === 0) continue;
+    if (!queued(to, compiled)) direct.push([to, list, events[destination]]);
+    else for (const [i, text] of list.entries()) messages.push(message(to, text, events[destination][i], compiled));
+  }
+  return { messages: await Promise.all(messages), direct };
+}
+
+/**
+ * The request's messages, each fitting the queue with its envelope and
+ * event indexes: bodies of many tiny events are made again, smaller (a
+ * few tries from the measured ratio, then the limit any message fits).
+ */
+async function fitted(result, targets, compiled) {
+  let { processed } = result;
+  for (let limit = QUEUE_BODY_BYTES, round = 0; ; round += 1) {
+    const planned = await plan(processed, targets, compiled);
+    const next = nextBodyLimit(planned.messages, limit);
+    if (next === null) return { processed, planned };
+    if (next >= limit) {
+      log("error", { phimask: "not queued: a message would not fit the queue", messages: planned.messages.length });
+      return { response: fail(413, "batch_too_large", "the batch's events do not fit the delivery queue: send it in smaller batches") };
+    }
+    limit = round < 2 ? next : FLOOR_BODY_BYTES;
+    processed = result.rerun(limit);
+  }
+}
 
 /** Each environment's dead-letter queue: phimask-dead-letter-<environment>. */
 const isDeadLetterQueue = (name) => /^phimask-dead-letter(-|$)/.test(name);
@@ -55,7 +92,7 @@ function health(policy, hash, env, compiled) {
     ok: !compiled.error,
     environment: policy.environment,
     policy: { version: 1, sha256: hash },
-    secrets: Object.fromEntries(["PHI_MASKING_KEY", "WRITE_KEYS", "QUEUE_ENCRYPTION_KEY", "OPERATOR_KEY"].map((k) => [k, set(k)])),
+    secrets: Object.fromEntries(["PHI_MASKING_KEY", "WRITE_KEYS", "QUEUE_ENCRYPTION_KEY", "QUEUE_ENCRYPTION_KEY_PREVIOUS", "OPERATOR_KEY"].map((k) => [k, set(k)])),
     // DEAD_LETTERS: the dead-letter store, a table of the D1 database DELIVERY_STATE.
     queues: { DELIVERY: !!env.DELIVERY, DEAD_LETTER: !!env.DEAD_LETTER, DEAD_LETTERS: !!env.DELIVERY_STATE },
     // delivery "direct": under a BAA without QUEUE_ENCRYPTION_KEY, sent at once, never queued.
@@ -70,7 +107,7 @@ const queued = (t, compiled) => t.target.restricted || !!compiled.seal;
 
 /** The credential secrets and queue key as they stand, to notice when they change. */
 function credentialKey(env) {
-  return JSON.stringify(Object.keys(env).filter((k) => k.startsWith("AUTH_") || k === "QUEUE_ENCRYPTION_KEY").sort().map((k) => [k, env[k]]));
+  return JSON.stringify(Object.keys(env).filter((k) => k.startsWith("AUTH_") || k === "QUEUE_ENCRYPTION_KEY" || k === "QUEUE_ENCRYPTION_KEY_PREVIOUS").sort().map((k) => [k, env[k]]));
 }
 
 /**
@@ -104,7 +141,9 @@ export function createWorker(policy) {
           const target = sanitizer.connect(d, secret ? env[secret] ?? null : null);
           return [d, { destination: d, secret, format: target.format, target }];
         }));
-        compiled = { key, credentials, sanitizer, targets, seal: sealKey(env.QUEUE_ENCRYPTION_KEY) };
+        const seal = sealKey(env.QUEUE_ENCRYPTION_KEY);
+        const previous = sealKey(env.QUEUE_ENCRYPTION_KEY_PREVIOUS, "QUEUE_ENCRYPTION_KEY_PREVIOUS");
+        compiled = { key, credentials, sanitizer, targets, policy: hash, seal, previous };
         console.log(JSON.stringify({ phimask: "policy compiled", environment: policy.environment, destinations: destinations.map((d) => ({ name: d, format: targets.get(d).format })) }));
       } catch (e) {
         // Typically no PHI_MASKING_KEY, a destination's credential
@@ -142,20 +181,15 @@ export function createWorker(policy) {
       if (!env.DELIVERY) return fail(503, "no_delivery_queue", "not configured: no DELIVERY queue binding (queues.producers in wrangler.toml)");
       const result = await ingest(request, env, call, sanitizer, QUEUE_BODY_BYTES);
       if (result.response) return result.response;
-      const { accepted, rejected, bodies, events, report } = result.processed;
-
-      // Everything queued before the client hears 200; bodies that may not
-      // be queued (PHI without a seal key) go out after that, directly.
-      const messages = [];
-      const direct = [];
-      for (const [destination, list] of Object.entries(bodies)) {
-        const to = targets.get(destination);
-        if (list.length === 0) continue;
-        if (!queued(to, compiled)) direct.push([to, list, events[destination]]);
-        else for (const [i, text] of list.entries()) messages.push(message(to, text, events[destination][i], compiled.seal));
-      }
+      const fit = await fitted(result, targets, compiled);
+      if (fit.response) return fit.response;
+      const { processed, planned } = fit;
+      const { accepted, rejected, report } = processed;
+      // Made again smaller, a batch's events may all be too large now.
+      if (accepted === 0) return fail(413, "batch_too_large", "no event of the batch fits the delivery queue once sanitized: send smaller events");
+      const { messages, direct } = planned;
       try {
-        await enqueue(env.DELIVERY, await Promise.all(messages));
+        await enqueueRequest(env.DELIVERY, env.DELIVERY_STATE, messages);
       } catch (e) {
         log("error", { phimask: "not queued", messages: messages.length, error: String(e?.message ?? e).slice(0, 200) });
         return fail(503, "queue_unavailable", "the delivery queue did not take the events: send them again", {}, { "Retry-After": "5" });
