@@ -279,9 +279,11 @@ describe("durable delivery: what the queue holds", () => {
     // ~370 KB for the analytics destination: more than two messages hold.
     const big = Array.from({ length: 60 }, (_, i) => track(100 + i, { properties: { plan: "x".repeat(6000 + i) } }));
     assert.equal((await send(worker, big)).status, 200);
-    // Everything the request queued is read before a sentinel queued after it.
-    const all = await queueSentinel(worker);
-    const mine = all.slice(before).filter((m) => m.to === "analytics");
+    // A request of more than one sendBatch call is held a few seconds (so a
+    // failed later call can void it): wait for all of its 60 events.
+    const mineOf = (all) => all.slice(before).filter((m) => m.to === "analytics");
+    await until(async () => mineOf(await worker.queued()).flatMap((m) => m.events).length >= 60, "the request's analytics messages", 30_000);
+    const mine = mineOf(await queueSentinel(worker));
     assert.ok(mine.length >= 3, `${mine.length} messages`);
     for (const m of mine) {
       const size = serialize(revive(m)).length;

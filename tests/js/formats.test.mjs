@@ -82,7 +82,7 @@ describe("native destinations", () => {
    */
   async function sentinel(w = worker) {
     const id = `sentinel-${++sentinels}`;
-    assert.equal((await post("/v1/track", { type: "track", event: "E", anonymousId: "anon-sentinel", messageId: id, timestamp: "2026-11-23T10:00:00.000Z" }, w)).status, 200);
+    assert.equal((await post("/v1/track", { type: "track", event: "E", anonymousId: "anon-sentinel", messageId: id, timestamp: AT }, w)).status, 200);
     await until(() => ALL.every((n) => requestsOf(n).some((r) => r.status < 300 && r.body.includes(n === "mix" ? hmac(id).slice(0, 36) : n === "ga" || n === "ph" ? hmac("anon-sentinel", n === "ph" ? createHmac("sha256", KEY).update("phimask-scope:posthog").digest() : KEY) : hmac(id)))), "the sentinel at every destination");
     return id;
   }
