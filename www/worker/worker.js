@@ -7,10 +7,10 @@
 // The per-environment entry files (entry-development.js,
 // entry-production.js) import their prepared policy (written by
 // www/dev/check-policy.mjs at build time) and call createWorker(policy).
-import { callTypes, Sanitizer, warmUp } from "./engine.js";
+import { callTypes, engineGeneration, Sanitizer, warmUp } from "./engine.js";
 import { file, operate } from "./dead-letters.js";
 import { authSecret, deliver, log } from "./forward.js";
-import { ingest } from "./ingest.js";
+import { ingest, writeKeys } from "./ingest.js";
 import { consume, enqueue, message, QUEUE_BODY_BYTES } from "./queue.js";
 import { cors, fail, reply } from "./respond.js";
 import { sealKey } from "./seal.js";
@@ -44,24 +44,45 @@ function credentialSecrets(destinations) {
 }
 
 /**
+ * Why the Worker would refuse every event, as `{ code, message }`, in the
+ * order a request meets them; none when it accepts events. /health and
+ * the tracking routes both go by this list, so health never says 200
+ * while events are refused.
+ */
+function problems(env, compiled) {
+  const list = [];
+  if (compiled.error) list.push({ code: compiled.error.code ?? "not_configured", message: compiled.error.message });
+  if (!env.DELIVERY) list.push({ code: "no_delivery_queue", message: "not configured: no DELIVERY queue binding (queues.producers in wrangler.toml)" });
+  if (!env.DELIVERY_STATE) list.push({ code: "no_delivery_state", message: "not configured: no DELIVERY_STATE D1 binding (d1_databases in wrangler.toml)" });
+  if (writeKeys(env).length === 0) list.push({ code: "no_write_keys", message: "not configured: set the WRITE_KEYS secret (comma-separated write keys)" });
+  return list;
+}
+
+/**
  * GET /health: the deployment as an operator checks it — environment, the
  * policy's hash, each destination with its format and whether its
- * credential secret is set, and whether the Worker's own secrets are set;
- * never a secret's value. 503 when the Worker accepts nothing, with why.
+ * credential secret is set, and whether the Worker's own secrets and
+ * bindings are set; never a secret's value. 503 whenever events would be
+ * refused, each reason in `problems` (the first also as `error`).
  */
 function health(policy, hash, env, compiled) {
   const set = (name) => typeof env[name] === "string" && env[name] !== "";
+  const refusing = problems(env, compiled);
   const body = {
-    ok: !compiled.error,
+    ok: refusing.length === 0,
     environment: policy.environment,
     policy: { version: 1, sha256: hash },
     secrets: Object.fromEntries(["PHI_MASKING_KEY", "WRITE_KEYS", "QUEUE_ENCRYPTION_KEY", "OPERATOR_KEY"].map((k) => [k, set(k)])),
     queues: { DELIVERY: !!env.DELIVERY, DEAD_LETTER: !!env.DEAD_LETTER, DEAD_LETTERS: !!env.DEAD_LETTERS },
+    databases: { DELIVERY_STATE: !!env.DELIVERY_STATE },
     // delivery "direct": under a BAA without QUEUE_ENCRYPTION_KEY, sent at once, never queued.
     destinations: [...(compiled.targets?.values() ?? [])].map((t) => ({ name: t.destination, format: t.format, credential: t.secret ? set(t.secret) : false, delivery: queued(t, compiled) ? "queue" : "direct" })),
   };
-  if (compiled.error) body.error = { code: compiled.error.code, message: compiled.error.message };
-  return reply(compiled.error ? 503 : 200, body);
+  if (refusing.length > 0) {
+    body.problems = refusing;
+    body.error = refusing[0];
+  }
+  return reply(refusing.length > 0 ? 503 : 200, body);
 }
 
 /** Whether a destination's bodies go through the queue (sealed if they hold PHI). */
@@ -85,6 +106,10 @@ export function createWorker(policy) {
   let compiled = null;
 
   function sanitizerFor(env) {
+    // After an engine trap: the old instance's sanitizer is dropped (never
+    // freed: its pointer means nothing in the fresh instance) and the
+    // policy compiled again.
+    if (compiled !== null && compiled.generation !== engineGeneration()) compiled = null;
     // The same bindings as last time: nothing to compare.
     if (compiled?.env === env) return compiled;
     const key = env.PHI_MASKING_KEY;
@@ -103,14 +128,14 @@ export function createWorker(policy) {
           const target = sanitizer.connect(d, secret ? env[secret] ?? null : null);
           return [d, { destination: d, secret, format: target.format, target }];
         }));
-        compiled = { key, credentials, sanitizer, targets, seal: sealKey(env.QUEUE_ENCRYPTION_KEY) };
+        compiled = { key, credentials, sanitizer, targets, seal: sealKey(env.QUEUE_ENCRYPTION_KEY), generation: engineGeneration() };
         console.log(JSON.stringify({ phimask: "policy compiled", environment: policy.environment, destinations: destinations.map((d) => ({ name: d, format: targets.get(d).format })) }));
       } catch (e) {
         // Typically no PHI_MASKING_KEY, a destination's credential
         // missing or a bad QUEUE_ENCRYPTION_KEY: accept nothing, forward
         // nothing.
         sanitizer?.free();
-        compiled = { key, credentials, error: e };
+        compiled = { key, credentials, error: e, generation: engineGeneration() };
         console.error(JSON.stringify({ phimask: "not configured", code: e.code, error: e.message }));
       }
     }
@@ -123,8 +148,12 @@ export function createWorker(policy) {
       const url = new URL(request.url);
       if (url.pathname.startsWith("/dead-letters")) return operate(request, env, url.pathname);
       if (url.pathname === "/health") {
-        if (request.method !== "GET") return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use GET" }, { Allow: "GET" });
-        return health(policy, hash, env, sanitizerFor(env));
+        if (request.method !== "GET" && request.method !== "HEAD") {
+          return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use GET or HEAD" }, { Allow: "GET, HEAD" });
+        }
+        const answer = health(policy, hash, env, sanitizerFor(env));
+        // HEAD: the same status and headers, no body.
+        return request.method === "HEAD" ? new Response(null, { status: answer.status, headers: answer.headers }) : answer;
       }
       const match = /^\/v1\/([a-z]+)$/.exec(url.pathname);
       const call = match && Object.hasOwn(CALLS, match[1]) ? CALLS[match[1]] : undefined;
@@ -135,12 +164,16 @@ export function createWorker(policy) {
       }
 
       const compiled = sanitizerFor(env);
-      const { sanitizer, targets, error } = compiled;
-      if (error) return reply(503, { success: false, code: error.code, error: error.message });
-      if (!env.DELIVERY) return fail(503, "no_delivery_queue", "not configured: no DELIVERY queue binding (queues.producers in wrangler.toml)");
+      const { sanitizer, targets } = compiled;
+      // Refused for the first reason /health gives (the same list).
+      const [problem] = problems(env, compiled);
+      if (problem) {
+        await request.body?.cancel().catch(() => {});
+        return fail(503, problem.code, problem.message);
+      }
       const result = await ingest(request, env, call, sanitizer, QUEUE_BODY_BYTES);
       if (result.response) return result.response;
-      const { accepted, rejected, bodies, events, report } = result.processed;
+      const { accepted, rejected, rejectedCount, bodies, events, report } = result.processed;
 
       // Everything queued before the client hears 200; bodies that may not
       // be queued (PHI without a seal key) go out after that, directly.
@@ -159,15 +192,17 @@ export function createWorker(policy) {
         return fail(503, "queue_unavailable", "the delivery queue did not take the events: send them again", {}, { "Retry-After": "5" });
       }
       // One line per request taken: what each destination gets, as counts.
-      console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejected.length, destinations: report }));
+      console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejectedCount, destinations: report }));
       for (const [destination, r] of Object.entries(report)) {
         if (r.oversize > 0) console.error(JSON.stringify({ phimask: "not sent: event over the body limit", destination, events: r.oversize }));
       }
       for (const [to, list, indexes] of direct) ctx.waitUntil(deliver(to, list, indexes));
       const body = { success: true };
-      if (rejected.length > 0) {
+      // rejected lists the first 100 (the answer stays small); rejectedCount has them all.
+      if (rejectedCount > 0) {
         body.accepted = accepted;
         body.rejected = rejected;
+        body.rejectedCount = rejectedCount;
       }
       return reply(200, body);
     },
