@@ -4,7 +4,7 @@
 // An event that cannot be sanitized for every destination goes to none of
 // them.
 import { isTrap, limits, requestWriteKey, restartEngine } from "./engine.js";
-import { readBody } from "./body.js";
+import { discardBody, readBody } from "./body.js";
 import { fail } from "./respond.js";
 
 /** The engine's limits: the one source of the 32 KB and 500 KB. */
@@ -30,11 +30,11 @@ export async function ingest(request, env, call, sanitizer, maxBodyBytes) {
   const authorization = request.headers.get("Authorization");
   const headerKey = authorization === null ? undefined : basicAuthUser(authorization);
   if (authorization !== null && headerKey === undefined) {
-    await request.body?.cancel().catch(() => {});
+    await discardBody(request);
     return { response: fail(401, "invalid_authorization", 'malformed Authorization header: send the write key as HTTP Basic auth (user name, base64 of "KEY:"), or no Authorization header and writeKey in the body') };
   }
   if (headerKey !== undefined && !(await known(headerKey, keys))) {
-    await request.body?.cancel().catch(() => {});
+    await discardBody(request);
     return { response: fail(401, "invalid_write_key", "unknown write key") };
   }
 

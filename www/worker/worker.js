@@ -167,10 +167,7 @@ export function createWorker(policy) {
       const { sanitizer, targets } = compiled;
       // Refused for the first reason /health gives (the same list).
       const [problem] = problems(env, compiled);
-      if (problem) {
-        await request.body?.cancel().catch(() => {});
-        return fail(503, problem.code, problem.message);
-      }
+      if (problem) return fail(503, problem.code, problem.message);
       const result = await ingest(request, env, call, sanitizer, QUEUE_BODY_BYTES);
       if (result.response) return result.response;
       const { accepted, rejected, rejectedCount, bodies, events, report } = result.processed;
