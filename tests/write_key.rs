@@ -59,7 +59,12 @@ fn bodies_that_are_not_json_text_are_refused_alike() {
                 Ok(text) => by_reader(text, call).map(|_| ()),
                 Err(_) => Err::<(), _>("invalid_json"),
             };
-            assert_eq!(key.err(), expected.err(), "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                key.err(),
+                expected.err(),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }
