@@ -184,6 +184,29 @@ describe("an engine trap is answered 500 and the next request gets a fresh insta
   });
 });
 
+test("a trap while compiling the policy: 503 engine_error, and the next request compiles it on a fresh instance", async () => {
+  // The second compile traps (the first is the start-up run's).
+  const trapping = await bundle(policy, undefined, (text) => {
+    const at = /static fromPrepared\(prepared, key\) \{\n/.exec(text);
+    const trap = `globalThis.phimaskTestCompiles = (globalThis.phimaskTestCompiles ?? 0) + 1; if (globalThis.phimaskTestCompiles === 2) throw new WebAssembly.RuntimeError("unreachable");\n`;
+    return text.slice(0, at.index + at[0].length) + trap + text.slice(at.index + at[0].length);
+  });
+  const worker = await startWorker(trapping.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY });
+  try {
+    const first = await send(worker, "/v1/track", track("u-compile-trap"));
+    assert.equal(first.status, 503, first.text);
+    assert.equal(first.body.code, "engine_error");
+    const next = await send(worker, "/v1/track", track("u-after-compile-trap"));
+    assert.equal(next.status, 200, next.text);
+    await until(() => got("u-after-compile-trap").length === 1, "the next request's event");
+    assert.equal(got("u-compile-trap").length, 0);
+    assert.equal(worker.logs.filter((l) => l.includes('"call":"compile"') && l.includes("engine trapped: a fresh instance was made")).length, 1);
+  } finally {
+    await worker.mf.dispose();
+    trapping.cleanup();
+  }
+});
+
 describe("cheap refusals, a bounded materialized size, a capped rejected list", () => {
   let worker;
 
