@@ -7,7 +7,7 @@
 // The per-environment entry files (entry-development.js,
 // entry-production.js) import their prepared policy (written by
 // www/dev/check-policy.mjs at build time) and call createWorker(policy).
-import { callTypes, engineGeneration, Sanitizer, warmUp } from "./engine.js";
+import { callTypes, engineGeneration, restartEngine, Sanitizer, warmUp } from "./engine.js";
 import { file, operate } from "./dead-letters.js";
 import { authSecret, deliver, log } from "./forward.js";
 import { ingest, writeKeys } from "./ingest.js";
@@ -133,7 +133,14 @@ export function createWorker(policy) {
       } catch (e) {
         // Typically no PHI_MASKING_KEY, a destination's credential
         // missing or a bad QUEUE_ENCRYPTION_KEY: accept nothing, forward
-        // nothing.
+        // nothing. A trap while compiling: a fresh instance, and the
+        // next request compiles again on it.
+        if (e instanceof WebAssembly.RuntimeError) {
+          restartEngine();
+          compiled = { key, credentials, error: { code: "engine_error", message: "the engine failed compiling the policy: send the request again" }, generation: -1 };
+          console.error(JSON.stringify({ phimask: "engine trapped: a fresh instance was made", call: "compile", error: `RuntimeError: ${String(e.message).slice(0, 80)}` }));
+          return compiled;
+        }
         sanitizer?.free();
         compiled = { key, credentials, error: e, generation: engineGeneration() };
         console.error(JSON.stringify({ phimask: "not configured", code: e.code, error: e.message }));
