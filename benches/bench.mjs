@@ -6,7 +6,8 @@
 // one value natively; the Worker's one call per request for 1 to 8
 // destinations, in Node and inside workerd; the first request's cost
 // (instantiating the engine, compiling policies of 100 to 2000 rules); the
-// package sizes and the Worker's upload. Also written to
+// package sizes and the Worker's upload; inflating request bodies at
+// several slice sizes (benches/inflate.mjs). Also written to
 // benches/results.md.
 //   make bench
 import { execFileSync } from "node:child_process";
@@ -20,6 +21,7 @@ import { compileRows } from "./compile.mjs";
 import { corpusRows, corpusTargets, maskingLine } from "./corpus-bench.mjs";
 import { cliRows, cliTarget } from "./cli.mjs";
 import { workerdRows } from "./workerd.mjs";
+import { inflateRows } from "./inflate.mjs";
 import { referenceSanitizer } from "./reference.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -134,6 +136,11 @@ console.table(workerd);
 const workerdThree = workerd.find((r) => r.destinations === 3);
 const workerdLine = `500 events for 3 destinations inside workerd: ${workerdThree["ms per request (workerd)"]} ms per request`;
 console.log(workerdLine);
+
+// Inflating request bodies at several slice sizes (www/worker/body.js).
+const inflate = await inflateRows();
+console.log("inflating request bodies: µs per body by slice size (Node, workerd), workerd's peak memory for a bomb:");
+console.table(inflate);
 // The first request's cost: instantiating the engine and compiling a policy.
 const compile = compileRows();
 console.log("a fresh process: instantiating pkg-worker/ and compiling a prepared policy of N rules (target: 500 rules within 5 ms, linear):");
@@ -209,6 +216,7 @@ writeFileSync(`${root}benches/results.md`, [
   `## processRequest: a 500-event batch (${request} bytes), N destinations (pkg-worker/)`, "", table(destRows), "", threeLine, "",
   "## The first request: instantiating the engine and compiling a policy", "", "In a fresh Node process (medians of 5 processes): the Worker's engine compiled and instantiated, then Sanitizer.fromPrepared of a prepared policy of N rules (every action, some nested); and the same compile again once warm. Target: 500 rules within 5 ms for both, and compile time linear in the rules.", "", table(compile), "",
   "## processRequest inside workerd", "", "The same batch and lists in workerd (Miniflare): the wall time of a request running the call K times less one running it 0 times, per call.", "", table(workerd), "", workerdLine, "",
+  "## Inflating request bodies (benches/inflate.mjs)", "", "The Worker's body reader (www/worker/body.js) at each slice size (compressed bytes written to the decompressor at a time, the output read before the next write): µs per body in Node and inside workerd (wall time of a request inflating it K times less 0 times, per body), and workerd's peak memory growth when a bomb is sent as a request (a fresh workerd per slice).", "", table(inflate), "",
   "## Sizes", "", ...sizeLines.map((l) => `- ${l}`), `- ${uploadLine}`, "",
   ...(changeLines.length ? ["Change:", "", ...changeLines.map((l) => `- ${l}`), ""] : []),
   "The 64 KiB budget is the Worker's upload, which loads pkg-worker/ only; what pkg/ holds beyond it (the validator, explain, sanitize, processRequest's format writers, and the data map: `dataMap`, the same code as `phimask map`, which added 32,153 bytes, 11,733 gzipped, when it came; pkg-worker/ does not have it and did not change) is itemized in docs/performance.md (Sizes).", "",

@@ -1,6 +1,6 @@
 // The API every entry (node.js, workerd.js, browser.js) exports: the engine
 // is ready when the import resolves, so there is no init to call.
-export { callTypes, dataMap, limits, preparePolicy, readRequest, Sanitizer, validatePolicy } from "./phimask.js";
+export { callTypes, dataMap, limits, preparePolicy, readRequest, requestWriteKey, Sanitizer, validatePolicy } from "./phimask.js";
 export type {
   Action,
   Allowlist,

@@ -5,4 +5,4 @@ import { initSync } from "./phimask.js";
 
 initSync({ module: readFileSync(new URL("./phimask_bg.wasm", import.meta.url)) });
 
-export { callTypes, dataMap, limits, preparePolicy, readRequest, Sanitizer, validatePolicy } from "./phimask.js";
+export { callTypes, dataMap, limits, preparePolicy, readRequest, requestWriteKey, Sanitizer, validatePolicy } from "./phimask.js";

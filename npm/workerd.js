@@ -6,4 +6,4 @@ import { initSync } from "./phimask.js";
 
 initSync({ module });
 
-export { callTypes, dataMap, limits, preparePolicy, readRequest, Sanitizer, validatePolicy } from "./phimask.js";
+export { callTypes, dataMap, limits, preparePolicy, readRequest, requestWriteKey, Sanitizer, validatePolicy } from "./phimask.js";

@@ -40,7 +40,7 @@ mod wasm;
 
 pub use error::{Error, EventError};
 pub use policy::{Policy, Problem, Report};
-pub use request::{read_request, Call, Request, RequestError};
+pub use request::{read_request, request_write_key, Call, Request, RequestError};
 pub use sanitize::{Sanitizer, MAX_DEPTH, MAX_EVENT_BYTES};
 pub use validate::validate_policy;
 

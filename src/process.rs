@@ -9,7 +9,6 @@ use std::cell::RefCell;
 use crate::error::{Error, EventError};
 use crate::event::Event;
 use crate::format::{Format, Item, Sanitized};
-use crate::json::SyntaxReason;
 use crate::mask::Memo;
 use crate::report::Tally;
 use crate::request::{read_request, Call, RequestError};
@@ -94,10 +93,7 @@ impl Sanitizer {
         call: Call,
         max_body_bytes: usize,
     ) -> Result<Processed, RequestError> {
-        let text = std::str::from_utf8(body).map_err(|e| RequestError::InvalidJson {
-            offset: e.valid_up_to(),
-            reason: SyntaxReason::UnexpectedByte("UTF-8 text"),
-        })?;
+        let text = crate::request::utf8(body)?;
         let request = read_request(text, call)?;
         let dests = &self.destinations;
         let memo = RefCell::new(Memo::default());

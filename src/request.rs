@@ -306,12 +306,7 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
     let mut cuts = Cuts::new();
     let mut refused = Refused::new();
     let batch = (call == Call::Batch).then_some(&mut refused);
-    let top = read_body(src, &mut cuts, batch).map_err(|e| match e.reason {
-        SyntaxReason::DuplicateKey => {
-            RequestError::DuplicateKey(crate::key_name::duplicate(src, e.offset))
-        }
-        _ => RequestError::from(e),
-    })?;
+    let top = read_body(src, &mut cuts, batch).map_err(|e| request_error(src, e))?;
     let Some(top) = top else {
         return Err(RequestError::InvalidBody(
             "request body must be a JSON object",
@@ -385,6 +380,63 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
                 events,
             })
         }
+    }
+}
+
+/// The write key a tracking request body carries, by the rules of
+/// [`read_request`] (the top-level `writeKey`, else a batch's first
+/// event's, a non-empty string), found without building any event: the
+/// edge checks it before it spends anything on the events. The body is
+/// validated as [`read_request`] validates it.
+///
+/// # Errors
+/// [`RequestError`] when the body is not UTF-8 JSON text (as
+/// [`read_request`] would refuse it); `Ok(None)` when it carries no key.
+pub fn request_write_key(body: &[u8], call: Call) -> Result<Option<String>, RequestError> {
+    let src = utf8(body)?.as_bytes();
+    let mut cuts = Cuts::new();
+    let mut refused = Refused::new();
+    let batch = (call == Call::Batch).then_some(&mut refused);
+    let top = read_body(src, &mut cuts, batch).map_err(|e| request_error(src, e))?;
+    let Some(top) = top else {
+        return Ok(None);
+    };
+    if let Some(key) = write_key_of(src, &top) {
+        return Ok(Some(key));
+    }
+    let Some(batch) = top.iter().find(|m| *m.name == *b"batch") else {
+        return Ok(None);
+    };
+    if call != Call::Batch || refused.first().is_some_and(|r| r.0 == 0) {
+        return Ok(None);
+    }
+    let mut r = Reader::validated(src, batch.value.0, MAX_REQUEST_DEPTH);
+    if r.peek_kind()? != Kind::Array {
+        return Ok(None);
+    }
+    r.begin_array(2)?;
+    let mut first = true;
+    if !r.next_element(&mut first)? || r.peek_kind()? != Kind::Object {
+        return Ok(None);
+    }
+    Ok(write_key_of(src, &members(&mut r, 3)?))
+}
+
+/// The body as text, or where it stops being UTF-8.
+pub(crate) fn utf8(body: &[u8]) -> Result<&str, RequestError> {
+    std::str::from_utf8(body).map_err(|e| RequestError::InvalidJson {
+        offset: e.valid_up_to(),
+        reason: SyntaxReason::UnexpectedByte("UTF-8 text"),
+    })
+}
+
+/// A syntax error of the first read, as the request's error.
+fn request_error(src: &[u8], e: SyntaxError) -> RequestError {
+    match e.reason {
+        SyntaxReason::DuplicateKey => {
+            RequestError::DuplicateKey(crate::key_name::duplicate(src, e.offset))
+        }
+        _ => RequestError::from(e),
     }
 }
 

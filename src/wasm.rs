@@ -108,7 +108,7 @@ export type ErrorCode =
   | "invalid_policy" | "missing_key" | "key_too_short" | "invalid_key" | "unknown_destination"
   | "event_too_large" | "event_too_deep" | "invalid_json" | "event_not_object"
   | "missing_type" | "unknown_type" | "duplicate_key" | "invalid_integrations"
-  | "incomplete_event" | "invalid_body" | "invalid_credential";
+  | "incomplete_event" | "invalid_body" | "invalid_credential" | "batch_too_large";
 /** The engine's limits, for callers that read requests themselves. */
 export interface Limits {
   /** Largest event, in bytes of JSON. */
@@ -117,6 +117,8 @@ export interface Limits {
   maxBatchBytes: number;
   /** Deepest nesting of an event. */
   maxDepth: number;
+  /** How many rejected events `processRequest` lists (100). */
+  maxRejectedListed: number;
 }
 /** A tracking request read by `readRequest`: its write key, and each
  * event's JSON text, or why that event alone was refused. */
@@ -152,8 +154,11 @@ export interface Processed {
   /** Events sanitized for every destination. */
   accepted: number;
   /** Events refused, by index in the request; nothing of them is sent
-   * (`event_too_large` also when it fits no body of one destination). */
+   * (`event_too_large` also when it fits no body of one destination).
+   * The first `maxRejectedListed` (100) only: `rejectedCount` has them all. */
   rejected: Array<{ index: number; code: ErrorCode; error: string }>;
+  /** How many events were refused (`rejected` lists the first 100). */
+  rejectedCount: number;
   /** Request bodies per destination in its format, without credentials
    * (Target's `credentialMember` is added when sending). */
   bodies: Record<string, string[]>;
@@ -322,7 +327,23 @@ pub fn limits() -> JsValue {
         &number(crate::request::MAX_BATCH_BYTES),
     );
     set(&out, "maxDepth", &number(crate::MAX_DEPTH));
+    set(&out, "maxRejectedListed", &number(MAX_REJECTED_LISTED));
     out
+}
+
+/// How many rejected events `processRequest` lists (`rejectedCount` has
+/// them all).
+const MAX_REJECTED_LISTED: usize = 100;
+
+/// The write key a tracking request body carries (`writeKey` at its top
+/// level, else a batch's first event's), by the same rules as
+/// `processRequest` but without sanitizing or building any event, so a
+/// request with a wrong key costs one read of its body. Throws as
+/// `processRequest` does for a body that is not JSON text.
+#[wasm_bindgen(js_name = requestWriteKey)]
+pub fn request_write_key(body: &[u8], call: &str) -> Result<Option<String>, JsValue> {
+    let call = parse_call(call)?;
+    crate::request_write_key(body, call).map_err(|e| plain_error(e.code(), &e.message()))
 }
 
 /// The six call types, in Segment's order.
@@ -529,9 +550,12 @@ impl Sanitizer {
             set(&out, "writeKey", &JsValue::from_str(key));
         }
         set(&out, "accepted", &JsValue::from(done.accepted as u32));
+        // The first few only: a batch of 150,000 empty events must not
+        // become 150,000 objects here, nor an answer 44 times its request.
         let rejected: Array = done
             .rejected
             .iter()
+            .take(MAX_REJECTED_LISTED)
             .map(|(index, e)| {
                 let o: JsValue = Object::new().into();
                 set(&o, "index", &JsValue::from(*index as u32));
@@ -541,6 +565,11 @@ impl Sanitizer {
             })
             .collect();
         set(&out, "rejected", &rejected);
+        set(
+            &out,
+            "rejectedCount",
+            &JsValue::from(done.rejected.len() as u32),
+        );
         let (bodies, events, report): (JsValue, JsValue, JsValue) = (
             Object::new().into(),
             Object::new().into(),

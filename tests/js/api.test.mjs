@@ -179,7 +179,7 @@ test("explain() says per destination whether and why, with paths but no values; 
 });
 
 test("limits() and callTypes(): the engine's limits and call types, one source for the Worker", () => {
-  assert.deepEqual(limits(), { maxEventBytes: 32768, maxBatchBytes: 512000, maxDepth: 64 });
+  assert.deepEqual(limits(), { maxEventBytes: 32768, maxBatchBytes: 512000, maxDepth: 64, maxRejectedListed: 100 });
   assert.deepEqual(callTypes(), ["track", "identify", "group", "page", "screen", "alias"]);
 });
 

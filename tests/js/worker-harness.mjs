@@ -56,13 +56,16 @@ function shippedQueues() {
 
 /**
  * Bundles the Worker with `policy` the way `wrangler deploy` does;
- * `alter` may change the prepared policy module's text first.
+ * `alter` may change the prepared policy module's text first, and
+ * `alterBundle` the bundled script's text after.
  */
-export async function bundle(policy, alter) {
+export async function bundle(policy, alter, alterBundle) {
   const dir = workerDir(policy, "phimask-test", alter);
   const { code, output } = await runWrangler(["deploy", "--dry-run", "--outdir", "dist"], dir);
   if (code !== 0) throw new Error(`wrangler failed:\n${output}`);
-  return { dir, script: join(dir, "dist/entry.js"), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  const script = join(dir, "dist/entry.js");
+  if (alterBundle) writeFileSync(script, alterBundle(readFileSync(script, "utf8")));
+  return { dir, script, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** The queues of wrangler.toml: the Worker's producers and its consumers' settings. */
@@ -121,8 +124,9 @@ export default { fetch() { return Response.json(calls); } };`;
  * `refusingQueue: true` for a DELIVERY whose sendBatch always throws,
  * `refusingQueue: "second"` for one that refuses only its second call
  * (`calls()` resolves to the message count of each call it saw).
+ * `without: ["DELIVERY_STATE", …]` to leave those bindings out.
  */
-export async function startWorker(script, bindings, { maxRetries = 3, spy = false, queues = true, refusingQueue = false } = {}) {
+export async function startWorker(script, bindings, { maxRetries = 3, spy = false, queues = true, refusingQueue = false, without = [] } = {}) {
   const logs = [];
   const collect = (stream) => {
     stream.setEncoding("utf8");
@@ -148,6 +152,13 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
     }),
     ...(refusingQueue && { serviceBindings: { DELIVERY: { name: "refuser", entrypoint: "Queue" } } }),
   }];
+  for (const name of without) {
+    const [w] = workers;
+    for (const group of ["bindings", "queueProducers", "kvNamespaces", "d1Databases"]) {
+      if (Array.isArray(w[group])) w[group] = w[group].filter((n) => n !== name);
+      else if (w[group]) delete w[group][name];
+    }
+  }
   if (refusingQueue === "second") workers.push({ name: "refuser", modules: true, script: SECOND_REFUSER, compatibilityDate: "2026-04-26", queueProducers: { REAL: DELIVERY_QUEUE } });
   else if (refusingQueue) workers.push({ name: "refuser", modules: true, script: REFUSER, compatibilityDate: "2026-04-26" });
   if (spy) workers.push({ name: "spy", modules: true, script: SPY, compatibilityDate: "2026-04-26", queueConsumers: { [DELIVERY_QUEUE]: delivery } });
@@ -162,7 +173,7 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
     },
   });
   const url = await mf.ready;
-  if (queues) await migrate(await mf.getD1Database("DELIVERY_STATE"));
+  if (queues && !without.includes("DELIVERY_STATE")) await migrate(await mf.getD1Database("DELIVERY_STATE"));
   const queued = async () => (await (await mf.getWorker("spy")).fetch("http://spy/")).json();
   const calls = async () => (await (await mf.getWorker("refuser")).fetch("http://refuser/")).json();
   return { mf, logs, url, queued, calls };

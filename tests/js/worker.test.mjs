@@ -367,6 +367,7 @@ describe("edge worker", () => {
       policy: { version: 1, sha256: preparedPolicy(JSON.stringify(policy), "a test policy").sha256 },
       secrets: { PHI_MASKING_KEY: true, WRITE_KEYS: true, QUEUE_ENCRYPTION_KEY: false, QUEUE_ENCRYPTION_KEY_PREVIOUS: false, OPERATOR_KEY: false },
       queues: { DELIVERY: true, DEAD_LETTER: true, DEAD_LETTERS: true },
+      databases: { DELIVERY_STATE: true },
       // The warehouse is under a BAA and no QUEUE_ENCRYPTION_KEY is set:
       // its bodies (PHI) are never queued but sent at once.
       destinations: [
@@ -378,7 +379,7 @@ describe("edge worker", () => {
     for (const v of [KEY, WRITE_KEY, WAREHOUSE_AUTH, "other-key"]) assert.ok(!text.includes(v), "no secret's value");
     const post = await worker.mf.dispatchFetch("http://edge.test/health", { method: "POST", body: "{}" });
     assert.equal(post.status, 405);
-    assert.equal(post.headers.get("allow"), "GET");
+    assert.equal(post.headers.get("allow"), "GET, HEAD");
   });
 
   test("logs name destination, status and count, never event values or keys", async () => {

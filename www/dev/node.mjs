@@ -6,4 +6,4 @@ import { initSync } from "../../pkg/phimask.js";
 const wasmPath = fileURLToPath(new URL("../../pkg/phimask_bg.wasm", import.meta.url));
 initSync({ module: readFileSync(wasmPath) });
 
-export { callTypes, dataMap, limits, preparePolicy, readRequest, Sanitizer, validatePolicy } from "../../pkg/phimask.js";
+export { callTypes, dataMap, limits, preparePolicy, readRequest, requestWriteKey, Sanitizer, validatePolicy } from "../../pkg/phimask.js";

@@ -1,26 +1,40 @@
-// Reads one tracking request: size limits, write key, and (one engine
-// call) the request bodies of every destination. An event that cannot be
-// sanitized for every destination goes to none of them.
-import { limits } from "./engine.js";
-import { readBody } from "./body.js";
+// Reads one tracking request: the write key first (the Authorization
+// header, else the body's, found without sanitizing anything), size
+// limits, and (one engine call) the request bodies of every destination.
+// An event that cannot be sanitized for every destination goes to none of
+// them.
+import { isTrap, limits, requestWriteKey, restartEngine } from "./engine.js";
+import { discardBody, readBody } from "./body.js";
 import { fail } from "./respond.js";
 
 /** The engine's limits: the one source of the 32 KB and 500 KB. */
 const { maxEventBytes: MAX_EVENT_BYTES, maxBatchBytes: MAX_BATCH_BYTES } = limits();
 
-/**
- * @returns {{response: Response} | {processed: import("../../pkg-worker/phimask.js").Processed}}
- */
-export async function ingest(request, env, call, sanitizer, maxBodyBytes) {
-  const keys = String(env.WRITE_KEYS ?? "")
+/** The write keys of the WRITE_KEYS secret (comma-separated; blanks ignored). */
+export function writeKeys(env) {
+  return String(env.WRITE_KEYS ?? "")
     .split(",")
     .map((k) => k.trim())
     .filter(Boolean);
+}
+
+/**
+ * @returns {Promise<{response: Response} | {processed: import("../../pkg-worker/phimask.js").Processed}>}
+ */
+export async function ingest(request, env, call, sanitizer, maxBodyBytes) {
+  const keys = writeKeys(env);
   if (keys.length === 0) {
     return { response: fail(503, "no_write_keys", "not configured: set the WRITE_KEYS secret (comma-separated write keys)") };
   }
-  const headerKey = basicAuthUser(request.headers.get("Authorization"));
+  // A header that is there is used or refused, never passed over for the body's key.
+  const authorization = request.headers.get("Authorization");
+  const headerKey = authorization === null ? undefined : basicAuthUser(authorization);
+  if (authorization !== null && headerKey === undefined) {
+    await discardBody(request);
+    return { response: fail(401, "invalid_authorization", 'malformed Authorization header: send the write key as HTTP Basic auth (user name, base64 of "KEY:"), or no Authorization header and writeKey in the body') };
+  }
   if (headerKey !== undefined && !(await known(headerKey, keys))) {
+    await discardBody(request);
     return { response: fail(401, "invalid_write_key", "unknown write key") };
   }
 
@@ -38,40 +52,79 @@ export async function ingest(request, env, call, sanitizer, maxBodyBytes) {
   if (body.error === "bad_encoding") {
     return { response: fail(400, "invalid_encoding", "request body does not decompress as its Content-Encoding says") };
   }
+
+  // The body's key, before the engine sanitizes or builds anything: a
+  // request without a valid key costs one read of its body.
+  if (headerKey === undefined) {
+    let bodyKey;
+    try {
+      bodyKey = requestWriteKey(body.bytes, call);
+    } catch (e) {
+      return { response: refused(e, call) };
+    }
+    if (bodyKey === undefined) {
+      return { response: fail(401, "missing_write_key", "missing write key: send it as the HTTP Basic user name or as writeKey in the body") };
+    }
+    if (!(await known(bodyKey, keys))) return { response: fail(401, "invalid_write_key", "unknown write key") };
+  }
+
   // One engine call: the bytes as read (no string made here), every
   // destination's request bodies back. Errors never quote the body.
   let processed;
   try {
-    processed = sanitizer.processRequest(body.bytes, batch ? "batch" : call, maxBodyBytes);
+    processed = sanitizer.processRequest(body.bytes, call, maxBodyBytes);
   } catch (e) {
-    return { response: fail(e.code === "batch_too_large" ? 413 : 400, e.code ?? "invalid_body", e.message) };
+    return { response: refused(e, call) };
   }
 
-  const writeKey = headerKey ?? processed.writeKey;
-  if (writeKey === undefined) {
-    return { response: fail(401, "missing_write_key", "missing write key: send it as the HTTP Basic user name or as writeKey in the body") };
-  }
-  if (headerKey === undefined && !(await known(writeKey, keys))) {
-    return { response: fail(401, "invalid_write_key", "unknown write key") };
-  }
-
-  const { accepted, rejected } = processed;
+  const { accepted, rejected, rejectedCount } = processed;
   if (accepted === 0) {
     const [first] = rejected;
     if (!batch) return { response: fail(first.code === "event_too_large" ? 413 : 400, first.code, first.error) };
-    return { response: fail(400, "no_event_accepted", "no event of the batch was accepted", { rejected }) };
+    return { response: fail(400, "no_event_accepted", "no event of the batch was accepted", { rejected, rejectedCount }) };
   }
   // The same request again with a smaller body limit, when its messages
   // would not fit the queue (worker.js).
-  return { processed, rerun: (max) => sanitizer.processRequest(body.bytes, batch ? "batch" : call, max) };
+  const rerun = (max) => {
+    try {
+      return { processed: sanitizer.processRequest(body.bytes, call, max) };
+    } catch (e) {
+      return { response: refused(e, call) };
+    }
+  };
+  return { processed, rerun };
 }
 
-/** The user name of an HTTP Basic Authorization header (Segment's write key). */
+/**
+ * The answer to an engine call that threw: the engine's own refusal (it
+ * has a code), or a trap, after which the engine gets a fresh instance
+ * and the client is told to send the request again (SDKs retry a 5xx).
+ */
+function refused(e, call) {
+  if (!isTrap(e)) return fail(e.code === "batch_too_large" ? 413 : 400, e.code, e.message);
+  // The error's kind only: a trap's message is the runtime's, but
+  // nothing of the request belongs in a log.
+  const kind = e instanceof WebAssembly.RuntimeError ? `RuntimeError: ${String(e.message).slice(0, 80)}` : String(e?.name ?? typeof e);
+  let restarted = true;
+  try {
+    restartEngine();
+  } catch {
+    restarted = false;
+  }
+  console.error(JSON.stringify({ phimask: restarted ? "engine trapped: a fresh instance was made" : "engine trapped: no fresh instance could be made", call, error: kind }));
+  return fail(500, "engine_error", "the engine failed on this request: send it again");
+}
+
+/**
+ * The user name of an HTTP Basic Authorization header (Segment's write
+ * key), or undefined when the header is not one: another scheme, not
+ * base64, not UTF-8, or an empty user name.
+ */
 function basicAuthUser(header) {
-  const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? "");
+  const m = /^Basic\s+([A-Za-z0-9+/]+={0,2})\s*$/i.exec(header);
   if (!m) return undefined;
   try {
-    const decoded = new TextDecoder().decode(Uint8Array.from(atob(m[1]), (c) => c.charCodeAt(0)));
+    const decoded = new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(atob(m[1]), (c) => c.charCodeAt(0)));
     const user = decoded.split(":")[0];
     return user === "" ? undefined : user;
   } catch {

@@ -7,10 +7,10 @@
 // The per-environment entry files (entry-development.js,
 // entry-production.js) import their prepared policy (written by
 // www/dev/check-policy.mjs at build time) and call createWorker(policy).
-import { callTypes, Sanitizer, warmUp } from "./engine.js";
+import { callTypes, engineGeneration, restartEngine, Sanitizer, warmUp } from "./engine.js";
 import { file, operate, OPERATOR_PATHS } from "./dead-letters.js";
 import { authSecret, deliver, log } from "./forward.js";
-import { ingest } from "./ingest.js";
+import { ingest, writeKeys } from "./ingest.js";
 import { consume, enqueueRequest, FLOOR_BODY_BYTES, message, nextBodyLimit, QUEUE_BODY_BYTES } from "./queue.js";
 import { cors, fail, reply } from "./respond.js";
 import { sealKey } from "./seal.js";
@@ -48,7 +48,9 @@ async function fitted(result, targets, compiled) {
       return { response: fail(413, "batch_too_large", "the batch's events do not fit the delivery queue: send it in smaller batches") };
     }
     limit = round < 2 ? next : FLOOR_BODY_BYTES;
-    processed = result.rerun(limit);
+    const again = result.rerun(limit);
+    if (again.response) return again;
+    ({ processed } = again);
   }
 }
 
@@ -81,25 +83,46 @@ function credentialSecrets(destinations) {
 }
 
 /**
+ * Why the Worker would refuse every event, as `{ code, message }`, in the
+ * order a request meets them; none when it accepts events. /health and
+ * the tracking routes both go by this list, so health never says 200
+ * while events are refused.
+ */
+function problems(env, compiled) {
+  const list = [];
+  if (compiled.error) list.push({ code: compiled.error.code ?? "not_configured", message: compiled.error.message });
+  if (!env.DELIVERY) list.push({ code: "no_delivery_queue", message: "not configured: no DELIVERY queue binding (queues.producers in wrangler.toml)" });
+  if (!env.DELIVERY_STATE) list.push({ code: "no_delivery_state", message: "not configured: no DELIVERY_STATE D1 binding (d1_databases in wrangler.toml)" });
+  if (writeKeys(env).length === 0) list.push({ code: "no_write_keys", message: "not configured: set the WRITE_KEYS secret (comma-separated write keys)" });
+  return list;
+}
+
+/**
  * GET /health: the deployment as an operator checks it — environment, the
  * policy's hash, each destination with its format and whether its
- * credential secret is set, and whether the Worker's own secrets are set;
- * never a secret's value. 503 when the Worker accepts nothing, with why.
+ * credential secret is set, and whether the Worker's own secrets and
+ * bindings are set; never a secret's value. 503 whenever events would be
+ * refused, each reason in `problems` (the first also as `error`).
  */
 function health(policy, hash, env, compiled) {
   const set = (name) => typeof env[name] === "string" && env[name] !== "";
+  const refusing = problems(env, compiled);
   const body = {
-    ok: !compiled.error,
+    ok: refusing.length === 0,
     environment: policy.environment,
     policy: { version: 1, sha256: hash },
     secrets: Object.fromEntries(["PHI_MASKING_KEY", "WRITE_KEYS", "QUEUE_ENCRYPTION_KEY", "QUEUE_ENCRYPTION_KEY_PREVIOUS", "OPERATOR_KEY"].map((k) => [k, set(k)])),
     // DEAD_LETTERS: the dead-letter store, a table of the D1 database DELIVERY_STATE.
     queues: { DELIVERY: !!env.DELIVERY, DEAD_LETTER: !!env.DEAD_LETTER, DEAD_LETTERS: !!env.DELIVERY_STATE },
+    databases: { DELIVERY_STATE: !!env.DELIVERY_STATE },
     // delivery "direct": under a BAA without QUEUE_ENCRYPTION_KEY, sent at once, never queued.
     destinations: [...(compiled.targets?.values() ?? [])].map((t) => ({ name: t.destination, format: t.format, credential: t.secret ? set(t.secret) : false, delivery: queued(t, compiled) ? "queue" : "direct" })),
   };
-  if (compiled.error) body.error = { code: compiled.error.code, message: compiled.error.message };
-  return reply(compiled.error ? 503 : 200, body);
+  if (refusing.length > 0) {
+    body.problems = refusing;
+    body.error = refusing[0];
+  }
+  return reply(refusing.length > 0 ? 503 : 200, body);
 }
 
 /** Whether a destination's bodies go through the queue (sealed if they hold PHI). */
@@ -123,6 +146,10 @@ export function createWorker(policy) {
   let compiled = null;
 
   function sanitizerFor(env) {
+    // After an engine trap: the old instance's sanitizer is dropped (never
+    // freed: its pointer means nothing in the fresh instance) and the
+    // policy compiled again.
+    if (compiled !== null && compiled.generation !== engineGeneration()) compiled = null;
     // The same bindings as last time: nothing to compare.
     if (compiled?.env === env) return compiled;
     const key = env.PHI_MASKING_KEY;
@@ -143,14 +170,21 @@ export function createWorker(policy) {
         }));
         const seal = sealKey(env.QUEUE_ENCRYPTION_KEY);
         const previous = sealKey(env.QUEUE_ENCRYPTION_KEY_PREVIOUS, "QUEUE_ENCRYPTION_KEY_PREVIOUS");
-        compiled = { key, credentials, sanitizer, targets, policy: hash, seal, previous };
+        compiled = { key, credentials, sanitizer, targets, policy: hash, seal, previous, generation: engineGeneration() };
         console.log(JSON.stringify({ phimask: "policy compiled", environment: policy.environment, destinations: destinations.map((d) => ({ name: d, format: targets.get(d).format })) }));
       } catch (e) {
         // Typically no PHI_MASKING_KEY, a destination's credential
         // missing or a bad QUEUE_ENCRYPTION_KEY: accept nothing, forward
-        // nothing.
+        // nothing. A trap while compiling: a fresh instance, and the
+        // next request compiles again on it.
+        if (e instanceof WebAssembly.RuntimeError) {
+          restartEngine();
+          compiled = { key, credentials, error: { code: "engine_error", message: "the engine failed compiling the policy: send the request again" }, generation: -1 };
+          console.error(JSON.stringify({ phimask: "engine trapped: a fresh instance was made", call: "compile", error: `RuntimeError: ${String(e.message).slice(0, 80)}` }));
+          return compiled;
+        }
         sanitizer?.free();
-        compiled = { key, credentials, error: e };
+        compiled = { key, credentials, error: e, generation: engineGeneration() };
         console.error(JSON.stringify({ phimask: "not configured", code: e.code, error: e.message }));
       }
     }
@@ -164,8 +198,12 @@ export function createWorker(policy) {
       // Exact paths only: /dead-lettersX or /dead-letters/ is not an operator route.
       if (OPERATOR_PATHS.has(url.pathname)) return operate(request, env, url.pathname, hash, sanitizerFor(env));
       if (url.pathname === "/health") {
-        if (request.method !== "GET") return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use GET" }, { Allow: "GET" });
-        return health(policy, hash, env, sanitizerFor(env));
+        if (request.method !== "GET" && request.method !== "HEAD") {
+          return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use GET or HEAD" }, { Allow: "GET, HEAD" });
+        }
+        const answer = health(policy, hash, env, sanitizerFor(env));
+        // HEAD: the same status and headers, no body.
+        return request.method === "HEAD" ? new Response(null, { status: answer.status, headers: answer.headers }) : answer;
       }
       const match = /^\/v1\/([a-z]+)$/.exec(url.pathname);
       const call = match && Object.hasOwn(CALLS, match[1]) ? CALLS[match[1]] : undefined;
@@ -176,15 +214,16 @@ export function createWorker(policy) {
       }
 
       const compiled = sanitizerFor(env);
-      const { sanitizer, targets, error } = compiled;
-      if (error) return reply(503, { success: false, code: error.code, error: error.message });
-      if (!env.DELIVERY) return fail(503, "no_delivery_queue", "not configured: no DELIVERY queue binding (queues.producers in wrangler.toml)");
+      const { sanitizer, targets } = compiled;
+      // Refused for the first reason /health gives (the same list).
+      const [problem] = problems(env, compiled);
+      if (problem) return fail(503, problem.code, problem.message);
       const result = await ingest(request, env, call, sanitizer, QUEUE_BODY_BYTES);
       if (result.response) return result.response;
       const fit = await fitted(result, targets, compiled);
       if (fit.response) return fit.response;
       const { processed, planned } = fit;
-      const { accepted, rejected, report } = processed;
+      const { accepted, rejected, rejectedCount, report } = processed;
       // Made again smaller, a batch's events may all be too large now.
       if (accepted === 0) return fail(413, "batch_too_large", "no event of the batch fits the delivery queue once sanitized: send smaller events");
       const { messages, direct } = planned;
@@ -195,12 +234,14 @@ export function createWorker(policy) {
         return fail(503, "queue_unavailable", "the delivery queue did not take the events: send them again", {}, { "Retry-After": "5" });
       }
       // One line per request taken: what each destination gets, as counts.
-      console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejected.length, destinations: report }));
+      console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejectedCount, destinations: report }));
       for (const [to, list, indexes] of direct) ctx.waitUntil(deliver(to, list, indexes));
       const body = { success: true };
-      if (rejected.length > 0) {
+      // rejected lists the first 100 (the answer stays small); rejectedCount has them all.
+      if (rejectedCount > 0) {
         body.accepted = accepted;
         body.rejected = rejected;
+        body.rejectedCount = rejectedCount;
       }
       return reply(200, body);
     },
