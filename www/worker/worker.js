@@ -112,8 +112,7 @@ function health(policy, hash, env, compiled) {
     environment: policy.environment,
     policy: { version: 1, sha256: hash },
     secrets: Object.fromEntries(["PHI_MASKING_KEY", "WRITE_KEYS", "QUEUE_ENCRYPTION_KEY", "QUEUE_ENCRYPTION_KEY_PREVIOUS", "OPERATOR_KEY"].map((k) => [k, set(k)])),
-    // DEAD_LETTERS: the dead-letter store, a table of the D1 database DELIVERY_STATE.
-    queues: { DELIVERY: !!env.DELIVERY, DEAD_LETTER: !!env.DEAD_LETTER, DEAD_LETTERS: !!env.DELIVERY_STATE },
+    queues: { DELIVERY: !!env.DELIVERY, DEAD_LETTER: !!env.DEAD_LETTER },
     databases: { DELIVERY_STATE: !!env.DELIVERY_STATE },
     // delivery "direct": under a BAA without QUEUE_ENCRYPTION_KEY, sent at once, never queued.
     destinations: [...(compiled.targets?.values() ?? [])].map((t) => ({ name: t.destination, format: t.format, credential: t.secret ? set(t.secret) : false, delivery: queued(t, compiled) ? "queue" : "direct" })),
