@@ -11,7 +11,7 @@ use crate::event::Event;
 use crate::format::{Format, Item, Sanitized};
 use crate::mask::Memo;
 use crate::report::Tally;
-use crate::request::{read_request, Call, RequestError};
+use crate::request::{read_request, Call, RequestError, MAX_OUTPUT_BYTES};
 use crate::sanitize::{MemberKind, MemberOut, Sanitizer};
 
 /// A request processed: what every destination is sent.
@@ -109,6 +109,7 @@ impl Sanitizer {
             .map(|d| d.format.body_limit(max_body_bytes))
             .collect();
         let mut items = Vec::with_capacity(dests.len());
+        let mut output = 0usize;
         for (index, event) in request.events.iter().enumerate() {
             let text = match event {
                 Ok(text) => text,
@@ -124,7 +125,11 @@ impl Sanitizer {
             match mapped {
                 Ok(()) => {
                     accepted += 1;
-                    add_items(index, &mut items, &mut pending);
+                    output = output.saturating_add(add_items(index, &mut items, &mut pending));
+                    // Checked as it grows: memory stays bounded, whatever the request.
+                    if output > MAX_OUTPUT_BYTES {
+                        return Err(RequestError::OutputTooLarge);
+                    }
                 }
                 Err(e) => rejected.push((index, e)),
             }
@@ -248,13 +253,20 @@ impl Sanitizer {
 
 /// Adds one accepted event's items (from [`Sanitizer::map_formats`]) to
 /// what each destination is sent; `index` is the event's in the request.
-fn add_items(index: usize, items: &mut Vec<(usize, Option<Item>, Tally)>, pending: &mut [Pending]) {
+/// Returns the bytes they added.
+fn add_items(
+    index: usize,
+    items: &mut Vec<(usize, Option<Item>, Tally)>,
+    pending: &mut [Pending],
+) -> usize {
+    let mut added = 0usize;
     for (at, item, tally) in items.drain(..) {
         let Some(p) = pending.get_mut(at) else {
             continue;
         };
         match item {
             Some(item) => {
+                added = added.saturating_add(item.text.len() + item.shared.len());
                 p.items.push(item);
                 p.indexes.push(index);
                 p.tallies.push(tally);
@@ -262,6 +274,7 @@ fn add_items(index: usize, items: &mut Vec<(usize, Option<Item>, Tally)>, pendin
             None => p.unmapped += 1,
         }
     }
+    added
 }
 
 /// Gathers a destination's items into bodies and counts.

@@ -17,6 +17,11 @@ use crate::json::{Keys, Kind, Reader, SyntaxError, SyntaxReason};
 
 /// Largest batch request accepted, in bytes of JSON (Segment's limit).
 pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+/// The most a request may make, sanitized, for all its destinations
+/// together: masked values are longer than the clear ones (a masked
+/// number is 64 hex digits), so without it one 500 KB batch could make
+/// hundreds of MB, past a Worker's 128 MB.
+pub const MAX_OUTPUT_BYTES: usize = 12 * 1024 * 1024;
 
 /// How deep a request may nest. Deeper than an event may (the engine then
 /// refuses that event alone) but bounded, so reading stays shallow.
@@ -64,6 +69,9 @@ pub enum RequestError {
     /// A batch whose events, with its shared `context` and `integrations`
     /// merged into each, would exceed [`MAX_BATCH_BYTES`].
     TooLarge,
+    /// A request whose events, sanitized for every destination, would
+    /// exceed [`MAX_OUTPUT_BYTES`] together.
+    OutputTooLarge,
 }
 
 impl RequestError {
@@ -73,7 +81,7 @@ impl RequestError {
             RequestError::TooDeep => "event_too_deep",
             RequestError::InvalidBody(_) => "invalid_body",
             RequestError::DuplicateKey(_) => "duplicate_key",
-            RequestError::TooLarge => "batch_too_large",
+            RequestError::TooLarge | RequestError::OutputTooLarge => "batch_too_large",
         }
     }
 }
@@ -101,6 +109,11 @@ impl crate::error::Describe for RequestError {
                 out.push_str("batch is larger than ");
                 crate::error::push_number(out, MAX_BATCH_BYTES as u64);
                 out.push_str(" bytes once its shared \"context\" and \"integrations\" are added to each event");
+            }
+            RequestError::OutputTooLarge => {
+                out.push_str("request would be larger than ");
+                crate::error::push_number(out, MAX_OUTPUT_BYTES as u64);
+                out.push_str(" bytes once sanitized for its destinations (masked values are longer than the clear ones): send smaller batches");
             }
         }
     }

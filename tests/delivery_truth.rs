@@ -297,3 +297,51 @@ fn a_destination_named_proto_is_refused_by_validation() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("destinations.__proto__"), "{text}");
 }
+
+/// A request's sanitized output, all destinations together, is bounded
+/// (`MAX_OUTPUT_BYTES`), checked as it grows: a 500 KB batch whose masked
+/// arrays grow about 33-fold is refused whole, before it fills memory;
+/// the same events in a smaller batch are sent.
+#[test]
+fn a_request_whose_output_would_exceed_the_bound_is_refused_whole() {
+    let mut destinations = serde_json::Map::new();
+    for i in 0..3 {
+        destinations.insert(
+            format!("masks{i}"),
+            json!({"connection": "server-side", "endpoint": format!("https://m{i}.example/v1/batch"),
+                   "allowlists": {"event_properties": {"readings": "mask"}}}),
+        );
+    }
+    let policy = json!({"version": 1, "environment": "t", "hipaa": true,
+                        "allowlists": {"event_properties": {"plan": "allow"}}, "destinations": destinations});
+    let s = Sanitizer::new(&policy.to_string(), Some(KEY)).unwrap();
+    let events: Vec<String> = (0..140).map(|i| event(&format!("o-{i}"), 1_700)).collect();
+    let body = batch(&events);
+    assert!(
+        body.len() < phimask::request::MAX_BATCH_BYTES,
+        "{} bytes",
+        body.len()
+    );
+    let err = s.process_request(body.as_bytes(), Call::Batch).unwrap_err();
+    assert_eq!(err.code(), "batch_too_large");
+    let mut message = String::new();
+    phimask::error::Describe::describe(&err, &mut message);
+    assert!(
+        message.contains("once sanitized") && !message.contains("PHI-note"),
+        "{message}"
+    );
+    // A tenth of it is within the bound: every event goes to every destination.
+    let small = batch(&events[..14]);
+    let done = s.process_request(small.as_bytes(), Call::Batch).unwrap();
+    assert_eq!(done.accepted, 14);
+    let made: usize = done
+        .deliveries
+        .iter()
+        .flat_map(|d| &d.bodies)
+        .map(String::len)
+        .sum();
+    assert!(
+        made < phimask::request::MAX_OUTPUT_BYTES && made > 3 * 14 * 1_700 * 60,
+        "{made} bytes"
+    );
+}

@@ -361,3 +361,40 @@ describe("cheap refusals, a bounded materialized size, a capped rejected list", 
     await until(() => worker.logs.some((l) => l.includes('"phimask":"request"') && l.includes('"rejected":150')), "the request log");
   });
 });
+
+describe("a request's sanitized output is bounded", () => {
+  test("a 500 KB batch whose masked arrays grow 33-fold for three destinations: 413 before it fills memory; a smaller one goes to all three", async () => {
+    const dests = await Promise.all([0, 1, 2].map(() => startDestination()));
+    const masks = { version: 1, environment: "test", hipaa: true, allowlists: { event_properties: { plan: "allow" } }, destinations: {} };
+    dests.forEach((d, i) => (masks.destinations[`masks${i}`] = { connection: "server-side", endpoint: d.url, allowlists: { event_properties: { n: "mask" } } }));
+    const b = await bundle(masks);
+    const worker = await startWorker(b.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY });
+    try {
+      const event = (i) => ({ type: "track", event: "E", anonymousId: "a", messageId: `m${i}`, properties: { n: Array(1700).fill(1), note: "Jane Doe, HIV positive" } });
+      const big = JSON.stringify({ batch: Array.from({ length: 140 }, (_, i) => event(i)) });
+      assert.ok(big.length > 490_000 && big.length < 512_000, `${big.length} bytes`);
+      assert.equal((await send(worker, "/v1/batch", { batch: [track("u-warm-output")] })).status, 200);
+      const peakBefore = Math.max(...workerdPeakMemory().values());
+      const refused = await send(worker, "/v1/batch", big);
+      assert.equal(refused.status, 413, refused.text.slice(0, 200));
+      assert.equal(refused.body.code, "batch_too_large");
+      assert.match(refused.body.error, /once sanitized/);
+      assert.ok(!refused.text.includes("Jane"));
+      const growth = Math.max(...workerdPeakMemory().values()) - peakBefore;
+      console.log(`masked-array batch: 413 in ${refused.ms} ms; workerd peak memory grew ${(growth / MB).toFixed(1)} MB`);
+      // Unbounded, the engine's memory alone reached 153 MB (past a Worker's 128 MB).
+      assert.ok(growth < 64 * MB, `workerd's peak memory grew ${growth} bytes`);
+      // A tenth of it: sent to every destination, each event once.
+      const small = await send(worker, "/v1/batch", { batch: Array.from({ length: 14 }, (_, i) => event(1000 + i)) });
+      assert.equal(small.status, 200, small.text.slice(0, 200));
+      for (const d of dests) {
+        await until(() => d.delivered().filter((e) => /^[0-9a-f]{64}$/.test(e.messageId) && Array.isArray(e.properties?.n)).length === 14, "the smaller batch at every destination");
+        assert.ok(!d.requests.some((r) => r.body.includes("Jane")), "no unlisted value");
+      }
+    } finally {
+      await worker.mf.dispose();
+      b.cleanup();
+      await Promise.all(dests.map((d) => d.close()));
+    }
+  });
+});

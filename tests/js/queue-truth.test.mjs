@@ -147,9 +147,9 @@ describe("queue messages fit Queues' limits, and a request is queued whole or re
     }
   });
 
-  test("the queue takes the first sendBatch call and refuses the second: 503 with Retry-After, nothing of it sent; the retry delivers each event exactly once", async () => {
+  for (const refusing of ["second", "slow-second"]) test(`the queue takes the first sendBatch call and refuses the second (${refusing === "second" ? "after 1.5 s" : "after 12 s, longer than messages are held"}): 503 with Retry-After, nothing of it sent; the retry delivers each event exactly once`, async () => {
     clear();
-    const worker = await startWorker(built.script, bindings, { maxRetries: 3, refusingQueue: "second" });
+    const worker = await startWorker(built.script, bindings, { maxRetries: 3, refusingQueue: refusing });
     try {
       // Hostile-looking but valid: ids with quotes, an email as a property.
       const { text, count } = fullBatch((i) => ({ type: "track", event: "Visit", anonymousId: "a1", messageId: `m"${i}`, properties: { email: "jane@example.com" } }));

@@ -96,7 +96,7 @@ export default { fetch() { return new Response(null, { status: 404 }); } };`;
 // Stands in for a queue that takes the first sendBatch call (forwarding
 // it to the real delivery queue) and refuses the second, 1.5 s later;
 // later calls are taken again. GET answers how many messages each call it took held.
-const SECOND_REFUSER = `
+const secondRefuser = (ms) => `
 import { WorkerEntrypoint } from "cloudflare:workers";
 const calls = [];
 export class Queue extends WorkerEntrypoint {
@@ -105,7 +105,7 @@ export class Queue extends WorkerEntrypoint {
     // Refused slowly: time enough for a consumer to see the first call's
     // messages if they were not held back.
     if (calls.length === 2) {
-      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await new Promise((resolve) => setTimeout(resolve, ${ms}));
       throw new Error("Queue sendBatch failed: Too Many Requests");
     }
     await this.env.REAL.sendBatch(messages, options);
@@ -123,6 +123,8 @@ export default { fetch() { return Response.json(calls); } };`;
  * (`queued()` resolves to the messages it read), `queues: false` for none,
  * `refusingQueue: true` for a DELIVERY whose sendBatch always throws,
  * `refusingQueue: "second"` for one that refuses only its second call
+ * (after 1.5 s; "slow-second": after 12 s, longer than the Worker holds
+ * a request's messages)
  * (`calls()` resolves to the message count of each call it saw).
  * `without: ["DELIVERY_STATE", …]` to leave those bindings out.
  */
@@ -159,7 +161,10 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
       else if (w[group]) delete w[group][name];
     }
   }
-  if (refusingQueue === "second") workers.push({ name: "refuser", modules: true, script: SECOND_REFUSER, compatibilityDate: "2026-04-26", queueProducers: { REAL: DELIVERY_QUEUE } });
+  // "slow-second": the second call stalls longer than the Worker holds a request's messages.
+  if (refusingQueue === "second" || refusingQueue === "slow-second") {
+    workers.push({ name: "refuser", modules: true, script: secondRefuser(refusingQueue === "second" ? 1500 : 12_000), compatibilityDate: "2026-04-26", queueProducers: { REAL: DELIVERY_QUEUE } });
+  }
   else if (refusingQueue) workers.push({ name: "refuser", modules: true, script: REFUSER, compatibilityDate: "2026-04-26" });
   if (spy) workers.push({ name: "spy", modules: true, script: SPY, compatibilityDate: "2026-04-26", queueConsumers: { [DELIVERY_QUEUE]: delivery } });
   const mf = new Miniflare({

@@ -39,6 +39,7 @@
 // (messageBytes bounds its serialized size); see planCalls for sendBatch.
 
 import { attempt, forwarded, log } from "./forward.js";
+import { eventsArray, keepEvents } from "./events-array.js";
 import { open, seal } from "./seal.js";
 
 /** Queues' limit on one message, as serialized ("v8"). */
@@ -195,9 +196,13 @@ export async function enqueueRequest(queue, db, messages) {
   const req = crypto.randomUUID();
   for (const m of messages) m.req = req;
   let sent = 0;
+  // Every call, and the void if one fails, must be done well before the
+  // first call's messages are seen: a slow call is given up on (and the
+  // request voided) at half the hold, even if it later succeeds.
+  const deadline = Date.now() + (HOLD_SECONDS * 1000) / 2;
   try {
     for (const call of calls) {
-      await send(queue, call, HOLD_SECONDS);
+      await within(send(queue, call, HOLD_SECONDS), deadline - Date.now());
       sent += 1;
     }
   } catch (e) {
@@ -210,6 +215,16 @@ export async function enqueueRequest(queue, db, messages) {
     throw e;
   }
   return { calls: calls.length, req };
+}
+
+/** `promise`, or a rejection after `ms` (at once when `ms` is not positive). */
+function within(promise, ms) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error("sendBatch took too long: the request is voided before its held messages are seen")), Math.max(0, ms));
+  });
+  promise.catch(() => {});
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 async function voidRequest(db, req) {
@@ -251,9 +266,12 @@ export function ga4Window(body, indexes, now = Date.now()) {
   const micros = (e) => (typeof e?.timestamp_micros === "number" ? e.timestamp_micros : parsed.timestamp_micros);
   const isOld = parsed.events.map((e) => typeof micros(e) === "number" && micros(e) < oldest);
   if (!isOld.includes(true)) return null;
+  // Cut from the body as written (events-array.js), so numbers are not rewritten.
+  const text = new TextDecoder().decode(body);
+  if (eventsArray(text)?.items.length !== parsed.events.length) return null;
   const part = (old) => {
-    const events = parsed.events.filter((_, i) => isOld[i] === old);
-    return events.length ? { text: JSON.stringify({ ...parsed, events }), indexes: indexes.filter((_, i) => isOld[i] === old) } : null;
+    if (!isOld.includes(old)) return null;
+    return { text: keepEvents(text, (i) => isOld[i] === old), indexes: indexes.filter((_, i) => isOld[i] === old) };
   };
   return { old: part(true), fresh: part(false) };
 }
@@ -329,7 +347,8 @@ export async function consume(msg, env, compiled) {
     try {
       await enqueue(env.DELIVERY, [await message(to, out.rest, out.indexes, compiled)]);
       return msg.ack();
-    } catch {
+    } catch (e) {
+      log("error", { phimask: "rest not queued, will retry", destination: m.to, events: out.indexes.length, attempt: msg.attempts, error: String(e?.message ?? e).slice(0, 200) });
       return msg.retry({ delaySeconds: delay(msg.attempts, 0) });
     }
   }
