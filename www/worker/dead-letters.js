@@ -11,7 +11,7 @@
 // sealed when its destination is under a BAA; never a visitor's request.
 
 import { known } from "./ingest.js";
-import { enqueue } from "./queue.js";
+import { enqueue, planCalls } from "./queue.js";
 import { log } from "./forward.js";
 
 const KEEP_MS = 14 * 86_400_000;
@@ -26,8 +26,6 @@ const MAX_REQUEST_BYTES = 65_536;
 export const OPERATOR_KEY_BYTES = 32;
 // One sendBatch call: at most 100 messages and 256 KB (envelopes are
 // measured as stored, base64, which is larger than the message itself).
-const GROUP_COUNT = 100;
-const GROUP_BYTES = 200_000;
 const ANSWER_CHARS = 2000;
 const HASH = /^[0-9a-f]{64}$/;
 
@@ -346,25 +344,6 @@ function refusal(r, hash, targets, force) {
   return null;
 }
 
-/** Groups messages so that each group is one sendBatch call: its fate is known exactly. */
-function groups(items) {
-  const out = [];
-  let group = [];
-  let size = 0;
-  for (const item of items) {
-    const bytes = item.size + 1024;
-    if (group.length === GROUP_COUNT || (group.length > 0 && size + bytes > GROUP_BYTES)) {
-      out.push(group);
-      group = [];
-      size = 0;
-    }
-    group.push(item);
-    size += bytes;
-  }
-  if (group.length > 0) out.push(group);
-  return out;
-}
-
 async function replayLetters(db, env, select, hash, targets) {
   const now = Date.now();
   select.before = parseBefore(select.rawBefore, now);
@@ -402,11 +381,12 @@ async function replayLetters(db, env, select, hash, targets) {
     // Forced: the operator vouches that the body may go under the current
     // policy. Its own policy hash stays: a sealed body opens only with it.
     if (select.force && message.policy !== hash) message.forced = hash;
-    items.push({ id: t.id, message, size: t.envelope.length });
+    items.push({ id: t.id, message });
   }
   const replayed = [];
   let refused = false;
-  for (const group of groups(items)) {
+  // Each group is exactly one sendBatch call of enqueue: queued whole or not at all.
+  for (const group of planCalls(items, (i) => i.message)) {
     try {
       await enqueue(env.DELIVERY, group.map((i) => i.message));
       replayed.push(...group.map((i) => i.id));

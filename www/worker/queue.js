@@ -147,13 +147,16 @@ export async function message(to, text, events, compiled) {
   return { ...m, ...(await seal(compiled.seal, { destination: to.destination, policy: compiled.policy }, bytes)) };
 }
 
-/** Messages grouped into sendBatch calls within the count and size limits. */
-export function planCalls(messages) {
+/**
+ * Messages grouped into sendBatch calls within the count and size limits;
+ * `of` gives the message of an item (replay groups its letters the same way).
+ */
+export function planCalls(items, of = (m) => m) {
   const calls = [];
   let call = [];
   let size = 0;
-  for (const m of messages) {
-    const bytes = messageBytes(m);
+  for (const m of items) {
+    const bytes = messageBytes(of(m));
     if (call.length === CALL_COUNT || (call.length > 0 && size + bytes > CALL_BYTES)) {
       calls.push(call);
       call = [];
