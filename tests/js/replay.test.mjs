@@ -255,7 +255,8 @@ describe("dead letters in D1: replay", () => {
     await madeUnderCurrent();
     const { results } = await db.prepare("SELECT id FROM dead_letters ORDER BY id").all();
     const old = results.slice(0, 3).map((r) => r.id);
-    await db.prepare("UPDATE dead_letters SET policy = ? WHERE id IN (SELECT value FROM json_each(?))").bind(OTHER_POLICY, JSON.stringify(old)).run();
+    // Made under another policy: the row and the message it holds both say so.
+    await db.prepare("UPDATE dead_letters SET policy = ?, envelope = json_set(envelope, '$.policy', ?) WHERE id IN (SELECT value FROM json_each(?))").bind(OTHER_POLICY, OTHER_POLICY, JSON.stringify(old)).run();
     // Filed through the dead-letter queue: a destination the policy no longer has, a sealed (PHI) body for one it restricts.
     const deadLetterQueue = await worker.mf.getQueueProducer("DEAD_LETTER", "phimask");
     const body = new TextEncoder().encode('{"batch":[{"messageId":"never"}]}');
