@@ -27,6 +27,27 @@ package() {
 # WORKER_SPEED=0 builds its hot paths for size too, WORKER_SIMD=0 leaves
 # out SIMD128, WORKER_SHA=unrolled uses SHA-256's unrolled compression,
 # WORKER_STD=z builds core, alloc and compiler_builtins at z too.
+# Up to date: the same sources and settings as the last build whose
+# packages are still there, so nothing is rebuilt (wasm-opt alone takes
+# most of half a minute; wrangler runs this before every dev and deploy).
+# Outside a git checkout it always builds.
+settings="${WORKER_ONLY:-}|${WORKER_OPT_LEVEL:-}|${WASM_OPT_LEVEL:-}|${WORKER_SPEED:-}|${WORKER_SIMD:-}|${WORKER_SHA:-}|${WORKER_STD:-}|${WORKER_OUT:-}"
+stamp="target/phimask-build-$(printf '%s' "$settings" | sha256sum | cut -c1-16).stamp"
+sum=""
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  sum="$({ printf '%s\n' "$settings"
+    git ls-files -z --cached --others --exclude-standard -- src Cargo.toml Cargo.lock scripts/build.sh scripts/glue.mjs scripts/nightly npm \
+      | sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)"
+fi
+fresh=$([ -n "$sum" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ] && echo 1 || echo 0)
+[ -f "${WORKER_OUT:-pkg-worker}/phimask_bg.wasm" ] || fresh=0
+[ -n "${WORKER_ONLY:-}" ] || [ -f pkg/phimask_bg.wasm ] || fresh=0
+if [ "$fresh" = 1 ]; then
+  echo "build: the wasm packages are up to date" >&2
+  exit 0
+fi
+rm -f "$stamp"
+
 if [ -z "${WORKER_ONLY:-}" ]; then
   cargo build --release --lib --target wasm32-unknown-unknown --quiet
   package target/wasm32-unknown-unknown/release/phimask.wasm pkg
@@ -65,3 +86,4 @@ RUSTFLAGS="$flags" \
   --quiet "${features[@]}" --target-dir "$dir" \
   -Zbuild-std=std,panic_abort "${level[@]}"
 package "$dir/wasm32-unknown-unknown/worker/phimask.wasm" "${WORKER_OUT:-pkg-worker}" "${simd[@]}"
+if [ -n "$sum" ]; then mkdir -p target && printf '%s' "$sum" > "$stamp"; fi
