@@ -10,11 +10,11 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 # externref tables; the features are the ones rustc's wasm32 target emits).
 # --low-memory-unused: Rust's wasm32 keeps its stack and data above 1 MiB,
 # so the first 1 KiB of memory is never used.
-# A third argument adds wasm-opt features (the Worker's SIMD).
+# A third argument adds wasm-opt features (SIMD128, see .cargo/config.toml).
 package() {
   wasm-bindgen --target web --out-dir "$2" --out-name phimask "$1"
   node scripts/glue.mjs "$2/phimask.js"
-  node_modules/.bin/wasm-opt ${WASM_OPT_LEVEL:--Oz} --converge --low-memory-unused \
+  node_modules/.bin/wasm-opt ${WASM_OPT_LEVEL:--O3} --converge --low-memory-unused \
     --strip-producers --strip-target-features \
     --enable-bulk-memory --enable-reference-types --enable-sign-ext \
     --enable-nontrapping-float-to-int --enable-mutable-globals --enable-multivalue ${3:-} \
@@ -22,21 +22,20 @@ package() {
 }
 
 # For benches/builds.mjs: WORKER_ONLY=1 builds only the Worker's engine,
-# WORKER_OPT_LEVEL (z unless set) is its opt-level, WORKER_OUT (pkg-worker
-# unless set) where it goes; WASM_OPT_LEVEL (-Oz) is wasm-opt's level;
-# WORKER_SPEED=0 builds its hot paths for size too, WORKER_SIMD=0 leaves
-# out SIMD128, WORKER_SHA=unrolled uses SHA-256's unrolled compression,
-# WORKER_STD=z builds core, alloc and compiler_builtins at z too.
+# WORKER_OPT_LEVEL (3 unless set) is its opt-level, WORKER_OUT (pkg-worker
+# unless set) where it goes; WASM_OPT_LEVEL (-O3) is wasm-opt's level;
+# WORKER_SIMD=0 leaves out SIMD128, WORKER_SHA=compact uses SHA-256's
+# rolled compression.
 # Up to date: the same sources and settings as the last build whose
 # packages are still there, so nothing is rebuilt (wasm-opt alone takes
 # most of half a minute; wrangler runs this before every dev and deploy).
 # Outside a git checkout it always builds.
-settings="${WORKER_ONLY:-}|${WORKER_OPT_LEVEL:-}|${WASM_OPT_LEVEL:-}|${WORKER_SPEED:-}|${WORKER_SIMD:-}|${WORKER_SHA:-}|${WORKER_STD:-}|${WORKER_OUT:-}"
+settings="${WORKER_ONLY:-}|${WORKER_OPT_LEVEL:-}|${WASM_OPT_LEVEL:-}|${WORKER_SIMD:-}|${WORKER_SHA:-}|${WORKER_OUT:-}"
 stamp="target/phimask-build-$(printf '%s' "$settings" | sha256sum | cut -c1-16).stamp"
 sum=""
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   sum="$({ printf '%s\n' "$settings"
-    git ls-files -z --cached --others --exclude-standard -- src Cargo.toml Cargo.lock scripts/build.sh scripts/glue.mjs scripts/nightly npm \
+    git ls-files -z --cached --others --exclude-standard -- src Cargo.toml Cargo.lock scripts/build.sh scripts/glue.mjs rust-toolchain.toml .cargo/config.toml npm \
       | sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)"
 fi
 fresh=$([ -n "$sum" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ] && echo 1 || echo 0)
@@ -50,7 +49,7 @@ rm -f "$stamp"
 
 if [ -z "${WORKER_ONLY:-}" ]; then
   cargo build --release --lib --target wasm32-unknown-unknown --quiet
-  package target/wasm32-unknown-unknown/release/phimask.wasm pkg
+  package target/wasm32-unknown-unknown/release/phimask.wasm pkg --enable-simd
   # pkg/ is also the npm package "phimask" (make package packs it).
   cp npm/package.json npm/README.md npm/index.d.ts npm/node.js npm/workerd.js npm/browser.js pkg/
 fi
@@ -58,32 +57,21 @@ level=()
 if [ -n "${WORKER_OPT_LEVEL:-}" ]; then
   value=$WORKER_OPT_LEVEL
   [[ $value =~ ^[0-9]$ ]] || value="\"$value\""
-  level=(--config "profile.worker.opt-level=$value" --config "profile.worker.package.sha2.opt-level=$value")
+  level=(--config "profile.worker.opt-level=$value")
 fi
-# The Worker's: built for size (profile worker), with the standard
-# library rebuilt to abort on a panic without formatting a message (the
-# same behaviour as panic = "abort", less code), without source locations
-# or Debug text (nothing in the Worker prints them), by the pinned nightly.
-# Its hot paths (the JSON reader, the detectors) are built for speed
-# (cfg phimask_speed: #[optimize(speed)]), which costs no size; SIMD128
-# (workerd and Node have it) makes it smaller still, and so does SHA-256's
-# rolled compression (feature compact-sha) at no cost measurable in a
-# request. make bench-builds measures each both ways.
-# Its own target directory, so neither build invalidates the other.
-flags="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none"
+# The Worker's: the release profile (opt-level 3) on the pinned stable
+# toolchain, without the policy validator (--no-default-features), in a
+# target directory of its own so neither build invalidates the other.
+# SIMD128 comes from .cargo/config.toml; WORKER_SIMD=0 overrides it.
 dir="target/worker${WORKER_OPT_LEVEL:+-$WORKER_OPT_LEVEL}"
-simd=()
 features=(--no-default-features)
-if [ "${WORKER_SHA:-compact}" = compact ]; then features+=(--features compact-sha); else dir+="-unrolled"; fi
-if [ "${WORKER_SPEED:-1}" = 1 ]; then flags+=" --cfg phimask_speed"; else dir+="-nospeed"; fi
-if [ "${WORKER_STD:-}" = z ]; then
-  for crate in core alloc compiler_builtins; do level+=(--config "profile.worker.package.$crate.opt-level=\"z\""); done
-  dir+="-stdz"
+simd=(--enable-simd)
+if [ "${WORKER_SHA:-}" = compact ]; then features+=(--features compact-sha); dir+="-compact"; fi
+if [ "${WORKER_SIMD:-1}" = 1 ]; then
+  cargo build --profile worker --lib --target wasm32-unknown-unknown --quiet "${features[@]}" --target-dir "$dir" "${level[@]}"
+else
+  dir+="-nosimd"; simd=()
+  RUSTFLAGS="" cargo build --profile worker --lib --target wasm32-unknown-unknown --quiet "${features[@]}" --target-dir "$dir" "${level[@]}"
 fi
-if [ "${WORKER_SIMD:-1}" = 1 ]; then flags+=" -Ctarget-feature=+simd128"; simd=(--enable-simd); else dir+="-nosimd"; fi
-RUSTFLAGS="$flags" \
-  cargo "+$(cat scripts/nightly)" build --profile worker --lib --target wasm32-unknown-unknown \
-  --quiet "${features[@]}" --target-dir "$dir" \
-  -Zbuild-std=std,panic_abort "${level[@]}"
 package "$dir/wasm32-unknown-unknown/worker/phimask.wasm" "${WORKER_OUT:-pkg-worker}" "${simd[@]}"
 if [ -n "$sum" ]; then mkdir -p target && printf '%s' "$sum" > "$stamp"; fi

@@ -1,28 +1,22 @@
 #!/usr/bin/env bash
-# Installs what phimask needs, idempotently: the wasm32 target, a pinned
-# nightly Rust for the Worker's build, the
-# wasm-bindgen CLI matching Cargo.lock, the npm packages of package-lock.json,
-# and with --browser what only the tests need: Debian's Chromium, the
-# Python SDK (in .venv) and cargo-fuzz.
+# Installs what phimask needs, idempotently: the stable Rust of
+# rust-toolchain.toml with its wasm32 target, the wasm-bindgen CLI matching
+# Cargo.lock, the npm packages of package-lock.json, and with --browser
+# what only the tests need: Debian's Chromium, the Python SDK (in .venv),
+# and the pinned nightly Rust with cargo-fuzz (the fuzzer only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
-if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
-  say "adding the wasm32-unknown-unknown target"
-  rustup target add wasm32-unknown-unknown
-fi
-
-# The Worker's engine is built with a pinned nightly (scripts/build.sh): it
-# rebuilds the standard library without panic messages, to fit the edge.
-nightly=$(cat scripts/nightly)
-if ! rustup run "$nightly" rustc --print sysroot >/dev/null 2>&1 \
-  || ! rustup component list --toolchain "$nightly" --installed | grep -q '^rust-src' \
-  || ! rustup target list --toolchain "$nightly" --installed | grep -qx wasm32-unknown-unknown; then
-  say "installing Rust $nightly with rust-src and wasm32 (for the Worker's build)"
-  rustup toolchain install "$nightly" --profile minimal --component rust-src --target wasm32-unknown-unknown
+# Every build uses the release pinned in rust-toolchain.toml (its
+# components and the wasm32 target with it).
+toolchain=$(awk -F'"' '/^channel/ { print $2 }' rust-toolchain.toml)
+if ! rustup target list --toolchain "$toolchain" --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
+  || ! rustup component list --toolchain "$toolchain" --installed 2>/dev/null | grep -q '^clippy'; then
+  say "installing Rust $toolchain with clippy, rustfmt and wasm32 (rust-toolchain.toml)"
+  rustup toolchain install "$toolchain" --profile minimal --component rustfmt,clippy --target wasm32-unknown-unknown
 fi
 
 want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
@@ -49,7 +43,13 @@ if [ "${1:-}" = "--browser" ] && { [ ! -f "$pystamp" ] || ! cmp -s tests/sdk/req
   cp tests/sdk/requirements.txt "$pystamp"
 fi
 
-# The fuzzer (scripts/fuzz.sh), run by the pinned nightly.
+# The fuzzer (scripts/fuzz.sh), run by the pinned nightly: cargo-fuzz
+# needs its sanitizer flags; no build that ships uses it.
+nightly=$(cat scripts/nightly)
+if [ "${1:-}" = "--browser" ] && ! rustup run "$nightly" rustc --print sysroot >/dev/null 2>&1; then
+  say "installing Rust $nightly (for cargo-fuzz only)"
+  rustup toolchain install "$nightly" --profile minimal
+fi
 fuzz_version=0.13.2
 if [ "${1:-}" = "--browser" ] && [ "$(cargo fuzz --version 2>/dev/null | awk '{ print $2 }')" != "$fuzz_version" ]; then
   say "installing cargo-fuzz $fuzz_version (about a minute, once)"

@@ -19,8 +19,6 @@ cargo clippy --quiet --target wasm32-unknown-unknown --lib -- -D warnings
 cargo clippy --quiet --target wasm32-unknown-unknown --lib --no-default-features -- -D warnings
 step "cargo test"
 cargo test --release
-step "cargo test: masking with the Worker's SHA-256 (compact-sha)"
-cargo test --release --quiet --features compact-sha --lib mask
 step "the crate packs, and the phimask command installs from it"
 cargo package --allow-dirty --quiet
 root="$(mktemp -d)"

@@ -106,7 +106,6 @@ pub struct Found {
 
 /// Every non-overlapping match in `text`, left to right (at a place where
 /// two detectors match, the longer match wins); ranges of `text` itself.
-#[cfg_attr(phimask_speed, optimize(speed))]
 pub fn find_all(text: &[u8], set: Detectors) -> Vec<Found> {
     let folded = Folded::new(text);
     let mut out = Vec::new();
@@ -126,7 +125,6 @@ pub fn find_all(text: &[u8], set: Detectors) -> Vec<Found> {
 }
 
 /// Whether anything in `text` matches.
-#[cfg_attr(phimask_speed, optimize(speed))]
 pub fn any(text: &[u8], set: Detectors) -> bool {
     let folded = Folded::new(text);
     let t = folded.text();
@@ -269,7 +267,6 @@ fn next_start(text: &[u8], at: usize) -> usize {
 
 /// The longest match starting at `at` (an email's may start a few
 /// separators later).
-#[cfg_attr(phimask_speed, optimize(speed))]
 fn find_at(text: &[u8], at: usize, set: Detectors) -> Option<Found> {
     let b = *text.get(at)?;
     // Fast path: only these bytes can start a match.
@@ -348,7 +345,6 @@ fn dotted_after(text: &[u8], at: usize) -> bool {
 }
 
 /// Digits from `at`: how many.
-#[cfg_attr(phimask_speed, optimize(speed))]
 fn digits(text: &[u8], at: usize) -> usize {
     text.get(at..)
         .unwrap_or_default()
@@ -358,7 +354,6 @@ fn digits(text: &[u8], at: usize) -> usize {
 }
 
 /// Exactly `n` digits at `at` followed by no other digit: the end.
-#[cfg_attr(phimask_speed, optimize(speed))]
 fn exact_digits(text: &[u8], at: usize, n: usize) -> Option<usize> {
     (digits(text, at) == n).then_some(at + n)
 }
@@ -377,7 +372,6 @@ fn number(text: &[u8], at: usize, max: usize) -> Option<(u32, usize)> {
     Some((value, at + n))
 }
 
-#[cfg_attr(phimask_speed, optimize(speed))]
 fn byte_in(text: &[u8], at: usize, set: &[u8]) -> Option<u8> {
     text.get(at).copied().filter(|b| set.contains(b))
 }
@@ -428,7 +422,6 @@ fn is_local(c: char) -> bool {
 /// any script, `-` inside), the last one of two or more letters or an
 /// `xn--` label. Separators leading the local part (`-jane@…`, `'jane@…`)
 /// are not part of the match; a letter touching the local part is.
-#[cfg_attr(phimask_speed, optimize(speed))]
 fn email(text: &[u8], at: usize) -> Option<(usize, usize)> {
     let first = char_at(text, at)?;
     // The local part starts where a run of its characters starts.
@@ -525,7 +518,6 @@ fn top_level(label: &[u8]) -> bool {
 /// `ddd-dd-dddd`, `ddd dd dddd` or `ddd.dd.dddd`: the area not 000, 666
 /// or 9xx; the group not 00, the serial not 0000 (numbers the SSA never
 /// issues); no digit glued to it.
-#[cfg_attr(phimask_speed, optimize(speed))]
 fn ssn(text: &[u8], at: usize) -> Option<usize> {
     if digit_before(text, at) {
         return None;
@@ -550,7 +542,6 @@ fn ssn(text: &[u8], at: usize) -> Option<usize> {
 /// North American numbers with separators (`555-123-4567`, `(555)
 /// 123-4567`, `555.123.4567`) and `+` numbers (`+1 555 123 4567`, `+44 20
 /// 7946 0958`, `+15551234567`: 8 to 15 digits), no digit glued to them.
-#[cfg_attr(phimask_speed, optimize(speed))]
 fn phone(text: &[u8], at: usize) -> Option<usize> {
     if digit_before(text, at) {
         return None;
@@ -606,7 +597,6 @@ fn international(text: &[u8], mut p: usize) -> Option<usize> {
 
 /// `ddd` or `(ddd)`, then `ddd` and `dddd`, with separators between them
 /// (a bare run of ten digits is not taken for a phone number).
-#[cfg_attr(phimask_speed, optimize(speed))]
 fn nanp(text: &[u8], at: usize) -> Option<usize> {
     let exchange_at = if text.get(at) == Some(&b'(') {
         let close = exact_digits(text, at + 1, 3)?;
@@ -630,7 +620,6 @@ fn nanp(text: &[u8], at: usize) -> Option<usize> {
 /// ASCII letter may touch it only when it is written in groups, and a
 /// group chain that goes on with `-` and a letter or digit (a UUID) is
 /// not a card.
-#[cfg_attr(phimask_speed, optimize(speed))]
 fn card(text: &[u8], at: usize) -> Option<usize> {
     let first = *text.get(at)?;
     if digit_before(text, at) || fraction_before(text, at) || !(b'2'..=b'6').contains(&first) {
@@ -667,7 +656,6 @@ fn card(text: &[u8], at: usize) -> Option<usize> {
     best
 }
 
-#[cfg_attr(phimask_speed, optimize(speed))]
 fn luhn(digits: &[u8]) -> bool {
     let total: u32 = digits
         .iter()
@@ -693,7 +681,6 @@ fn luhn(digits: &[u8]) -> bool {
 /// A dotted IPv4 address, not part of a longer dotted number (so the
 /// version `1.2.3.4.5` is not an address) nor glued to an ASCII letter
 /// or digit (`v1.2.3.4`).
-#[cfg_attr(phimask_speed, optimize(speed))]
 fn ipv4(text: &[u8], at: usize) -> Option<usize> {
     if alnum_before(text, at) || fraction_before(text, at) {
         return None;
@@ -718,7 +705,6 @@ fn ipv4(text: &[u8], at: usize) -> Option<usize> {
 
 /// An IPv6 address (any form `std` parses, with at least two colons),
 /// not glued to an ASCII letter or digit.
-#[cfg_attr(phimask_speed, optimize(speed))]
 fn ipv6(text: &[u8], at: usize) -> Option<usize> {
     let token_char = |b: &u8| b.is_ascii_hexdigit() || matches!(b, b':' | b'.');
     // Where the token starts: not inside one; a single `:` or `.` before
@@ -749,7 +735,6 @@ fn ipv6(text: &[u8], at: usize) -> Option<usize> {
 
 /// Seven or more digits in a row, not glued to ASCII letters or other
 /// digits, and not the fraction of a decimal number.
-#[cfg_attr(phimask_speed, optimize(speed))]
 fn digit_run(text: &[u8], at: usize) -> Option<usize> {
     if alnum_before(text, at) || fraction_before(text, at) {
         return None;

@@ -250,7 +250,6 @@ fn specials(w: u64) -> u64 {
 /// The offset of the first `"`, `\` or control character at or after
 /// `pos` (or the end): eight bytes at a time, so long strings cost little.
 #[inline(always)]
-#[cfg_attr(phimask_speed, optimize(speed))]
 pub fn plain_run(src: &[u8], mut pos: usize) -> usize {
     while let Some(chunk) = src.get(pos..pos + 8) {
         let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
@@ -329,7 +328,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    #[cfg_attr(phimask_speed, optimize(speed))]
     fn skip_ws_run(&mut self) {
         while let Some(&b) = self.src.get(self.pos) {
             if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
@@ -368,7 +366,6 @@ impl<'a> Reader<'a> {
     }
 
     /// The kind of the next value (skips white space; consumes nothing else).
-    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn peek_kind(&mut self) -> Result<Kind> {
         Ok(match self.next_byte()? {
             b'{' => Kind::Object,
@@ -410,7 +407,6 @@ impl<'a> Reader<'a> {
 
     /// Moves to the next member of an object: returns its key (the reader
     /// then stands before the value), or `None` after the closing `}`.
-    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn next_key(&mut self, first: &mut bool) -> Result<Option<StrSpan>> {
         self.step_to_key(first)
     }
@@ -444,7 +440,6 @@ impl<'a> Reader<'a> {
     /// [`Reader::next_key`], refusing a key written twice in the object
     /// (`keys` holds its keys so far). Text read validated was checked
     /// when it was first read, so its keys are not compared again.
-    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn next_unique_key(&mut self, keys: &mut Keys) -> Result<Option<StrSpan>> {
         let checks = !self.validated && !self.duplicates_allowed;
         let Some(key) = self.step_to_key(&mut keys.first)? else {
@@ -475,7 +470,6 @@ impl<'a> Reader<'a> {
 
     /// Moves to the next element of an array: `true` when the reader stands
     /// before an element, `false` after the closing `]`.
-    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn next_element(&mut self, first: &mut bool) -> Result<bool> {
         let b = self.next_byte()?;
         if b == b']' {
@@ -493,7 +487,6 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a string, validating escapes and characters.
-    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn string(&mut self) -> Result<StrSpan> {
         self.expect_byte(b'"', "a string")?;
         let start = self.pos - 1;
@@ -609,7 +602,6 @@ impl<'a> Reader<'a> {
     }
 
     /// The content of a string read earlier, unescaped.
-    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn decode(&self, span: StrSpan) -> Result<Cow<'a, [u8]>> {
         let inner = &self.src[span.start + 1..span.end - 1];
         if !span.escaped {
@@ -642,7 +634,6 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a number; returns the span of its text.
-    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn number(&mut self) -> Result<(usize, usize)> {
         self.skip_ws();
         let start = self.pos;
@@ -701,7 +692,6 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads and validates one whole value at `depth`; returns its span.
-    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn skip_value(&mut self, depth: usize) -> Result<(usize, usize)> {
         if self.validated {
             return self.delimit_value(depth);
@@ -741,7 +731,6 @@ impl Reader<'_> {
     /// [`Reader::skip_value`] on validated text: finds the value's end
     /// (strings word at a time, containers by their brackets) and checks
     /// only its depth.
-    #[cfg_attr(phimask_speed, optimize(speed))]
     fn delimit_value(&mut self, depth: usize) -> Result<(usize, usize)> {
         self.skip_ws();
         let start = self.pos;

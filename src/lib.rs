@@ -9,7 +9,6 @@
 //! The core is plain Rust; only the `wasm` module (built for wasm32) talks
 //! to JavaScript.
 #![deny(unsafe_code)]
-#![cfg_attr(phimask_speed, feature(optimize_attribute))]
 
 pub mod action;
 mod compile;

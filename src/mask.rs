@@ -48,7 +48,6 @@ impl Masker {
     }
 
     /// The raw 32-byte HMAC of `bytes`.
-    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn digest(&self, bytes: &[u8]) -> [u8; 32] {
         let mut mac = self.mac.clone();
         mac.update(bytes);
@@ -58,7 +57,6 @@ impl Masker {
     /// Appends the 64 lowercase hex digits of the HMAC of `bytes` to `out`.
     /// Into a fixed buffer, then appended at once: pushing each digit was a
     /// quarter of masking's time in the Worker's size-built engine.
-    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn write_hex(&self, bytes: &[u8], out: &mut Vec<u8>) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = self.digest(bytes);
@@ -125,7 +123,6 @@ impl Memo {
     /// Appends what `compute` appends to `out` for `bytes` under `tag`, and
     /// returns its code; computed once per (tag, bytes) while the memo has
     /// room. `compute` must depend only on the tag and the bytes.
-    #[cfg_attr(phimask_speed, optimize(speed))]
     pub fn write(
         &mut self,
         tag: u64,
