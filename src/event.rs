@@ -6,9 +6,11 @@
 
 use std::borrow::Cow;
 
-use crate::error::EventError;
 use crate::json::{Keys, Kind, Reader, StrSpan, SyntaxError, SyntaxReason};
 use crate::policy::IDENTIFIER_KEYS;
+
+mod error;
+pub use error::EventError;
 
 /// Largest event accepted, in bytes of JSON text.
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;

@@ -573,7 +573,7 @@ impl Out {
             self.0.push(b'-');
         }
         let mut digits = [0u8; 20];
-        let at = crate::error::decimal(n.unsigned_abs(), &mut digits);
+        let at = crate::message::decimal(n.unsigned_abs(), &mut digits);
         self.0.extend_from_slice(&digits[at..]);
     }
 }

@@ -38,7 +38,7 @@ pub enum SyntaxReason {
     DuplicateKey,
 }
 
-impl crate::error::Describe for SyntaxReason {
+impl crate::message::Describe for SyntaxReason {
     fn describe(&self, out: &mut String) {
         match self {
             Self::UnexpectedEnd => out.push_str("unexpected end of input"),
@@ -54,7 +54,7 @@ impl crate::error::Describe for SyntaxReason {
             Self::BadNumber => out.push_str("invalid number"),
             Self::TooDeep(limit) => {
                 out.push_str("nesting deeper than ");
-                crate::error::push_number(out, *limit as u64);
+                crate::message::push_number(out, *limit as u64);
                 out.push_str(" levels");
             }
             Self::TrailingCharacters => out.push_str("unexpected characters after the JSON value"),
@@ -62,6 +62,8 @@ impl crate::error::Describe for SyntaxReason {
         }
     }
 }
+
+crate::message::display_by_describe!(SyntaxReason);
 
 /// The kind of the next value, decided by its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

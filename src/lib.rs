@@ -22,6 +22,7 @@ pub mod key_name;
 #[cfg(feature = "full")]
 pub mod map;
 pub mod mask;
+pub mod message;
 pub mod path;
 pub mod policy;
 pub mod prepared;

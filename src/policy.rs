@@ -273,7 +273,7 @@ pub struct Problem {
     pub message: String,
 }
 
-impl crate::error::Describe for Problem {
+impl crate::message::Describe for Problem {
     fn describe(&self, out: &mut String) {
         if !self.path.is_empty() {
             out.push_str(&self.path);
@@ -282,6 +282,8 @@ impl crate::error::Describe for Problem {
         out.push_str(&self.message);
     }
 }
+
+crate::message::display_by_describe!(Problem);
 
 /// Everything validation found: errors make the policy unusable, warnings
 /// point at legal but suspicious settings.

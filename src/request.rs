@@ -11,8 +11,7 @@
 
 use std::borrow::Cow;
 
-use crate::error::EventError;
-use crate::event::{CallType, MAX_DEPTH};
+use crate::event::{CallType, EventError, MAX_DEPTH};
 use crate::json::{Keys, Kind, Reader, SyntaxError, SyntaxReason};
 
 /// Largest batch request accepted, in bytes of JSON (Segment's limit).
@@ -86,18 +85,18 @@ impl RequestError {
     }
 }
 
-impl crate::error::Describe for RequestError {
+impl crate::message::Describe for RequestError {
     fn describe(&self, out: &mut String) {
         match self {
             RequestError::InvalidJson { offset, reason } => {
                 out.push_str("request body is not valid JSON: ");
                 reason.describe(out);
                 out.push_str(" at byte ");
-                crate::error::push_number(out, *offset as u64);
+                crate::message::push_number(out, *offset as u64);
             }
             RequestError::TooDeep => {
                 out.push_str("request nests deeper than ");
-                crate::error::push_number(out, MAX_REQUEST_DEPTH as u64);
+                crate::message::push_number(out, MAX_REQUEST_DEPTH as u64);
                 out.push_str(" levels");
             }
             RequestError::InvalidBody(why) => out.push_str(why),
@@ -107,17 +106,19 @@ impl crate::error::Describe for RequestError {
             }
             RequestError::TooLarge => {
                 out.push_str("batch is larger than ");
-                crate::error::push_number(out, MAX_BATCH_BYTES as u64);
+                crate::message::push_number(out, MAX_BATCH_BYTES as u64);
                 out.push_str(" bytes once its shared \"context\" and \"integrations\" are added to each event");
             }
             RequestError::OutputTooLarge => {
                 out.push_str("request would be larger than ");
-                crate::error::push_number(out, MAX_OUTPUT_BYTES as u64);
+                crate::message::push_number(out, MAX_OUTPUT_BYTES as u64);
                 out.push_str(" bytes once sanitized for its destinations (masked values are longer than the clear ones): send smaller batches");
             }
         }
     }
 }
+
+crate::message::display_by_describe!(RequestError);
 
 impl From<SyntaxError> for RequestError {
     fn from(e: SyntaxError) -> Self {

@@ -10,7 +10,7 @@ use js_sys::JSON;
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
-use crate::error::Describe;
+use crate::message::Describe;
 use crate::policy::Problem;
 use crate::Error;
 

@@ -325,7 +325,7 @@ fn a_request_whose_output_would_exceed_the_bound_is_refused_whole() {
     let err = s.process_request(body.as_bytes(), Call::Batch).unwrap_err();
     assert_eq!(err.code(), "batch_too_large");
     let mut message = String::new();
-    phimask::error::Describe::describe(&err, &mut message);
+    phimask::message::Describe::describe(&err, &mut message);
     assert!(
         message.contains("once sanitized") && !message.contains("PHI-note"),
         "{message}"

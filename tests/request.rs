@@ -341,7 +341,7 @@ fn a_key_written_twice_in_the_requests_own_objects_refuses_it_whole() {
     ] {
         let e = refused(body, call);
         assert_eq!(e.code(), "duplicate_key", "{body}");
-        assert_eq!(phimask::error::Describe::message(&e), message, "{body}");
+        assert_eq!(phimask::message::Describe::message(&e), message, "{body}");
     }
 }
 

@@ -53,7 +53,7 @@ pub fn apply(input: Input<'_>) -> Option<Output> {
         Output::Text("90+".into())
     } else {
         let mut text = String::new();
-        crate::error::push_number(&mut text, u64::from(whole));
+        crate::message::push_number(&mut text, u64::from(whole));
         Output::Number(text)
     })
 }

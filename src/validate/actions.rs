@@ -99,7 +99,7 @@ impl Checker {
                 name_path,
                 format!(
                     "unknown action {}; expected one of {}",
-                    crate::error::quoted(name),
+                    crate::message::quoted(name),
                     action_names()
                 ),
             );

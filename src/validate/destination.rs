@@ -288,7 +288,7 @@ impl Checker {
                         &here,
                         format!(
                             "unknown call type {}; {}",
-                            crate::error::quoted(s),
+                            crate::message::quoted(s),
                             expected()
                         ),
                     ),

@@ -36,7 +36,7 @@ impl Checker {
             Value::String(s) => {
                 self.error(
                     path,
-                    format!("unknown action {}; {EXPECTED}", crate::error::quoted(s)),
+                    format!("unknown action {}; {EXPECTED}", crate::message::quoted(s)),
                 );
                 None
             }
