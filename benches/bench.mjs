@@ -5,10 +5,13 @@
 // JavaScript reference; the cost of each action per event, and of masking
 // one value natively; the Worker's one call per request for 1 to 8
 // destinations, in Node and inside workerd; the first request's cost
-// (instantiating the engine, compiling policies of 100 to 2000 rules); the
-// package sizes and the Worker's upload; inflating request bodies at
-// several slice sizes (benches/inflate.mjs). Also written to
-// benches/results.md.
+// (instantiating the engine, compiling policies of 100 to 2000 rules from
+// prepared bytes and from JSON); the package sizes and the Worker's upload
+// against Cloudflare's limit; inflating request bodies at several slice
+// sizes, and the Worker's whole path for a gzip batch inside workerd
+// (benches/inflate.mjs). Every target met or missed, with the old size
+// build's figure beside it (benches/baseline-size-build.md). Also written
+// to benches/results.md.
 //   make bench
 import { execFileSync } from "node:child_process";
 import { cpus, totalmem } from "node:os";
@@ -21,7 +24,8 @@ import { compileRows } from "./compile.mjs";
 import { corpusRows, corpusTargets, maskingLine } from "./corpus-bench.mjs";
 import { cliRows, cliTarget } from "./cli.mjs";
 import { workerdRows } from "./workerd.mjs";
-import { inflateRows } from "./inflate.mjs";
+import { gzipPathRows, inflateRows } from "./inflate.mjs";
+import { was } from "./baseline.mjs";
 import { referenceSanitizer } from "./reference.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -127,27 +131,32 @@ console.log(`processRequest, a 500-event batch (${request} bytes) on pkg-worker,
 console.table(destRows);
 // The one-request target: 500 events for 3 destinations (shared lists).
 const three = destRows.find((r) => r.destinations === 3 && r.lists === "shared");
-const threeLine = `500 events for 3 destinations (Amplitude, Mixpanel, GA4): ${three["ms per request"]} ms per request in Node (target 5 ms)`;
+const threeLine = `500 events for 3 destinations (Amplitude, Mixpanel, GA4): ${three["ms per request"]} ms per request in Node (target 5 ms)${was("500x3 Node")}`;
 console.log(threeLine);
 // The same call inside workerd, where the Worker runs it.
 const workerd = await workerdRows(policy, KEY);
 console.log("processRequest inside workerd (Miniflare), the same batch and lists:");
 console.table(workerd);
 const workerdThree = workerd.find((r) => r.destinations === 3);
-const workerdLine = `500 events for 3 destinations inside workerd: ${workerdThree["ms per request (workerd)"]} ms per request`;
+const workerdLine = `500 events for 3 destinations inside workerd: ${workerdThree["ms per request (workerd)"]} ms per request (target 5 ms)${was("500x3 workerd")}`;
 console.log(workerdLine);
 
 // Inflating request bodies at several slice sizes (www/worker/body.js).
 const inflate = await inflateRows();
 console.log("inflating request bodies: µs per body by slice size (Node, workerd), workerd's peak memory for a bomb:");
 console.table(inflate);
+// The Worker's whole path for a gzip batch inside workerd.
+const gzipPath = await gzipPathRows(policy, KEY);
+console.log("the Worker's path for a gzip batch inside workerd (inflate + processRequest), 3 destinations:");
+console.table(gzipPath);
 // The first request's cost: instantiating the engine and compiling a policy.
 const compile = compileRows();
-console.log("a fresh process: instantiating pkg-worker/ and compiling a prepared policy of N rules (target: 500 rules within 5 ms, linear):");
+console.log("a fresh process: instantiating the engine and compiling a policy of N rules, prepared (pkg-worker/) and JSON (pkg/) (target: 500 rules within 5 ms, linear):");
 console.table(compile);
 
 // Sizes, and what changed since the results file this run replaces
-// (BASELINE=FILE to compare with another, e.g. an older commit's).
+// (BASELINE=FILE to compare with another, e.g. an older commit's), and
+// since the old size build.
 let previous = "";
 try {
   previous = readFileSync(process.env.BASELINE ?? `${root}benches/results.md`, "utf8");
@@ -160,34 +169,50 @@ for (const p of ["pkg", "pkg-worker"]) {
   const wasm = readFileSync(`${root}${p}/phimask_bg.wasm`);
   const glue = readFileSync(`${root}${p}/phimask.js`);
   const gz = gzipSync(wasm, { level: 9 }).length;
-  sizeLines.push(`${p}/phimask_bg.wasm: ${wasm.length} bytes, ${gz} gzipped; phimask.js ${glue.length} bytes, ${gzipSync(glue, { level: 9 }).length} gzipped`);
+  sizeLines.push(`${p}/phimask_bg.wasm: ${wasm.length} bytes, ${gz} gzipped; phimask.js ${glue.length} bytes, ${gzipSync(glue, { level: 9 }).length} gzipped${was(`${p} wasm`)}`);
   console.log(sizeLines.at(-1));
   const before = new RegExp(`- ${p}/phimask_bg\\.wasm: (\\d+) bytes, (\\d+) gzipped`).exec(previous);
   if (before) changeLines.push(`${p}/phimask_bg.wasm: ${wasm.length - Number(before[1])} bytes, ${gz - Number(before[2])} gzipped since the previous results`);
 }
-// The Worker as it deploys (budget: 64 KiB gzipped).
+// The Worker as it deploys, against Cloudflare's Worker size limit
+// (information, not a target: CPU per request is what counts). The
+// Workers limits page gives 64 MiB on every plan; it gave 3 MB gzipped on
+// the free plan and 10 MB on the paid one before.
+const LIMIT_KIB = 64 * 1024;
+const FORMER_FREE_GZIP_KIB = 3 * 1000 * 1000 / 1024;
 const dryRun = execFileSync(`${root}node_modules/.bin/wrangler`, ["deploy", "--dry-run", "--env", "production", "--outdir", `${root}dist/bench`], {
   cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
 });
-const upload = /Total Upload: ([\d.]+ KiB) \/ gzip: ([\d.]+ KiB)/.exec(dryRun);
-const uploadLine = upload ? `Worker (production): ${upload[1]}, ${upload[2]} gzipped (budget 64 KiB)` : dryRun;
+const upload = /Total Upload: ([\d.]+) KiB \/ gzip: ([\d.]+) KiB/.exec(dryRun);
+const uploadLine = upload
+  ? `the Worker's upload (production): ${upload[1]} KiB, ${upload[2]} KiB gzipped: ${((Number(upload[1]) / LIMIT_KIB) * 100).toFixed(1)}% of Cloudflare's Worker size limit (64 MiB, every plan), ${((Number(upload[2]) / FORMER_FREE_GZIP_KIB) * 100).toFixed(1)}% of its former free-plan limit (3 MB gzipped); information, not a target${was("upload")}`
+  : dryRun;
 console.log(uploadLine);
 
-// Every target of the benchmark, met or missed by how much.
+// Every target of the benchmark, met or missed by how much, with the old
+// size build's figure.
 const verdict = (value, target) => (value <= target ? "met" : `missed by ${((value / target - 1) * 100).toFixed(0)}%`);
 const c500 = compile.find((r) => r.rules === 500);
 const c2000 = compile.find((r) => r.rules === 2000);
-const firstMs = Number(c500["first request ms (both)"]);
+const firstPrepared = Number(c500["first request ms (prepared)"]);
+const firstJson = Number(c500["first request ms (JSON)"]);
 const growth = Number(c2000["warm compile ms"]) / Number(c500["warm compile ms"]);
-const uploadKiB = upload ? Number.parseFloat(upload[2]) : Number.NaN;
+const jsonGrowth = Number(c2000["warm validate + compile ms"]) / Number(c500["warm validate + compile ms"]);
+const nodeThree = Number(three["ms per request"]);
+const workerdThreeMs = Number(workerdThree["ms per request (workerd)"]);
+const gzipBoth = gzipPath[0];
 const targetLines = [
   ...targets,
-  `500 events for 3 destinations in Node: ${three["ms per request"]} ms, target ≤ 5 — ${verdict(Number(three["ms per request"]), 5)} (inside workerd: ${workerdThree["ms per request (workerd)"]} ms)`,
-  `the first request (instantiating the engine, compiling 500 rules) in a fresh process: ${firstMs.toFixed(2)} ms, target ≤ 5 — ${verdict(firstMs, 5)}`,
-  `the Worker's first request (compiling 500 rules after the engine's start-up run at module scope, which instantiation also precedes): ${c500["first compile after start-up ms"]} ms, target ≤ 5 — ${verdict(Number(c500["first compile after start-up ms"]), 5)}`,
-  `policy compile time linear in the rules: 2000 rules take ${growth.toFixed(2)}× 500 rules (warm; linear is 4×, target ≤ 4.8) — ${verdict(growth, 4.8)}`,
-  `the Worker's upload: ${uploadKiB} KiB gzipped, target ≤ 64 — ${verdict(uploadKiB, 64)}`,
+  `500 events for 3 destinations in Node: ${nodeThree.toFixed(2)} ms, target ≤ 5 — ${verdict(nodeThree, 5)}${was("500x3 Node")}`,
+  `500 events for 3 destinations inside workerd: ${workerdThreeMs.toFixed(2)} ms, target ≤ 5 — ${verdict(workerdThreeMs, 5)}${was("500x3 workerd")}`,
+  `the first request in a fresh process, a prepared policy of 500 rules (instantiating pkg-worker/, Sanitizer.fromPrepared): ${firstPrepared.toFixed(2)} ms, target ≤ 5 — ${verdict(firstPrepared, 5)}${was("first request, prepared")}`,
+  `the first request in a fresh process, a JSON policy of 500 rules (instantiating pkg/, new Sanitizer(json, key): validate + compile): ${firstJson.toFixed(2)} ms, target ≤ 5 — ${verdict(firstJson, 5)}${was("first request, JSON")}`,
+  `the Worker's first request (compiling 500 prepared rules after the engine's start-up run at module scope, which instantiation also precedes): ${c500["first compile after start-up ms"]} ms, target ≤ 5 — ${verdict(Number(c500["first compile after start-up ms"]), 5)}${was("first request after start-up")}`,
+  `policy compile time linear in the rules, prepared: 2000 rules take ${growth.toFixed(2)}× 500 rules (warm; linear is 4×, target ≤ 4.8) — ${verdict(growth, 4.8)}${was("compile growth")}`,
+  `policy compile time linear in the rules, JSON (validate + compile): 2000 rules take ${jsonGrowth.toFixed(2)}× 500 rules (warm; linear is 4×, target ≤ 4.8) — ${verdict(jsonGrowth, 4.8)}`,
+  `a gzip batch inside workerd, the Worker's whole path (inflate + processRequest, 3 destinations): ${gzipBoth["ms per request (workerd)"]} ms, of which inflating ${gzipPath[1]["ms per request (workerd)"]} ms (reported, no target)`,
   cliTarget(cli),
+  uploadLine,
 ];
 console.log(targetLines.join("\n"));
 
@@ -197,16 +222,16 @@ const table = (list) => {
   return [`| ${keys.join(" | ")} |`, `|${keys.map(() => "---").join("|")}|`, ...list.map((r) => `| ${keys.map((k) => r[k]).join(" | ")} |`)].join("\n");
 };
 const rustc = execFileSync("rustc", ["--version"], { encoding: "utf8" }).trim();
-const machine = `${cpus().length} × ${cpus()[0]?.model ?? "unknown CPU"}, ${Math.round(totalmem() / 2 ** 30)} GiB; Node ${process.version}, ${rustc} (native: the release profile, opt-level s; the Worker's engine: opt-level z with its hot paths at speed)`;
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? "unknown CPU"}, ${Math.round(totalmem() / 2 ** 30)} GiB; Node ${process.version}, ${rustc} (native, pkg/ and the Worker's engine: opt-level 3; wasm: SIMD128, wasm-opt -O3)`;
 writeFileSync(`${root}benches/results.md`, [
   "# phimask benchmark results",
   "",
-  `Written by \`make bench\` on ${new Date().toISOString().slice(0, 10)}: ${machine}. Medians of rounds taken in turns; figures vary by ±30% from run to run on this shared 2-core machine, the ratios less.`,
+  `Written by \`make bench\` on ${new Date().toISOString().slice(0, 10)}: ${machine}. Medians of rounds taken in turns; figures vary by ±30% from run to run on this shared 2-core machine, the ratios less. "was" is the old size build's figure (2026-12-02, [baseline-size-build.md](baseline-size-build.md)).`,
   "",
-  "## Targets", "", ...targetLines.map((l) => `- ${l}`), "",
+  "## Targets", "", "Per event: `sanitizeJson` (pkg/). Per request: `processRequest` (pkg-worker/, the Worker's engine), in Node and inside workerd. The JavaScript reference runs in Node.", "", ...targetLines.map((l) => `- ${l}`), "",
   "Why the missed targets are missed, and what would close them: see the end of this file.", "",
   "## The generated corpus", "",
-  "benches/corpus.mjs: per slice, events of one shape and size (300 B to 32 KB; realistic, and adversarial: thousands of unlisted keys, unlisted subtrees nested to the depth limit, escapes in every string, detector near misses in a scanned text, distinct masked values), about 256 KB of events per slice, one destination in Amplitude's format under the production policy's lists. µs per event: native `sanitize_json` (`native µs`) and `process_request` on the slice as one batch (`native batch µs`); wasm `sanitizeJson` (pkg/, `wasm µs`) and `processRequest` (pkg-worker/, in Node and inside workerd); the JavaScript reference (`JS µs`, the same rules written as idiomatic JavaScript: JSON.parse, a walk, node:crypto, JSON.stringify).", "",
+  "benches/corpus.mjs: per slice, events of one shape and size (300 B to 32 KB; realistic, and adversarial: thousands of unlisted keys, unlisted subtrees nested to the depth limit, escapes in every string, detector near misses in a scanned text, distinct masked values), about 256 KB of events per slice, one destination in Amplitude's format under the production policy's lists with `notes` scanned (benches/destinations.mjs). µs per event: native `sanitize_json` (`native µs`) and `process_request` on the slice as one batch (`native batch µs`); wasm `sanitizeJson` (pkg/, `wasm µs`) and `processRequest` (pkg-worker/, in Node and inside workerd); the JavaScript reference (`JS µs`, the same rules written as idiomatic JavaScript: JSON.parse, a walk, node:crypto, JSON.stringify).", "",
   table(corpus.rows), "", masking, "",
   "## phimask sanitize: NDJSON event logs", "",
   "The native `phimask` command (target/release) on files of about 48 MB, each a corpus slice repeated, one event a line, sanitized for the same destination to /dev/null (`phimask sanitize --quiet -p POLICY -d d0 -o /dev/null FILE`); wall time of the process, median of 3. Target: at least 50 MB/s on realistic events.", "",
@@ -214,11 +239,11 @@ writeFileSync(`${root}benches/results.md`, [
   "## Example events (pkg/, sanitizeJson)", "", table(rows), "",
   "## Each action", "", table(actionRows), "",
   `## processRequest: a 500-event batch (${request} bytes), N destinations (pkg-worker/)`, "", table(destRows), "", threeLine, "",
-  "## The first request: instantiating the engine and compiling a policy", "", "In a fresh Node process (medians of 5 processes): the Worker's engine compiled and instantiated, then Sanitizer.fromPrepared of a prepared policy of N rules (every action, some nested); and the same compile again once warm. Target: 500 rules within 5 ms for both, and compile time linear in the rules.", "", table(compile), "",
+  "## The first request: instantiating the engine and compiling a policy", "", "In a fresh Node process each (medians of 5 processes), a policy of N rules (every action, some nested): prepared (the Worker's way: pkg-worker/ compiled and instantiated, then Sanitizer.fromPrepared) and as JSON (the npm package's way: pkg/ compiled and instantiated, then `new Sanitizer(json, key)`, which validates and compiles); the prepared compile after the Worker's start-up run; and each compile again once warm. Target: 500 rules within 5 ms for both, and compile time linear in the rules.", "", table(compile), "",
   "## processRequest inside workerd", "", "The same batch and lists in workerd (Miniflare): the wall time of a request running the call K times less one running it 0 times, per call.", "", table(workerd), "", workerdLine, "",
   "## Inflating request bodies (benches/inflate.mjs)", "", "The Worker's body reader (www/worker/body.js) at each slice size (compressed bytes written to the decompressor at a time, the output read before the next write): µs per body in Node and inside workerd (wall time of a request inflating it K times less 0 times, per body), and workerd's peak memory growth when a bomb is sent as a request (a fresh workerd per slice).", "", table(inflate), "",
-  "## Sizes", "", ...sizeLines.map((l) => `- ${l}`), `- ${uploadLine}`, "",
+  "## The Worker's path for a gzip batch inside workerd", "", "The 500-event batch gzipped, sent to a Worker in workerd that inflates it with the Worker's body reader (www/worker/body.js, its shipped slice size) and runs processRequest for 3 destinations; inflating alone; and the batch uncompressed through processRequest alone. Wall time of a request doing it K times less 0 times, per request, medians of 7 rounds.", "", table(gzipPath), "",
+  "## Sizes", "", "Information, not a target: the engine is built for speed; the Worker's upload is measured against Cloudflare's Worker size limit.", "", ...sizeLines.map((l) => `- ${l}`), `- ${uploadLine}`, "",
   ...(changeLines.length ? ["Change:", "", ...changeLines.map((l) => `- ${l}`), ""] : []),
-  "The 64 KiB budget is the Worker's upload, which loads pkg-worker/ only; what pkg/ holds beyond it (the validator, explain, sanitize, processRequest's format writers, and the data map: `dataMap`, the same code as `phimask map`, which added 32,153 bytes, 11,733 gzipped, when it came; pkg-worker/ does not have it and did not change) is itemized in docs/performance.md (Sizes).", "",
   readFileSync(`${root}benches/gaps.md`, "utf8"),
 ].join("\n"));

@@ -10,6 +10,7 @@
 // limit); and workerd's peak memory growth for the bomb sent whole as a
 // request (a fresh workerd per slice).
 //   node benches/inflate.mjs
+// Also the Worker's whole path for a gzip batch inside workerd (gzipPathRows).
 import { readFileSync } from "node:fs";
 import { deflateSync, gzipSync } from "node:zlib";
 import { Miniflare } from "miniflare";
@@ -149,6 +150,95 @@ export async function inflateRows() {
   return rows;
 }
 
+
+// The Worker's whole path for a gzip batch inside workerd: the body
+// inflated by the Worker's reader (www/worker/body.js, shipped slice size),
+// then processRequest on the Worker's engine (pkg-worker/) for N
+// destinations; against the same batch sent uncompressed, and inflating
+// alone. Timed from outside like benches/workerd.mjs: a request doing it
+// K times less one doing it 0 times, per body; medians of 7 rounds.
+const PATH = `
+import wasm from "./phimask_bg.wasm";
+import { initSync, Sanitizer } from "./phimask.js";
+import { readBody } from "./body.js";
+initSync({ module: wasm });
+let s;
+export default {
+  async fetch(request, env) {
+    if (!s) {
+      const { prepared, key, credentials } = JSON.parse(env.POLICY);
+      s = Sanitizer.fromPrepared(Uint8Array.from(atob(prepared), (c) => c.charCodeAt(0)), key);
+      credentials.forEach((c, i) => s.connect("d" + i, c));
+    }
+    const url = new URL(request.url);
+    const times = Number(url.searchParams.get("times"));
+    const what = url.searchParams.get("what");
+    const encoding = request.headers.get("X-Encoding");
+    const bytes = new Uint8Array(await request.arrayBuffer());
+    let accepted = 0;
+    for (let i = 0; i < times; i++) {
+      let body = bytes;
+      if (encoding !== "identity") {
+        const r = new Request("http://bench/", { method: "POST", body: bytes, headers: { "Content-Encoding": encoding } });
+        const out = await readBody(r, ${LIMIT});
+        if (!out.bytes) throw new Error("not inflated: " + out.error);
+        body = out.bytes;
+      }
+      if (what !== "inflate") accepted += s.processRequest(body, "batch").accepted;
+    }
+    return Response.json({ accepted });
+  },
+};`;
+
+/** Rows: ms per request inside workerd for a 500-event batch sent gzipped
+ * (inflate + processRequest, and inflating alone) and uncompressed
+ * (processRequest alone), for 3 destinations (shared lists). */
+export async function gzipPathRows(base, key, n = 3) {
+  const { preparePolicy } = await import("../www/dev/node.mjs");
+  const { batch500, CREDENTIALS, FORMATS, policyWith } = await import("./destinations.mjs");
+  const plain = batch500();
+  const gz = gzipSync(plain);
+  const root = new URL("../pkg-worker/", import.meta.url);
+  const prepared = Buffer.from(preparePolicy(policyWith(base, n, false))).toString("base64");
+  const mf = new Miniflare({
+    modules: [
+      { type: "ESModule", path: "bench.js", contents: PATH },
+      { type: "ESModule", path: "body.js", contents: readFileSync(new URL("../www/worker/body.js", import.meta.url), "utf8") },
+      { type: "ESModule", path: "phimask.js", contents: readFileSync(new URL("phimask.js", root), "utf8") },
+      { type: "CompiledWasm", path: "phimask_bg.wasm", contents: readFileSync(new URL("phimask_bg.wasm", root)) },
+    ],
+    compatibilityDate: "2026-04-26",
+    cf: false,
+    bindings: { POLICY: JSON.stringify({ prepared, key, credentials: FORMATS.slice(0, n).map((f) => CREDENTIALS[f] ?? null) }) },
+  });
+  const cases = [
+    { name: `gzip (${gz.length} bytes, ${plain.length} inflated): inflate + processRequest`, body: gz, encoding: "gzip", what: "both" },
+    { name: "gzip: inflate alone", body: gz, encoding: "gzip", what: "inflate" },
+    { name: `uncompressed (${plain.length} bytes): processRequest alone`, body: plain, encoding: "identity", what: "both" },
+  ];
+  try {
+    const run = async (c, times) => {
+      const t = process.hrtime.bigint();
+      const res = await mf.dispatchFetch(`http://bench/?times=${times}&what=${c.what}`, { method: "POST", body: c.body, headers: { "X-Encoding": c.encoding } });
+      if (!res.ok) throw new Error(`workerd: ${res.status} ${await res.text()}`);
+      const { accepted } = await res.json();
+      if (c.what !== "inflate" && accepted !== 500 * times) throw new Error(`workerd: ${accepted} events accepted`);
+      return Number(process.hrtime.bigint() - t) / 1e6;
+    };
+    const K = 20;
+    for (const c of cases) await run(c, 3);
+    const rounds = cases.map(() => []);
+    for (let r = 0; r < 7; r++) {
+      for (const [i, c] of cases.entries()) rounds[i].push(((await run(c, K)) - (await run(c, 0))) / K);
+    }
+    return cases.map((c, i) => ({ body: c.name, destinations: n, "ms per request (workerd)": rounds[i].sort((a, b) => a - b)[3].toFixed(2) }));
+  } finally {
+    await mf.dispose();
+  }
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
-  console.table(await inflateRows());
+  const policy = JSON.parse(readFileSync(new URL("../policies/production.json", import.meta.url), "utf8"));
+  console.table(await gzipPathRows(policy, "benchmark-key-0123456789abcdefghijklmnop"));
+  if (!process.env.PATH_ONLY) console.table(await inflateRows());
 }
