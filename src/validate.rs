@@ -121,9 +121,9 @@ impl Checker {
             );
             return None;
         };
-        for (i, (key, _)) in members.iter().enumerate() {
+        for ((key, _), repeated) in members.iter().zip(repeats(members)) {
             let here = join(path, key);
-            if members[..i].iter().any(|(k, _)| k == key) {
+            if repeated {
                 self.error(&here, "duplicate key");
             } else if let Some(allowed) = allowed {
                 if !allowed.contains(&key.as_str()) {
@@ -294,5 +294,15 @@ fn default_context() -> Vec<Rule> {
                 action: Action::Shape(*shape),
             })
         })
+        .collect()
+}
+
+/// For each member, whether an earlier member has its key: in one pass
+/// with a set, so a list of thousands of rules validates in linear time.
+pub(crate) fn repeats(members: &[(String, Value)]) -> Vec<bool> {
+    let mut seen = std::collections::HashSet::with_capacity(members.len());
+    members
+        .iter()
+        .map(|(key, _)| !seen.insert(key.as_str()))
         .collect()
 }

@@ -53,11 +53,11 @@ impl Checker {
         if members.is_empty() {
             self.error("destinations", "no destinations; name at least one");
         }
-        for (i, (name, v)) in members.iter().enumerate() {
-            let here = join("destinations", name);
-            if members[..i].iter().any(|(k, _)| k == name) {
+        for ((name, v), repeated) in members.iter().zip(super::repeats(members)) {
+            if repeated {
                 continue;
             }
+            let here = join("destinations", name);
             if name.is_empty() {
                 self.error(&here, "destination name must not be empty");
                 continue;

@@ -25,11 +25,11 @@ impl Checker {
         let Some(members) = self.object(value, path, None) else {
             return rules;
         };
-        for (i, (key, v)) in members.iter().enumerate() {
-            let here = join(path, key);
-            if members[..i].iter().any(|(k, _)| k == key) {
+        for ((key, v), repeated) in members.iter().zip(super::repeats(members)) {
+            if repeated {
                 continue;
             }
+            let here = join(path, key);
             let action = self.action(v, &here);
             let steps = match path::parse(key) {
                 Ok(steps) => Some(steps),

@@ -13,8 +13,8 @@ impl Checker {
         let Some(members) = self.object(value, path, None) else {
             return names;
         };
-        for (i, (name, v)) in members.iter().enumerate() {
-            if members[..i].iter().any(|(k, _)| k == name) {
+        for ((name, v), repeated) in members.iter().zip(super::repeats(members)) {
+            if repeated {
                 continue;
             }
             let here = join(path, name);
