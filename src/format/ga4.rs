@@ -3,9 +3,7 @@
 use std::borrow::Cow;
 
 use super::out::Out;
-use super::sanitized::{
-    decode, each_member, Field, Sanitized, ANONYMOUS_ID, EVENT, NAME, PROPERTIES, USER_ID,
-};
+use super::sanitized::{decode, Field, Sanitized, ANONYMOUS_ID, EVENT, NAME, USER_ID};
 use crate::json::Kind;
 
 /// GA4's own event names (automatically collected and reserved for the
@@ -172,20 +170,18 @@ pub(super) fn ga4<'a>(e: &Sanitized<'a>, out: &mut Out) -> Option<String> {
     if let (Some(view), Some(f)) = (view, e.get(NAME)) {
         param(out, Cow::Borrowed(view), f);
     }
-    if let Some(props) = e.object(PROPERTIES) {
-        each_member(props, |f| {
-            let key = match &f.key {
-                Cow::Borrowed(raw) => std::str::from_utf8(raw)
-                    .ok()
-                    .map(|k| ga4_name_cow(k, "p_", false)),
-                Cow::Owned(raw) => std::str::from_utf8(raw)
-                    .ok()
-                    .map(|k| Cow::Owned(ga4_name(k, "p_", false))),
-            };
-            if let Some(key) = key {
-                param(out, key, &f);
-            }
-        });
+    for f in e.properties().unwrap_or_default() {
+        let key = match &f.key {
+            Cow::Borrowed(raw) => std::str::from_utf8(raw)
+                .ok()
+                .map(|k| ga4_name_cow(k, "p_", false)),
+            Cow::Owned(raw) => std::str::from_utf8(raw)
+                .ok()
+                .map(|k| Cow::Owned(ga4_name(k, "p_", false))),
+        };
+        if let Some(key) = key {
+            param(out, key, f);
+        }
     }
     out.raw("}");
     if let Some(ms) = e.millis() {

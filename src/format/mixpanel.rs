@@ -1,7 +1,7 @@
 //! Mixpanel `/import`.
 
 use super::out::Out;
-use super::sanitized::{Sanitized, ANONYMOUS_ID, EVENT, PROPERTIES, USER_ID};
+use super::sanitized::{Sanitized, ANONYMOUS_ID, EVENT, USER_ID};
 
 /// The members Mixpanel's format writes itself; same-named properties of
 /// the event are left out.
@@ -43,7 +43,7 @@ pub(super) fn mixpanel(e: &Sanitized, out: &mut Out) -> Option<()> {
             out.raw(value);
         }
     }
-    if let Some(props) = e.object(PROPERTIES) {
+    if let Some(props) = e.properties() {
         out.members(props, &MIXPANEL_RESERVED);
     }
     out.raw("}}");

@@ -247,10 +247,19 @@ impl Format {
         for (_, shared, list) in groups {
             let open = self.open(shared);
             let mut body = Body::default();
+            // Bytes and items still to place: each body is sized once, up
+            // front, rather than grown by copying as items are added.
+            let mut left: usize = list
+                .iter()
+                .map(|&i| items[i].text.len() + separator.len())
+                .sum();
+            let mut count_left = list.len();
             for i in list {
                 let item = &items[i].text;
                 if open.len() + item.len() + close.len() > limits.bytes {
                     too_large.push(i);
+                    left = left.saturating_sub(item.len() + separator.len());
+                    count_left = count_left.saturating_sub(1);
                     continue;
                 }
                 let count = body.items.len();
@@ -262,13 +271,18 @@ impl Format {
                     body.text.push_str(close);
                     bodies.push(std::mem::take(&mut body));
                 }
-                body.text.push_str(if body.items.is_empty() {
-                    open.as_ref()
+                if body.items.is_empty() {
+                    body.text
+                        .reserve(limits.bytes.min(open.len() + left + close.len()));
+                    body.items.reserve(limits.events.min(count_left));
+                    body.text.push_str(&open);
                 } else {
-                    separator
-                });
+                    body.text.push_str(separator);
+                }
                 body.text.push_str(item);
                 body.items.push(i);
+                left = left.saturating_sub(item.len() + separator.len());
+                count_left = count_left.saturating_sub(1);
             }
             if !body.items.is_empty() {
                 body.text.push_str(close);

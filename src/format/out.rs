@@ -1,6 +1,6 @@
 //! JSON text as the native formats write it.
 
-use super::sanitized::{each_member, Field};
+use super::sanitized::Field;
 use crate::json::write_string;
 
 /// JSON text being written.
@@ -36,14 +36,14 @@ impl Out {
         self.raw(f.value);
     }
 
-    /// The members of `object` (JSON text), leaving out `reserved` keys
-    /// (the format's own).
-    pub(super) fn members(&mut self, object: &str, reserved: &[&str]) {
-        each_member(object, |f| {
+    /// `fields` (an object's members), leaving out `reserved` keys (the
+    /// format's own).
+    pub(super) fn members(&mut self, fields: &[Field<'_>], reserved: &[&str]) {
+        for f in fields {
             if !reserved.iter().any(|r| *f.key == *r.as_bytes()) {
-                self.member(&f);
+                self.member(f);
             }
-        });
+        }
     }
 
     pub(super) fn number(&mut self, n: i64) {

@@ -1,7 +1,7 @@
 //! PostHog `/batch/`.
 
 use super::out::Out;
-use super::sanitized::{Sanitized, ANONYMOUS_ID, EVENT, NAME, PROPERTIES, TIMESTAMP, USER_ID};
+use super::sanitized::{Sanitized, ANONYMOUS_ID, EVENT, NAME, TIMESTAMP, USER_ID};
 use crate::structural::epoch_millis;
 
 /// PostHog: track as its event, page as `$pageview`, screen as `$screen`
@@ -26,7 +26,7 @@ pub(super) fn posthog(e: &Sanitized, out: &mut Out) -> Option<()> {
     out.raw(distinct?);
     out.key("properties");
     out.raw("{");
-    if let Some(props) = e.object(PROPERTIES).filter(|_| !e.is("identify")) {
+    if let Some(props) = e.properties().filter(|_| !e.is("identify")) {
         out.members(props, &["$set", "$screen_name"]);
     }
     if e.is("screen") {

@@ -71,6 +71,7 @@ pub struct Sanitized<'a> {
     // Worked out once for all the formats of the event.
     millis: OnceCell<Option<i64>>,
     traits: OnceCell<Option<&'a str>>,
+    properties: OnceCell<Vec<Field<'a>>>,
 }
 
 /// The top-level keys the formats read, found once per event.
@@ -152,6 +153,7 @@ impl<'a> Sanitized<'a> {
             text,
             millis: OnceCell::new(),
             traits: OnceCell::new(),
+            properties: OnceCell::new(),
         }
     }
 
@@ -206,6 +208,18 @@ impl<'a> Sanitized<'a> {
                 .into_iter()
                 .find_map(|k| self.string(k).and_then(|s| epoch_millis(s.as_bytes())))
         })
+    }
+
+    /// The members of `properties` when it is an object (read once for
+    /// all the formats that copy them one by one); `None` otherwise.
+    pub(super) fn properties(&self) -> Option<&[Field<'a>]> {
+        let props = self.object(PROPERTIES)?;
+        let fields = self.properties.get_or_init(|| {
+            let mut fields = Vec::new();
+            let _ = each_member(props, |f| fields.push(f));
+            fields
+        });
+        Some(fields)
     }
 
     /// The traits: `traits` (identify) or else `context.traits`.
