@@ -305,15 +305,16 @@ impl<'a> Event<'a> {
     /// them in `body` (validated whole, no key written twice at any
     /// depth): `(decoded key, key, value span)`. The event is their text
     /// copied with nothing between them (as [`crate::read_request`] gives
-    /// it); only what an event must be beyond JSON is checked, and the
-    /// values of members that say nothing about that are read only for
-    /// their depth.
+    /// it); only what an event must be beyond JSON is checked, from the
+    /// members that say something of it (`too_deep`: the first read found
+    /// it nests deeper than [`MAX_DEPTH`]), so the others are not read.
     ///
     /// # Errors
     /// As [`Event::read`].
     pub(crate) fn read_members<'k>(
         body: &'a [u8],
         members: impl ExactSizeIterator<Item = (&'k [u8], StrSpan, (usize, usize))> + Clone,
+        too_deep: bool,
     ) -> Result<Self, EventError> {
         // `{`, `}`, and each member's `"key":value` with a comma between.
         let len = members
@@ -323,6 +324,9 @@ impl<'a> Event<'a> {
             });
         if len > MAX_EVENT_BYTES {
             return Err(EventError::TooLarge);
+        }
+        if too_deep {
+            return Err(EventError::TooDeep);
         }
         let mut event = Event {
             src: body,
@@ -337,7 +341,13 @@ impl<'a> Event<'a> {
             let field = Field::of(name);
             let mut r = Reader::validated(body, value, MAX_DEPTH);
             let kind = r.peek_kind().map_err(syntax)?;
-            event.read_member(&mut r, field, kind, &mut found)?;
+            // The others' values say nothing of what an event must be.
+            if matches!(
+                field,
+                Field::Type | Field::Name(_) | Field::Identifier(_) | Field::Integrations
+            ) {
+                event.read_member(&mut r, field, kind, &mut found)?;
+            }
             event.members.push(Member {
                 field,
                 key,

@@ -140,10 +140,38 @@ pub(crate) struct Member<'a> {
     value: (usize, usize),
 }
 
-/// Where `writeKey` members below the top level of an event stand, as
-/// byte ranges of the body (with their comma) to leave out of the copies;
-/// in order, none inside another.
-type Cuts = Vec<(usize, usize)>;
+/// What the first read notes besides members: where `writeKey` members
+/// below the top level of an event stand, as byte ranges of the body (with
+/// their comma) to leave out of the copies, in order, none inside another;
+/// and the deepest an object or array it read stands (a batch's events
+/// are read with no other pass over their values to find theirs).
+#[derive(Default)]
+struct Cuts {
+    spans: Vec<(usize, usize)>,
+    deepest: usize,
+}
+
+impl Cuts {
+    fn new() -> Self {
+        Cuts::default()
+    }
+
+    fn push(&mut self, cut: (usize, usize)) {
+        self.spans.push(cut);
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.spans.truncate(len);
+    }
+
+    fn enter(&mut self, depth: usize) {
+        self.deepest = self.deepest.max(depth);
+    }
+}
 
 /// The request's first read: validates the object at the reader whole (a
 /// key written twice at any depth refused), notes the `writeKey` members
@@ -178,6 +206,8 @@ enum Element<'a> {
     Object {
         members: Vec<Member<'a>>,
         span: (usize, usize),
+        /// Whether it nests deeper than an event may.
+        too_deep: bool,
     },
 }
 
@@ -195,6 +225,7 @@ fn read_batch<'a>(
     while r.next_element(&mut first)? {
         let kind = r.peek_kind()?;
         let (at, before) = (r.pos(), cuts.len());
+        cuts.deepest = 0;
         let mut members = Vec::new();
         let read = if kind == Kind::Object {
             read_object(r, 3, cuts, &mut |_, _, _| Ok(None), &mut |m| {
@@ -218,7 +249,12 @@ fn read_batch<'a>(
             read => {
                 let span = read?;
                 elements.push(match kind {
-                    Kind::Object => Element::Object { members, span },
+                    // The event is level 1 here, 3 in the request.
+                    Kind::Object => Element::Object {
+                        members,
+                        span,
+                        too_deep: cuts.deepest > MAX_DEPTH + 2,
+                    },
                     _ => Element::NotObject,
                 });
             }
@@ -242,6 +278,7 @@ fn read_object<'a>(
     special: &mut Special<'_, 'a>,
     each: &mut dyn FnMut(Member<'a>),
 ) -> Result<(), SyntaxError> {
+    cuts.enter(depth);
     r.begin_object(depth)?;
     let opened = r.pos();
     let mut previous_end = opened;
@@ -288,6 +325,7 @@ fn read_value(
     match kind {
         Kind::Object => read_object(r, depth, cuts, &mut |_, _, _| Ok(None), &mut drop)?,
         Kind::Array => {
+            cuts.enter(depth);
             r.begin_array(depth)?;
             let mut first = true;
             while r.next_element(&mut first)? {
@@ -358,7 +396,10 @@ pub(crate) struct Events<'a> {
 /// (nothing of it rewritten: no `writeKey` inside it, nothing shared
 /// merged in), or its text as the request rewrites it.
 pub(crate) enum Read<'a> {
-    InBody(Vec<Member<'a>>),
+    InBody {
+        members: Vec<Member<'a>>,
+        too_deep: bool,
+    },
     Copied(String),
 }
 
@@ -368,9 +409,10 @@ impl<'a> Read<'a> {
     pub(crate) fn event<'s>(&'s self, body: &'a str) -> Result<Event<'s>, EventError> {
         match self {
             Read::Copied(text) => Event::read_validated(text.as_bytes()),
-            Read::InBody(members) => Event::read_members(
+            Read::InBody { members, too_deep } => Event::read_members(
                 body.as_bytes(),
                 members.iter().map(|m| (m.name.as_ref(), m.key, m.value)),
+                *too_deep,
             ),
         }
     }
@@ -380,7 +422,7 @@ impl<'a> Read<'a> {
     fn into_text(self, body: &str) -> Result<String, EventError> {
         let members = match self {
             Read::Copied(text) => return Ok(text),
-            Read::InBody(members) => members,
+            Read::InBody { members, .. } => members,
         };
         let src = Source {
             text: body.as_bytes(),
@@ -414,7 +456,7 @@ pub(crate) fn read_events(body: &str, call: Call) -> Result<Events<'_>, RequestE
     let write_key = write_key_of(src, &top);
     let src = Source {
         text: src,
-        cuts: &cuts,
+        cuts: &cuts.spans,
     };
 
     match call {
@@ -458,12 +500,16 @@ pub(crate) fn read_events(body: &str, call: Call) -> Result<Events<'_>, RequestE
                         Err(EventError::DuplicateKey(place))
                     }
                     Element::NotObject => Err(EventError::NotObject),
-                    Element::Object { members, span } => {
+                    Element::Object {
+                        members,
+                        span,
+                        too_deep,
+                    } => {
                         if events.is_empty() {
                             first_key = write_key_of(src.text, &members);
                         }
                         if shared.is_empty() && !src.cut_inside(span) {
-                            Ok(Read::InBody(members))
+                            Ok(Read::InBody { members, too_deep })
                         } else {
                             batched(src, &members, &shared)?.map(Read::Copied)
                         }
