@@ -3,6 +3,11 @@
 //! spec requires) and notes where each top-level member stands, its event
 //! or page name and its `integrations` routing. Writers for each
 //! destination then walk only the members they may send.
+//!
+//! An event of a request the request's first read validated is not read
+//! again as JSON: [`Event::read_members`] takes the members that read
+//! found where they stand in the body and checks only what an event must
+//! be beyond JSON.
 
 use std::borrow::Cow;
 

@@ -3,6 +3,14 @@
 //! same (equal lists and key scope), each masked value computed once per
 //! key scope, and every destination's request bodies made in its own
 //! format within its API's limits.
+//!
+//! The pipeline: [`read_events`] validates the body in one pass; an event
+//! it leaves as it is stays where it stands in the body (no copy), its
+//! members as that pass found them; the writer walks what the lists name
+//! and notes where it put each member, so the native formats take the
+//! written members from there (an event's `properties` read once for all
+//! of them) rather than parsing the written event again; each
+//! destination's items are then joined into bodies sized once.
 
 use std::cell::RefCell;
 

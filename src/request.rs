@@ -8,6 +8,12 @@
 //! `writeKey` members (removed at any depth: the client's secret), and a
 //! batch's shared `context`/`integrations`. A key written twice anywhere
 //! refuses the whole request (parsers disagree on which copy wins).
+//!
+//! One pass validates the whole body and notes, for each event of a batch,
+//! its members, how deep it nests and whether a `writeKey` stands in it.
+//! The engine ([`crate::process`]) reads an event the request leaves as
+//! it is from those notes, where it stands in the body; only an event the
+//! request rewrites is copied ([`read_request`] gives every event's text).
 
 use std::borrow::Cow;
 
