@@ -3,6 +3,11 @@
 //! spec requires) and notes where each top-level member stands, its event
 //! or page name and its `integrations` routing. Writers for each
 //! destination then walk only the members they may send.
+//!
+//! An event of a request the request's first read validated is not read
+//! again as JSON: [`Event::read_members`] takes the members that read
+//! found where they stand in the body and checks only what an event must
+//! be beyond JSON.
 
 use std::borrow::Cow;
 
@@ -182,6 +187,8 @@ pub struct Member {
     pub field: Field,
     pub key: StrSpan,
     pub value: usize,
+    /// Where the value ends.
+    pub end: usize,
     pub kind: Kind,
 }
 
@@ -196,7 +203,11 @@ struct Switch<'a> {
 /// An event read and validated, ready to be written for each destination.
 #[derive(Debug, Clone)]
 pub struct Event<'a> {
+    /// The event's text; or, when [`Event::read_members`] read it, the
+    /// request body its members stand in.
     pub src: &'a [u8],
+    /// Whether `src` is the event's text whole.
+    whole: bool,
     pub call: CallType,
     pub members: Vec<Member>,
     /// The `event`, `name` and `category` strings, decoded (by
@@ -270,6 +281,7 @@ impl<'a> Event<'a> {
         r.begin_object(1).map_err(syntax)?;
         let mut event = Event {
             src,
+            whole: true,
             call: CallType::Track,
             members: Vec::new(),
             names: [None, None, None],
@@ -281,18 +293,110 @@ impl<'a> Event<'a> {
             let field = Field::of(&r.decode(key).map_err(syntax)?);
             let kind = r.peek_kind().map_err(syntax)?;
             let value = r.pos();
+            event.read_member(&mut r, field, kind, &mut found)?;
             event.members.push(Member {
                 field,
                 key,
                 value,
+                end: r.pos(),
                 kind,
             });
-            event.read_member(&mut r, field, kind, &mut found)?;
         }
         r.finish().map_err(syntax)?;
         let named = event.name(NameField::Event).is_some_and(|n| !n.is_empty());
         event.call = found.check(named)?;
         Ok(event)
+    }
+
+    /// Reads an event from its members as a request's first read found
+    /// them in `body` (validated whole, no key written twice at any
+    /// depth): `(decoded key, key, value span)`. The event is their text
+    /// copied with nothing between them (as [`crate::read_request`] gives
+    /// it); only what an event must be beyond JSON is checked, from the
+    /// members that say something of it (`too_deep`: the first read found
+    /// it nests deeper than [`MAX_DEPTH`]), so the others are not read.
+    ///
+    /// # Errors
+    /// As [`Event::read`].
+    pub(crate) fn read_members<'k>(
+        body: &'a [u8],
+        members: impl ExactSizeIterator<Item = (&'k [u8], StrSpan, (usize, usize))> + Clone,
+        too_deep: bool,
+    ) -> Result<Self, EventError> {
+        // `{`, `}`, and each member's `"key":value` with a comma between.
+        let len = members
+            .clone()
+            .fold(1 + members.len().max(1), |n, (_, key, value)| {
+                n + (key.end - key.start) + 1 + (value.1 - value.0)
+            });
+        if len > MAX_EVENT_BYTES {
+            return Err(EventError::TooLarge);
+        }
+        if too_deep {
+            return Err(EventError::TooDeep);
+        }
+        let mut event = Event {
+            src: body,
+            whole: false,
+            call: CallType::Track,
+            members: Vec::with_capacity(members.len()),
+            names: [None, None, None],
+            switches: Vec::new(),
+        };
+        let mut found = Findings::default();
+        for (name, key, (value, end)) in members {
+            let field = Field::of(name);
+            let mut r = Reader::validated(body, value, MAX_DEPTH);
+            let kind = r.peek_kind().map_err(syntax)?;
+            // The others' values say nothing of what an event must be.
+            if matches!(
+                field,
+                Field::Type | Field::Name(_) | Field::Identifier(_) | Field::Integrations
+            ) {
+                event.read_member(&mut r, field, kind, &mut found)?;
+            }
+            event.members.push(Member {
+                field,
+                key,
+                value,
+                end,
+                kind,
+            });
+        }
+        let named = event.name(NameField::Event).is_some_and(|n| !n.is_empty());
+        event.call = found.check(named)?;
+        Ok(event)
+    }
+
+    /// The event's text (as [`crate::read_request`] gives it).
+    pub(crate) fn text(&self) -> Cow<'a, [u8]> {
+        if self.whole {
+            return Cow::Borrowed(self.src);
+        }
+        let mut out = Vec::with_capacity(self.len());
+        out.push(b'{');
+        for (i, m) in self.members.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&self.src[m.key.start..m.key.end]);
+            out.push(b':');
+            out.extend_from_slice(&self.src[m.value..m.end]);
+        }
+        out.push(b'}');
+        Cow::Owned(out)
+    }
+
+    /// The length of [`Event::text`].
+    pub(crate) fn len(&self) -> usize {
+        if self.whole {
+            return self.src.len();
+        }
+        let members = self
+            .members
+            .iter()
+            .map(|m| (m.key.end - m.key.start) + 1 + (m.end - m.value));
+        members.sum::<usize>() + 1 + self.members.len().max(1)
     }
 
     /// Reads one member's value, keeping what later checks need.

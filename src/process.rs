@@ -3,15 +3,22 @@
 //! same (equal lists and key scope), each masked value computed once per
 //! key scope, and every destination's request bodies made in its own
 //! format within its API's limits.
+//!
+//! The pipeline: [`read_events`] validates the body in one pass; an event
+//! it leaves as it is stays where it stands in the body (no copy), its
+//! members as that pass found them; the writer walks what the lists name
+//! and notes where it put each member, so the native formats take the
+//! written members from there (an event's `properties` read once for all
+//! of them) rather than parsing the written event again; each
+//! destination's items are then joined into bodies sized once.
 
 use std::cell::RefCell;
 
 use crate::error::{Error, EventError};
-use crate::event::Event;
 use crate::format::{Format, Item, Sanitized};
 use crate::mask::Memo;
 use crate::report::Tally;
-use crate::request::{read_request, Call, RequestError, MAX_OUTPUT_BYTES};
+use crate::request::{read_events, Call, Read, RequestError, MAX_OUTPUT_BYTES};
 use crate::sanitize::{MemberKind, MemberOut, Sanitizer};
 
 /// A request processed: what every destination is sent.
@@ -94,7 +101,7 @@ impl Sanitizer {
         max_body_bytes: usize,
     ) -> Result<Processed, RequestError> {
         let text = crate::request::utf8(body)?;
-        let request = read_request(text, call)?;
+        let request = read_events(text, call)?;
         let dests = &self.destinations;
         let memo = RefCell::new(Memo::default());
         let mut pending: Vec<Pending> = dests.iter().map(|_| Pending::default()).collect();
@@ -111,8 +118,8 @@ impl Sanitizer {
         let mut items = Vec::with_capacity(dests.len());
         let mut output = 0usize;
         for (index, event) in request.events.iter().enumerate() {
-            let text = match event {
-                Ok(text) => text,
+            let read = match event {
+                Ok(read) => read,
                 Err(e) => {
                     rejected.push((index, Error::Event(e.clone())));
                     continue;
@@ -120,7 +127,7 @@ impl Sanitizer {
             };
             written.iter_mut().for_each(|w| *w = None);
             let mapped = self
-                .write_all(text, &memo, &mut written, &mut receives)
+                .write_all(read, text, &memo, &mut written, &mut receives)
                 .and_then(|()| self.map_formats(&written, &receives, &limits, &mut items));
             match mapped {
                 Ok(()) => {
@@ -152,13 +159,14 @@ impl Sanitizer {
     /// `written[class]`. Any error refuses the event for all.
     fn write_all(
         &self,
-        text: &str,
+        read: &Read<'_>,
+        body: &str,
         memo: &RefCell<Memo>,
         written: &mut [Option<Written>],
         receives: &mut [bool],
     ) -> Result<(), Error> {
-        // read_request validated the JSON of every event it returns.
-        let event = Event::read_validated(text.as_bytes())?;
+        // read_events validated the JSON of every event it returns.
+        let event = read.event(body)?;
         for (dest, receives) in self.destinations.iter().zip(receives.iter_mut()) {
             *receives = self.gate(&event, dest).is_ok();
             if !*receives || written[dest.class].is_some() {

@@ -8,11 +8,17 @@
 //! `writeKey` members (removed at any depth: the client's secret), and a
 //! batch's shared `context`/`integrations`. A key written twice anywhere
 //! refuses the whole request (parsers disagree on which copy wins).
+//!
+//! One pass validates the whole body and notes, for each event of a batch,
+//! its members, how deep it nests and whether a `writeKey` stands in it.
+//! The engine ([`crate::process`]) reads an event the request leaves as
+//! it is from those notes, where it stands in the body; only an event the
+//! request rewrites is copied ([`read_request`] gives every event's text).
 
 use std::borrow::Cow;
 
-use crate::event::{CallType, EventError, MAX_DEPTH};
-use crate::json::{Keys, Kind, Reader, SyntaxError, SyntaxReason};
+use crate::event::{CallType, Event, EventError, MAX_DEPTH};
+use crate::json::{Keys, Kind, Reader, StrSpan, SyntaxError, SyntaxReason};
 
 /// Largest batch request accepted, in bytes of JSON (Segment's limit).
 pub const MAX_BATCH_BYTES: usize = 500 * 1024;
@@ -134,16 +140,44 @@ impl From<SyntaxError> for RequestError {
 
 /// One member of an object: its key (decoded, and as written) and the
 /// span of its value.
-struct Member<'a> {
+pub(crate) struct Member<'a> {
     name: Cow<'a, [u8]>,
-    key: (usize, usize),
+    key: StrSpan,
     value: (usize, usize),
 }
 
-/// Where `writeKey` members below the top level of an event stand, as
-/// byte ranges of the body (with their comma) to leave out of the copies;
-/// in order, none inside another.
-type Cuts = Vec<(usize, usize)>;
+/// What the first read notes besides members: where `writeKey` members
+/// below the top level of an event stand, as byte ranges of the body (with
+/// their comma) to leave out of the copies, in order, none inside another;
+/// and the deepest an object or array it read stands (a batch's events
+/// are read with no other pass over their values to find theirs).
+#[derive(Default)]
+struct Cuts {
+    spans: Vec<(usize, usize)>,
+    deepest: usize,
+}
+
+impl Cuts {
+    fn new() -> Self {
+        Cuts::default()
+    }
+
+    fn push(&mut self, cut: (usize, usize)) {
+        self.spans.push(cut);
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.spans.truncate(len);
+    }
+
+    fn enter(&mut self, depth: usize) {
+        self.deepest = self.deepest.max(depth);
+    }
+}
 
 /// The request's first read: validates the object at the reader whole (a
 /// key written twice at any depth refused), notes the `writeKey` members
@@ -151,12 +185,12 @@ type Cuts = Vec<(usize, usize)>;
 fn read_top<'a>(
     r: &mut Reader<'a>,
     cuts: &mut Cuts,
-    mut batch: Option<&mut Refused>,
+    mut batch: Option<&mut Vec<Element<'a>>>,
 ) -> Result<Vec<Member<'a>>, SyntaxError> {
     let mut out = Vec::new();
     let mut each = |r: &mut Reader<'a>, name: &[u8], cuts: &mut Cuts| match &mut batch {
-        Some(refused) if name == b"batch" && r.peek_kind()? == Kind::Array => {
-            Ok(Some(read_batch(r, cuts, refused)?))
+        Some(elements) if name == b"batch" && r.peek_kind()? == Kind::Array => {
+            Ok(Some(read_batch(r, cuts, elements)?))
         }
         _ => Ok(None),
     };
@@ -164,38 +198,73 @@ fn read_top<'a>(
     Ok(out)
 }
 
-/// The events of a batch refused for a key written twice inside them
-/// (the batch keeps its other events): index, and where the event and
-/// its duplicate start in the body.
-type Refused = Vec<(usize, usize, usize)>;
+/// A batch's element as its first read found it, so nothing reads it
+/// again to find its members.
+enum Element<'a> {
+    /// An event refused for a key written twice inside it (the batch keeps
+    /// its other events): where it and its duplicate start in the body.
+    Refused {
+        at: usize,
+        offset: usize,
+    },
+    NotObject,
+    /// An event: its members, and the span of its text in the body.
+    Object {
+        members: Vec<Member<'a>>,
+        span: (usize, usize),
+        /// Whether it nests deeper than an event may.
+        too_deep: bool,
+    },
+}
 
-/// Reads a batch's array as [`read_value`] does, but an event with a key
-/// written twice is noted in `refused` (and its syntax still checked).
-fn read_batch(
-    r: &mut Reader<'_>,
+/// Reads a batch's array as [`read_value`] does, noting each element in
+/// `elements`; an event with a key written twice is refused alone (its
+/// syntax still checked).
+fn read_batch<'a>(
+    r: &mut Reader<'a>,
     cuts: &mut Cuts,
-    refused: &mut Refused,
+    elements: &mut Vec<Element<'a>>,
 ) -> Result<(usize, usize), SyntaxError> {
     let start = r.pos();
     r.begin_array(2)?;
     let mut first = true;
-    let mut index = 0;
     while r.next_element(&mut first)? {
-        r.peek_kind()?;
+        let kind = r.peek_kind()?;
         let (at, before) = (r.pos(), cuts.len());
-        match read_value(r, 3, cuts) {
+        cuts.deepest = 0;
+        let mut members = Vec::new();
+        let read = if kind == Kind::Object {
+            read_object(r, 3, cuts, &mut |_, _, _| Ok(None), &mut |m| {
+                members.push(m);
+            })
+            .map(|()| (at, r.pos()))
+        } else {
+            read_value(r, 3, cuts)
+        };
+        match read {
             Err(e) if e.reason == SyntaxReason::DuplicateKey => {
                 cuts.truncate(before);
                 let mut again = Reader::at(r.src(), at, MAX_REQUEST_DEPTH).allowing_duplicates();
                 again.skip_value(3)?;
                 *r = Reader::at(r.src(), again.pos(), MAX_REQUEST_DEPTH);
-                refused.push((index, at, e.offset));
+                elements.push(Element::Refused {
+                    at,
+                    offset: e.offset,
+                });
             }
             read => {
-                read?;
+                let span = read?;
+                elements.push(match kind {
+                    // The event is level 1 here, 3 in the request.
+                    Kind::Object => Element::Object {
+                        members,
+                        span,
+                        too_deep: cuts.deepest > MAX_DEPTH + 2,
+                    },
+                    _ => Element::NotObject,
+                });
             }
         }
-        index += 1;
     }
     Ok((start, r.pos()))
 }
@@ -215,6 +284,7 @@ fn read_object<'a>(
     special: &mut Special<'_, 'a>,
     each: &mut dyn FnMut(Member<'a>),
 ) -> Result<(), SyntaxError> {
+    cuts.enter(depth);
     r.begin_object(depth)?;
     let opened = r.pos();
     let mut previous_end = opened;
@@ -242,11 +312,7 @@ fn read_object<'a>(
             }
         }
         previous_end = value.1;
-        each(Member {
-            name,
-            key: (key.start, key.end),
-            value,
-        });
+        each(Member { name, key, value });
     }
     if let Some(start) = first_cut {
         cuts.push((start, previous_end));
@@ -265,6 +331,7 @@ fn read_value(
     match kind {
         Kind::Object => read_object(r, depth, cuts, &mut |_, _, _| Ok(None), &mut drop)?,
         Kind::Array => {
+            cuts.enter(depth);
             r.begin_array(depth)?;
             let mut first = true;
             while r.next_element(&mut first)? {
@@ -287,11 +354,7 @@ fn members<'a>(r: &mut Reader<'a>, depth: usize) -> Result<Vec<Member<'a>>, Synt
     while let Some(key) = r.next_key(&mut first)? {
         let name = r.decode(key)?;
         let value = r.skip_value(depth + 1)?;
-        out.push(Member {
-            name,
-            key: (key.start, key.end),
-            value,
-        });
+        out.push(Member { name, key, value });
     }
     Ok(out)
 }
@@ -316,10 +379,80 @@ fn members<'a>(r: &mut Reader<'a>, depth: usize) -> Result<Vec<Member<'a>>, Synt
 /// [`RequestError`] when the body as a whole is unusable; an event that is
 /// unusable on its own is refused in [`Request::events`] instead.
 pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
+    let read = read_events(body, call)?;
+    let events = read
+        .events
+        .into_iter()
+        .map(|e| e.and_then(|e| e.into_text(body)))
+        .collect();
+    Ok(Request {
+        write_key: read.write_key,
+        events,
+    })
+}
+
+/// A request as the engine reads it: [`Request`] without copying the
+/// events the request leaves as they are.
+pub(crate) struct Events<'a> {
+    pub(crate) write_key: Option<String>,
+    pub(crate) events: Vec<Result<Read<'a>, EventError>>,
+}
+
+/// One event of a request: its members where they stand in the body
+/// (nothing of it rewritten: no `writeKey` inside it, nothing shared
+/// merged in), or its text as the request rewrites it.
+pub(crate) enum Read<'a> {
+    InBody {
+        members: Vec<Member<'a>>,
+        too_deep: bool,
+    },
+    Copied(String),
+}
+
+impl<'a> Read<'a> {
+    /// The event read and checked ([`Event`]); its members in the body are
+    /// not read again, only what an event must be beyond JSON is checked.
+    pub(crate) fn event<'s>(&'s self, body: &'a str) -> Result<Event<'s>, EventError> {
+        match self {
+            Read::Copied(text) => Event::read_validated(text.as_bytes()),
+            Read::InBody { members, too_deep } => Event::read_members(
+                body.as_bytes(),
+                members.iter().map(|m| (m.name.as_ref(), m.key, m.value)),
+                *too_deep,
+            ),
+        }
+    }
+
+    /// The event's text, as [`read_request`] gives it: an event in the
+    /// body is its members copied, with nothing between them.
+    fn into_text(self, body: &str) -> Result<String, EventError> {
+        let members = match self {
+            Read::Copied(text) => return Ok(text),
+            Read::InBody { members, .. } => members,
+        };
+        let src = Source {
+            text: body.as_bytes(),
+            cuts: &[],
+        };
+        let span = members
+            .first()
+            .zip(members.last())
+            .map_or(0, |(a, b)| b.value.1 - a.key.start);
+        let mut out = Out::new(src, span);
+        for m in &members {
+            out.member(m);
+        }
+        out.finish()
+    }
+}
+
+/// [`read_request`], keeping the events the request leaves as they are in
+/// the body.
+pub(crate) fn read_events(body: &str, call: Call) -> Result<Events<'_>, RequestError> {
     let src = body.as_bytes();
     let mut cuts = Cuts::new();
-    let mut refused = Refused::new();
-    let batch = (call == Call::Batch).then_some(&mut refused);
+    let mut elements = Vec::new();
+    let batch = (call == Call::Batch).then_some(&mut elements);
     let top = read_body(src, &mut cuts, batch).map_err(|e| request_error(src, e))?;
     let Some(top) = top else {
         return Err(RequestError::InvalidBody(
@@ -329,13 +462,13 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
     let write_key = write_key_of(src, &top);
     let src = Source {
         text: src,
-        cuts: &cuts,
+        cuts: &cuts.spans,
     };
 
     match call {
-        Call::Single(call) => Ok(Request {
+        Call::Single(call) => Ok(Events {
             write_key,
-            events: vec![single(src, &top, call)],
+            events: vec![single(src, &top, call).map(Read::Copied)],
         }),
         Call::Batch => {
             let batch =
@@ -362,34 +495,38 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
                     "batch requests need \"batch\": an array of events",
                 ));
             }
-            check_materialized(src.text, batch.value, &shared)?;
-            br.begin_array(2)?;
-            let mut events = Vec::new();
+            check_materialized(batch.value, elements.len(), &shared)?;
+            let mut events = Vec::with_capacity(elements.len());
             let mut first_key = None;
-            let mut first = true;
-            while br.next_element(&mut first)? {
-                if let Some(&(_, at, offset)) = refused.iter().find(|r| r.0 == events.len()) {
-                    br.skip_value(3)?;
-                    let event = src.text.get(at..).unwrap_or_default();
-                    let place = crate::key_name::duplicate(event, offset.saturating_sub(at));
-                    events.push(Err(EventError::DuplicateKey(place)));
-                    continue;
-                }
-                if br.peek_kind()? != Kind::Object {
-                    br.skip_value(3)?;
-                    events.push(Err(EventError::NotObject));
-                    continue;
-                }
-                let own = members(&mut br, 3)?;
-                if events.is_empty() {
-                    first_key = write_key_of(src.text, &own);
-                }
-                events.push(batched(src, &own, &shared)?);
+            for element in elements {
+                let event = match element {
+                    Element::Refused { at, offset } => {
+                        let event = src.text.get(at..).unwrap_or_default();
+                        let place = crate::key_name::duplicate(event, offset.saturating_sub(at));
+                        Err(EventError::DuplicateKey(place))
+                    }
+                    Element::NotObject => Err(EventError::NotObject),
+                    Element::Object {
+                        members,
+                        span,
+                        too_deep,
+                    } => {
+                        if events.is_empty() {
+                            first_key = write_key_of(src.text, &members);
+                        }
+                        if shared.is_empty() && !src.cut_inside(span) {
+                            Ok(Read::InBody { members, too_deep })
+                        } else {
+                            batched(src, &members, &shared)?.map(Read::Copied)
+                        }
+                    }
+                };
+                events.push(event);
             }
             if events.is_empty() {
                 return Err(RequestError::InvalidBody("batch has no events"));
             }
-            Ok(Request {
+            Ok(Events {
                 write_key: write_key.or(first_key),
                 events,
             })
@@ -409,8 +546,8 @@ pub fn read_request(body: &str, call: Call) -> Result<Request, RequestError> {
 pub fn request_write_key(body: &[u8], call: Call) -> Result<Option<String>, RequestError> {
     let src = utf8(body)?.as_bytes();
     let mut cuts = Cuts::new();
-    let mut refused = Refused::new();
-    let batch = (call == Call::Batch).then_some(&mut refused);
+    let mut elements = Vec::new();
+    let batch = (call == Call::Batch).then_some(&mut elements);
     let top = read_body(src, &mut cuts, batch).map_err(|e| request_error(src, e))?;
     let Some(top) = top else {
         return Ok(None);
@@ -418,22 +555,12 @@ pub fn request_write_key(body: &[u8], call: Call) -> Result<Option<String>, Requ
     if let Some(key) = write_key_of(src, &top) {
         return Ok(Some(key));
     }
-    let Some(batch) = top.iter().find(|m| *m.name == *b"batch") else {
-        return Ok(None);
-    };
-    if call != Call::Batch || refused.first().is_some_and(|r| r.0 == 0) {
-        return Ok(None);
+    // A batch's elements are noted only for a batch call whose `batch`
+    // is an array.
+    match elements.first() {
+        Some(Element::Object { members, .. }) => Ok(write_key_of(src, members)),
+        _ => Ok(None),
     }
-    let mut r = Reader::validated(src, batch.value.0, MAX_REQUEST_DEPTH);
-    if r.peek_kind()? != Kind::Array {
-        return Ok(None);
-    }
-    r.begin_array(2)?;
-    let mut first = true;
-    if !r.next_element(&mut first)? || r.peek_kind()? != Kind::Object {
-        return Ok(None);
-    }
-    Ok(write_key_of(src, &members(&mut r, 3)?))
 }
 
 /// The body as text, or where it stops being UTF-8.
@@ -460,24 +587,17 @@ fn request_error(src: &[u8], e: SyntaxError) -> RequestError {
 /// in memory without bound. Counted before any event is built, as an
 /// upper bound (every event taken to receive every shared member).
 fn check_materialized(
-    src: &[u8],
     batch: (usize, usize),
+    events: usize,
     shared: &[(&str, Vec<Member<'_>>)],
 ) -> Result<(), RequestError> {
     let per_event: usize = shared
         .iter()
         .flat_map(|(_, members)| members.iter())
-        .map(|m| m.value.1.saturating_sub(m.key.0) + 1)
+        .map(|m| m.value.1.saturating_sub(m.key.start) + 1)
         .sum();
     if per_event == 0 {
         return Ok(());
-    }
-    let mut r = Reader::validated(src, batch.0, MAX_REQUEST_DEPTH);
-    r.begin_array(2)?;
-    let (mut events, mut first) = (0usize, true);
-    while r.next_element(&mut first)? {
-        r.skip_value(3)?;
-        events += 1;
     }
     let built = (batch.1 - batch.0).saturating_add(events.saturating_mul(per_event));
     if built > MAX_BATCH_BYTES {
@@ -494,7 +614,7 @@ const SHARED: [&str; 2] = ["context", "integrations"];
 fn read_body<'a>(
     src: &'a [u8],
     cuts: &mut Cuts,
-    batch: Option<&mut Refused>,
+    batch: Option<&mut Vec<Element<'a>>>,
 ) -> Result<Option<Vec<Member<'a>>>, SyntaxError> {
     let mut r = Reader::new(src, MAX_REQUEST_DEPTH);
     if r.peek_kind()? != Kind::Object {
@@ -512,6 +632,14 @@ fn read_body<'a>(
 struct Source<'a> {
     text: &'a [u8],
     cuts: &'a [(usize, usize)],
+}
+
+impl Source<'_> {
+    /// Whether a `writeKey` member is cut from within `span`.
+    fn cut_inside(&self, (start, end): (usize, usize)) -> bool {
+        let at = self.cuts.partition_point(|c| c.0 < start);
+        self.cuts.get(at).is_some_and(|c| c.1 <= end)
+    }
 }
 
 /// The `writeKey` member's value, if it is a non-empty string.
@@ -546,7 +674,8 @@ impl<'a> Out<'a> {
         if self.out.last() != Some(&b'{') {
             self.out.push(b',');
         }
-        self.out.extend_from_slice(&self.src.text[m.key.0..m.key.1]);
+        self.out
+            .extend_from_slice(&self.src.text[m.key.start..m.key.end]);
         self.out.push(b':');
     }
 
@@ -614,7 +743,7 @@ fn batched(
     let span = own
         .first()
         .zip(own.last())
-        .map_or(0, |(a, b)| b.value.1 - a.key.0);
+        .map_or(0, |(a, b)| b.value.1 - a.key.start);
     let mut out = Out::new(src, span);
     for m in own.iter() {
         let extra = shared

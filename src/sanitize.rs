@@ -454,14 +454,15 @@ impl Sanitizer {
             Route::Restricted(r) => r,
             _ => {
                 // Read from a &str, so UTF-8; the check keeps this panic-free.
-                let text = std::str::from_utf8(event.src).map_err(|_| EventError::NotObject)?;
+                let text = event.text();
+                let text = std::str::from_utf8(&text).map_err(|_| EventError::NotObject)?;
                 let out = text.trim().to_owned();
                 return Ok((out, Tally::default(), Reason::Unrestricted, None));
             }
         };
         let mut w = Writer {
             src: event.src,
-            out: Vec::with_capacity(event.src.len()),
+            out: Vec::with_capacity(event.len()),
             masker: self.maskers.get(dest.scope).map(|m| (dest.scope, m)),
             memo,
             urls: &self.urls,
