@@ -226,10 +226,7 @@ impl Sanitizer {
                 continue;
             };
             let item = if dest.format.is_passthrough() {
-                Some(Item {
-                    shared: String::new(),
-                    text: text.clone(),
-                })
+                Some(dest.format.passthrough_item(text))
             } else {
                 parsed[dest.class]
                     .get_or_insert_with(|| {

@@ -440,3 +440,25 @@ fn ga4_bodies_hold_one_user_and_at_most_25_events() {
     assert_eq!(seen, (0..60).collect::<Vec<_>>());
     assert_eq!(bodies.len(), 4, "30 events of each user: 25 + 5, twice");
 }
+
+/// NDJSON sends an event a line: line breaks between an event's tokens
+/// (which JSON allows) become spaces, so a value cannot end the line and
+/// plant an event of its own; other formats keep the text as written.
+#[test]
+fn ndjson_items_hold_one_event_a_line() {
+    let event = "{\"type\":\"track\",\"properties\":{\"plan\":[\r\n{\"type\":\"track\",\"userId\":\"victim\"}\n]}}";
+    let Some(item) = Format::Ndjson.item(event) else {
+        panic!("an NDJSON item for every event");
+    };
+    assert!(!item.text.contains(['\n', '\r']), "{}", item.text);
+    let parsed: Value = serde_json::from_str(&item.text).unwrap_or(Value::Null);
+    let original: Value = serde_json::from_str(event).unwrap_or(Value::Bool(false));
+    assert_eq!(
+        parsed, original,
+        "the same JSON, only its white space changed"
+    );
+    let Some(segment) = Format::Segment.item(event) else {
+        panic!("a Segment item for every event");
+    };
+    assert_eq!(segment.text, event);
+}

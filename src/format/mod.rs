@@ -133,12 +133,26 @@ impl Format {
     /// that is not an event).
     pub fn item(self, event: &str) -> Option<Item> {
         if self.is_passthrough() {
-            return Some(Item {
-                shared: String::new(),
-                text: event.to_owned(),
-            });
+            return Some(self.passthrough_item(event));
         }
         self.native_item(&Sanitized::parse(event)?)
+    }
+
+    /// The item of a format that sends the event itself. NDJSON sends an
+    /// event a line: a line break the client wrote between an event's
+    /// tokens (JSON allows it there, and only there: inside a string it
+    /// must be escaped) becomes a space, so no value can end the line and
+    /// start an event of its own.
+    pub fn passthrough_item(self, event: &str) -> Item {
+        let text = if self == Format::Ndjson && event.contains(['\n', '\r']) {
+            event.replace(['\n', '\r'], " ")
+        } else {
+            event.to_owned()
+        };
+        Item {
+            shared: String::new(),
+            text,
+        }
     }
 
     /// As [`Format::item`], for an event already parsed (so several
