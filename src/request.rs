@@ -785,3 +785,27 @@ fn batched(
     }
     Ok(out.finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request rewrites nothing of a plain event, so it is read where
+    /// it stands; a `writeKey` inside, or a shared `context`, copies it.
+    #[test]
+    fn plain_events_are_read_in_place_rewritten_ones_copied() {
+        let plain = r#"{"type":"track","event":"E","userId":"u"}"#;
+        let keyed = r#"{"writeKey":"w","type":"track","event":"E","userId":"u"}"#;
+        let body = format!(r#"{{"writeKey":"wk","batch":[{plain}, {keyed}]}}"#);
+        let Ok(read) = read_events(&body, Call::Batch) else {
+            panic!("a valid request");
+        };
+        assert!(matches!(read.events[0], Ok(Read::InBody { .. })));
+        assert!(matches!(read.events[1], Ok(Read::Copied(_))));
+        let shared = format!(r#"{{"batch":[{plain}],"context":{{"a":1}}}}"#);
+        let Ok(read) = read_events(&shared, Call::Batch) else {
+            panic!("a valid request");
+        };
+        assert!(matches!(read.events[0], Ok(Read::Copied(_))));
+    }
+}

@@ -99,6 +99,12 @@ fn events() -> Vec<String> {
         base("screen", 4),
         r#"{ "type" : "page" , "name":"Home","userId" :"u-ws" ,"properties": { "plan" : "p" } }"#
             .to_owned(),
+        r#"{"type":"track","event":"E","userId":"u-i","integrations":{"All":false,"seg":true}}"#
+            .to_owned(),
+        r#"{"type":"track","event":"E","userId":"u-j","integrations":"x"}"#.to_owned(),
+        // Line breaks inside an allowed value: the NDJSON line stays one.
+        "{\"type\":\"track\",\"event\":\"E\",\"userId\":\"u-l\",\"properties\":{\"plan\":[\r\n1\n]}}"
+            .to_owned(),
     ]
 }
 
@@ -157,4 +163,31 @@ fn events_read_in_the_body_go_out_as_copied_ones_do() {
         line,
         Some(r#"{"type":"page","name":"Home","userId":"u-ws","properties":{ "plan" : "p" }}"#)
     );
+}
+
+/// An NDJSON body holds one event a line, whatever line breaks the client
+/// wrote inside an event: the BAA destination's events go as they came,
+/// but not across lines.
+#[test]
+fn ndjson_bodies_keep_one_event_a_line() {
+    let s = sanitizer(false);
+    let body = "{\"batch\":[{\"type\":\"track\",\"event\":\"E\",\"userId\":\"u\",\"properties\":{\"plan\":[\r\n1\n]}},\n{\"type\":\"track\",\"event\":\"F\",\r\n\"userId\":\"v\"}]}";
+    let done = s.process_request(body.as_bytes(), Call::Batch).unwrap();
+    let lake = done
+        .deliveries
+        .iter()
+        .find(|d| d.destination == "lake")
+        .unwrap();
+    assert_eq!(lake.bodies.len(), 1);
+    assert_eq!(
+        lake.bodies[0].matches('\n').count(),
+        2,
+        "{:?}",
+        lake.bodies[0]
+    );
+    assert!(!lake.bodies[0].contains('\r'), "{:?}", lake.bodies[0]);
+    for line in lake.bodies[0].lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(event["type"], "track");
+    }
 }
