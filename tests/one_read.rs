@@ -149,6 +149,7 @@ fn events_read_in_the_body_go_out_as_copied_ones_do() {
             (8, "incomplete_event"),
             (9, "incomplete_event"),
             (10, "missing_type"),
+            (14, "invalid_integrations"),
         ]
     );
     // The unrestricted destination gets each event's text as copied: its
