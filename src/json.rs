@@ -783,36 +783,60 @@ impl Reader<'_> {
     }
 }
 
+/// Where JSON text is appended: bytes, or a `String` (text built from
+/// `&str` pieces needs no UTF-8 check afterwards).
+pub trait Sink {
+    fn text(&mut self, s: &str);
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn text(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+}
+
+impl Sink for String {
+    #[inline]
+    fn text(&mut self, s: &str) {
+        self.push_str(s);
+    }
+}
+
 /// Appends `s` as a JSON string (quotes, backslashes and control
 /// characters escaped).
-pub fn write_string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
+pub fn write_string(out: &mut impl Sink, s: &str) {
+    const HEX: &str = "0123456789abcdef";
+    out.text("\"");
     let bytes = s.as_bytes();
     let mut pos = 0;
     loop {
-        // Plain runs are copied whole; only what needs escaping is looked at.
+        // Plain runs are copied whole; only what needs escaping is looked
+        // at. A run ends before an ASCII byte or at the end, so on a
+        // character boundary.
         let end = plain_run(bytes, pos);
-        out.extend_from_slice(&bytes[pos..end]);
+        out.text(s.get(pos..end).unwrap_or_default());
         let Some(&b) = bytes.get(end) else {
             break;
         };
         pos = end + 1;
         match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
+            b'"' => out.text("\\\""),
+            b'\\' => out.text("\\\\"),
+            b'\n' => out.text("\\n"),
+            b'\r' => out.text("\\r"),
+            b'\t' => out.text("\\t"),
             0..=0x1f => {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0x0f)]);
+                let (hi, lo) = (usize::from(b >> 4), usize::from(b & 0x0f));
+                out.text("\\u00");
+                out.text(HEX.get(hi..=hi).unwrap_or_default());
+                out.text(HEX.get(lo..=lo).unwrap_or_default());
             }
-            _ => out.push(b),
+            // Not reached: a run ends only at the bytes above.
+            _ => out.text(s.get(end..pos).unwrap_or_default()),
         }
     }
-    out.push(b'"');
+    out.text("\"");
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 
 use crate::error::{Error, EventError};
-use crate::format::{Format, Item, Sanitized};
+use crate::format::{Format, Sanitized};
 use crate::mask::Memo;
 use crate::report::Tally;
 use crate::request::{read_events, Call, Read, RequestError, MAX_OUTPUT_BYTES};
@@ -63,13 +63,70 @@ struct Written {
     members: Vec<MemberOut>,
 }
 
-/// One destination's items so far, with the request index of each.
+/// Buffers of an earlier event's [`Written`], for the next to write in.
+type Spare = (Vec<u8>, Vec<MemberOut>);
+
+/// One destination's items so far, with the request index of each. The
+/// items' texts (and GA4's shared members) stand one after another in
+/// `texts`, written there by the formats: no allocation per item.
 #[derive(Default)]
 struct Pending {
-    items: Vec<Item>,
+    texts: String,
+    items: Vec<Span>,
     indexes: Vec<usize>,
     tallies: Vec<Tally>,
     unmapped: u32,
+}
+
+/// Where one item stands in its [`Pending::texts`]: its text from
+/// `start` to `shared`, then its shared members up to `end`.
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    shared: usize,
+    end: usize,
+}
+
+impl Pending {
+    /// An item's shared members and text.
+    fn item(&self, i: usize) -> (&str, &str) {
+        let Some(s) = self.items.get(i) else {
+            return ("", "");
+        };
+        (
+            self.texts.get(s.shared..s.end).unwrap_or_default(),
+            self.texts.get(s.start..s.shared).unwrap_or_default(),
+        )
+    }
+
+    /// Appends one event's item for this destination's format to `texts`
+    /// (`None`: the format has no mapping for it; nothing appended).
+    fn write_item(
+        &mut self,
+        format: Format,
+        text: &str,
+        parsed: Option<&Sanitized<'_>>,
+    ) -> Option<Span> {
+        let start = self.texts.len();
+        if format.is_passthrough() {
+            format.push_passthrough(text, &mut self.texts);
+        } else {
+            let shared = format.native_item_into(parsed?, &mut self.texts)?;
+            let at = self.texts.len();
+            self.texts.push_str(&shared);
+            return Some(Span {
+                start,
+                shared: at,
+                end: self.texts.len(),
+            });
+        }
+        let end = self.texts.len();
+        Some(Span {
+            start,
+            shared: end,
+            end,
+        })
+    }
 }
 
 impl Sanitizer {
@@ -104,18 +161,27 @@ impl Sanitizer {
         let request = read_events(text, call)?;
         let dests = &self.destinations;
         let memo = RefCell::new(Memo::default());
-        let mut pending: Vec<Pending> = dests.iter().map(|_| Pending::default()).collect();
+        // Each destination's items take about what the events took in the
+        // body: room for that once, rather than grown by copying.
+        let mut pending: Vec<Pending> = dests
+            .iter()
+            .map(|_| Pending {
+                texts: String::with_capacity(text.len()),
+                ..Pending::default()
+            })
+            .collect();
         let mut rejected = Vec::new();
         let mut accepted = 0;
         // Per destination class, this event's output (None: not written);
         // per destination, whether it receives the event.
         let mut written: Vec<Option<Written>> = dests.iter().map(|_| None).collect();
         let mut receives = vec![false; dests.len()];
+        let mut spare: Vec<Spare> = Vec::new();
         let limits: Vec<usize> = dests
             .iter()
             .map(|d| d.format.body_limit(max_body_bytes))
             .collect();
-        let mut items = Vec::with_capacity(dests.len());
+        let mut items: Vec<Mapped> = Vec::with_capacity(dests.len());
         let mut output = 0usize;
         for (index, event) in request.events.iter().enumerate() {
             let read = match event {
@@ -125,10 +191,15 @@ impl Sanitizer {
                     continue;
                 }
             };
-            written.iter_mut().for_each(|w| *w = None);
+            // Last event's outputs: their buffers are written again.
+            for w in written.iter_mut().filter_map(Option::take) {
+                spare.push((w.text.into_bytes(), w.members));
+            }
             let mapped = self
-                .write_all(read, text, &memo, &mut written, &mut receives)
-                .and_then(|()| self.map_formats(&written, &receives, &limits, &mut items));
+                .write_all(read, text, &memo, &mut written, &mut receives, &mut spare)
+                .and_then(|()| {
+                    self.map_formats(&written, &receives, &limits, &mut pending, &mut items)
+                });
             match mapped {
                 Ok(()) => {
                     accepted += 1;
@@ -164,6 +235,7 @@ impl Sanitizer {
         memo: &RefCell<Memo>,
         written: &mut [Option<Written>],
         receives: &mut [bool],
+        spare: &mut Vec<Spare>,
     ) -> Result<(), Error> {
         // read_events validated the JSON of every event it returns.
         let event = read.event(body)?;
@@ -184,9 +256,18 @@ impl Sanitizer {
                     Some((w.text.as_bytes(), *w.members.get(i)?))
                 })
                 .collect();
-            let mut members = Vec::with_capacity(event.members.len());
-            let (text, tally, _, _) =
-                self.write_sent(&event, dest, None, Some(memo), &reuse, Some(&mut members))?;
+            let (buf, mut members) = spare.pop().unwrap_or_default();
+            members.clear();
+            members.reserve(event.members.len());
+            let (text, tally, _, _) = self.write_sent(
+                &event,
+                dest,
+                None,
+                Some(memo),
+                &reuse,
+                Some(&mut members),
+                buf,
+            )?;
             drop(reuse);
             written[dest.class] = Some(Written {
                 text,
@@ -197,19 +278,22 @@ impl Sanitizer {
         Ok(())
     }
 
-    /// Each receiving destination's item of one event, into `items` (by
-    /// destination index; `None`: its format has no mapping for it); each
-    /// sanitized text is parsed at most once, for all native formats.
+    /// Each receiving destination's item of one event, written at the end
+    /// of its [`Pending::texts`] and listed in `items` (by destination
+    /// index; `None`: its format has no mapping for it); each sanitized
+    /// text is parsed at most once, for all native formats.
     ///
     /// # Errors
     /// [`EventError::TooLargeFor`] when an item fits no body of its
-    /// server-side destination (`limits`): the event then goes to none.
+    /// server-side destination (`limits`): the event then goes to none,
+    /// and the items written for it are taken back.
     fn map_formats(
         &self,
         written: &[Option<Written>],
         receives: &[bool],
         limits: &[usize],
-        items: &mut Vec<(usize, Option<Item>, Tally)>,
+        pending: &mut [Pending],
+        items: &mut Vec<Mapped>,
     ) -> Result<(), Error> {
         items.clear();
         let mut parsed: Vec<Option<Option<Sanitized<'_>>>> = written.iter().map(|_| None).collect();
@@ -221,12 +305,13 @@ impl Sanitizer {
                     tally,
                     members,
                 }),
-            ) = (*receives, &written[dest.class])
+                Some(p),
+            ) = (*receives, &written[dest.class], pending.get_mut(at))
             else {
                 continue;
             };
-            let item = if dest.format.is_passthrough() {
-                Some(dest.format.passthrough_item(text))
+            let sanitized = if dest.format.is_passthrough() {
+                None
             } else {
                 parsed[dest.class]
                     .get_or_insert_with(|| {
@@ -239,40 +324,55 @@ impl Sanitizer {
                         Sanitized::from_spans(text, kept.map(|m| (m.key, m.start, m.end)))
                     })
                     .as_ref()
-                    .and_then(|e| dest.format.native_item(e))
             };
+            let span = p.write_item(dest.format, text, sanitized);
+            items.push((at, span, *tally));
             let limit = limits.get(at).copied().unwrap_or(0);
-            if let Some(item) = item.as_ref().filter(|_| dest.is_server_side()) {
-                if !dest.format.fits(item, limit) {
+            if let Some(span) = span.filter(|_| dest.is_server_side()) {
+                let shared = p.texts.get(span.shared..span.end).unwrap_or_default();
+                if !dest
+                    .format
+                    .fits_parts(shared, span.shared - span.start, limit)
+                {
+                    take_back(items, pending);
                     return Err(Error::Event(EventError::TooLargeFor {
                         destination: dest.name.clone(),
                         limit,
                     }));
                 }
             }
-            items.push((at, item, *tally));
         }
         Ok(())
+    }
+}
+
+/// One destination's item of an event: its index, where the item stands
+/// (`None`: not mapped), and the event's counts for it.
+type Mapped = (usize, Option<Span>, Tally);
+
+/// Removes the items of a refused event from the texts they were written
+/// to (each destination holds at most one item of an event).
+fn take_back(items: &mut Vec<Mapped>, pending: &mut [Pending]) {
+    for (at, span, _) in items.drain(..) {
+        if let (Some(span), Some(p)) = (span, pending.get_mut(at)) {
+            p.texts.truncate(span.start);
+        }
     }
 }
 
 /// Adds one accepted event's items (from [`Sanitizer::map_formats`]) to
 /// what each destination is sent; `index` is the event's in the request.
 /// Returns the bytes they added.
-fn add_items(
-    index: usize,
-    items: &mut Vec<(usize, Option<Item>, Tally)>,
-    pending: &mut [Pending],
-) -> usize {
+fn add_items(index: usize, items: &mut Vec<Mapped>, pending: &mut [Pending]) -> usize {
     let mut added = 0usize;
-    for (at, item, tally) in items.drain(..) {
+    for (at, span, tally) in items.drain(..) {
         let Some(p) = pending.get_mut(at) else {
             continue;
         };
-        match item {
-            Some(item) => {
-                added = added.saturating_add(item.text.len() + item.shared.len());
-                p.items.push(item);
+        match span {
+            Some(span) => {
+                added = added.saturating_add(span.end - span.start);
+                p.items.push(span);
                 p.indexes.push(index);
                 p.tallies.push(tally);
             }
@@ -286,7 +386,7 @@ fn add_items(
 fn deliver(format: Format, name: &str, p: Pending, max_bytes: usize) -> Delivery {
     // Every item fits a body (map_formats refused the events that do
     // not), so none is left out here.
-    let (bodies, _) = format.bodies_within(&p.items, max_bytes);
+    let (bodies, _) = format.bodies_of(p.items.len(), |i| p.item(i), max_bytes);
     let mut delivery = Delivery {
         destination: name.to_owned(),
         unmapped: p.unmapped,

@@ -416,7 +416,8 @@ impl Sanitizer {
         if let Err(reason) = self.gate(event, dest) {
             return Ok((None, Tally::default(), (reason, None)));
         }
-        let (out, tally, reason, trail) = self.write_sent(event, dest, trail, memo, &[], None)?;
+        let (out, tally, reason, trail) =
+            self.write_sent(event, dest, trail, memo, &[], None, Vec::new())?;
         Ok((Some(out), tally, (reason, trail)))
     }
 
@@ -440,7 +441,12 @@ impl Sanitizer {
     ///
     /// Members `reuse` holds are copied from another destination's output
     /// instead of being written again; with `record`, where each member
-    /// stands in this output is noted for the next.
+    /// stands in this output is noted for the next. The output is written
+    /// into `buf` (emptied first: a buffer kept from an earlier event
+    /// saves allocating one per event).
+    // Each argument is one of the writer's inputs; a struct for them
+    // would only be taken apart here.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn write_sent(
         &self,
         event: &Event<'_>,
@@ -449,20 +455,25 @@ impl Sanitizer {
         memo: Option<&RefCell<Memo>>,
         reuse: &Reuse<'_>,
         record: Option<&mut Vec<MemberOut>>,
+        mut buf: Vec<u8>,
     ) -> Result<(String, Tally, Reason, Option<Trail>), Error> {
+        buf.clear();
         let restricted = match &dest.route {
             Route::Restricted(r) => r,
             _ => {
                 // Read from a &str, so UTF-8; the check keeps this panic-free.
                 let text = event.text();
                 let text = std::str::from_utf8(&text).map_err(|_| EventError::NotObject)?;
-                let out = text.trim().to_owned();
+                // An empty buffer is UTF-8: only its room is kept.
+                let mut out = String::from_utf8(buf).unwrap_or_default();
+                out.push_str(text.trim());
                 return Ok((out, Tally::default(), Reason::Unrestricted, None));
             }
         };
+        buf.reserve(event.len());
         let mut w = Writer {
             src: event.src,
-            out: Vec::with_capacity(event.len()),
+            out: buf,
             masker: self.maskers.get(dest.scope).map(|m| (dest.scope, m)),
             memo,
             urls: &self.urls,

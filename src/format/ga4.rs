@@ -135,7 +135,7 @@ pub(super) fn ga4<'a>(e: &Sanitized<'a>, out: &mut Out) -> Option<String> {
     };
     let user = e.raw_string(USER_ID);
     let client = e.raw_string(ANONYMOUS_ID).or(user)?;
-    let mut shared = Out(Vec::new());
+    let mut shared = Out(String::new());
     shared.key("client_id");
     shared.raw(client);
     if let Some(user) = user {
@@ -189,5 +189,5 @@ pub(super) fn ga4<'a>(e: &Sanitized<'a>, out: &mut Out) -> Option<String> {
         out.number(ms.saturating_mul(1000));
     }
     out.raw("}");
-    String::from_utf8(shared.0).ok()
+    Some(shared.0)
 }

@@ -144,33 +144,53 @@ impl Format {
     /// must be escaped) becomes a space, so no value can end the line and
     /// start an event of its own.
     pub fn passthrough_item(self, event: &str) -> Item {
-        let text = if self == Format::Ndjson && event.contains(['\n', '\r']) {
-            event.replace(['\n', '\r'], " ")
-        } else {
-            event.to_owned()
-        };
+        let mut text = String::with_capacity(event.len());
+        self.push_passthrough(event, &mut text);
         Item {
             shared: String::new(),
             text,
         }
     }
 
+    /// Appends the text [`Format::passthrough_item`] makes of `event`.
+    pub fn push_passthrough(self, event: &str, out: &mut String) {
+        if self == Format::Ndjson && event.contains(['\n', '\r']) {
+            out.extend(
+                event
+                    .chars()
+                    .map(|c| if c == '\n' || c == '\r' { ' ' } else { c }),
+            );
+        } else {
+            out.push_str(event);
+        }
+    }
+
     /// As [`Format::item`], for an event already parsed (so several
     /// formats share one parse). For the native formats only.
     pub fn native_item(self, e: &Sanitized<'_>) -> Option<Item> {
-        let mut out = Out(Vec::with_capacity(e.text.len() + 64));
-        let mut shared = String::new();
-        match self {
-            Format::Amplitude => amplitude::amplitude(e, &mut out)?,
-            Format::Mixpanel => mixpanel::mixpanel(e, &mut out)?,
-            Format::Posthog => posthog::posthog(e, &mut out)?,
-            Format::Ga4 => shared = ga4::ga4(e, &mut out)?,
-            Format::Segment | Format::Ndjson => return None,
+        let mut text = String::with_capacity(e.text.len() + 64);
+        let shared = self.native_item_into(e, &mut text)?;
+        Some(Item { shared, text })
+    }
+
+    /// As [`Format::native_item`], the item's text appended to `text` (so
+    /// a destination's items can stand in one buffer); returns the shared
+    /// members. `None` leaves `text` as it was.
+    pub fn native_item_into(self, e: &Sanitized<'_>, text: &mut String) -> Option<String> {
+        let mut out = Out(std::mem::take(text));
+        let start = out.0.len();
+        let shared = match self {
+            Format::Amplitude => amplitude::amplitude(e, &mut out).map(|()| String::new()),
+            Format::Mixpanel => mixpanel::mixpanel(e, &mut out).map(|()| String::new()),
+            Format::Posthog => posthog::posthog(e, &mut out).map(|()| String::new()),
+            Format::Ga4 => ga4::ga4(e, &mut out),
+            Format::Segment | Format::Ndjson => None,
+        };
+        *text = out.0;
+        if shared.is_none() {
+            text.truncate(start);
         }
-        Some(Item {
-            shared,
-            text: String::from_utf8(out.0).ok()?,
-        })
+        shared
     }
 
     /// The opening of a body, up to its first item. No credential: the
@@ -217,8 +237,14 @@ impl Format {
     /// Whether `item` fits a body of its own within `limit` bytes (from
     /// [`Format::body_limit`]); one that does not cannot be sent at all.
     pub fn fits(self, item: &Item, limit: usize) -> bool {
+        self.fits_parts(&item.shared, item.text.len(), limit)
+    }
+
+    /// As [`Format::fits`], for an item given as its shared members and
+    /// the length of its text.
+    pub fn fits_parts(self, shared: &str, text_len: usize, limit: usize) -> bool {
         let (close, _) = self.close_and_separator();
-        self.open_len(&item.shared) + item.text.len() + close.len() <= limit
+        self.open_len(shared) + text_len + close.len() <= limit
     }
 
     /// `items` (from [`Format::item`]) as request bodies within the limits,
@@ -233,6 +259,25 @@ impl Format {
     /// As [`Format::bodies`], with no body over `max_bytes` either (a
     /// queue message's size): an item too large for it is refused too.
     pub fn bodies_within(self, items: &[Item], max_bytes: usize) -> (Vec<Body>, Vec<usize>) {
+        self.bodies_of(
+            items.len(),
+            |i| {
+                items
+                    .get(i)
+                    .map_or(("", ""), |it| (it.shared.as_str(), it.text.as_str()))
+            },
+            max_bytes,
+        )
+    }
+
+    /// As [`Format::bodies_within`], for `count` items given by `item`
+    /// (index to shared members and text), wherever they are kept.
+    pub fn bodies_of<'t>(
+        self,
+        count: usize,
+        item: impl Fn(usize) -> (&'t str, &'t str),
+        max_bytes: usize,
+    ) -> (Vec<Body>, Vec<usize>) {
         let limits = Limits {
             events: self.limits().events,
             bytes: self.body_limit(max_bytes),
@@ -246,14 +291,15 @@ impl Format {
             })
         };
         let mut groups: Vec<(u32, &str, Vec<usize>)> = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let h = hash(&item.shared);
+        for i in 0..count {
+            let shared = item(i).0;
+            let h = hash(shared);
             match groups
                 .iter_mut()
-                .find(|(gh, s, _)| *gh == h && *s == item.shared)
+                .find(|(gh, s, _)| *gh == h && *s == shared)
             {
                 Some((_, _, list)) => list.push(i),
-                None => groups.push((h, &item.shared, vec![i])),
+                None => groups.push((h, shared, vec![i])),
             }
         }
         let mut bodies = Vec::new();
@@ -265,11 +311,11 @@ impl Format {
             // front, rather than grown by copying as items are added.
             let mut left: usize = list
                 .iter()
-                .map(|&i| items[i].text.len() + separator.len())
+                .map(|&i| item(i).1.len() + separator.len())
                 .sum();
             let mut count_left = list.len();
             for i in list {
-                let item = &items[i].text;
+                let item = item(i).1;
                 if open.len() + item.len() + close.len() > limits.bytes {
                     too_large.push(i);
                     left = left.saturating_sub(item.len() + separator.len());

@@ -3,12 +3,13 @@
 use super::sanitized::Field;
 use crate::json::write_string;
 
-/// JSON text being written.
-pub(super) struct Out(pub(super) Vec<u8>);
+/// JSON text being written: a `String` built only from `&str` pieces, so
+/// no UTF-8 check of the result is needed.
+pub(super) struct Out(pub(super) String);
 
 impl Out {
     pub(super) fn raw(&mut self, s: &str) {
-        self.0.extend_from_slice(s.as_bytes());
+        self.0.push_str(s);
     }
 
     pub(super) fn string(&mut self, s: &str) {
@@ -19,12 +20,12 @@ impl Out {
     pub(super) fn key(&mut self, key: &str) {
         self.comma();
         self.string(key);
-        self.0.push(b':');
+        self.0.push(':');
     }
 
     pub(super) fn comma(&mut self) {
-        if !matches!(self.0.last(), None | Some(b'{' | b'[')) {
-            self.0.push(b',');
+        if !matches!(self.0.as_bytes().last(), None | Some(b'{' | b'[')) {
+            self.0.push(',');
         }
     }
 
@@ -32,7 +33,7 @@ impl Out {
     pub(super) fn member(&mut self, f: &Field<'_>) {
         self.comma();
         self.raw(f.raw_key);
-        self.0.push(b':');
+        self.0.push(':');
         self.raw(f.value);
     }
 
@@ -48,10 +49,13 @@ impl Out {
 
     pub(super) fn number(&mut self, n: i64) {
         if n < 0 {
-            self.0.push(b'-');
+            self.0.push('-');
         }
         let mut digits = [0u8; 20];
         let at = crate::message::decimal(n.unsigned_abs(), &mut digits);
-        self.0.extend_from_slice(&digits[at..]);
+        // ASCII digits: the check cannot fail.
+        let digits = digits.get(at..).unwrap_or_default();
+        self.0
+            .push_str(std::str::from_utf8(digits).unwrap_or_default());
     }
 }
