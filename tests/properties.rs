@@ -806,6 +806,10 @@ fn check_paths(out: &Value, rules: &Rules, path: &mut Vec<Step>, allowed: &mut V
                     covering(rules, path).is_some() || on_the_way(rules, path),
                     "member outside the lists at {path:?}"
                 );
+                // An allow rule on a container sends it whole, its keys too.
+                if covering(rules, path) == Some(false) {
+                    allowed.push(k.clone());
+                }
                 check_paths(v, rules, path, allowed);
                 path.pop();
             }
@@ -905,8 +909,15 @@ proptest! {
                 ("properties", _) => (merged(&c, 0), vec![]),
                 ("traits", _) if c.event["type"] == "identify" => (merged(&c, 1), vec![]),
                 ("traits", _) => (merged(&c, 2), vec![]),
-                ("context", _) if c.default_context => {
-                    strings(v, &mut allowed);
+                ("context", Value::Object(ctx)) if c.default_context => {
+                    for (key, x) in ctx {
+                        if key == "traits" {
+                            let mut path = vec![];
+                            check_paths(x, &merged(&c, 1), &mut path, &mut allowed);
+                        } else {
+                            strings(x, &mut allowed);
+                        }
+                    }
                     continue;
                 }
                 ("context", _) => {
@@ -938,10 +949,11 @@ proptest! {
             check_paths(v, &rules, &mut path, &mut allowed);
         }
         // Undetectable PHI never reaches the destination through the
-        // fields the lists do not govern (the generator puts it nowhere else;
-        // a key the policy's own rules name is the policy's choice).
+        // fields the lists do not govern: only where a rule names it (the
+        // policy's choice) or an allow rule sends the container holding it.
         let named = format!("{:?}{:?}", c.env, c.dest);
-        for phi in UNDETECTABLE.iter().filter(|phi| !named.contains(*phi)) {
+        let sent_whole = |phi: &str| allowed.iter().any(|a| a.contains(phi));
+        for phi in UNDETECTABLE.iter().filter(|phi| !named.contains(*phi) && !sent_whole(phi)) {
             prop_assert!(!out.contains(phi), "{} leaked", phi);
         }
         // A clear string reaches the output only where an allow rule (or a
