@@ -45,6 +45,7 @@ declare -A pid_of
 background() {
   local name=$1; shift
   ( t=$SECONDS; status=0; "$@" || status=$?
+    echo "$((SECONDS - t))" >"$logs/$name.seconds"
     echo "($name: $([ "$status" = 0 ] && echo ok || echo "exit $status") in $((SECONDS - t))s)"
     exit "$status" ) >"$logs/$name.log" 2>&1 &
   pid_of[$name]=$!
@@ -54,6 +55,7 @@ joined() {
   local status=0
   wait "${pid_of[$1]}" || status=$?
   sed "s/^/[$1] /" "$logs/$1.log"
+  steps+=("$(printf '%5ds  (%s, in the background)' "$(cat "$logs/$1.seconds" 2>/dev/null || echo 0)" "$1")")
   return "$status"
 }
 # The wasm files' change times, to show nothing rebuilt them later.
@@ -62,44 +64,57 @@ wasm_times() { stat -c '%n %Y' pkg/phimask_bg.wasm pkg-worker/phimask_bg.wasm; }
 step "setup"
 scripts/setup.sh --browser
 
-step "build the wasm packages, once; alongside: cargo fmt --check and clippy (native and wasm32)"
-# Built once per run: every later build (wrangler's [build] command, make
-# run) finds them up to date; checked after the JavaScript tests.
+# Compiling and linting, on every core: the wasm packages and the fuzz
+# targets build in the background (their longest parts, wasm-opt and
+# linking, keep one core busy) while the steps below run; the first
+# JavaScript step waits for them. Nothing that runs beside them is timed.
+# The wasm packages are built once per run: every later build (wrangler's
+# [build] command, make run) finds them up to date; checked after the
+# JavaScript tests.
 background wasm scripts/build.sh
-cargo fmt --all -- --check
-cargo clippy --quiet --all-targets -- -D warnings
-cargo clippy --quiet --target wasm32-unknown-unknown --lib -- -D warnings
-cargo clippy --quiet --target wasm32-unknown-unknown --lib --no-default-features -- -D warnings
-joined wasm
-built=$(wasm_times)
-
-step "cargo test, the crate packed and installed; alongside: the fuzz targets linted and built"
-# The fuzz targets build on the pinned nightly in fuzz/target; fuzzing
-# itself runs alone below, so each target has a whole core for its time.
-# (&&: a function run as `f || …` ignores set -e.)
+# The fuzz targets: linted on the pinned stable Rust, built on the pinned
+# nightly in fuzz/target; fuzzing itself runs alone below, so each target
+# has a whole core for its time. (&&: a function run as `f || …` ignores
+# set -e.)
 fuzz_build() {
   cargo fmt --manifest-path fuzz/Cargo.toml -- --check \
     && cargo clippy --quiet --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings \
     && (cd fuzz && cargo "+$(cat ../scripts/nightly)" fuzz build >/dev/null)
 }
 background fuzz-build fuzz_build
+
+step "cargo fmt --check and clippy (native and wasm32)"
+cargo fmt --all -- --check
+cargo clippy --quiet --all-targets -- -D warnings
+cargo clippy --quiet --target wasm32-unknown-unknown --lib -- -D warnings
+cargo clippy --quiet --target wasm32-unknown-unknown --lib --no-default-features -- -D warnings
+
+step "cargo test"
 # The release profile's code and checks without its whole-program LTO
 # (Cargo.toml, [profile.test-release]): linking twenty test binaries with
 # it was most of the run.
 cargo test --profile test-release
-# The crate packs, and the phimask command installs from that package, as
-# released (the release profile): that build is the package's verification
-# too, so `cargo package` skips its own.
+
+step "the crate packs, and the phimask command installs from the package"
+# Installing the packaged crate is the package's verification build too,
+# so `cargo package` skips its own. With the tests' profile in target/, it
+# reuses their compiled dependencies (a release build of them all took
+# two minutes).
 version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
 cargo package --allow-dirty --no-verify --quiet
 rm -rf "target/package/phimask-$version"
 tar -xzf "target/package/phimask-$version.crate" -C target/package
 installed="$(mktemp -d)"
-cargo install --path "target/package/phimask-$version" --root "$installed" --locked --quiet --target-dir target/install
+cargo install --path "target/package/phimask-$version" --root "$installed" --locked --quiet \
+  --profile test-release --target-dir target
 "$installed/bin/phimask" check policies/production.json policies/development.json
 # tests/js/api.test.mjs compares the JavaScript data map with this command's.
 export PHIMASK_BIN="$installed/bin/phimask"
+
+step "the wasm packages and the fuzz targets, built in the background"
+joined wasm
 joined fuzz-build
+built=$(wasm_times)
 
 step "TypeScript types"
 npx --no-install tsc -p tests/types
