@@ -91,7 +91,7 @@ cargo clippy --quiet --target wasm32-unknown-unknown --lib --no-default-features
 
 step "cargo test"
 # The release profile's code and checks without its whole-program LTO
-# (Cargo.toml, [profile.test-release]): linking twenty test binaries with
+# (Cargo.toml, [profile.test-release]): linking seventeen test binaries with
 # it was most of the run.
 cargo test --profile test-release
 
