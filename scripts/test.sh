@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 logs=target/test-logs
+rm -rf "$logs"
 mkdir -p "$logs"
 
 # Each step's elapsed seconds, printed as it ends and again as a table at
