@@ -7,6 +7,8 @@
 # written to FILE's table (make fuzz: fuzz/RESULTS.md). A crash stops the
 # run with exit 1; its input is in fuzz/artifacts/<target>/: copy it to
 # fuzz/regressions/<target>/ once fixed, so every test run replays it.
+# Targets run side by side, as many at a time as there are cores
+# (FUZZ_JOBS to change it): each is one libFuzzer process on one core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -19,20 +21,21 @@ nightly=$(cat scripts/nightly)
 node fuzz/seeds.mjs >/dev/null
 cd fuzz
 cargo "+$nightly" fuzz build >/dev/null
-for t in "${targets[@]}"; do
+fuzz_one() {
+  local t=$1
   mkdir -p "regressions/$t" "corpus/$t"
   log="../target/fuzz-$t.log"
   mkdir -p ../target
   mapfile -t saved < <(find "regressions/$t" -type f ! -name .gitkeep | sort)
   if [ ${#saved[@]} -gt 0 ]; then
     cargo "+$nightly" fuzz run "$t" "${saved[@]}" -- -runs=0 >/dev/null 2>"$log" \
-      || { tail -30 "$log" >&2; echo "fuzz: $t: a saved crash fails again" >&2; exit 1; }
+      || { tail -30 "$log" >&2; echo "fuzz: $t: a saved crash fails again" >&2; return 1; }
     echo "fuzz: $t: ${#saved[@]} saved crash input(s) replayed"
   fi
   if ! cargo "+$nightly" fuzz run "$t" "corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 >/dev/null 2>"$log"; then
     grep -a -E "panicked|ERROR|SUMMARY" "$log" | head -5 >&2
     echo "fuzz: $t crashed; the input is in fuzz/artifacts/$t/" >&2
-    exit 1
+    return 1
   fi
   done_line=$(grep -a -E "^#[0-9]+[[:space:]]+DONE" "$log" | tail -1)
   runs=$(sed -E 's/^#([0-9]+).*/\1/' <<<"$done_line")
@@ -59,4 +62,19 @@ fs.writeFileSync(file, [
 ].join("\n"));
 JS
   fi
+}
+
+# FUZZ_JOBS lanes (one per core unless set), each fuzzing its share of the
+# targets one after another; fails once all have ended if any failed.
+lanes=${FUZZ_JOBS:-$(nproc)}
+pids=()
+for ((lane = 0; lane < lanes && lane < ${#targets[@]}; lane++)); do
+  (
+    set -e
+    for ((i = lane; i < ${#targets[@]}; i += lanes)); do fuzz_one "${targets[$i]}"; done
+  ) &
+  pids+=($!)
 done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+exit "$failed"

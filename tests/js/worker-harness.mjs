@@ -303,8 +303,23 @@ export async function startWranglerDev(policy, vars) {
 /**
  * `wrangler dev` in `dir` (its wrangler.toml) on free ports of 127.0.0.1;
  * `cleanup` runs once it has stopped. Resolves to { url, output(), stop() }.
+ * A port free when chosen may be taken before wrangler binds it (test
+ * files run side by side): then it starts again on others, up to 3 times.
  */
 export async function wranglerDevIn(dir, cleanup = () => {}) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const dev = await wranglerDevOnce(dir);
+      return { ...dev, stop: async () => { await dev.stop(); cleanup(); } };
+    } catch (e) {
+      if (attempt < 3 && /Address already in use/.test(e.message)) continue;
+      cleanup();
+      throw e;
+    }
+  }
+}
+
+async function wranglerDevOnce(dir) {
   const port = await freePort();
   const inspector = await freePort();
   const child = spawn(wrangler, ["dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspector), "--show-interactive-dev-session=false"], {
@@ -313,12 +328,11 @@ export async function wranglerDevIn(dir, cleanup = () => {}) {
   let output = "";
   for (const s of [child.stdout, child.stderr]) s.on("data", (c) => (output += c));
   const stop = async () => {
-    if (child.exitCode === null) {
+    if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once("exit", resolve));
       process.kill(-child.pid, "SIGTERM");
       await exited;
     }
-    cleanup();
   };
   try {
     await until(() => output.includes(`Ready on http://127.0.0.1:${port}`) || child.exitCode !== null, "wrangler dev to be ready", 60_000);
