@@ -35,7 +35,7 @@ const policy = {
   },
 };
 const RESTRICTED = ["amp", "mix", "ga", "ph", "seg", "nd"];
-const CREDS = { amp: "0123456789abcdef0123456789abcdef", mix: "mix-secret", ga: "G-REDTEAM1:ga-secret", ph: "phc_0123456789abcdef0123456789abcdef", seg: null, nd: null, lake: null };
+const CREDS = { amp: "0123456789abcdef0123456789abcdef", mix: "mix-secret", ga: "G-HOSTILE1:ga-secret", ph: "phc_0123456789abcdef0123456789abcdef", seg: null, nd: null, lake: null };
 const prepared = preparePolicy(policy);
 
 function worker() {
