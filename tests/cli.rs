@@ -938,3 +938,25 @@ fn the_documented_examples_print_what_the_docs_show() {
     assert!(!keys.stdout.contains("Jane"), "{}", keys.stdout);
     has(&doc, keys.stdout.trim_end());
 }
+
+/// One event a line, whatever white space the client put between a
+/// value's tokens: a lone carriage return (valid JSON) is a line end to
+/// Spark's and Python's readers, so it is written as a space.
+#[test]
+fn sanitize_writes_one_event_a_line_whatever_white_space_is_inside() {
+    let event = "{\"type\":\"track\",\"event\":\"Order Completed\",\"userId\":\"u-1\",\"properties\":{\"products\":[\r{\"sku\":\"s-1\"}\r]}}";
+    for args in [
+        &["sanitize", "-p", DEVELOPMENT, "-d", "warehouse"][..],
+        &["sanitize", "-p", DEVELOPMENT, "-d", "amplitude", "--native"][..],
+    ] {
+        let r = run(args, format!("{event}\n").as_bytes(), Some(KEY));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(!r.stdout.contains('\r'), "{args:?}: {:?}", r.stdout);
+        assert_eq!(r.stdout.lines().count(), 1, "{args:?}: {:?}", r.stdout);
+        let line: Value = serde_json::from_str(r.stdout.trim_end()).expect("a JSON line");
+        assert!(
+            line.to_string().contains("s-1"),
+            "{args:?}: the allowed sku is kept: {line}"
+        );
+    }
+}

@@ -43,18 +43,33 @@ impl Target<'_> {
     /// take, no user or device ID). GA4's line is a whole one-event body,
     /// since its user IDs are members of the request, not of the event.
     fn line(&self, event: String) -> Option<String> {
-        match self.native {
-            None => Some(event),
-            Some(f) if f.is_passthrough() => Some(event),
+        let line = match self.native {
+            None => event,
+            Some(f) if f.is_passthrough() => event,
             Some(f) => {
                 let item = f.item(&event)?;
-                Some(if f == Format::Ga4 {
+                if f == Format::Ga4 {
                     format!("{{{},\"events\":[{}]}}", item.shared, item.text)
                 } else {
                     item.text
-                })
+                }
             }
-        }
+        };
+        Some(one_line(line))
+    }
+}
+
+/// A written line with the white space the client put inside values as
+/// spaces: a lone `\r` between tokens is valid JSON, but readers that end
+/// lines at `\r` too (Spark's JSON reader, Python's `splitlines`) would
+/// cut the event in two there.
+fn one_line(line: String) -> String {
+    if line.contains(['\r', '\n']) {
+        let mut out = String::with_capacity(line.len());
+        Format::Ndjson.push_passthrough(&line, &mut out);
+        out
+    } else {
+        line
     }
 }
 
