@@ -695,4 +695,40 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(row.matches(" | ").count(), 3, "{row}");
     }
+
+    #[test]
+    fn consent_purposes_ids_gpc_regions_and_who_needs_them() {
+        let policy = r#"{"version":1,"environment":"p","hipaa":true,"events":{"*":"drop"},
+          "destinations":{"ads":{"connection":"server-side","endpoint":"https://ads.example/","consent":["advertising"]},
+                          "stats":{"connection":"server-side","endpoint":"https://stats.example/"}},
+          "consent":{"mode":"opt-out","categories":{"analytics":["C0002"],"advertising":["C0004","<b>Ads</b>"]},
+                     "gpc":["advertising"],"regions":{"US-WA":{"mode":"opt-in"}}}}"#;
+        let (md, html) = map_of(policy);
+        let row = |start: &str| {
+            md.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(
+            row("| `advertising`"),
+            "| `advertising` | `C0004`, `<b>Ads</b>` | yes | ads |"
+        );
+        assert_eq!(
+            row("| `analytics`"),
+            "| `analytics` | `C0002` | no | no destination |"
+        );
+        assert_eq!(row("| `US-WA`"), "| `US-WA` | `opt-in` |");
+        assert!(md.contains("Mode `opt-out`: a purpose the event says nothing of is granted"));
+        assert!(row("| `ads` |").ends_with("| `advertising` |"));
+        assert!(row("| `stats` |").ends_with("| not gated |"));
+        assert!(md.contains("- **Consent:** only events whose visitor granted `advertising`"));
+        assert!(md.contains("- **Consent:** not gated"));
+        assert!(!html.contains("<b>Ads") && html.contains("&lt;b&gt;Ads"));
+        let (md, _) = map_of(
+            r#"{"version":1,"environment":"p","hipaa":true,"events":{"*":"drop"},
+              "destinations":{"a":{"connection":"server-side","endpoint":"https://a.example/"}}}"#,
+        );
+        assert!(md.contains("No consent section: no destination is gated"));
+    }
 }
