@@ -62,9 +62,9 @@ impl Consent {
     }
 
     /// The mode for a visitor in `region` (`US-WA`): its subdivision's,
-    /// else its country's, else the policy's; with the region code that
-    /// decided, if one did.
-    pub fn mode_in(&self, region: Option<&str>) -> (Mode, Option<&str>) {
+    /// else its country's, else the policy's; with the index in
+    /// `regions` of the one that decided, if one did.
+    pub fn mode_in(&self, region: Option<&str>) -> (Mode, Option<usize>) {
         let Some(region) = region else {
             return (self.mode, None);
         };
@@ -72,10 +72,8 @@ impl Consent {
         [region, country]
             .into_iter()
             .find_map(|code| {
-                self.regions
-                    .iter()
-                    .find(|(c, _)| c == code)
-                    .map(|(c, m)| (*m, Some(c.as_str())))
+                let i = self.regions.iter().position(|(c, _)| c == code)?;
+                Some((self.regions[i].1, Some(i)))
             })
             .unwrap_or((self.mode, None))
     }
@@ -152,16 +150,17 @@ impl By {
     }
 }
 
-/// The decision on one purpose for one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The decision on one purpose for one event: compact, since a request
+/// decides every purpose of every event (indexes, not text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
     pub granted: bool,
     pub by: By,
-    /// The category id that decided (for `categoryPreferences` and the
-    /// consent id lists).
-    pub id: Option<String>,
-    /// The region code whose mode decided an undetermined purpose.
-    pub region: Option<String>,
+    /// The index, in the purpose's ids, of the category id that decided.
+    id: Option<usize>,
+    /// The index, in the section's regions, of the region whose mode
+    /// decided an undetermined purpose.
+    region: Option<usize>,
 }
 
 impl Verdict {
@@ -174,6 +173,19 @@ impl Verdict {
             region: None,
         }
     }
+}
+
+/// A purpose's decision as explanations show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub purpose: String,
+    pub granted: bool,
+    pub by: By,
+    /// The category id that decided (for `categoryPreferences` and the
+    /// consent id lists).
+    pub id: Option<String>,
+    /// The region code whose mode decided an undetermined purpose.
+    pub region: Option<String>,
 }
 
 /// What an event's consent objects say: Segment's preferences (id, and
@@ -329,12 +341,20 @@ impl Gate {
         self.consent.purpose(name)
     }
 
-    /// The name of a purpose by index.
-    pub fn name(&self, purpose: usize) -> &str {
-        self.consent
-            .purposes
-            .get(purpose)
-            .map_or("", |p| p.name.as_str())
+    /// A purpose's verdict (by the purpose's index), as explanations
+    /// show it: names, ids and region codes written out.
+    pub fn decision(&self, purpose: usize, v: &Verdict) -> Decision {
+        let p = self.consent.purposes.get(purpose);
+        Decision {
+            purpose: p.map_or_else(String::new, |p| p.name.clone()),
+            granted: v.granted,
+            by: v.by,
+            id: v.id.and_then(|i| p?.ids.get(i).cloned()),
+            region: v
+                .region
+                .and_then(|i| self.consent.regions.get(i))
+                .map(|(code, _)| code.clone()),
+        }
     }
 
     /// The decision on every purpose (by index) for an event so stamped
@@ -357,16 +377,14 @@ impl Gate {
                     Some((granted, by, i)) => Verdict {
                         granted,
                         by,
-                        id: ids
-                            .get(i)
-                            .map(|id| String::from_utf8_lossy(id).into_owned()),
+                        id: Some(i),
                         region: None,
                     },
                     None => Verdict {
                         granted: mode == Mode::OptOut,
                         by: By::Mode(mode),
                         id: None,
-                        region: region.map(str::to_owned),
+                        region,
                     },
                 }
             })
@@ -400,8 +418,8 @@ mod tests {
             gpc: Vec::new(),
             regions: vec![("US".into(), Mode::OptOut), ("US-WA".into(), Mode::OptIn)],
         };
-        assert_eq!(c.mode_in(Some("US-WA")), (Mode::OptIn, Some("US-WA")));
-        assert_eq!(c.mode_in(Some("US-TX")), (Mode::OptOut, Some("US")));
+        assert_eq!(c.mode_in(Some("US-WA")), (Mode::OptIn, Some(1)));
+        assert_eq!(c.mode_in(Some("US-TX")), (Mode::OptOut, Some(0)));
         assert_eq!(c.mode_in(Some("DE")), (Mode::OptIn, None));
         assert_eq!(c.mode_in(None), (Mode::OptIn, None));
     }

@@ -141,7 +141,6 @@ pub struct Explanation {
     pub destination: String,
     pub reason: Reason,
     pub paths: Paths,
-    /// For a destination that needs purposes: each one's name and the
-    /// decision on it.
-    pub consent: Vec<(String, crate::consent::Verdict)>,
+    /// For a destination that needs purposes: the decision on each.
+    pub consent: Vec<crate::consent::Decision>,
 }

@@ -463,10 +463,9 @@ impl Sanitizer {
                 let consent = dest
                     .purposes
                     .iter()
-                    .map(|&p| {
-                        let name = self.consent.as_ref().map_or("", |g| g.name(p));
-                        let verdict = verdicts.get(p).cloned().unwrap_or_else(Verdict::unknown);
-                        (name.to_owned(), verdict)
+                    .filter_map(|&p| {
+                        let verdict = verdicts.get(p).copied().unwrap_or_else(Verdict::unknown);
+                        Some(self.consent.as_ref()?.decision(p, &verdict))
                     })
                     .collect();
                 Ok(Explanation {

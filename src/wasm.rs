@@ -809,9 +809,9 @@ impl Sanitizer {
                 let list: Array = e
                     .consent
                     .iter()
-                    .map(|(purpose, v)| {
+                    .map(|v| {
                         let c: JsValue = Object::new().into();
-                        set(&c, "purpose", &JsValue::from_str(purpose));
+                        set(&c, "purpose", &JsValue::from_str(&v.purpose));
                         set(&c, "granted", &JsValue::from_bool(v.granted));
                         set(&c, "by", &JsValue::from_str(v.by.name()));
                         if let Some(id) = &v.id {

@@ -444,7 +444,7 @@ fn explain_says_consent_and_what_decided_each_purpose() {
     let decisions: Vec<(String, bool, &str, Option<String>)> = both
         .consent
         .iter()
-        .map(|(p, v)| (p.clone(), v.granted, v.by.name(), v.id.clone()))
+        .map(|v| (v.purpose.clone(), v.granted, v.by.name(), v.id.clone()))
         .collect();
     assert_eq!(
         decisions,
@@ -481,7 +481,7 @@ fn explain_says_consent_and_what_decided_each_purpose() {
     let by: Vec<(&str, Option<&str>)> = both
         .consent
         .iter()
-        .map(|(_, v)| (v.by.name(), v.region.as_deref()))
+        .map(|v| (v.by.name(), v.region.as_deref()))
         .collect();
     assert_eq!(by, [("opt-out", Some("US-CA")), ("gpc", None)]);
     // Routing, calls and names come first: consent never adds a destination.
@@ -533,4 +533,40 @@ fn a_request_consent_denies_sends_no_phi_to_the_gated_destinations() {
             other => panic!("unexpected destination {other}"),
         }
     }
+}
+
+#[test]
+fn a_batchs_shared_context_carries_consent_to_events_without_their_own() {
+    let policy = policy("opt-in");
+    let s = Sanitizer::new(&policy.to_string(), Some(KEY)).unwrap();
+    // The batch grants advertising; the second event denies it itself,
+    // the third has a context of its own without consent (the batch's
+    // consent is merged into it).
+    let mut own = event(
+        &Some(json!({"consent": {"categoryPreferences": {"C0004": false}}})),
+        false,
+    );
+    own["messageId"] = json!("own");
+    let mut other = event(&Some(json!({"locale": "en-US"})), false);
+    other["messageId"] = json!("other");
+    let body = json!({
+        "batch": [event(&None, false), own, other],
+        "context": {"consent": {"categoryPreferences": {"C0004": true}}}
+    })
+    .to_string();
+    let done = s
+        .process_request_with(
+            body.as_bytes(),
+            Call::Batch,
+            usize::MAX,
+            &Signals::default(),
+        )
+        .unwrap();
+    let ads = done
+        .deliveries
+        .iter()
+        .find(|d| d.destination == "ads")
+        .unwrap();
+    assert_eq!(ads.events, [vec![0, 2]]);
+    assert_eq!(ads.consent, 1);
 }

@@ -5,12 +5,15 @@
 //! a single track call, and as a batch within a queue message's body
 //! size (the first byte picks the limit): no body over it, and every
 //! event either sent to every destination it was sent to without the
-//! limit or refused for all (never half-delivered).
+//! limit or refused for all (never half-delivered). With the request's
+//! signals (the first byte picks GPC and a region), destinations consent
+//! does not gate get exactly the same, and GPC never sends more to the
+//! destinations it closes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use phimask::Call;
-use phimask_fuzz::{check_bodies, permissive};
+use phimask::{Call, Signals};
+use phimask_fuzz::{check_bodies, permissive, GATED, GPC_GATED};
 
 fuzz_target!(|data: &[u8]| {
     let s = permissive();
@@ -66,6 +69,37 @@ fuzz_target!(|data: &[u8]| {
                 "{}: an event lost or half-delivered",
                 d.destination
             );
+        }
+    }
+    let region = [None, Some("US-WA"), Some("DE"), Some("US-CA")][usize::from(first >> 1) % 4];
+    let signals = |gpc| Signals {
+        gpc,
+        region: region.map(str::to_owned),
+    };
+    if let (Ok(plain), Ok(open), Ok(closed)) = (
+        s.process_request(body, Call::Batch),
+        s.process_request_with(body, Call::Batch, usize::MAX, &signals(false)),
+        s.process_request_with(body, Call::Batch, usize::MAX, &signals(true)),
+    ) {
+        check_bodies(&closed);
+        for ((p, o), c) in plain
+            .deliveries
+            .iter()
+            .zip(&open.deliveries)
+            .zip(&closed.deliveries)
+        {
+            if !GATED.contains(&p.destination.as_str()) {
+                assert_eq!(p.bodies, o.bodies, "{}", p.destination);
+                assert_eq!(o.bodies, c.bodies, "{}", p.destination);
+            } else if GPC_GATED.contains(&c.destination.as_str()) {
+                assert!(c.events.iter().flatten().count() <= o.events.iter().flatten().count());
+            } else {
+                assert_eq!(
+                    o.bodies, c.bodies,
+                    "{}: GPC does not close it",
+                    c.destination
+                );
+            }
         }
     }
 });

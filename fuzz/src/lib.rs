@@ -10,7 +10,7 @@ pub const KEY: &[u8] = b"fuzzing-key-0123456789abcdefghijklmnop";
 
 /// Every action and option on the fields events carry, for a restricted
 /// destination in each native format, one in its own key scope, and one
-/// under a BAA.
+/// under a BAA; two gated on consent.
 pub const POLICY: &str = r#"{
   "version": 1, "environment": "fuzz", "hipaa": true, "scan": ["email", "ssn"],
   "allowlists": {
@@ -31,15 +31,22 @@ pub const POLICY: &str = r#"{
   "destinations": {
     "restricted": {"connection": "server-side", "endpoint": "https://r.example/in"},
     "scoped": {"connection": "server-side", "endpoint": "https://s.example/in", "mask_scope": "other",
-               "allowlists": {"event_properties": {"plan": "mask"}}},
+               "allowlists": {"event_properties": {"plan": "mask"}}, "consent": ["analytics"]},
     "amplitude": {"connection": "server-side", "endpoint": "https://a.example/2/httpapi", "format": "amplitude"},
     "mixpanel": {"connection": "server-side", "endpoint": "https://m.example/import", "format": "mixpanel"},
-    "ga4": {"connection": "server-side", "endpoint": "https://g.example/mp/collect", "format": "ga4"},
+    "ga4": {"connection": "server-side", "endpoint": "https://g.example/mp/collect", "format": "ga4",
+            "consent": ["analytics", "advertising"]},
     "posthog": {"connection": "server-side", "endpoint": "https://p.example/batch/", "format": "posthog"},
     "lines": {"connection": "server-side", "endpoint": "https://n.example/in", "format": "ndjson"},
     "baa": {"connection": "server-side", "endpoint": "https://b.example/in", "restrict_phi": false, "baa": true}
-  }
+  },
+  "consent": {"mode": "opt-out", "categories": {"analytics": ["C0002", "Analytics"], "advertising": ["C0004"]},
+              "gpc": ["advertising"], "regions": {"US-WA": {"mode": "opt-in"}, "DE": {"mode": "opt-in"}}}
 }"#;
+
+/// The destinations of [`POLICY`] that consent gates, and those GPC closes.
+pub const GATED: [&str; 2] = ["scoped", "ga4"];
+pub const GPC_GATED: [&str; 1] = ["ga4"];
 
 /// The sanitizer of [`POLICY`], with every destination's credential set.
 pub fn permissive() -> &'static Sanitizer {

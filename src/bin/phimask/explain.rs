@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use phimask::consent::Verdict;
+use phimask::consent::Decision;
 use phimask::report::Explanation;
 use phimask::report::Reason;
 use phimask::Error;
@@ -78,11 +78,7 @@ pub fn run(o: &Options) -> Outcome {
                 "transformed": e.paths.transformed,
             });
             if !e.consent.is_empty() {
-                v["consent"] = e
-                    .consent
-                    .iter()
-                    .map(|(purpose, verdict)| consent_json(purpose, verdict))
-                    .collect();
+                v["consent"] = e.consent.iter().map(consent_json).collect();
             }
             if o.show_values {
                 let event = match sent(e)? {
@@ -115,12 +111,8 @@ pub fn run(o: &Options) -> Outcome {
                     out.push_str(&format!("  {what:<12} {}\n", paths.join(", ")));
                 }
             }
-            for (purpose, verdict) in &e.consent {
-                out.push_str(&format!(
-                    "  {:<12} {}\n",
-                    "consent",
-                    consent_line(purpose, verdict)
-                ));
+            for decision in &e.consent {
+                out.push_str(&format!("  {:<12} {}\n", "consent", consent_line(decision)));
             }
             if let Some(s) = sent(e)? {
                 out.push_str(&format!("  {:<12} {s}\n", "sends"));
@@ -132,8 +124,8 @@ pub fn run(o: &Options) -> Outcome {
 }
 
 /// One purpose's decision as JSON: `{purpose, granted, by, id?, region?}`.
-fn consent_json(purpose: &str, v: &Verdict) -> Value {
-    let mut o = json!({ "purpose": purpose, "granted": v.granted, "by": v.by.name() });
+fn consent_json(v: &Decision) -> Value {
+    let mut o = json!({ "purpose": v.purpose, "granted": v.granted, "by": v.by.name() });
     if let Some(id) = &v.id {
         o["id"] = json!(id);
     }
@@ -144,9 +136,10 @@ fn consent_json(purpose: &str, v: &Verdict) -> Value {
 }
 
 /// One purpose's decision as a line: `advertising denied by gpc`.
-fn consent_line(purpose: &str, v: &Verdict) -> String {
+fn consent_line(v: &Decision) -> String {
     let mut line = format!(
-        "{purpose} {} by {}",
+        "{} {} by {}",
+        v.purpose,
         if v.granted { "granted" } else { "denied" },
         v.by.name()
     );
