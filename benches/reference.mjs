@@ -524,9 +524,33 @@ export function referenceSanitizer(policy, destination, key) {
     return (mine.length > 0 ? mine : members("all")).every(Boolean);
   };
   const usable = (v) => (typeof v === "string" && v !== "") || typeof v === "number";
+  // Consent: every purpose the destination lists must be granted. Denied
+  // when GPC lists it, or any of its ids is present and not granted;
+  // granted when one is true / allowed; else the region's (or policy's) mode.
+  const purposes = own.consent ?? [];
+  const consented = (ev, signals) => {
+    if (purposes.length === 0) return true;
+    const c = policy.consent;
+    const region = typeof signals.region === "string" ? signals.region.toUpperCase() : undefined;
+    const regions = c.regions ?? {};
+    const modeOf = (code) => (code !== undefined && Object.hasOwn(regions, code) ? regions[code].mode : undefined);
+    const mode = modeOf(region) ?? modeOf(region?.split("-")[0]) ?? c.mode ?? "opt-in";
+    const ctx = isObject(ev.context) ? ev.context : {};
+    const prefs = isObject(ctx.consent) && isObject(ctx.consent.categoryPreferences) ? ctx.consent.categoryPreferences : {};
+    const cm = isObject(ctx.consentManagement) ? ctx.consentManagement : {};
+    const strings = (v) => (Array.isArray(v) ? v.filter((x) => typeof x === "string") : []);
+    const [allowed, denied] = [strings(cm.allowedConsentIds), strings(cm.deniedConsentIds)];
+    return purposes.every((p) => {
+      if (signals.gpc === true && (c.gpc ?? []).includes(p)) return false;
+      const ids = c.categories[p];
+      if (ids.some((id) => (Object.hasOwn(prefs, id) && prefs[id] !== true) || denied.includes(id))) return false;
+      if (ids.some((id) => (Object.hasOwn(prefs, id) && prefs[id] === true) || allowed.includes(id))) return true;
+      return mode === "opt-out";
+    });
+  };
   // Returns the JSON text to send, null when nothing is sent, or throws
   // an Error with the engine's code for a refused event.
-  return (text) => {
+  return (text, signals = {}) => {
     const ev = JSON.parse(text);
     const refuse = (code) => Object.assign(new Error(code), { code });
     if (ev.integrations !== undefined && ev.integrations !== null && !isObject(ev.integrations)) throw refuse("invalid_integrations");
@@ -539,6 +563,7 @@ export function referenceSanitizer(policy, destination, key) {
     if (!calls.has(ev.type) || !routed(ev.integrations)) return null;
     const named = NAMES[ev.type] ?? [];
     if (named.some((k) => typeof ev[k] === "string" && nameRule(ev[k]) === "drop")) return null;
+    if (!consented(ev, signals)) return null;
     eventYear = eventYearOf(ev);
     const out = {};
     for (const [k, v] of Object.entries(ev)) {

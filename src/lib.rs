@@ -12,6 +12,7 @@
 
 pub mod action;
 mod compile;
+pub mod consent;
 pub mod credential;
 pub mod detect;
 pub mod error;
@@ -38,6 +39,7 @@ pub mod validate;
 #[allow(unsafe_code)]
 mod wasm;
 
+pub use consent::Signals;
 pub use error::{Error, EventError};
 pub use policy::{Policy, Problem, Report};
 pub use request::{read_request, request_write_key, Call, Request, RequestError};

@@ -10,6 +10,7 @@ pub mod doc;
 use crate::action::ip::IpMode;
 use crate::action::scan::Scan;
 use crate::action::url::{Segments, UrlRule};
+use crate::consent::Mode;
 use crate::detect::Detector;
 use crate::event::CallType;
 use crate::policy::{
@@ -60,7 +61,14 @@ pub fn data_map(policy: &Policy, warnings: &[Problem]) -> Doc {
 
     doc.push(Block::Heading(2, "Destinations".into(), None));
     doc.push(Block::Table {
-        head: vec!["destination", "connection", "format", "PHI", "call types"],
+        head: vec![
+            "destination",
+            "connection",
+            "format",
+            "PHI",
+            "call types",
+            "consent",
+        ],
         rows: policy
             .destinations
             .iter()
@@ -78,10 +86,13 @@ pub fn data_map(policy: &Policy, warnings: &[Problem]) -> Doc {
                         Connection::ServerSide => Line::from(calls(d).as_str()),
                         Connection::ClientSide => Line::from("none from the edge"),
                     },
+                    consent_cell(d),
                 ]
             })
             .collect(),
     });
+
+    consent_section(policy, &mut doc);
 
     for d in &policy.destinations {
         destination(policy, d, &mut doc);
@@ -176,6 +187,9 @@ fn destination(policy: &Policy, d: &Destination, doc: &mut Doc) {
                 .text(" to false without naming it) is not sent to it."),
         );
     }
+    if d.connection == Connection::ServerSide {
+        facts.push(consent_fact(policy, d));
+    }
     if d.restricted {
         facts.push(match &d.mask_scope {
             Some(scope) => fact("Masking key")
@@ -213,6 +227,134 @@ fn destination(policy: &Policy, d: &Destination, doc: &mut Doc) {
         head: vec!["field", "governed by", "rule", "sent as"],
         rows: field_rows(policy, d),
     });
+}
+
+fn consent_cell(d: &Destination) -> Line {
+    match (d.connection, d.consent.is_empty()) {
+        (Connection::ClientSide, _) => Line::from("the browser's business"),
+        (_, true) => Line::from("not gated"),
+        (_, false) => {
+            let mut line = Line::new();
+            for (i, purpose) in d.consent.iter().enumerate() {
+                if i > 0 {
+                    line = line.text(", ");
+                }
+                line = line.code(purpose);
+            }
+            line
+        }
+    }
+}
+
+/// The `consent` section: mode, each purpose with its category ids, what
+/// GPC denies and who needs it, and the regions' modes.
+fn consent_section(policy: &Policy, doc: &mut Doc) {
+    doc.push(Block::Heading(2, "Consent".into(), None));
+    let Some(consent) = &policy.consent else {
+        doc.push(Block::Para(Line::from(
+            "No consent section: no destination is gated on the visitor's consent.",
+        )));
+        return;
+    };
+    doc.push(Block::Para(
+        Line::new()
+            .text("Mode ")
+            .code(consent.mode.name())
+            .text(match consent.mode {
+                Mode::OptIn => ": a purpose the event says nothing of is denied.",
+                Mode::OptOut => ": a purpose the event says nothing of is granted, unless a Global Privacy Control signal denies it.",
+            })
+            .text(" A purpose is denied when any of its ids is in the event and not granted (")
+            .code("context.consent.categoryPreferences")
+            .text(" not true, or listed in ")
+            .code("context.consentManagement.deniedConsentIds")
+            .text("). A gated destination receives an event only when every purpose it needs is granted. Consent is not a HIPAA authorization: a restricted destination still receives only the fields listed for it."),
+    ));
+    doc.push(Block::Table {
+        head: vec!["purpose", "category ids", "denied by GPC", "needed by"],
+        rows: consent
+            .purposes
+            .iter()
+            .map(|p| {
+                let mut ids = Line::new();
+                for (i, id) in p.ids.iter().enumerate() {
+                    if i > 0 {
+                        ids = ids.text(", ");
+                    }
+                    ids = ids.code(id);
+                }
+                let needed: Vec<&str> = policy
+                    .destinations
+                    .iter()
+                    .filter(|d| {
+                        d.connection == Connection::ServerSide && d.consent.contains(&p.name)
+                    })
+                    .map(|d| d.name.as_str())
+                    .collect();
+                vec![
+                    Line::new().code(&p.name),
+                    ids,
+                    Line::from(if consent.gpc.contains(&p.name) {
+                        "yes"
+                    } else {
+                        "no"
+                    }),
+                    Line::from(
+                        if needed.is_empty() {
+                            "no destination".to_owned()
+                        } else {
+                            needed.join(", ")
+                        }
+                        .as_str(),
+                    ),
+                ]
+            })
+            .collect(),
+    });
+    if !consent.regions.is_empty() {
+        doc.push(Block::Table {
+            head: vec!["region", "mode"],
+            rows: consent
+                .regions
+                .iter()
+                .map(|(code, mode)| vec![Line::new().code(code), Line::new().code(mode.name())])
+                .collect(),
+        });
+    }
+}
+
+/// A destination's consent gate, as a bullet.
+fn consent_fact(policy: &Policy, d: &Destination) -> Line {
+    if d.consent.is_empty() {
+        return fact("Consent")
+            .text("not gated: it receives events whatever the visitor's consent.");
+    }
+    let mut line = fact("Consent").text("only events whose visitor granted ");
+    for (i, purpose) in d.consent.iter().enumerate() {
+        if i > 0 {
+            line = line.text(if i + 1 == d.consent.len() {
+                " and "
+            } else {
+                ", "
+            });
+        }
+        line = line.code(purpose);
+    }
+    let gpc: Vec<&str> = policy
+        .consent
+        .iter()
+        .flat_map(|c| &c.gpc)
+        .filter(|p| d.consent.contains(p))
+        .map(String::as_str)
+        .collect();
+    line = line.text(" (see Consent)");
+    if !gpc.is_empty() {
+        line = line
+            .text("; a Global Privacy Control signal stops them (")
+            .text(gpc.join(", "))
+            .text(")");
+    }
+    line.text(".")
 }
 
 /// A bullet's bold label.

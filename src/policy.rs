@@ -5,6 +5,7 @@ use crate::action::ip::IpMode;
 use crate::action::normalize::Normalize;
 use crate::action::scan::Scan;
 use crate::action::url::UrlRule;
+use crate::consent::Consent;
 use crate::event::Calls;
 use crate::format::Format;
 use crate::path::Step;
@@ -226,6 +227,9 @@ pub struct Destination {
     pub mask_scope: Option<String>,
     /// What its endpoint speaks (`format`, default `segment`).
     pub format: Format,
+    /// The purposes (of the policy's `consent` section) the visitor must
+    /// have granted for it to receive an event; empty: not gated.
+    pub consent: Vec<String>,
 }
 
 /// A validated policy.
@@ -241,6 +245,8 @@ pub struct Policy {
     /// The options of every `url` rule, by [`Action::Url`] index.
     pub urls: Vec<UrlRule>,
     pub destinations: Vec<Destination>,
+    /// The `consent` section: purposes, mode, GPC and regions.
+    pub consent: Option<Consent>,
 }
 
 impl Policy {

@@ -14,6 +14,7 @@ use crate::action::ip::IpMode;
 use crate::action::normalize::Normalize;
 use crate::action::scan::{OnMatch, Scan};
 use crate::action::url::{Segments, UrlRule};
+use crate::consent::{Consent, Mode, Purpose};
 use crate::detect::Detectors;
 use crate::event::Calls;
 use crate::format::Format;
@@ -27,7 +28,8 @@ use crate::structural::Shape;
 /// The format's name and version: a prepared policy of another format
 /// version is refused, not misread. Version 2: `"scan": true` holds the
 /// `date` detector (a version 1 policy's default set would scan without it).
-const MAGIC: &[u8; 8] = b"phimask\x02";
+/// Version 3: the `consent` section and destinations' purposes.
+const MAGIC: &[u8; 8] = b"phimask\x03";
 
 /// `policy` (validated) as prepared bytes.
 pub fn prepare(policy: &Policy) -> Vec<u8> {
@@ -54,9 +56,23 @@ pub fn load(bytes: &[u8]) -> Option<Policy> {
             _ => true,
         })
     };
+    // Every purpose a destination or `gpc` names is defined: a gate that
+    // names none would never close.
+    let defined = |name: &String| {
+        policy
+            .consent
+            .as_ref()
+            .is_some_and(|c| c.purpose(name).is_some())
+    };
     let ok = r.0.is_empty()
         && in_range(&policy.allowlists)
-        && policy.destinations.iter().all(|d| in_range(&d.allowlists));
+        && policy.destinations.iter().all(|d| in_range(&d.allowlists))
+        && policy
+            .destinations
+            .iter()
+            .flat_map(|d| &d.consent)
+            .all(defined)
+        && policy.consent.iter().flat_map(|c| &c.gpc).all(defined);
     ok.then_some(policy)
 }
 
@@ -198,6 +214,7 @@ by_index! {
     IpMode => [IpMode::Truncate, IpMode::Zero];
     IdAction => [IdAction::Mask, IdAction::Allow, IdAction::Drop];
     Connection => [Connection::ServerSide, Connection::ClientSide];
+    Mode => [Mode::OptIn, Mode::OptOut];
 }
 
 impl Prepared for Detectors {
@@ -448,6 +465,7 @@ impl Prepared for Destination {
         self.integration.write_to(out);
         self.mask_scope.write_to(out);
         self.format.write_to(out);
+        self.consent.write_to(out);
     }
     fn read_from(r: &mut Reader<'_>) -> Option<Self> {
         Some(Destination {
@@ -462,6 +480,7 @@ impl Prepared for Destination {
             integration: String::read_from(r)?,
             mask_scope: Option::read_from(r)?,
             format: Format::read_from(r)?,
+            consent: Vec::read_from(r)?,
         })
     }
 }
@@ -476,6 +495,7 @@ impl Prepared for Policy {
         self.scan.write_to(out);
         self.urls.write_to(out);
         self.destinations.write_to(out);
+        self.consent.write_to(out);
     }
     fn read_from(r: &mut Reader<'_>) -> Option<Self> {
         Some(Policy {
@@ -487,6 +507,37 @@ impl Prepared for Policy {
             scan: Option::read_from(r)?,
             urls: Vec::read_from(r)?,
             destinations: Vec::read_from(r)?,
+            consent: Option::read_from(r)?,
+        })
+    }
+}
+
+impl Prepared for Purpose {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        self.name.write_to(out);
+        self.ids.write_to(out);
+    }
+    fn read_from(r: &mut Reader<'_>) -> Option<Self> {
+        Some(Purpose {
+            name: String::read_from(r)?,
+            ids: Vec::read_from(r)?,
+        })
+    }
+}
+
+impl Prepared for Consent {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        self.mode.write_to(out);
+        self.purposes.write_to(out);
+        self.gpc.write_to(out);
+        self.regions.write_to(out);
+    }
+    fn read_from(r: &mut Reader<'_>) -> Option<Self> {
+        Some(Consent {
+            mode: Mode::read_from(r)?,
+            purposes: Vec::read_from(r)?,
+            gpc: Vec::read_from(r)?,
+            regions: Vec::read_from(r)?,
         })
     }
 }
@@ -514,7 +565,10 @@ mod tests {
                   "integration": "D", "mask_scope": "s", "events": {"A": "drop"},
                   "allowlists": {"user_properties": {"e": "mask"}}},
             "w": {"connection": "server-side", "endpoint": "https://w.example/", "restrict_phi": false, "baa": true},
-            "c": {"connection": "client-side", "restrict_phi": false, "baa": true}}}"#;
+            "c": {"connection": "client-side", "restrict_phi": false, "baa": true},
+            "g": {"connection": "server-side", "endpoint": "https://g.example/", "consent": ["ads", "stats"]}},
+          "consent": {"mode": "opt-out", "categories": {"stats": ["C0002"], "ads": ["C0004", "Ads"]},
+                      "gpc": ["ads"], "regions": {"US-WA": {"mode": "opt-in"}, "DE": {"mode": "opt-in"}}}}"#;
         let (policy, report) = crate::validate_policy(text);
         prepare(&policy.unwrap_or_else(|| panic!("{:?}", report.errors)))
     }
@@ -533,7 +587,13 @@ mod tests {
                 &Segments::None
             ]
         );
-        assert_eq!(policy.destinations.len(), 3);
+        assert_eq!(policy.destinations.len(), 4);
+        assert_eq!(policy.destinations[3].consent, ["ads", "stats"]);
+        let consent = policy.consent.unwrap();
+        assert_eq!(consent.mode, Mode::OptOut);
+        assert_eq!(consent.purposes[1].ids, ["C0004", "Ads"]);
+        assert_eq!(consent.gpc, ["ads"]);
+        assert_eq!(consent.regions[1], ("DE".to_owned(), Mode::OptIn));
     }
 
     proptest! {

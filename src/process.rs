@@ -14,6 +14,7 @@
 
 use std::cell::RefCell;
 
+use crate::consent::Signals;
 use crate::error::{Error, EventError};
 use crate::format::{Format, Sanitized};
 use crate::mask::Memo;
@@ -52,6 +53,9 @@ pub struct Delivery {
     /// Events it would receive that its format has no mapping for (a call
     /// type the API does not take, no user or device ID).
     pub unmapped: u32,
+    /// Accepted events not sent to it because it needs a purpose the
+    /// visitor has not granted.
+    pub consent: u32,
 }
 
 /// One event as written for a class of destinations: its text, counts,
@@ -76,6 +80,8 @@ struct Pending {
     indexes: Vec<usize>,
     tallies: Vec<Tally>,
     unmapped: u32,
+    /// Accepted events consent kept from it.
+    consent: u32,
 }
 
 /// Where one item stands in its [`Pending::texts`]: its text from
@@ -157,6 +163,23 @@ impl Sanitizer {
         call: Call,
         max_body_bytes: usize,
     ) -> Result<Processed, RequestError> {
+        self.process_request_with(body, call, max_body_bytes, &Signals::default())
+    }
+
+    /// As [`Sanitizer::process_request_within`], for a request with these
+    /// signals (Global Privacy Control, the visitor's region): a
+    /// destination that needs a purpose the visitor has not granted is
+    /// sent nothing of the event ([`Delivery::consent`] counts them).
+    ///
+    /// # Errors
+    /// As [`Sanitizer::process_request`].
+    pub fn process_request_with(
+        &self,
+        body: &[u8],
+        call: Call,
+        max_body_bytes: usize,
+        signals: &Signals,
+    ) -> Result<Processed, RequestError> {
         let text = crate::request::utf8(body)?;
         let request = read_events(text, call)?;
         let dests = &self.destinations;
@@ -176,6 +199,8 @@ impl Sanitizer {
         // per destination, whether it receives the event.
         let mut written: Vec<Option<Written>> = dests.iter().map(|_| None).collect();
         let mut receives = vec![false; dests.len()];
+        // Per destination, whether consent kept this event from it.
+        let mut consent = vec![false; dests.len()];
         let mut spare: Vec<Spare> = Vec::new();
         let limits: Vec<usize> = dests
             .iter()
@@ -195,14 +220,22 @@ impl Sanitizer {
             for w in written.iter_mut().filter_map(Option::take) {
                 spare.push((w.text.into_bytes(), w.members));
             }
+            let mut gates = Gates {
+                signals,
+                receives: &mut receives,
+                consent: &mut consent,
+            };
             let mapped = self
-                .write_all(read, text, &memo, &mut written, &mut receives, &mut spare)
+                .write_all(read, text, &memo, &mut written, &mut gates, &mut spare)
                 .and_then(|()| {
                     self.map_formats(&written, &receives, &limits, &mut pending, &mut items)
                 });
             match mapped {
                 Ok(()) => {
                     accepted += 1;
+                    for (p, kept) in pending.iter_mut().zip(&consent) {
+                        p.consent += u32::from(*kept);
+                    }
                     output = output.saturating_add(add_items(index, &mut items, &mut pending));
                     // Checked as it grows: memory stays bounded, whatever the request.
                     if output > MAX_OUTPUT_BYTES {
@@ -234,13 +267,17 @@ impl Sanitizer {
         body: &str,
         memo: &RefCell<Memo>,
         written: &mut [Option<Written>],
-        receives: &mut [bool],
+        gates: &mut Gates<'_>,
         spare: &mut Vec<Spare>,
     ) -> Result<(), Error> {
         // read_events validated the JSON of every event it returns.
         let event = read.event(body)?;
-        for (dest, receives) in self.destinations.iter().zip(receives.iter_mut()) {
-            *receives = self.gate(&event, dest).is_ok();
+        let verdicts = self.verdicts(&event, gates.signals);
+        let each = gates.receives.iter_mut().zip(gates.consent.iter_mut());
+        for (dest, (receives, consent)) in self.destinations.iter().zip(each) {
+            let gate = self.gate(&event, dest, &verdicts);
+            *consent = gate == Err(crate::report::Reason::Consent);
+            *receives = gate.is_ok();
             if !*receives || written[dest.class].is_some() {
                 continue;
             }
@@ -346,6 +383,14 @@ impl Sanitizer {
     }
 }
 
+/// The request's signals, and per destination whether it receives the
+/// event being written and whether consent kept it from it.
+struct Gates<'a> {
+    signals: &'a Signals,
+    receives: &'a mut [bool],
+    consent: &'a mut [bool],
+}
+
 /// One destination's item of an event: its index, where the item stands
 /// (`None`: not mapped), and the event's counts for it.
 type Mapped = (usize, Option<Span>, Tally);
@@ -390,6 +435,7 @@ fn deliver(format: Format, name: &str, p: Pending, max_bytes: usize) -> Delivery
     let mut delivery = Delivery {
         destination: name.to_owned(),
         unmapped: p.unmapped,
+        consent: p.consent,
         ..Delivery::default()
     };
     for body in bodies {

@@ -100,6 +100,8 @@ pub enum Reason {
     Routing,
     /// Its `events` map drops this event or page name.
     EventName,
+    /// It needs a purpose (`consent`) the visitor has not granted.
+    Consent,
 }
 
 impl Reason {
@@ -115,6 +117,20 @@ impl Reason {
             Reason::CallType => "not sent: its \"calls\" leave out this call type",
             Reason::Routing => "not sent: \"integrations\" does not route the event to it",
             Reason::EventName => "not sent: its \"events\" map drops this name",
+            Reason::Consent => "not sent: consent: a purpose its \"consent\" lists is not granted",
+        }
+    }
+
+    /// The reason as a code, for programs: `sanitized`, `consent`, ….
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Sanitized => "sanitized",
+            Reason::Unrestricted => "unrestricted",
+            Reason::ClientSide => "client_side",
+            Reason::CallType => "call_type",
+            Reason::Routing => "routing",
+            Reason::EventName => "event_name",
+            Reason::Consent => "consent",
         }
     }
 }
@@ -125,4 +141,7 @@ pub struct Explanation {
     pub destination: String,
     pub reason: Reason,
     pub paths: Paths,
+    /// For a destination that needs purposes: each one's name and the
+    /// decision on it.
+    pub consent: Vec<(String, crate::consent::Verdict)>,
 }

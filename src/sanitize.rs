@@ -14,6 +14,7 @@ use crate::action::scan::{self, Scan, Scanned};
 use crate::action::url::UrlRule;
 use crate::action::{age, ip, year, zip3, Input, Output};
 use crate::compile::{NameTable, Node, Tries};
+use crate::consent::{Gate, Signals, Stamps, Verdict};
 use crate::credential::{self, Target};
 use crate::error::{Error, EventError};
 use crate::event::{Calls, Event, Field, Member, NameField};
@@ -79,6 +80,9 @@ pub(crate) struct Compiled {
     /// writes members of that kind exactly as this one does (same rules
     /// for them, same key scope): a request copies such members from it.
     pub(crate) shares: [usize; MEMBER_KINDS],
+    /// The purposes (indexes in the policy's consent section) the visitor
+    /// must have granted for it to receive an event; empty: not gated.
+    purposes: Vec<usize>,
 }
 
 /// What a top-level member's output depends on, besides the event: the
@@ -179,6 +183,8 @@ pub struct Sanitizer {
     /// ([`Sanitizer::fix_now`]); else the clock's.
     now: Option<i64>,
     pub(crate) destinations: Vec<Compiled>,
+    /// The consent section, when some destination needs a purpose.
+    consent: Option<Gate>,
 }
 
 impl Sanitizer {
@@ -242,6 +248,11 @@ impl Sanitizer {
                         && policy.lists_for(a) == policy.lists_for(b)
                         && policy.names_for(a) == policy.names_for(b)))
         };
+        let gate = policy
+            .consent
+            .as_ref()
+            .filter(|_| policy.destinations.iter().any(|d| !d.consent.is_empty()))
+            .map(Gate::new);
         let mut destinations: Vec<Compiled> = policy
             .destinations
             .iter()
@@ -259,6 +270,17 @@ impl Sanitizer {
                 integration: d.integration.clone(),
                 calls: d.calls,
                 scope: scopes.iter().position(|s| *s == d.mask_scope).unwrap_or(0),
+                purposes: d
+                    .consent
+                    .iter()
+                    // A purpose the section lacks (never, once validated)
+                    // is one no event can grant: the gate stays shut.
+                    .map(|p| {
+                        gate.as_ref()
+                            .and_then(|g| g.purpose(p))
+                            .unwrap_or(usize::MAX)
+                    })
+                    .collect(),
                 route: match (d.connection, d.restricted) {
                     (Connection::ClientSide, _) => Route::ClientSide,
                     (Connection::ServerSide, false) => Route::Unrestricted,
@@ -283,6 +305,7 @@ impl Sanitizer {
                 .collect(),
             now: None,
             destinations,
+            consent: gate,
         })
     }
 
@@ -360,11 +383,28 @@ impl Sanitizer {
     /// [`Error::UnknownDestination`], or [`Error::Event`] saying why the
     /// event was refused; a refused event is sent to no destination.
     pub fn sanitize_json(&self, event: &str, destination: &str) -> Result<Option<String>, Error> {
-        Ok(self.sanitize_json_tallied(event, destination)?.0)
+        Ok(self
+            .sanitize_json_tallied(event, destination, &Signals::default())?
+            .0)
     }
 
-    /// As [`Sanitizer::sanitize_json`], with the counts of paths dropped,
-    /// masked and transformed.
+    /// As [`Sanitizer::sanitize_json`], for a request with these signals
+    /// (Global Privacy Control, the visitor's region): `None` also when
+    /// the destination needs a purpose the visitor has not granted.
+    ///
+    /// # Errors
+    /// As [`Sanitizer::sanitize_json`].
+    pub fn sanitize_json_with(
+        &self,
+        event: &str,
+        destination: &str,
+        signals: &Signals,
+    ) -> Result<Option<String>, Error> {
+        Ok(self.sanitize_json_tallied(event, destination, signals)?.0)
+    }
+
+    /// As [`Sanitizer::sanitize_json_with`], with the counts of paths
+    /// dropped, masked and transformed.
     ///
     /// # Errors
     /// As [`Sanitizer::sanitize_json`].
@@ -372,11 +412,26 @@ impl Sanitizer {
         &self,
         event: &str,
         destination: &str,
+        signals: &Signals,
     ) -> Result<(Option<String>, Tally), Error> {
         let dest = self.find(destination)?;
         let event = Event::read(event.as_bytes())?;
-        let (out, tally, _) = self.write(&event, dest, None, None)?;
+        let verdicts = self.verdicts(&event, signals);
+        let (out, tally, _) = self.write(&event, dest, &verdicts, None, None)?;
         Ok((out, tally))
+    }
+
+    /// The decision on each purpose of the consent section for an event
+    /// and a request's signals (empty when no destination needs one).
+    pub(crate) fn verdicts(&self, event: &Event<'_>, signals: &Signals) -> Vec<Verdict> {
+        let Some(gate) = &self.consent else {
+            return Vec::new();
+        };
+        match Stamps::read(event) {
+            Ok(stamps) => gate.decide(&stamps, signals),
+            // Never for a validated event; in doubt, nothing is granted.
+            Err(_) => Vec::new(),
+        }
     }
 
     /// For every destination of the policy, whether the event is sent,
@@ -388,16 +443,37 @@ impl Sanitizer {
     /// destination).
     #[cfg(feature = "full")]
     pub fn explain(&self, event: &str) -> Result<Vec<Explanation>, Error> {
+        self.explain_with(event, &Signals::default())
+    }
+
+    /// As [`Sanitizer::explain`], for a request with these signals; a
+    /// destination that needs purposes is told the decision on each.
+    ///
+    /// # Errors
+    /// As [`Sanitizer::explain`].
+    #[cfg(feature = "full")]
+    pub fn explain_with(&self, event: &str, signals: &Signals) -> Result<Vec<Explanation>, Error> {
         let event = Event::read(event.as_bytes())?;
+        let verdicts = self.verdicts(&event, signals);
         self.destinations
             .iter()
             .map(|dest| {
                 let (_, _, (reason, trail)) =
-                    self.write(&event, dest, Some(Trail::default()), None)?;
+                    self.write(&event, dest, &verdicts, Some(Trail::default()), None)?;
+                let consent = dest
+                    .purposes
+                    .iter()
+                    .map(|&p| {
+                        let name = self.consent.as_ref().map_or("", |g| g.name(p));
+                        let verdict = verdicts.get(p).cloned().unwrap_or_else(Verdict::unknown);
+                        (name.to_owned(), verdict)
+                    })
+                    .collect();
                 Ok(Explanation {
                     destination: dest.name.clone(),
                     reason,
                     paths: trail.map(|t| t.paths).unwrap_or_default(),
+                    consent,
                 })
             })
             .collect()
@@ -410,10 +486,11 @@ impl Sanitizer {
         &self,
         event: &Event<'_>,
         dest: &Compiled,
+        verdicts: &[Verdict],
         trail: Option<Trail>,
         memo: Option<&RefCell<Memo>>,
     ) -> Result<(Option<String>, Tally, (Reason, Option<Trail>)), Error> {
-        if let Err(reason) = self.gate(event, dest) {
+        if let Err(reason) = self.gate(event, dest, verdicts) {
             return Ok((None, Tally::default(), (reason, None)));
         }
         let (out, tally, reason, trail) =
@@ -421,8 +498,14 @@ impl Sanitizer {
         Ok((Some(out), tally, (reason, trail)))
     }
 
-    /// Whether `dest` receives the event at all, or why not.
-    pub(crate) fn gate(&self, event: &Event<'_>, dest: &Compiled) -> Result<(), Reason> {
+    /// Whether `dest` receives the event at all, or why not; `verdicts`
+    /// are [`Sanitizer::verdicts`] of the event.
+    pub(crate) fn gate(
+        &self,
+        event: &Event<'_>,
+        dest: &Compiled,
+        verdicts: &[Verdict],
+    ) -> Result<(), Reason> {
         if !dest.calls.has(event.call) {
             return Err(Reason::CallType);
         }
@@ -430,9 +513,18 @@ impl Sanitizer {
             return Err(Reason::Routing);
         }
         match &dest.route {
-            Route::ClientSide => Err(Reason::ClientSide),
-            Route::Restricted(r) if dropped_by_name(event, &r.names) => Err(Reason::EventName),
-            _ => Ok(()),
+            Route::ClientSide => return Err(Reason::ClientSide),
+            Route::Restricted(r) if dropped_by_name(event, &r.names) => {
+                return Err(Reason::EventName)
+            }
+            _ => {}
+        }
+        // A purpose without a verdict is not granted.
+        let granted = |p: &usize| verdicts.get(*p).is_some_and(|v| v.granted);
+        if dest.purposes.iter().all(granted) {
+            Ok(())
+        } else {
+            Err(Reason::Consent)
         }
     }
 

@@ -2,6 +2,7 @@
 //! every problem at once, each at its JSON path.
 
 mod actions;
+mod consent;
 mod destination;
 mod lists;
 mod names;
@@ -67,6 +68,9 @@ struct Checker {
     warnings: Vec<Problem>,
     /// The options of the `url` rules met so far (`Action::Url` indexes).
     urls: Vec<UrlRule>,
+    /// The purposes the `consent` section names (`None`: it has none), for
+    /// checking destinations' `consent`.
+    purposes: Option<Vec<String>>,
 }
 
 fn join(parent: &str, key: &str) -> String {
@@ -79,7 +83,7 @@ fn join(parent: &str, key: &str) -> String {
     }
 }
 
-const POLICY_KEYS: [&str; 8] = [
+const POLICY_KEYS: [&str; 9] = [
     "version",
     "environment",
     "hipaa",
@@ -88,6 +92,7 @@ const POLICY_KEYS: [&str; 8] = [
     "events",
     "scan",
     "destinations",
+    "consent",
 ];
 
 impl Checker {
@@ -169,6 +174,7 @@ impl Checker {
             Some(v) => self.names(v, "events"),
             None => Names::default(),
         };
+        let consent = get("consent").and_then(|v| self.consent(v));
         let env = Environment {
             hipaa,
             events: &events,
@@ -189,6 +195,7 @@ impl Checker {
             scan,
             urls: std::mem::take(&mut self.urls),
             destinations,
+            consent,
         })
     }
 

@@ -72,6 +72,44 @@ export interface Destination {
   mask_scope?: string;
   /** What its endpoint speaks (default `segment`). */
   format?: "segment" | "amplitude" | "mixpanel" | "ga4" | "posthog" | "ndjson";
+  /** Purposes (of the top-level `consent`) the visitor must have granted
+   * for it to receive an event. */
+  consent?: string[];
+}
+/** Whether a purpose the event says nothing of counts as granted. */
+export type ConsentMode = "opt-in" | "opt-out";
+/** Purposes the visitor grants or denies, and how undetermined ones count. */
+export interface ConsentSection {
+  /** Default "opt-in": a purpose the event says nothing of is denied. */
+  mode?: ConsentMode;
+  /** Purpose to the consent category ids (a CMP's, e.g. OneTrust `C0004`)
+   * that stand for it in `context.consent.categoryPreferences` (Segment)
+   * and `context.consentManagement` (RudderStack). */
+  categories: Record<string, string[]>;
+  /** Purposes a Global Privacy Control signal (Sec-GPC: 1) denies. */
+  gpc?: string[];
+  /** ISO 3166-2 codes (`US-WA`) or countries (`US`) to their mode. */
+  regions?: Record<string, { mode: ConsentMode }>;
+}
+/** What a request says of the visitor beyond its events. */
+export interface Signals {
+  /** A Global Privacy Control signal (the Sec-GPC: 1 header). */
+  gpc?: boolean;
+  /** The visitor's region: `US-WA`, or a country `US` (any case). */
+  region?: string;
+}
+/** The decision on one purpose a destination needs. */
+export interface ConsentDecision {
+  purpose: string;
+  granted: boolean;
+  /** What decided: `gpc`, the event's `categoryPreferences`,
+   * `deniedConsentIds` or `allowedConsentIds`, or (undetermined) the
+   * mode `opt-in` / `opt-out`. */
+  by: "gpc" | "categoryPreferences" | "deniedConsentIds" | "allowedConsentIds" | "opt-in" | "opt-out" | "unread";
+  /** The category id that decided. */
+  id?: string;
+  /** The region whose mode decided. */
+  region?: string;
 }
 /** A phimask policy, version 1. */
 export interface Policy {
@@ -90,6 +128,8 @@ export interface Policy {
   /** Detectors for every `allow` rule that sets no `scan` of its own. */
   scan?: Scan;
   destinations: Record<string, Destination>;
+  /** Purposes that gate destinations on the visitor's consent. */
+  consent?: ConsentSection;
 }
 /** One problem of a policy, at its JSON path. */
 export interface PolicyProblem { path: string; message: string; }
@@ -108,7 +148,8 @@ export type ErrorCode =
   | "invalid_policy" | "missing_key" | "key_too_short" | "invalid_key" | "unknown_destination"
   | "event_too_large" | "event_too_deep" | "invalid_json" | "event_not_object"
   | "missing_type" | "unknown_type" | "duplicate_key" | "invalid_integrations"
-  | "incomplete_event" | "invalid_body" | "invalid_credential" | "batch_too_large";
+  | "incomplete_event" | "invalid_body" | "invalid_credential" | "batch_too_large"
+  | "invalid_signals";
 /** The engine's limits, for callers that read requests themselves. */
 export interface Limits {
   /** Largest event, in bytes of JSON. */
@@ -130,6 +171,9 @@ export interface TrackingRequest {
 export interface Explanation {
   sent: boolean;
   reason: string;
+  code: "sanitized" | "unrestricted" | "client_side" | "call_type" | "routing" | "event_name" | "consent";
+  /** For a destination with `consent`: the decision on each purpose. */
+  consent?: ConsentDecision[];
   dropped: string[];
   masked: string[];
   transformed: string[];
@@ -165,8 +209,9 @@ export interface Processed {
   /** Per destination and body, the request indexes of its events. */
   events: Record<string, number[][]>;
   /** Per destination: events sent, paths dropped / masked / transformed in
-   * them, events its format has no mapping for. */
-  report: Record<string, { events: number; dropped: number; masked: number; transformed: number; unmapped: number }>;
+   * them, events its format has no mapping for, accepted events not sent
+   * to it for want of consent. */
+  report: Record<string, { events: number; dropped: number; masked: number; transformed: number; unmapped: number; consent: number }>;
 }
 /** Counts since the last `takeReport()`, by destination. */
 export type Report = Record<string, { events: number; dropped: number; masked: number; transformed: number }>;
@@ -222,6 +267,51 @@ fn plain_error(code: &str, message: &str) -> JsValue {
     let err: JsValue = js_sys::Error::new(message).into();
     set(&err, "code", &JsValue::from_str(code));
     err
+}
+
+/// A request's signals, `{ gpc?: boolean, region?: string }` (absent:
+/// none). Anything else throws `invalid_signals`: a misspelt key silently
+/// ignored would send what the visitor refused.
+fn signals(value: Option<&Object>) -> Result<crate::Signals, JsValue> {
+    let bad = |message: &str| plain_error("invalid_signals", message);
+    let Some(value) = value else {
+        return Ok(crate::Signals::default());
+    };
+    let value: &JsValue = value;
+    if !value.is_object() || Array::is_array(value) {
+        return Err(bad(
+            "signals must be an object { gpc: boolean, region: string }",
+        ));
+    }
+    for key in Object::keys(value.unchecked_ref::<Object>()).iter() {
+        let key = key.as_string().unwrap_or_default();
+        if key != "gpc" && key != "region" {
+            return Err(bad(&[
+                "signals: unknown key ",
+                &crate::message::quoted(&key),
+                "; expected gpc, region",
+            ]
+            .concat()));
+        }
+    }
+    let get = |key: &str| Reflect::get(value, &JsValue::from_str(key)).unwrap_or_default();
+    let gpc = get("gpc");
+    let gpc = if gpc.is_undefined() {
+        false
+    } else {
+        gpc.as_bool()
+            .ok_or_else(|| bad("signals.gpc must be true or false"))?
+    };
+    let region = get("region");
+    let region = if region.is_undefined() || region.is_null() {
+        None
+    } else {
+        let text = region
+            .as_string()
+            .ok_or_else(|| bad("signals.region must be a string"))?;
+        Some(crate::Signals::region_code(&text).map_err(|m| bad(&["signals.", &m].concat()))?)
+    };
+    Ok(crate::Signals { gpc, region })
 }
 
 /// A policy given as JSON text or as an object.
@@ -538,12 +628,14 @@ impl Sanitizer {
         body: &[u8],
         call: &str,
         #[wasm_bindgen(js_name = maxBodyBytes)] max_body_bytes: Option<u32>,
+        #[wasm_bindgen(unchecked_optional_param_type = "Signals")] signals: Option<Object>,
     ) -> Result<JsValue, JsValue> {
         let call = parse_call(call)?;
+        let signals = self::signals(signals.as_ref())?;
         let max = max_body_bytes.map_or(usize::MAX, |m| m as usize);
         let done = self
             .inner
-            .process_request_within(body, call, max)
+            .process_request_with(body, call, max, &signals)
             .map_err(|e| plain_error(e.code(), &e.message()))?;
         let out: JsValue = Object::new().into();
         if let Some(key) = &done.write_key {
@@ -593,6 +685,7 @@ impl Sanitizer {
             define(&events, &d.destination, &indexes);
             let counts = counts(d.sent, d.tally);
             set(&counts, "unmapped", &JsValue::from(d.unmapped));
+            set(&counts, "consent", &JsValue::from(d.consent));
             define(&report, &d.destination, &counts);
         }
         set(&out, "bodies", &bodies);
@@ -628,11 +721,13 @@ impl Sanitizer {
         &self,
         #[wasm_bindgen(unchecked_param_type = "SegmentEvent")] event: JsValue,
         destination: &str,
+        #[wasm_bindgen(unchecked_optional_param_type = "Signals")] signals: Option<Object>,
     ) -> Result<JsValue, JsValue> {
+        let signals = self::signals(signals.as_ref())?;
         // JSON.stringify then JSON.parse is faster than converting the
         // object field by field across the boundary.
         let text = event_text(&event)?;
-        match self.inner.sanitize_json(&text, destination) {
+        match self.inner.sanitize_json_with(&text, destination, &signals) {
             Ok(Some(out)) => JSON::parse(&out),
             Ok(None) => Ok(JsValue::NULL),
             Err(e) => Err(js_error(&e)),
@@ -647,11 +742,16 @@ impl Sanitizer {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] event: JsValue,
         destination: &str,
+        #[wasm_bindgen(unchecked_optional_param_type = "Signals")] signals: Option<Object>,
     ) -> Result<JsValue, JsValue> {
+        let signals = self::signals(signals.as_ref())?;
         let text = event
             .as_string()
             .ok_or_else(|| plain_error("invalid_json", "event must be JSON text (a string)"))?;
-        match self.inner.sanitize_json_tallied(&text, destination) {
+        match self
+            .inner
+            .sanitize_json_tallied(&text, destination, &signals)
+        {
             Ok((Some(out), tally)) => {
                 let mut report = self.report.borrow_mut();
                 match report.iter_mut().find(|(d, _, _)| d == destination) {
@@ -688,17 +788,43 @@ impl Sanitizer {
     pub fn explain(
         &self,
         #[wasm_bindgen(unchecked_param_type = "SegmentEvent | string")] event: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "Signals")] signals: Option<Object>,
     ) -> Result<JsValue, JsValue> {
+        let signals = self::signals(signals.as_ref())?;
         let text = match event.as_string() {
             Some(text) => text,
             None => event_text(&event)?,
         };
-        let all = self.inner.explain(&text).map_err(|e| js_error(&e))?;
+        let all = self
+            .inner
+            .explain_with(&text, &signals)
+            .map_err(|e| js_error(&e))?;
         let out: JsValue = Object::new().into();
         for e in all {
             let o: JsValue = Object::new().into();
             set(&o, "sent", &JsValue::from_bool(e.reason.sent()));
             set(&o, "reason", &JsValue::from_str(e.reason.text()));
+            set(&o, "code", &JsValue::from_str(e.reason.code()));
+            if !e.consent.is_empty() {
+                let list: Array = e
+                    .consent
+                    .iter()
+                    .map(|(purpose, v)| {
+                        let c: JsValue = Object::new().into();
+                        set(&c, "purpose", &JsValue::from_str(purpose));
+                        set(&c, "granted", &JsValue::from_bool(v.granted));
+                        set(&c, "by", &JsValue::from_str(v.by.name()));
+                        if let Some(id) = &v.id {
+                            set(&c, "id", &JsValue::from_str(id));
+                        }
+                        if let Some(region) = &v.region {
+                            set(&c, "region", &JsValue::from_str(region));
+                        }
+                        c
+                    })
+                    .collect();
+                set(&o, "consent", &list);
+            }
             set(&o, "dropped", &strings(&e.paths.dropped));
             set(&o, "masked", &strings(&e.paths.masked));
             set(&o, "transformed", &strings(&e.paths.transformed));

@@ -161,7 +161,9 @@ fn explain_names_paths_and_reasons_never_values() {
     let text = format!("{all:?}");
     assert!(!text.contains("jane") && !text.contains("02134") && !text.contains("flu"));
     // The counts match the paths for one event.
-    let (_, tally) = s.sanitize_json_tallied(event, "amplitude").unwrap();
+    let (_, tally) = s
+        .sanitize_json_tallied(event, "amplitude", &Default::default())
+        .unwrap();
     assert_eq!((tally.dropped, tally.masked, tally.transformed), (3, 2, 2));
     let renamed = event.replace("\"Booked\"", "\"Viewed HIV Results\"");
     assert_eq!(

@@ -8,7 +8,7 @@ use crate::format::Format;
 use crate::policy::{Allowlists, Connection, Destination, Names};
 use crate::tree::Value;
 
-const DESTINATION_KEYS: [&str; 10] = [
+const DESTINATION_KEYS: [&str; 11] = [
     "connection",
     "endpoint",
     "restrict_phi",
@@ -19,6 +19,7 @@ const DESTINATION_KEYS: [&str; 10] = [
     "integration",
     "mask_scope",
     "format",
+    "consent",
 ];
 
 const EVENTS_WARNING: &str = "no \"*\" rule here or in the top-level \"events\": names not listed pass unchanged, and event and page names can carry PHI (\"Viewed HIV Results\"); add \"*\": \"drop\" or a rename";
@@ -157,6 +158,36 @@ impl Checker {
             }
             None => Some(Format::Segment),
         };
+        let consent = match members.get("consent") {
+            Some(v) => {
+                let purposes = self.destination_consent(v, &join(path, "consent"));
+                if connection == Some(Connection::ClientSide) {
+                    self.warn(
+                        &join(path, "consent"),
+                        "ignored: the edge sends nothing to a client-side destination; its consent is the browser's business",
+                    );
+                }
+                purposes
+            }
+            None => Vec::new(),
+        };
+        if env.hipaa
+            && connection == Some(Connection::ServerSide)
+            && members.get("consent").is_none()
+        {
+            let integration = match members.get("integration") {
+                Some(Value::String(s)) => Some(s.as_str()),
+                _ => None,
+            };
+            if let Some(why) =
+                super::consent::advertising_tool(name, integration, endpoint.as_deref())
+            {
+                self.warn(
+                    &join(path, "consent"),
+                    format!("this looks like an advertising tool ({why}) and no consent gates it: sharing health data with advertisers needs the visitor's consent (Washington's My Health My Data Act, state privacy laws); add \"consent\": [\"advertising\"] with a top-level \"consent\" section"),
+                );
+            }
+        }
         Some(Destination {
             name: name.to_owned(),
             connection: connection?,
@@ -169,6 +200,7 @@ impl Checker {
             integration: integration.unwrap_or_else(|| name.to_owned()),
             mask_scope,
             format: format?,
+            consent,
         })
     }
 

@@ -130,7 +130,7 @@ test("invalid policies throw one Error listing every problem", () => {
     (e) => {
       assert.equal(e.code, "invalid_policy");
       assert.deepEqual(e.errors, [
-        { path: "extra", message: "unknown key; expected one of: version, environment, hipaa, identifiers, allowlists, events, scan, destinations" },
+        { path: "extra", message: "unknown key; expected one of: version, environment, hipaa, identifiers, allowlists, events, scan, destinations, consent" },
         { path: "destinations.ads.connection", message: "client-side destinations cannot restrict PHI" },
       ]);
       assert.match(e.message, /^invalid policy: extra: unknown key.*; destinations\.ads\.connection: client-side destinations cannot restrict PHI$/);
@@ -163,12 +163,13 @@ test("explain() says per destination whether and why, with paths but no values; 
   const ev = { ...event, properties: { ...event.properties, note: "jane@example.com" } };
   const out = s.explain(ev);
   assert.deepEqual(out.amplitude, {
-    sent: true, reason: "sent, sanitized by its lists",
+    sent: true, reason: "sent, sanitized by its lists", code: "sanitized",
     dropped: ["properties.condition", "properties.note", "context.ip"],
     masked: ["userId", "properties.email"], transformed: [],
   });
-  assert.deepEqual(out.warehouse, { sent: true, reason: "sent unchanged: unrestricted, with a BAA", dropped: [], masked: [], transformed: [] });
+  assert.deepEqual(out.warehouse, { sent: true, reason: "sent unchanged: unrestricted, with a BAA", code: "unrestricted", dropped: [], masked: [], transformed: [] });
   assert.equal(out.ga4.sent, false);
+  assert.equal(out.ga4.code, "client_side");
   assert.ok(!JSON.stringify(out).includes("jane"));
   assert.equal(s.explain({ ...ev, event: "Viewed HIV Results" }).amplitude.reason, 'not sent: its "events" map drops this name');
   s.takeReport();

@@ -29,11 +29,26 @@ test("no restricted destination of the shipped policies receives PHI of the exam
     const policy = JSON.parse(read(`policies/${env}.json`));
     const s = new Sanitizer(policy, KEY);
     const restricted = s.destinations().filter((d) => policy.destinations[d].restrict_phi !== false);
-    assert.deepEqual(restricted, env === "development" ? ["amplitude", "mixpanel", "ga4", "posthog"] : ["amplitude", "mixpanel"]);
+    assert.deepEqual(restricted, env === "development" ? ["amplitude", "mixpanel", "ga4", "posthog", "ads"] : ["amplitude", "mixpanel"]);
     for (const file of readdirSync(`${root}examples/events`)) {
       const text = read(`examples/events/${file}`);
       for (const d of restricted) {
-        const out = s.sanitizeJson(text, d);
+        let out = s.sanitizeJson(text, d);
+        if (d === "ads") {
+          // Gated on advertising, opt-in: an event without consent goes nowhere near it.
+          assert.equal(out, null, `${file}: no consent, nothing to the advertising destination`);
+          const granted = JSON.parse(text);
+          granted.context = { ...granted.context, consent: { categoryPreferences: { C0004: true } } };
+          out = s.sanitizeJson(JSON.stringify(granted), d);
+          assert.equal(s.sanitizeJson(JSON.stringify(granted), d, { gpc: true }), null, `${file}: GPC stops it`);
+          // Its own events map and calls: only Order Completed tracks.
+          if (file !== "track-order.json") {
+            assert.equal(out, null, `${file}: not a track of Order Completed`);
+            continue;
+          }
+          for (const marker of PHI) assert.ok(!out.includes(marker), `${env} ${file} ${d}: ${marker}`);
+          continue;
+        }
         // mixpanel's calls leave out group calls.
         if (d === "mixpanel" && file.startsWith("group-")) {
           assert.equal(out, null);

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use phimask::consent::Verdict;
 use phimask::report::Explanation;
 use phimask::report::Reason;
 use phimask::Error;
@@ -20,6 +21,8 @@ pub struct Options {
     pub show_values: bool,
     pub destination: Option<String>,
     pub json: bool,
+    /// The request's signals (GPC, region) to explain for.
+    pub signals: phimask::Signals,
     pub key_file: Option<PathBuf>,
 }
 
@@ -49,7 +52,7 @@ pub fn run(o: &Options) -> Outcome {
         )
     };
     let all: Vec<Explanation> = sanitizer
-        .explain(&text)
+        .explain_with(&text, &o.signals)
         .map_err(refused)?
         .into_iter()
         .filter(|e| o.destination.as_ref().is_none_or(|d| d == &e.destination))
@@ -59,7 +62,7 @@ pub fn run(o: &Options) -> Outcome {
             return Ok(None);
         }
         sanitizer
-            .sanitize_json(&text, &e.destination)
+            .sanitize_json_with(&text, &e.destination, &o.signals)
             .map_err(refused)
     };
     let mut out = String::new();
@@ -69,10 +72,18 @@ pub fn run(o: &Options) -> Outcome {
             let mut v = json!({
                 "sent": e.reason.sent(),
                 "reason": e.reason.text(),
+                "code": e.reason.code(),
                 "dropped": e.paths.dropped,
                 "masked": e.paths.masked,
                 "transformed": e.paths.transformed,
             });
+            if !e.consent.is_empty() {
+                v["consent"] = e
+                    .consent
+                    .iter()
+                    .map(|(purpose, verdict)| consent_json(purpose, verdict))
+                    .collect();
+            }
             if o.show_values {
                 let event = match sent(e)? {
                     Some(s) => serde_json::from_str(&s).map_err(|_| {
@@ -104,6 +115,13 @@ pub fn run(o: &Options) -> Outcome {
                     out.push_str(&format!("  {what:<12} {}\n", paths.join(", ")));
                 }
             }
+            for (purpose, verdict) in &e.consent {
+                out.push_str(&format!(
+                    "  {:<12} {}\n",
+                    "consent",
+                    consent_line(purpose, verdict)
+                ));
+            }
             if let Some(s) = sent(e)? {
                 out.push_str(&format!("  {:<12} {s}\n", "sends"));
             }
@@ -111,4 +129,32 @@ pub fn run(o: &Options) -> Outcome {
     }
     emit(&out, None)?;
     Ok(0)
+}
+
+/// One purpose's decision as JSON: `{purpose, granted, by, id?, region?}`.
+fn consent_json(purpose: &str, v: &Verdict) -> Value {
+    let mut o = json!({ "purpose": purpose, "granted": v.granted, "by": v.by.name() });
+    if let Some(id) = &v.id {
+        o["id"] = json!(id);
+    }
+    if let Some(region) = &v.region {
+        o["region"] = json!(region);
+    }
+    o
+}
+
+/// One purpose's decision as a line: `advertising denied by gpc`.
+fn consent_line(purpose: &str, v: &Verdict) -> String {
+    let mut line = format!(
+        "{purpose} {} by {}",
+        if v.granted { "granted" } else { "denied" },
+        v.by.name()
+    );
+    if let Some(id) = &v.id {
+        line.push_str(&format!(" ({id})"));
+    }
+    if let Some(region) = &v.region {
+        line.push_str(&format!(" (region {region})"));
+    }
+    line
 }

@@ -80,6 +80,31 @@ struct KeyArgs {
     key_file: Option<PathBuf>,
 }
 
+#[derive(Args, Debug, Clone)]
+struct SignalArgs {
+    /// As for a request with a Global Privacy Control signal (Sec-GPC: 1):
+    /// the purposes the policy's consent.gpc lists are denied
+    #[arg(long)]
+    gpc: bool,
+    /// As for a visitor in REGION (ISO 3166-2 such as US-WA, or a country
+    /// such as US): its consent.regions mode applies
+    #[arg(long, value_name = "REGION", value_parser = region)]
+    region: Option<String>,
+}
+
+impl SignalArgs {
+    fn signals(self) -> phimask::Signals {
+        phimask::Signals {
+            gpc: self.gpc,
+            region: self.region,
+        }
+    }
+}
+
+fn region(code: &str) -> Result<String, String> {
+    phimask::Signals::region_code(code)
+}
+
 #[derive(Args, Debug)]
 struct ExplainArgs {
     /// The policy file (JSON)
@@ -98,6 +123,8 @@ struct ExplainArgs {
     /// Print the explanation as JSON on stdout
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    signals: SignalArgs,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -123,6 +150,8 @@ struct SanitizeArgs {
     /// event object; for GA4 a one-event body), not as a Segment event
     #[arg(long)]
     native: bool,
+    #[command(flatten)]
+    signals: SignalArgs,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -168,6 +197,7 @@ fn main() -> ExitCode {
             show_values: a.show_values,
             destination: a.destination,
             json: a.json,
+            signals: a.signals.signals(),
             key_file: a.key.key_file,
         }),
         Command::Sanitize(a) => sanitize::run(&sanitize::Options {
@@ -177,6 +207,7 @@ fn main() -> ExitCode {
             output: a.output,
             quiet: a.quiet,
             native: a.native,
+            signals: a.signals.signals(),
             key_file: a.key.key_file,
         }),
         Command::Map(a) => map::run(&a.policy, matches!(a.format, MapFormat::Html), a.output),

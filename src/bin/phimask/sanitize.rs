@@ -27,6 +27,8 @@ pub struct Options {
     /// Each event as its destination's API takes it, not as a Segment
     /// event.
     pub native: bool,
+    /// The signals (GPC, region) every line is sanitized as if sent with.
+    pub signals: phimask::Signals,
     pub key_file: Option<PathBuf>,
 }
 
@@ -35,6 +37,7 @@ struct Target<'a> {
     name: &'a str,
     /// Its format, when lines are written in it (`--native`).
     native: Option<Format>,
+    signals: &'a phimask::Signals,
 }
 
 impl Target<'_> {
@@ -159,6 +162,7 @@ pub fn run(o: &Options) -> Outcome {
         let target = Target {
             name: &dest.name,
             native: o.native.then_some(dest.format),
+            signals: &o.signals,
         };
         if let Err(f) = stream(
             &sanitizer,
@@ -234,27 +238,29 @@ fn stream(
             }
             Line::Text(bytes) => match std::str::from_utf8(bytes) {
                 Err(e) => Some(format!("not UTF-8 text at byte {}", e.valid_up_to())),
-                Ok(text) => match sanitizer.sanitize_json_tallied(text, target.name) {
-                    Ok((Some(event), tally)) => {
-                        match target.line(event) {
-                            Some(line) => {
-                                out.write_all(line.as_bytes())
-                                    .and_then(|()| out.write_all(b"\n"))
-                                    .map_err(|e| write_failure(&e))?;
-                                counts.sent += 1;
-                                counts.bytes_out += line.len() as u64 + 1;
-                                counts.add(tally);
+                Ok(text) => {
+                    match sanitizer.sanitize_json_tallied(text, target.name, target.signals) {
+                        Ok((Some(event), tally)) => {
+                            match target.line(event) {
+                                Some(line) => {
+                                    out.write_all(line.as_bytes())
+                                        .and_then(|()| out.write_all(b"\n"))
+                                        .map_err(|e| write_failure(&e))?;
+                                    counts.sent += 1;
+                                    counts.bytes_out += line.len() as u64 + 1;
+                                    counts.add(tally);
+                                }
+                                None => counts.unmapped += 1,
                             }
-                            None => counts.unmapped += 1,
+                            None
                         }
-                        None
+                        Ok((None, _)) => {
+                            counts.not_sent += 1;
+                            None
+                        }
+                        Err(e) => Some(e.to_string()),
                     }
-                    Ok((None, _)) => {
-                        counts.not_sent += 1;
-                        None
-                    }
-                    Err(e) => Some(e.to_string()),
-                },
+                }
             },
         };
         if let Some(why) = refusal {
