@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The load test (`make load`): the Worker under `wrangler dev` with the
-// development policy (its five server-side destinations pointed at the local fakes of
+// development policy (its server-side destinations (the advertising one gated on consent) pointed at the local fakes of
 // their APIs), concurrent clients sending batches of realistic events,
 // and one destination (Mixpanel) answering 503 for part of the run. Prints
 // requests/s, p50/p99 latency, and per destination the events routed to it
@@ -184,7 +184,7 @@ try {
     "# phimask load test",
     "",
     `Written by \`make load\` (scripts/load.mjs) on ${new Date().toISOString().slice(0, 10)}: the Worker under`,
-    "`wrangler dev` (local queues) with the development policy, its five server-side destinations",
+    "`wrangler dev` (local queues) with the development policy, its six server-side destinations",
     "pointed at the local fakes of their APIs, all on 127.0.0.1;",
     `${cpus().length} CPUs (${cpus()[0]?.model ?? "unknown"}), Node ${process.version}.`,
     "",

@@ -1,7 +1,8 @@
 // Every body each destination receives, in its own API's format, within
 // the limits that API documents and within a queue message: the
-// development policy's five destinations (Amplitude, Mixpanel, GA4,
-// PostHog, a Segment-batch warehouse) pointed at the local fakes of their
+// development policy's destinations (Amplitude, Mixpanel, GA4, PostHog,
+// a Segment-batch warehouse, and ads, gated on consent none of these
+// events gives) pointed at the local fakes of their
 // APIs, the Worker in workerd with its local queues, one request of
 // thousands of small events, hostile ones among them.
 import assert from "node:assert/strict";
@@ -29,6 +30,8 @@ const LIMITS = {
   ga4: { events: 25, bytes: 130_000 - 1 },
   posthog: { events: Infinity, bytes: Infinity },
   warehouse: { events: Infinity, bytes: 500 * 1024 },
+  // A Segment batch too, gated on consent: what the engine routes to it.
+  ads: { events: Infinity, bytes: 500 * 1024 },
 };
 
 // The events in a body as each API reads it, and each event's ID there:
@@ -40,6 +43,7 @@ const EVENTS = {
   ga4: (b) => b.events.map((e) => ({ client_id: b.client_id, user_id: b.user_id, ...e })),
   posthog: (b) => b.batch,
   warehouse: (b) => b.batch,
+  ads: (b) => b.batch,
 };
 const ID = {
   amplitude: (e) => e.insert_id,
@@ -47,6 +51,7 @@ const ID = {
   ga4: (e) => `${e.client_id}|${e.user_id}|${e.name}|${e.timestamp_micros}`,
   posthog: (e) => `${e.distinct_id}|${e.event}|${e.timestamp}`,
   warehouse: (e) => e.messageId,
+  ads: (e) => e.messageId,
 };
 const DESTINATIONS = Object.keys(LIMITS);
 // As many small events as one request under 500 KB holds.
@@ -117,7 +122,9 @@ describe("destination limits: every body of every destination's API", () => {
     const text = JSON.stringify({ batch });
     assert.ok(text.length > 400_000 && text.length < 500 * 1024, `${text.length} bytes`);
     const expected = routed(batch);
-    for (const d of DESTINATIONS) assert.equal(new Set(expected[d]).size, d === "warehouse" ? N + 1 : N, `${d}: routed, each with its own ID`);
+    // ads is gated on advertising (opt-in) and nothing here grants it.
+    const routedCount = { warehouse: N + 1, ads: 0 };
+    for (const d of DESTINATIONS) assert.equal(new Set(expected[d]).size, routedCount[d] ?? N, `${d}: routed, each with its own ID`);
     const res = await post(batch);
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(res.body.accepted, N + 1);

@@ -109,8 +109,12 @@ describe("make run (scripts/run.sh)", () => {
     const expected = Object.fromEntries(sanitizer.destinations().map((d) => [d, []]));
     const earlier = await (await fetch(SINK)).json();
     let tooOld = 0;
-    for (const file of files) {
-      const text = readFileSync(join(root, "examples/events", file), "utf8");
+    // And the order again with the visitor's consent to advertising, as
+    // Segment's consent tools stamp it: only that one reaches ads.
+    const order = JSON.parse(readFileSync(join(root, "examples/events/track-order.json"), "utf8"));
+    order.context = { ...order.context, consent: { categoryPreferences: { C0002: true, C0004: true } } };
+    const texts = [...files.map((file) => [file, readFileSync(join(root, "examples/events", file), "utf8")]), ["order with consent", JSON.stringify(order)]];
+    for (const [file, text] of texts) {
       const { type } = JSON.parse(text);
       // As in the README: curl -u KEY: -d @examples/events/FILE http://127.0.0.1:8787/v1/TYPE
       const res = await fetch(`${EDGE}/v1/${type}`, {
@@ -133,8 +137,10 @@ describe("make run (scripts/run.sh)", () => {
     const count = (r) => Object.values(r).reduce((n, list) => n + list.length, 0);
     const want = count(expected);
     // What the sink received since this test began.
-    const since = async () =>
-      Object.fromEntries(Object.entries(await (await fetch(SINK)).json()).map(([d, list]) => [d, list.slice(earlier[d]?.length ?? 0)]));
+    const since = async () => {
+      const all = await (await fetch(SINK)).json();
+      return Object.fromEntries(Object.keys(expected).map((d) => [d, (all[d] ?? []).slice(earlier[d]?.length ?? 0)]));
+    };
     let got = {};
     for (let i = 0; i < 300 && count(got) < want; i++) {
       if (i > 0) await new Promise((r) => setTimeout(r, 100));
@@ -142,6 +148,7 @@ describe("make run (scripts/run.sh)", () => {
     }
     // Order within a destination follows the requests, which were sequential.
     assert.deepEqual(got, expected);
+    assert.equal(expected.ads.length, 1, "ads: only the order its visitor consented to");
     assert.match(output, /\[amplitude\] amplitude body, 1 event accepted, answered 200 \(headers: cf-worker, content-length, content-type, host\)/);
     assert.ok(!/does not follow/.test(output), "every body follows its API's rules");
     // The examples' timestamps are fixed: GA4's share of those past its window is a dead letter, not lost.

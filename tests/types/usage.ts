@@ -10,6 +10,7 @@ import init, {
   Sanitizer,
   validatePolicy,
   type CallType,
+  type ConsentDecision,
   type Explanation,
   type Report,
   type Limits,
@@ -17,6 +18,7 @@ import init, {
   type Policy,
   type PolicyProblem,
   type SegmentEvent,
+  type Signals,
   type TrackingRequest,
   type ValidationResult,
 } from "../../pkg/phimask.js";
@@ -42,6 +44,13 @@ export async function usage(): Promise<void> {
     destinations: {
       amplitude: { connection: "server-side", endpoint: "https://api2.amplitude.example/batch", calls: ["track", "page"], integration: "Amplitude" },
       warehouse: { connection: "server-side", endpoint: "https://w.example/", restrict_phi: false, baa: true },
+      ads: { connection: "server-side", endpoint: "https://ads.example/", consent: ["advertising"] },
+    },
+    consent: {
+      mode: "opt-in",
+      categories: { advertising: ["C0004", "Advertising"] },
+      gpc: ["advertising"],
+      regions: { "US-CA": { mode: "opt-out" } },
     },
   };
   const result: ValidationResult = validatePolicy(policy);
@@ -74,6 +83,17 @@ export async function usage(): Promise<void> {
   const out: SegmentEvent | null = s.sanitize(event, names[0]);
   const text: string | null = s.sanitizeJson(JSON.stringify(event), "amplitude");
   void [endpoint, out, text];
+  // The request's signals: GPC and the visitor's region, last and optional.
+  const signals: Signals = { gpc: true, region: "US-CA" };
+  const gated: string | null = s.sanitizeJson(JSON.stringify(event), "ads", signals);
+  const decisions: ConsentDecision[] | undefined = s.explain(event, signals).ads.consent;
+  const code: Explanation["code"] = s.explain(event).ads.code;
+  const kept: number = s.processRequest(new Uint8Array(), "track", undefined, signals).report.ads.consent;
+  void [gated, decisions, code, kept];
+  // @ts-expect-error: gpc is a boolean
+  s.sanitizeJson("{}", "ads", { gpc: "1" });
+  // @ts-expect-error: signals have gpc and region only
+  s.explain(event, { GPC: true });
   try {
     new Sanitizer("{}", undefined);
   } catch (e) {
@@ -110,5 +130,7 @@ export async function usage(): Promise<void> {
   const badCalls: Policy = { version: 1, environment: "x", hipaa: true, destinations: { a: { connection: "server-side", calls: ["purchase"] } } };
   // @ts-expect-error: a name rule is "allow", "drop" or a rename
   const badName: Policy = { version: 1, environment: "x", hipaa: true, events: { E: "keep" }, destinations: {} };
-  void [v2, typo, conn, list, noHipaa, badEvent, badCalls, badName];
+  // @ts-expect-error: a consent mode is "opt-in" or "opt-out"
+  const badMode: Policy = { version: 1, environment: "x", hipaa: true, consent: { mode: "opt-maybe", categories: {} }, destinations: {} };
+  void [v2, typo, conn, list, noHipaa, badEvent, badCalls, badName, badMode];
 }
