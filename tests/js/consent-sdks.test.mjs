@@ -154,6 +154,7 @@ describe("consent from real SDKs, through wrangler dev", () => {
       const userId = "patient-consent-tools";
       const adsBefore = dest.ads.requests.length;
       const { page, outside } = await open("consent-tools");
+      let sent;
       try {
         const apiHost = `${dev.url.replace("http://", "")}/v1`;
         assert.equal(await page.evaluate((o) => window.start(o), { writeKey: WRITE_KEY, apiHost }), "loaded");
@@ -161,12 +162,13 @@ describe("consent from real SDKs, through wrangler dev", () => {
         assert.equal(await page.evaluate((u) => window.send(u, "before"), userId), "sent");
         assert.equal(await page.evaluate(() => window.grant("C0004")), "granted");
         assert.equal(await page.evaluate((u) => window.send(u, "after"), userId), "sent");
+        // identify, track and page before; the consent change's own event; identify, track and page after.
+        // (The page stays open until they are delivered: closing it would cancel what is still in flight.)
+        sent = await settled(userId, 7);
       } finally {
         await page.close();
       }
       assert.deepEqual(outside, [], "nothing loaded from outside 127.0.0.1");
-      // identify, track and page before; the consent change's own event; identify, track and page after.
-      const sent = await settled(userId, 7);
       assert.deepEqual(steps(sent).sort(), ["identify", "before", "before", "Segment Consent Preference Updated", "identify", "after", "after"].sort());
       for (const e of sent) {
         assert.equal(e.context.library.name, "analytics.js");
@@ -190,6 +192,7 @@ describe("consent from real SDKs, through wrangler dev", () => {
     test("@rudderstack/analytics-js with its custom consent manager: denied ids block, allowed ids pass, consent() changes them", async () => {
       const userId = "patient-rudderstack";
       const { page, outside } = await open("rudderstack");
+      let sent;
       try {
         const start = { writeKey: WRITE_KEY, dataPlaneUrl: dev.url, allowed: ["C0002"], denied: ["C0004"] };
         assert.equal(await page.evaluate((o) => window.start(o), start), "loaded");
@@ -197,11 +200,13 @@ describe("consent from real SDKs, through wrangler dev", () => {
         // The visitor now allows advertising and withdraws analytics.
         assert.equal(await page.evaluate(() => window.consent(["C0004"], ["C0002"])), "changed");
         assert.equal(await page.evaluate((u) => window.send(u, "advertising only"), userId), "sent");
+        // Its callbacks run once an event is queued in the page, not sent:
+        // the page stays open until the events are delivered.
+        sent = await settled(userId, 6);
       } finally {
         await page.close();
       }
       assert.deepEqual(outside, [], "nothing loaded from outside 127.0.0.1 (its plugins are bundled, its source configuration given)");
-      const sent = await settled(userId, 6);
       // Every event stamped with the ids in force when it was sent.
       const stamps = (e) => JSON.stringify([e.context.consentManagement.allowedConsentIds, e.context.consentManagement.deniedConsentIds]);
       const FIRST = JSON.stringify([["C0002"], ["C0004"]]);
