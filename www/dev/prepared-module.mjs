@@ -1,7 +1,9 @@
 // The module a Worker entry imports its policy from: the environment's
-// name and the policy prepared by the engine (`preparePolicy`), which the
+// name, the policy prepared by the engine (`preparePolicy`), which the
 // Worker's engine (built without the validator) loads with
-// `Sanitizer.fromPrepared`. Node only (build time).
+// `Sanitizer.fromPrepared`, and whether the policy honours Global Privacy
+// Control (the Worker's /.well-known/gpc.json says so). Node only (build
+// time).
 import { preparePolicy } from "./node.mjs";
 
 /**
@@ -24,7 +26,15 @@ export function preparedPolicy(text, source) {
 }
 
 function moduleText(prepared, text, source) {
-  const { environment } = JSON.parse(text);
+  const { environment, consent } = JSON.parse(text);
   return `// Prepared from ${source} by www/dev/check-policy.mjs; do not edit.\n` +
-    `export default { environment: ${JSON.stringify(environment)}, prepared: "${prepared}" };\n`;
+    `export default { environment: ${JSON.stringify(environment)}, prepared: "${prepared}", gpc: ${honoursGpc(consent)} };\n`;
+}
+
+/**
+ * Whether a (validated) policy's consent section has GPC deny at least one
+ * purpose: then a visitor's GPC signal changes what is sent.
+ */
+export function honoursGpc(consent) {
+  return Array.isArray(consent?.gpc) && consent.gpc.length > 0;
 }

@@ -6,6 +6,7 @@
 import { isTrap, limits, requestWriteKey, restartEngine } from "./engine.js";
 import { discardBody, readBody } from "./body.js";
 import { fail } from "./respond.js";
+import { signalsOf } from "./signals.js";
 
 /** The engine's limits: the one source of the 32 KB and 500 KB. */
 const { maxEventBytes: MAX_EVENT_BYTES, maxBatchBytes: MAX_BATCH_BYTES } = limits();
@@ -69,10 +70,12 @@ export async function ingest(request, env, call, sanitizer, maxBodyBytes) {
   }
 
   // One engine call: the bytes as read (no string made here), every
-  // destination's request bodies back. Errors never quote the body.
+  // destination's request bodies back. Errors never quote the body. The
+  // request's GPC signal and region decide the consent gates.
+  const signals = signalsOf(request);
   let processed;
   try {
-    processed = sanitizer.processRequest(body.bytes, call, maxBodyBytes);
+    processed = sanitizer.processRequest(body.bytes, call, maxBodyBytes, signals);
   } catch (e) {
     return { response: refused(e, call) };
   }
@@ -87,7 +90,7 @@ export async function ingest(request, env, call, sanitizer, maxBodyBytes) {
   // would not fit the queue (worker.js).
   const rerun = (max) => {
     try {
-      return { processed: sanitizer.processRequest(body.bytes, call, max) };
+      return { processed: sanitizer.processRequest(body.bytes, call, max, signals) };
     } catch (e) {
       return { response: refused(e, call) };
     }

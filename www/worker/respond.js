@@ -6,9 +6,9 @@ export function cors() {
   return {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, OPTIONS",
-    // AnonymousId: RudderStack's browser SDK sends it; X-Retry-Count:
-    // analytics.js sends it on retries. Neither is forwarded.
-    "Access-Control-Allow-Headers": "Content-Type, Authorization, AnonymousId, X-Retry-Count",
+    // AnonymousId and SentAt: RudderStack's browser SDK sends them;
+    // X-Retry-Count: analytics.js sends it on retries. None is forwarded.
+    "Access-Control-Allow-Headers": "Content-Type, Authorization, AnonymousId, SentAt, X-Retry-Count",
     "Access-Control-Max-Age": "86400",
   };
 }

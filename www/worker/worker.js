@@ -132,8 +132,30 @@ function credentialKey(env) {
   return JSON.stringify(Object.keys(env).filter((k) => k.startsWith("AUTH_") || k === "QUEUE_ENCRYPTION_KEY" || k === "QUEUE_ENCRYPTION_KEY_PREVIOUS").sort().map((k) => [k, env[k]]));
 }
 
+/** Where a site says whether it honours Global Privacy Control (the GPC spec's well-known resource). */
+const GPC_PATH = "/.well-known/gpc.json";
+
 /**
- * The Worker for one prepared policy ({ environment, prepared }, base64).
+ * The GPC support resource: `gpc` true when the policy's consent section
+ * has GPC deny a purpose (worked out when the policy was prepared), and
+ * `lastUpdate` from GPC_LAST_UPDATE when it is a real YYYY-MM-DD date.
+ */
+function gpcSupport(policy, env) {
+  const body = { gpc: policy.gpc === true };
+  if (isDate(env.GPC_LAST_UPDATE)) body.lastUpdate = env.GPC_LAST_UPDATE;
+  return body;
+}
+
+/** Whether `value` is a calendar date written YYYY-MM-DD (no 2026-02-30). */
+function isDate(value) {
+  const m = typeof value === "string" ? /^(\d{4})-(\d{2})-(\d{2})$/.exec(value) : null;
+  if (!m) return false;
+  const date = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+  return date.toISOString().slice(0, 10) === value;
+}
+
+/**
+ * The Worker for one prepared policy ({ environment, prepared: base64, gpc }).
  * The policy is compiled once per isolate (and again only if the masking
  * key or a credential secret changes), never per request.
  */
@@ -202,6 +224,13 @@ export function createWorker(policy) {
         }
         const answer = health(policy, hash, env, sanitizerFor(env));
         // HEAD: the same status and headers, no body.
+        return request.method === "HEAD" ? new Response(null, { status: answer.status, headers: answer.headers }) : answer;
+      }
+      if (url.pathname === GPC_PATH) {
+        if (request.method !== "GET" && request.method !== "HEAD") {
+          return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use GET or HEAD" }, { Allow: "GET, HEAD" });
+        }
+        const answer = reply(200, gpcSupport(policy, env));
         return request.method === "HEAD" ? new Response(null, { status: answer.status, headers: answer.headers }) : answer;
       }
       const match = /^\/v1\/([a-z]+)$/.exec(url.pathname);
