@@ -112,9 +112,9 @@ describe("edge worker: every field fails closed", () => {
     assert.deepEqual(JSON.parse(line), {
       phimask: "request", call: "track", accepted: 1, rejected: 0,
       destinations: {
-        amplitude: { events: 1, dropped: 7, masked: 2, transformed: 1, unmapped: 0 },
-        mixpanel: { events: 1, dropped: 7, masked: 2, transformed: 1, unmapped: 0 },
-        warehouse: { events: 1, dropped: 0, masked: 0, transformed: 0, unmapped: 0 },
+        amplitude: { events: 1, dropped: 7, masked: 2, transformed: 1, unmapped: 0, consent: 0 },
+        mixpanel: { events: 1, dropped: 7, masked: 2, transformed: 1, unmapped: 0, consent: 0 },
+        warehouse: { events: 1, dropped: 0, masked: 0, transformed: 0, unmapped: 0, consent: 0 },
       },
     });
     for (const phi of PHI) assert.ok(!line.includes(phi), phi);

@@ -1,9 +1,10 @@
 // What a request says of the visitor beside its events, for the engine's
 // consent gates: a Global Privacy Control signal (the Sec-GPC header) and
-// the region Cloudflare located the visitor in (request.cf). Anything odd
-// counts as no signal: GPC only for exactly "1", a region only when it is
-// well-formed (the engine refuses a malformed one, and a request must
-// never fail for what Cloudflare put in request.cf).
+// the region Cloudflare located the visitor in (request.cf). GPC is "1"
+// (the spec's only value); a header sent twice arrives joined by commas,
+// and any "1" among its values counts (a denial in doubt). A region only
+// when it is well-formed (the engine refuses a malformed one, and a
+// request must never fail for what Cloudflare put in request.cf).
 
 /** A country code (ISO 3166-1 alpha-2; Cloudflare also uses T1, XX). */
 const COUNTRY = /^[A-Za-z0-9]{2}$/;
@@ -18,10 +19,10 @@ export function signalsOf(request) {
   return signals;
 }
 
-/** Whether the visitor sent a GPC signal: `Sec-GPC: 1` (the spec's only value). */
+/** Whether the visitor sent a GPC signal: `Sec-GPC: 1`, once or among repeats. */
 export function gpcOf(headers) {
   const value = headers.get("Sec-GPC");
-  return value !== null && value.trim() === "1";
+  return value !== null && value.split(",").some((v) => v.trim() === "1");
 }
 
 /**
