@@ -537,7 +537,9 @@ export function referenceSanitizer(policy, destination, key) {
     const mode = modeOf(region) ?? modeOf(region?.split("-")[0]) ?? c.mode ?? "opt-in";
     const ctx = isObject(ev.context) ? ev.context : {};
     const prefs = isObject(ctx.consent) && isObject(ctx.consent.categoryPreferences) ? ctx.consent.categoryPreferences : {};
-    const cm = isObject(ctx.consentManagement) ? ctx.consentManagement : {};
+    // A list of the wrong type makes the whole object absent.
+    const listsOk = (o) => ["allowedConsentIds", "deniedConsentIds"].every((k) => !Object.hasOwn(o, k) || Array.isArray(o[k]));
+    const cm = isObject(ctx.consentManagement) && listsOk(ctx.consentManagement) ? ctx.consentManagement : {};
     const strings = (v) => (Array.isArray(v) ? v.filter((x) => typeof x === "string") : []);
     const [allowed, denied] = [strings(cm.allowedConsentIds), strings(cm.deniedConsentIds)];
     return purposes.every((p) => {

@@ -190,7 +190,9 @@ pub struct Decision {
 
 /// What an event's consent objects say: Segment's preferences (id, and
 /// whether it is `true`) and RudderStack's allowed and denied ids. A
-/// carrier of the wrong type is absent.
+/// malformed object is absent: `consent` or its `categoryPreferences` not
+/// an object, `consentManagement` not an object or either of its lists
+/// not an array.
 #[derive(Debug, Default)]
 pub struct Stamps<'a> {
     preferences: Vec<(Cow<'a, [u8]>, bool)>,
@@ -253,20 +255,26 @@ impl<'a> Stamps<'a> {
 
     /// `consentManagement`: its `allowedConsentIds` and
     /// `deniedConsentIds` arrays (strings in them; other elements skipped).
+    /// A list of the wrong type makes the whole object malformed, and so
+    /// absent: neither list is read (a grant beside a garbled denial is
+    /// not believed).
     fn read_rudderstack(&mut self, r: &mut Reader<'a>) -> Result<(), SyntaxError> {
         r.begin_object(3)?;
+        let (mut allowed, mut denied) = (Vec::new(), Vec::new());
+        let mut malformed = false;
         let mut first = true;
         while let Some(key) = r.next_key(&mut first)? {
             let key = r.decode(key)?;
             let list = match &*key {
-                b"allowedConsentIds" => &mut self.allowed,
-                b"deniedConsentIds" => &mut self.denied,
+                b"allowedConsentIds" => &mut allowed,
+                b"deniedConsentIds" => &mut denied,
                 _ => {
                     r.skip_value(4)?;
                     continue;
                 }
             };
             if r.peek_kind()? != Kind::Array {
+                malformed = true;
                 r.skip_value(4)?;
                 continue;
             }
@@ -280,6 +288,10 @@ impl<'a> Stamps<'a> {
                     r.skip_value(5)?;
                 }
             }
+        }
+        if !malformed {
+            self.allowed = allowed;
+            self.denied = denied;
         }
         Ok(())
     }

@@ -194,8 +194,18 @@ fn granted(policy: &Value, purpose: &str, event: &Value, signals: &Signals) -> b
         .as_object()
         .cloned()
         .unwrap_or_default();
+    // A list of the wrong type makes RudderStack's whole object absent.
+    let management = &event["context"]["consentManagement"];
+    let malformed = ["allowedConsentIds", "deniedConsentIds"]
+        .iter()
+        .any(|k| !management[*k].is_null() && !management[*k].is_array())
+        || (management.get("allowedConsentIds") == Some(&Value::Null))
+        || (management.get("deniedConsentIds") == Some(&Value::Null));
     let listed = |key: &str| -> Vec<String> {
-        event["context"]["consentManagement"][key]
+        if malformed {
+            return Vec::new();
+        }
+        management[key]
             .as_array()
             .map(|l| {
                 l.iter()

@@ -42,6 +42,8 @@ const SHAPES = {
   "preferences null": seg(null),
   "management an array": { consentManagement: ["C0002"] },
   "allowed a string": rud("C0002", []),
+  "allowed beside a garbled denial": rud(["C0002", "C0004"], "C0004"),
+  "denied null": rud(["C0002", "C0004"], null),
   "denied not strings": rud(["C0002"], [4, { C0004: true }]),
   "segment grants analytics": seg({ C0002: true }),
   "segment grants all": seg({ C0002: true, C0004: true }),
