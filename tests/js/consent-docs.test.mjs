@@ -190,3 +190,23 @@ test("the advertising-tool hosts and words the page lists are those that warn", 
   for (const plain of ["amplitude", "metadata"]) assert.ok(!warned({ [plain]: { connection: "server-side", endpoint: "https://a.example/" } }), plain);
   assert.ok(warned({ conv: { connection: "server-side", endpoint: "https://a.example/", integration: "Google Ads Conversions" } }));
 });
+
+test("docs/javascript.md's signals examples, under policies/development.json, give what it shows", () => {
+  const js = read("docs/javascript.md");
+  const dev = new Sanitizer(read("policies/development.json"), KEY);
+  const order = { type: "track", event: "Order Completed", userId: "u1", properties: { value: 40 }, context: { consent: { categoryPreferences: { C0004: true } } } };
+  const sent = dev.sanitize(order, "ads");
+  assert.deepEqual({ ...sent, userId: "7d06…" }, { type: "track", event: "Order Completed", userId: "7d06…", properties: { value: 40 }, context: {} });
+  assert.ok(js.includes('dev.sanitize(order, "ads");                    // -> { type: "track", event: "Order Completed", userId: "7d06…", properties: { value: 40 }, context: {} }'));
+  assert.equal(dev.sanitize(order, "ads", { gpc: true }), null);
+  const explained = dev.explain(order, { gpc: true }).ads;
+  assert.deepEqual(explained, {
+    sent: false, reason: 'not sent: consent: a purpose its "consent" lists is not granted', code: "consent",
+    consent: [{ purpose: "advertising", granted: false, by: "gpc" }], dropped: [], masked: [], transformed: [],
+  });
+  assert.ok(js.includes(`reason: '${explained.reason}', code: "consent",`));
+  const bare = '{"type":"track","event":"Order Completed","userId":"u1"}';
+  assert.equal(dev.sanitizeJson(bare, "ads"), null);
+  assert.match(dev.sanitizeJson(bare, "ads", { region: "us-ca" }), /^\{"type":"track",/);
+  assert.throws(() => dev.explain(order, { GPC: true }), (e) => e.code === "invalid_signals" && js.includes(`throws invalid_signals: ${e.message}`));
+});
