@@ -939,6 +939,82 @@ fn the_documented_examples_print_what_the_docs_show() {
     has(&doc, keys.stdout.trim_end());
 }
 
+/// The consent examples of docs/command.md and docs/consent.md as a user
+/// runs them: `explain` with `--gpc` and `--region` prints the `consent`
+/// lines the pages show, the PHI of the example events ("HIV positive")
+/// never appears, and a region that is not a code is bad usage, with the
+/// message docs/consent.md shows.
+#[test]
+fn the_documented_consent_examples_print_what_the_docs_show() {
+    let command = read("docs/command.md");
+    let consent = read("docs/consent.md");
+    let policy = "examples/consent/policy.json";
+    let explain = |args: &[&str]| {
+        let r = run(
+            &[&["explain", "--policy", policy][..], args].concat(),
+            b"",
+            None,
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(!r.stdout.contains("HIV"), "{}", r.stdout);
+        r.stdout
+    };
+    let gated = explain(&[
+        "--region",
+        "US-CA",
+        "--gpc",
+        "examples/consent/no-consent-track.json",
+    ]);
+    has(&gated, "  consent      advertising denied by gpc\n");
+    has(
+        &command,
+        &format!("examples/consent/no-consent-track.json\n{gated}```"),
+    );
+    // What the text after it says: without --region, opt-in denies both;
+    // without --gpc, California's opt-out lets the advertising one through.
+    let strict = explain(&["examples/consent/no-consent-track.json"]);
+    has(&strict, "consent      analytics denied by opt-in");
+    has(&strict, "consent      advertising denied by opt-in");
+    let california = explain(&[
+        "--region",
+        "us-ca",
+        "examples/consent/no-consent-track.json",
+    ]);
+    has(&california, "advertising granted by opt-out (region US-CA)");
+    has(&command, "`advertising granted by opt-out (region\nUS-CA)`");
+
+    for event in ["segment-track", "rudderstack-track"] {
+        let path = format!("examples/consent/{event}.json");
+        let out = explain(&[&path]);
+        has(
+            &consent,
+            &format!("$ phimask explain --policy {policy} {path}\n{out}```"),
+        );
+        has(&out, "meta_capi: not sent: consent");
+    }
+
+    let bad = run(
+        &[
+            "sanitize",
+            "-p",
+            policy,
+            "-d",
+            "meta_capi",
+            "--region",
+            "Washington",
+            "-",
+        ],
+        b"",
+        Some(KEY),
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let first = bad.stderr.lines().next().unwrap_or_default();
+    has(
+        &consent,
+        &format!("--region Washington export.ndjson\n{first}\n"),
+    );
+}
+
 /// One event a line, whatever white space the client put between a
 /// value's tokens: a lone carriage return (valid JSON) is a line end to
 /// Spark's and Python's readers, so it is written as a space.
