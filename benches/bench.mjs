@@ -20,6 +20,7 @@ import { gzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
 import { Sanitizer } from "../www/dev/node.mjs";
 import { destinationRows } from "./destinations.mjs";
+import { consentRows } from "./consent.mjs";
 import { compileRows } from "./compile.mjs";
 import { corpusRows, corpusTargets, maskingLine } from "./corpus-bench.mjs";
 import { cliRows, cliTarget } from "./cli.mjs";
@@ -133,6 +134,11 @@ console.table(destRows);
 const three = destRows.find((r) => r.destinations === 3 && r.lists === "shared");
 const threeLine = `500 events for 3 destinations (Amplitude, Mixpanel, GA4): ${three["ms per request"]} ms per request in Node (target 5 ms)${was("500x3 Node")}`;
 console.log(threeLine);
+// Consent gating on the same call: each event's consent read and decided
+// once for all destinations.
+const consent = consentRows(policy, KEY);
+console.log("processRequest with consent gates, the same batch stamped by Segment's consent tools, 3 destinations:");
+console.table(consent);
 // The same call inside workerd, where the Worker runs it.
 const workerd = await workerdRows(policy, KEY);
 console.log("processRequest inside workerd (Miniflare), the same batch and lists:");
@@ -239,6 +245,7 @@ writeFileSync(`${root}benches/results.md`, [
   "## Example events (pkg/, sanitizeJson)", "", table(rows), "",
   "## Each action", "", table(actionRows), "",
   `## processRequest: a 500-event batch (${request} bytes), N destinations (pkg-worker/)`, "", table(destRows), "", threeLine, "",
+  "## Consent gating (benches/consent.mjs)", "", "The same batch, every event stamped with `context.consent.categoryPreferences` as Segment's consent tools stamp it, for the 3 destinations without a consent section, then each gated on purposes (analytics; analytics and advertising): all granted, advertising denied, and a GPC request from California (opt-out). Information, not a target: the cost of reading and deciding each event's consent once for all destinations.", "", table(consent), "",
   "## The first request: instantiating the engine and compiling a policy", "", "In a fresh Node process each (medians of 5 processes), a policy of N rules (every action, some nested): prepared (the Worker's way: pkg-worker/ compiled and instantiated, then Sanitizer.fromPrepared) and as JSON (the npm package's way: pkg/ compiled and instantiated, then `new Sanitizer(json, key)`, which validates and compiles); the prepared compile after the Worker's start-up run; and each compile again once warm. Target: 500 rules within 5 ms for both, and compile time linear in the rules.", "", table(compile), "",
   "## processRequest inside workerd", "", "The same batch and lists in workerd (Miniflare): the wall time of a request running the call K times less one running it 0 times, per call.", "", table(workerd), "", workerdLine, "",
   "## Inflating request bodies (benches/inflate.mjs)", "", "The Worker's body reader (www/worker/body.js) at each slice size (compressed bytes written to the decompressor at a time, the output read before the next write): µs per body in Node and inside workerd (wall time of a request inflating it K times less 0 times, per body), and workerd's peak memory growth when a bomb is sent as a request (a fresh workerd per slice).", "", table(inflate), "",
