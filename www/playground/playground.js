@@ -1,10 +1,14 @@
 // The playground: checks the policy and explains the event for every
 // destination as the user types — each field marked passed, masked,
 // transformed or dropped, the body in the destination's own format, and
-// the policy's data map. Event data and policy text are shown with
-// textContent only (or in a sandboxed frame, for the map, whose HTML the
-// engine escapes), so they never become markup; nothing leaves the page.
+// the policy's data map, under the request's signals (Sec-GPC, region)
+// and with the consent each gated destination needs. Event data and
+// policy text are shown with textContent only (or in a sandboxed frame,
+// for the map, whose HTML the engine escapes), so they never become
+// markup; nothing leaves the page.
 import init, { dataMap, Sanitizer, validatePolicy } from "../../pkg/phimask.js";
+import { choicesOf, consentBlock, idBoxes, purposesOf, regionOptions, signalsOf, stamp } from "./playground-consent.js";
+import { code, el } from "./playground-dom.js";
 import { marks } from "./playground-marks.js";
 
 const $ = (id) => document.getElementById(id);
@@ -18,18 +22,6 @@ const PLACEHOLDER = {
   posthog: "phc_playgroundprojectkey",
 };
 
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "class") node.className = v;
-    else if (k === "dataset") Object.assign(node.dataset, v);
-    else node[k] = v;
-  }
-  node.append(...children);
-  return node;
-}
-
-const code = (text) => el("code", { textContent: text });
 const show = (value) => (value === undefined ? "—" : JSON.stringify(value));
 const where = (p) => (p.path ? [code(p.path), `: ${p.message}`] : [p.message]);
 
@@ -44,7 +36,7 @@ function renderProblems(report) {
 
 /** The body each server-side destination's endpoint would get (pretty
  * when JSON), from one processRequest of the event as a batch. */
-function nativeBodies(sanitizer, eventText) {
+function nativeBodies(sanitizer, eventText, signals) {
   const out = {};
   for (const name of sanitizer.destinations()) {
     const format = sanitizer.format(name);
@@ -58,7 +50,7 @@ function nativeBodies(sanitizer, eventText) {
   }
   let done;
   try {
-    done = sanitizer.processRequest(new TextEncoder().encode(`{"batch":[${eventText}]}`), "batch");
+    done = sanitizer.processRequest(new TextEncoder().encode(`{"batch":[${eventText}]}`), "batch", undefined, signals);
   } catch (e) {
     done = { bodies: {}, error: e.message };
   }
@@ -79,15 +71,17 @@ function nativeBodies(sanitizer, eventText) {
   return out;
 }
 
-function destinationCard(sanitizer, name, explanation, event, eventText, restricted, body) {
-  const card = el("section", { class: "dest", dataset: { destination: name } });
+function destinationCard(sanitizer, name, explanation, event, eventText, signals, restricted, body) {
+  const card = el("section", { class: "dest", dataset: { destination: name, code: explanation.code, sent: String(explanation.sent) } });
   const format = sanitizer.format(name);
   card.append(el("h3", {}, name,
     el("span", { class: "badge", textContent: format ? `${format} format` : "client-side" }),
     el("span", { class: "badge", textContent: restricted ? "restricted" : "unrestricted (BAA)" })));
   card.append(el("p", { class: explanation.sent ? "reason" : "reason not-sent", textContent: explanation.reason }));
+  const consent = consentBlock(explanation.consent);
+  if (consent) card.append(consent);
   if (!explanation.sent) return card;
-  const sentText = sanitizer.sanitizeJson(eventText, name);
+  const sentText = sanitizer.sanitizeJson(eventText, name, signals);
   const sent = JSON.parse(sentText);
   const rows = marks(event, explanation, sent).map((r) =>
     el("tr", { class: `mark-${r.mark}`, dataset: { field: r.field, mark: r.mark } },
@@ -115,6 +109,33 @@ let mapHtml = "";
 /** The policy text the check and the map were last made of: typing in
  * the event or the key leaves both as they are. */
 let checked = { text: null, report: null };
+/** The consent ids ticked for the next stamp, kept across policy edits. */
+const ticked = new Set();
+let purposes = [];
+
+/** The stamp's checkboxes and the region suggestions, from a valid
+ * policy's consent section. */
+function renderConsentControls(policyText) {
+  let policy = null;
+  try {
+    policy = JSON.parse(policyText);
+  } catch {
+    // Valid for the engine yet not for JSON.parse: no consent controls.
+  }
+  purposes = purposesOf(policy);
+  $("consent-ids").replaceChildren(...idBoxes(purposes, ticked));
+  $("regions").replaceChildren(...regionOptions(policy));
+}
+
+function onStamp(kind) {
+  try {
+    $("event").value = stamp($("event").value, kind, choicesOf(purposes, ticked));
+    $("stamp-status").textContent = "";
+  } catch (e) {
+    $("stamp-status").textContent = `not stamped: ${e.message}`;
+  }
+  render();
+}
 
 const NO_MAP = "<!doctype html><p style='font:14px system-ui;color:#566275'>The data map appears once the policy is valid.</p>";
 
@@ -133,10 +154,14 @@ function render() {
     checked = { text: policyText, report: validatePolicy(policyText) };
     renderProblems(checked.report);
     renderMap(policyText, checked.report.valid);
+    if (checked.report.valid) renderConsentControls(policyText);
   }
   const { report } = checked;
   const status = $("event-status");
   status.hidden = true;
+  const signals = signalsOf($("gpc").checked, $("region").value);
+  $("signals-status").textContent = "";
+  $("region").removeAttribute("aria-invalid");
   if (!report.valid) {
     $("outputs").replaceChildren();
     return;
@@ -153,19 +178,24 @@ function render() {
   try {
     let explained;
     try {
-      explained = sanitizer.explain(eventText);
+      explained = sanitizer.explain(eventText, signals);
     } catch (e) {
       $("outputs").replaceChildren();
-      status.textContent = `the event is refused, and sent to no destination: ${e.message}`;
+      if (e.code === "invalid_signals") {
+        // No region is not this region: show nothing rather than guess.
+        $("region").setAttribute("aria-invalid", "true");
+        $("signals-status").textContent = `region ${JSON.stringify(signals.region)} is not valid: ${e.message.replace(/^signals\.region /, "")}`;
+        status.textContent = "no destination is shown until the region is valid (or empty)";
+      } else status.textContent = `the event is refused, and sent to no destination: ${e.message}`;
       status.hidden = false;
       return;
     }
     const event = JSON.parse(eventText);
     const policy = JSON.parse(policyText);
-    const bodies = nativeBodies(sanitizer, eventText);
+    const bodies = nativeBodies(sanitizer, eventText, signals);
     const cards = Object.entries(explained).map(([name, explanation]) => {
       const restricted = policy.destinations[name]?.restrict_phi ?? policy.hipaa;
-      return destinationCard(sanitizer, name, explanation, event, eventText, restricted, bodies[name]);
+      return destinationCard(sanitizer, name, explanation, event, eventText, signals, restricted, bodies[name]);
     });
     $("outputs").replaceChildren(...cards);
   } finally {
@@ -193,7 +223,9 @@ async function main() {
   const [policy, event] = await Promise.all([load("../../policies/development.json"), load("../../examples/events/track-appointment.json")]);
   $("policy").value = policy;
   $("event").value = event;
-  for (const id of ["policy", "event", "key"]) $(id).addEventListener("input", render);
+  for (const id of ["policy", "event", "key", "region"]) $(id).addEventListener("input", render);
+  $("gpc").addEventListener("change", render);
+  for (const kind of ["segment", "rudderstack", "remove"]) $(`stamp-${kind}`).addEventListener("click", () => onStamp(kind));
   // The examples are fetched on click, so what is typed is never sent:
   // these requests carry no more than the name of an example.
   $("examples").addEventListener("click", async (e) => {
