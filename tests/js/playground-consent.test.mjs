@@ -228,7 +228,9 @@ test("consent typed by hand counts; a malformed consent object counts as absent;
     [{ consent: null, consentManagement: "C0004" }, "US-CA", true, "opt-out"],
     [{ consentManagement: { allowedConsentIds: "C0004", deniedConsentIds: {} } }, "", false, "opt-in"],
     // Non-string elements are skipped; ids compare exactly.
-    [{ consentManagement: { allowedConsentIds: [4, null, "C0004"], deniedConsentIds: "Advertising" } }, "", true, "allowedConsentIds"],
+    [{ consentManagement: { allowedConsentIds: [4, null, "C0004"], deniedConsentIds: [7, {}] } }, "", true, "allowedConsentIds"],
+    // A list of the wrong type: RudderStack's object is absent whole.
+    [{ consentManagement: { allowedConsentIds: ["C0004"], deniedConsentIds: "Advertising" } }, "", false, "opt-in"],
     [{ consent: { categoryPreferences: { c0004: true } } }, "", false, "opt-in"],
     [{ consent: { categoryPreferences: { C0004: "true" } } }, "US-CA", false, "categoryPreferences"],
     [{ consent: { categoryPreferences: { "<img src=x onerror=window.pwned=1>": true, C0004: true } } }, "", true, "categoryPreferences"],
