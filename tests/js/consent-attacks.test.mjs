@@ -198,6 +198,27 @@ describe("the edge Worker under hostile signals", () => {
     ], ["real"]);
   });
 
+  test("a batch whose shared context refuses advertising: an event's own context that is not an object does not drop the refusal (California, opt-out)", async () => {
+    const before = { ads: notes("ads").length, plain: notes("plain").length };
+    const own = ["x", null, [], 7];
+    const batch = {
+      context: { consent: { categoryPreferences: { C0004: false } } },
+      batch: own.map((context, i) => tagged(context, `own${i}`)),
+    };
+    const res = await worker.mf.dispatchFetch("http://edge.test/v1/batch", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: basic(WRITE_KEY) },
+      body: JSON.stringify(batch),
+      cf: { country: "US", regionCode: "CA" },
+    });
+    assert.equal(res.status, 200, await res.text());
+    await until(() => notes("plain").length >= before.plain + own.length, "the batch at plain");
+    const sentinel = `sentinel-${++n}`;
+    assert.equal((await post(tagged(GRANTED, sentinel))).status, 200);
+    await until(() => notes("ads").includes(`${PHI} ${sentinel}`), "the sentinel at ads");
+    assert.deepEqual(notes("ads").slice(before.ads), [`${PHI} ${sentinel}`]);
+  });
+
   test("/.well-known/gpc.json under hostile paths: only its own path answers, and nothing of the policy or secrets leaks", async () => {
     const fetchText = async (path, init) => {
       const res = await worker.mf.dispatchFetch(`http://edge.test${path}`, init);
