@@ -733,8 +733,9 @@ fn single(src: Source, top: &[Member], call: CallType) -> Result<String, EventEr
 }
 
 /// An event of a batch: no write key; the batch's shared `context` under
-/// its own (its keys win; added whole when it has none); the batch's
-/// `integrations` only when it has none (its own routing decides alone).
+/// its own (its keys win; added whole when it has none, or one that is
+/// not an object); the batch's `integrations` only when it has none (its
+/// own routing decides alone).
 fn batched(
     src: Source,
     own: &[Member],
@@ -766,7 +767,18 @@ fn batched(
                 }
                 out.raw(b"}");
             }
-            _ => out.member(m),
+            // An own context that is not an object has no keys to win: the
+            // shared one stands whole, so a consent denial the batch stamps
+            // on every event is not lost to a malformed context.
+            Some((_, common)) => {
+                out.key(m);
+                out.raw(b"{");
+                for c in common {
+                    out.member(c);
+                }
+                out.raw(b"}");
+            }
+            None => out.member(m),
         }
     }
     for (name, common) in shared {

@@ -271,20 +271,30 @@ fn plain_error(code: &str, message: &str) -> JsValue {
 
 /// A request's signals, `{ gpc?: boolean, region?: string }` (absent:
 /// none). Anything else throws `invalid_signals`: a misspelt key silently
-/// ignored would send what the visitor refused.
+/// ignored would send what the visitor refused. Only a plain object's own
+/// keys count, all of them (non-enumerable and symbol keys too), and a
+/// property that cannot be read throws: a `Map`, a getter that throws or
+/// a key hidden from `Object.keys` must never read as "no GPC".
 fn signals(value: Option<&Object>) -> Result<crate::Signals, JsValue> {
     let bad = |message: &str| plain_error("invalid_signals", message);
     let Some(value) = value else {
         return Ok(crate::Signals::default());
     };
     let value: &JsValue = value;
+    let plain = || bad("signals must be an object { gpc: boolean, region: string }");
     if !value.is_object() || Array::is_array(value) {
-        return Err(bad(
-            "signals must be an object { gpc: boolean, region: string }",
-        ));
+        return Err(plain());
     }
-    for key in Object::keys(value.unchecked_ref::<Object>()).iter() {
-        let key = key.as_string().unwrap_or_default();
+    let proto = Reflect::get_prototype_of(value).map_err(|_| plain())?;
+    let object_proto = Reflect::get_prototype_of(&Object::new()).map_err(|_| plain())?;
+    if !proto.is_null() && !Object::is(&proto, &object_proto) {
+        return Err(plain());
+    }
+    let keys = Reflect::own_keys(value).map_err(|_| plain())?;
+    for key in keys.iter() {
+        let Some(key) = key.as_string() else {
+            return Err(bad("signals: unknown symbol key; expected gpc, region"));
+        };
         if key != "gpc" && key != "region" {
             return Err(bad(&[
                 "signals: unknown key ",
@@ -294,15 +304,18 @@ fn signals(value: Option<&Object>) -> Result<crate::Signals, JsValue> {
             .concat()));
         }
     }
-    let get = |key: &str| Reflect::get(value, &JsValue::from_str(key)).unwrap_or_default();
-    let gpc = get("gpc");
+    let get = |key: &str| {
+        Reflect::get(value, &JsValue::from_str(key))
+            .map_err(|_| bad(&["signals.", key, " could not be read"].concat()))
+    };
+    let gpc = get("gpc")?;
     let gpc = if gpc.is_undefined() {
         false
     } else {
         gpc.as_bool()
             .ok_or_else(|| bad("signals.gpc must be true or false"))?
     };
-    let region = get("region");
+    let region = get("region")?;
     let region = if region.is_undefined() || region.is_null() {
         None
     } else {
