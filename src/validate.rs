@@ -186,6 +186,9 @@ impl Checker {
                 Vec::new()
             }
         };
+        if let Some(c) = &consent {
+            self.gpc_needed(c, &destinations);
+        }
         Some(Policy {
             environment,
             hipaa,

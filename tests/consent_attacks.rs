@@ -561,7 +561,6 @@ fn a_duplicate_stamped_id_is_not_echoed_in_the_refusal() {
 /// /.well-known/gpc.json say GPC is honoured while the signal changes
 /// nothing that is sent: validation should warn.
 #[test]
-#[ignore = "no warning yet for a consent.gpc purpose no destination needs; /.well-known/gpc.json then claims GPC is honoured (www/dev/prepared-module.mjs honoursGpc)"]
 fn a_gpc_purpose_no_destination_needs_is_warned_about() {
     let policy = json!({
         "version": 1, "environment": "t", "hipaa": true,

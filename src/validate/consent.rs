@@ -4,6 +4,7 @@
 
 use super::{join, Checker};
 use crate::consent::{is_region, Consent, Mode, Purpose};
+use crate::policy::{Connection, Destination};
 use crate::tree::Value;
 
 const CONSENT_KEYS: [&str; 4] = ["mode", "categories", "gpc", "regions"];
@@ -243,6 +244,25 @@ impl Checker {
             }
         }
         out
+    }
+
+    /// Warns of each purpose `gpc` lists that no server-side destination
+    /// needs: a GPC signal then changes nothing that is sent.
+    pub(super) fn gpc_needed(&mut self, consent: &Consent, destinations: &[Destination]) {
+        for (i, purpose) in consent.gpc.iter().enumerate() {
+            let needed = destinations
+                .iter()
+                .any(|d| d.connection == Connection::ServerSide && d.consent.contains(purpose));
+            if !needed {
+                self.warn(
+                    &format!("consent.gpc[{i}]"),
+                    format!(
+                        "no server-side destination needs {}: a Global Privacy Control signal changes nothing that is sent, and /.well-known/gpc.json says GPC is not honoured; gate the destinations that sell or share data on it",
+                        crate::message::quoted(purpose)
+                    ),
+                );
+            }
+        }
     }
 
     /// A destination's `consent`: the purposes it needs.

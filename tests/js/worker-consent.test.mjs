@@ -341,6 +341,18 @@ describe("consent signals at the edge Worker", () => {
       }
     });
 
+    test("a policy whose GPC denies only purposes no destination needs says gpc false", async () => {
+      const unused = { ...CONSENT, categories: { ...CONSENT.categories, sale: ["C0009"] }, gpc: ["sale"] };
+      const other = await bundle(policyWith(dest, unused));
+      const w = await startWorker(other.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, GPC_LAST_UPDATE: "2026-12-05" }, { queues: false });
+      try {
+        assert.deepEqual(await (await get(w)).json(), { gpc: false, lastUpdate: "2026-12-05" });
+      } finally {
+        await w.mf.dispose();
+        other.cleanup();
+      }
+    });
+
     test("wrangler.toml sets GPC_LAST_UPDATE to a date in every environment", () => {
       const toml = readFileSync(join(root, "wrangler.toml"), "utf8");
       const tables = toml.split(/^(?=\[)/m).filter((t) => /^\[(env\.\w+\.)?vars\]/.test(t));

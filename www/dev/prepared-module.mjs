@@ -26,15 +26,20 @@ export function preparedPolicy(text, source) {
 }
 
 function moduleText(prepared, text, source) {
-  const { environment, consent } = JSON.parse(text);
+  const policy = JSON.parse(text);
+  const { environment } = policy;
   return `// Prepared from ${source} by www/dev/check-policy.mjs; do not edit.\n` +
-    `export default { environment: ${JSON.stringify(environment)}, prepared: "${prepared}", gpc: ${honoursGpc(consent)} };\n`;
+    `export default { environment: ${JSON.stringify(environment)}, prepared: "${prepared}", gpc: ${honoursGpc(policy)} };\n`;
 }
 
 /**
- * Whether a (validated) policy's consent section has GPC deny at least one
- * purpose: then a visitor's GPC signal changes what is sent.
+ * Whether a (validated) policy honours Global Privacy Control: a server-side
+ * destination needs a purpose its consent section has GPC deny, so a
+ * visitor's GPC signal changes what is sent.
  */
-export function honoursGpc(consent) {
-  return Array.isArray(consent?.gpc) && consent.gpc.length > 0;
+export function honoursGpc(policy) {
+  const gpc = Array.isArray(policy?.consent?.gpc) ? policy.consent.gpc : [];
+  return Object.values(policy?.destinations ?? {}).some(
+    (d) => d?.connection === "server-side" && Array.isArray(d.consent) && d.consent.some((p) => gpc.includes(p)),
+  );
 }
