@@ -93,6 +93,20 @@ fn shapes() -> Vec<(&'static str, Option<Value>)> {
             "allowed ids not strings",
             Some(rud(json!([1, null, {"id": "C0002"}, ["C0002"]]), json!([]))),
         ),
+        // A grant beside a garbled denial is not believed: the whole
+        // object is absent.
+        (
+            "allowed beside a denial list that is a string",
+            Some(rud(json!(["C0002", "C0004"]), json!("C0004"))),
+        ),
+        (
+            "allowed beside a null denial list",
+            Some(rud(json!(["C0002", "C0004"]), json!(null))),
+        ),
+        (
+            "denied beside an allowed list that is an object",
+            Some(rud(json!({"C0002": true}), json!(["C0004"]))),
+        ),
         (
             "denied ids mixed",
             Some(rud(json!(["C0002"]), json!([7, "C0004"]))),
@@ -124,6 +138,21 @@ fn shapes() -> Vec<(&'static str, Option<Value>)> {
         (
             "segment other case",
             Some(seg(json!({"c0002": true, "c0004": true}))),
+        ),
+        // Ids compare exactly: a value under another case neither grants
+        // nor denies.
+        (
+            "segment grants, other case denies",
+            Some(seg(
+                json!({"C0002": true, "C0004": true, "c0002": false, "advertising": false}),
+            )),
+        ),
+        (
+            "rudderstack allows, other case denied",
+            Some(rud(
+                json!(["C0002", "Advertising"]),
+                json!(["c0002", "ADVERTISING"]),
+            )),
         ),
         (
             "segment by name",
@@ -479,6 +508,42 @@ fn explain_says_consent_and_what_decided_each_purpose() {
         find("plain").consent.is_empty(),
         "an ungated destination has no decisions"
     );
+    // RudderStack's lists say which of them decided, and by which id.
+    let text = event(
+        &Some(json!({"consentManagement": {"allowedConsentIds": ["Analytics"], "deniedConsentIds": ["C0004"]}})),
+        false,
+    )
+    .to_string();
+    let all = s.explain_with(&text, &Signals::default()).unwrap();
+    let both = all.iter().find(|e| e.destination == "both").unwrap();
+    let decisions: Vec<(&str, bool, &str, Option<&str>, Option<&str>)> = both
+        .consent
+        .iter()
+        .map(|v| {
+            let (id, region) = (v.id.as_deref(), v.region.as_deref());
+            (v.purpose.as_str(), v.granted, v.by.name(), id, region)
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            (
+                "analytics",
+                true,
+                "allowedConsentIds",
+                Some("Analytics"),
+                None
+            ),
+            (
+                "advertising",
+                false,
+                "deniedConsentIds",
+                Some("C0004"),
+                None
+            ),
+        ]
+    );
+    assert_eq!(both.reason.code(), "consent");
     // GPC and the region's mode say so.
     let gpc = Signals {
         gpc: true,
@@ -579,4 +644,34 @@ fn a_batchs_shared_context_carries_consent_to_events_without_their_own() {
         .unwrap();
     assert_eq!(ads.events, [vec![0, 2]]);
     assert_eq!(ads.consent, 1);
+}
+
+#[test]
+fn a_rejected_event_is_not_counted_as_kept_back_by_consent() {
+    let policy = policy("opt-in");
+    let s = Sanitizer::new(&policy.to_string(), Some(KEY)).unwrap();
+    // Analytics granted, advertising denied: `ads` and `both` are gated
+    // out of both events. The second is too large for the ungated
+    // destinations' bodies, so it is refused for every destination: it
+    // was never "not sent for want of consent", and its PHI goes nowhere.
+    let stamps = json!({"consent": {"categoryPreferences": {"C0002": true, "C0004": false}}});
+    let small = event(&Some(stamps.clone()), false);
+    let mut large = event(&Some(stamps), false);
+    large["properties"]["note"] = json!(format!("Jane Doe, HIV positive {}", "x".repeat(4000)));
+    let body = json!({"batch": [small, large]}).to_string();
+    let done = s
+        .process_request_with(body.as_bytes(), Call::Batch, 2000, &Signals::default())
+        .unwrap();
+    assert_eq!(done.accepted, 1);
+    assert_eq!(done.rejected.len(), 1);
+    assert_eq!(done.rejected[0].0, 1);
+    for d in &done.deliveries {
+        let gated = matches!(d.destination.as_str(), "ads" | "both");
+        assert_eq!(d.consent, u32::from(gated), "{}", d.destination);
+        assert!(
+            !d.bodies.concat().contains(&"x".repeat(100)),
+            "{}",
+            d.destination
+        );
+    }
 }
