@@ -675,3 +675,43 @@ fn a_rejected_event_is_not_counted_as_kept_back_by_consent() {
         );
     }
 }
+
+#[test]
+fn the_events_map_excludes_first_and_is_not_counted_as_consent() {
+    let policy = policy("opt-in");
+    let s = Sanitizer::new(&policy.to_string(), Some(KEY)).unwrap();
+    // Every purpose denied, and an event the `events` map drops for the
+    // restricted destinations: they exclude it by name, not for consent;
+    // the BAA warehouse (no events map applies) is kept back by consent.
+    let denied = json!({"consent": {"categoryPreferences": {"C0002": false, "C0004": false}}});
+    let mut other = event(&Some(denied), false);
+    other["event"] = json!("Viewed HIV Results");
+    let text = other.to_string();
+    let why = |d: &str| match d {
+        "idents" => "call_type",
+        "vault" => "consent",
+        _ => "event_name",
+    };
+    let all = s.explain_with(&text, &Signals::default()).unwrap();
+    let codes: Vec<(&str, &str)> = all
+        .iter()
+        .map(|e| (e.destination.as_str(), e.reason.code()))
+        .collect();
+    let want: Vec<(&str, &str)> = DESTINATIONS.iter().map(|d| (*d, why(d))).collect();
+    assert_eq!(codes, want);
+    let body = json!({"batch": [other]}).to_string();
+    let done = s
+        .process_request_with(
+            body.as_bytes(),
+            Call::Batch,
+            usize::MAX,
+            &Signals::default(),
+        )
+        .unwrap();
+    assert_eq!(done.accepted, 1);
+    for d in &done.deliveries {
+        let kept = u32::from(why(&d.destination) == "consent");
+        assert_eq!((d.sent, d.consent), (0, kept), "{}", d.destination);
+        assert!(!d.bodies.concat().contains("HIV"), "{}", d.destination);
+    }
+}
