@@ -516,7 +516,7 @@ fn explain_says_consent_and_what_decided_each_purpose() {
     .to_string();
     let all = s.explain_with(&text, &Signals::default()).unwrap();
     let both = all.iter().find(|e| e.destination == "both").unwrap();
-    let decisions: Vec<(&str, bool, &str, Option<&str>, Option<&str>)> = both
+    let decisions: Vec<_> = both
         .consent
         .iter()
         .map(|v| {
