@@ -715,3 +715,44 @@ fn the_events_map_excludes_first_and_is_not_counted_as_consent() {
         assert!(!d.bodies.concat().contains("HIV"), "{}", d.destination);
     }
 }
+
+#[test]
+fn gpc_denies_every_purpose_its_list_names() {
+    // GPC listing both purposes: a visitor who granted both, in an
+    // opt-out region, reaches only the ungated destination under GPC.
+    let mut policy = policy("opt-out");
+    policy["consent"]["gpc"] = json!(["analytics", "advertising"]);
+    let s = Sanitizer::new(&policy.to_string(), Some(KEY)).unwrap();
+    let stamps = json!({"consent": {"categoryPreferences": {"C0002": true, "C0004": true}}});
+    let granted = event(&Some(stamps), false).to_string();
+    let sent = |signals: &Signals| -> Vec<&str> {
+        DESTINATIONS
+            .into_iter()
+            .filter(|d| {
+                s.sanitize_json_with(&granted, d, signals)
+                    .unwrap()
+                    .is_some()
+            })
+            .collect()
+    };
+    assert_eq!(
+        sent(&Signals::default()),
+        ["plain", "stats", "ads", "both", "vault", "unrouted"]
+    );
+    let gpc = Signals {
+        gpc: true,
+        region: Some("US-CA".into()),
+    };
+    assert_eq!(sent(&gpc), ["plain"]);
+    let all = s.explain_with(&granted, &gpc).unwrap();
+    let both = all.iter().find(|e| e.destination == "both").unwrap();
+    let by: Vec<_> = both
+        .consent
+        .iter()
+        .map(|v| (v.purpose.as_str(), v.granted, v.by.name()))
+        .collect();
+    assert_eq!(
+        by,
+        [("analytics", false, "gpc"), ("advertising", false, "gpc")]
+    );
+}
