@@ -756,3 +756,27 @@ fn gpc_denies_every_purpose_its_list_names() {
         [("analytics", false, "gpc"), ("advertising", false, "gpc")]
     );
 }
+
+#[test]
+fn a_prepared_policy_naming_a_purpose_it_does_not_define_is_refused() {
+    // Prepared files are read without the validator (the Worker's build):
+    // a gate or a GPC list naming a purpose the section lacks would never
+    // decide as the policy's author meant, so the file is refused whole.
+    let text = policy("opt-out").to_string();
+    let (valid, report) = phimask::validate_policy(&text);
+    let valid = valid.unwrap_or_else(|| panic!("{:?}", report.errors));
+    let good = phimask::prepared::prepare(&valid);
+    assert!(Sanitizer::from_prepared(&good, Some(KEY)).is_ok());
+    let mut gate = valid.clone();
+    gate.destinations[2].consent = vec!["advertisng".into()];
+    let mut gpc = valid.clone();
+    if let Some(c) = gpc.consent.as_mut() {
+        c.gpc = vec!["advertisng".into()];
+    }
+    assert_ne!(gpc, valid);
+    for bad in [gate, gpc] {
+        let bytes = phimask::prepared::prepare(&bad);
+        assert!(phimask::prepared::load(&bytes).is_none());
+        assert!(Sanitizer::from_prepared(&bytes, Some(KEY)).is_err());
+    }
+}
