@@ -559,6 +559,27 @@ fn explain_says_consent_and_what_decided_each_purpose() {
         .map(|v| (v.by.name(), v.region.as_deref()))
         .collect();
     assert_eq!(by, [("opt-out", Some("US-CA")), ("gpc", None)]);
+    // A subdivision without a rule of its own: its country's rule decided,
+    // and explain names the country; a region no rule covers, none.
+    let text = event(&None, false).to_string();
+    for (region, want) in [
+        ("US-TX", [("opt-out", Some("US")), ("opt-out", Some("US"))]),
+        ("DE-BY", [("opt-in", Some("DE")), ("opt-in", Some("DE"))]),
+        ("FR-75", [("opt-in", None), ("opt-in", None)]),
+    ] {
+        let signals = Signals {
+            gpc: false,
+            region: Some(region.into()),
+        };
+        let all = s.explain_with(&text, &signals).unwrap();
+        let both = all.iter().find(|e| e.destination == "both").unwrap();
+        let by: Vec<(&str, Option<&str>)> = both
+            .consent
+            .iter()
+            .map(|v| (v.by.name(), v.region.as_deref()))
+            .collect();
+        assert_eq!(by, want, "{region}");
+    }
     // Routing, calls and names come first: consent never adds a destination.
     assert_eq!(
         all.iter()
