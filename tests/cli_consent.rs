@@ -21,7 +21,9 @@ fn phimask(args: &[&str], stdin: &str) -> (i32, String, String) {
         .spawn()
         .expect("spawn phimask");
     let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.as_bytes()).expect("write stdin");
+    // Bad usage exits before reading its input: a closed pipe here is
+    // not a failure (the exit code and output say what happened).
+    let _ = input.write_all(stdin.as_bytes());
     drop(input);
     let out = child.wait_with_output().expect("wait");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -93,15 +95,25 @@ fn sanitize_applies_the_signals_to_every_line_as_the_library_does() {
     .unwrap();
     let s = Sanitizer::new(&policy, Some(KEY.as_bytes())).unwrap();
     let denied = ORDER.replace(r#""C0004":true"#, r#""C0004":false"#);
-    let input = format!("{ORDER}\n{denied}\n{ORDER}\n");
-    for (args, signals) in [
-        (vec![], Signals::default()),
+    // An unstamped line: only the region's mode decides it, so a --region
+    // the command dropped would show here.
+    let bare = ORDER.replace(
+        r#","context":{"consent":{"categoryPreferences":{"C0004":true}}}"#,
+        "",
+    );
+    assert_ne!(bare, ORDER);
+    let input = format!("{ORDER}\n{denied}\n{ORDER}\n{bare}\n");
+    // Lines sent: the two granted (opt-in leaves the bare one out);
+    // none under GPC; in California (opt-out) the bare one too.
+    for (args, signals, lines) in [
+        (vec![], Signals::default(), 2),
         (
             vec!["--gpc"],
             Signals {
                 gpc: true,
                 region: None,
             },
+            0,
         ),
         (
             vec!["--region", "US-CA"],
@@ -109,6 +121,15 @@ fn sanitize_applies_the_signals_to_every_line_as_the_library_does() {
                 gpc: false,
                 region: Some("US-CA".into()),
             },
+            3,
+        ),
+        (
+            vec!["--region", "us-wa"],
+            Signals {
+                gpc: false,
+                region: Some("US-WA".into()),
+            },
+            2,
         ),
     ] {
         let mut all = vec!["sanitize", "-p", POLICY, "-d", "ads", "-q"];
@@ -121,6 +142,7 @@ fn sanitize_applies_the_signals_to_every_line_as_the_library_does() {
             .map(|l| l + "\n")
             .collect();
         assert_eq!(out, want, "{args:?}");
+        assert_eq!(out.lines().count(), lines, "{args:?}: {out}");
         assert!(!out.contains("Jane"));
     }
     let (_, out, _) = phimask(

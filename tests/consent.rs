@@ -93,6 +93,20 @@ fn shapes() -> Vec<(&'static str, Option<Value>)> {
             "allowed ids not strings",
             Some(rud(json!([1, null, {"id": "C0002"}, ["C0002"]]), json!([]))),
         ),
+        // A grant beside a garbled denial is not believed: the whole
+        // object is absent.
+        (
+            "allowed beside a denial list that is a string",
+            Some(rud(json!(["C0002", "C0004"]), json!("C0004"))),
+        ),
+        (
+            "allowed beside a null denial list",
+            Some(rud(json!(["C0002", "C0004"]), json!(null))),
+        ),
+        (
+            "denied beside an allowed list that is an object",
+            Some(rud(json!({"C0002": true}), json!(["C0004"]))),
+        ),
         (
             "denied ids mixed",
             Some(rud(json!(["C0002"]), json!([7, "C0004"]))),
@@ -124,6 +138,21 @@ fn shapes() -> Vec<(&'static str, Option<Value>)> {
         (
             "segment other case",
             Some(seg(json!({"c0002": true, "c0004": true}))),
+        ),
+        // Ids compare exactly: a value under another case neither grants
+        // nor denies.
+        (
+            "segment grants, other case denies",
+            Some(seg(
+                json!({"C0002": true, "C0004": true, "c0002": false, "advertising": false}),
+            )),
+        ),
+        (
+            "rudderstack allows, other case denied",
+            Some(rud(
+                json!(["C0002", "Advertising"]),
+                json!(["c0002", "ADVERTISING"]),
+            )),
         ),
         (
             "segment by name",
@@ -479,6 +508,42 @@ fn explain_says_consent_and_what_decided_each_purpose() {
         find("plain").consent.is_empty(),
         "an ungated destination has no decisions"
     );
+    // RudderStack's lists say which of them decided, and by which id.
+    let text = event(
+        &Some(json!({"consentManagement": {"allowedConsentIds": ["Analytics"], "deniedConsentIds": ["C0004"]}})),
+        false,
+    )
+    .to_string();
+    let all = s.explain_with(&text, &Signals::default()).unwrap();
+    let both = all.iter().find(|e| e.destination == "both").unwrap();
+    let decisions: Vec<_> = both
+        .consent
+        .iter()
+        .map(|v| {
+            let (id, region) = (v.id.as_deref(), v.region.as_deref());
+            (v.purpose.as_str(), v.granted, v.by.name(), id, region)
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            (
+                "analytics",
+                true,
+                "allowedConsentIds",
+                Some("Analytics"),
+                None
+            ),
+            (
+                "advertising",
+                false,
+                "deniedConsentIds",
+                Some("C0004"),
+                None
+            ),
+        ]
+    );
+    assert_eq!(both.reason.code(), "consent");
     // GPC and the region's mode say so.
     let gpc = Signals {
         gpc: true,
@@ -494,6 +559,27 @@ fn explain_says_consent_and_what_decided_each_purpose() {
         .map(|v| (v.by.name(), v.region.as_deref()))
         .collect();
     assert_eq!(by, [("opt-out", Some("US-CA")), ("gpc", None)]);
+    // A subdivision without a rule of its own: its country's rule decided,
+    // and explain names the country; a region no rule covers, none.
+    let text = event(&None, false).to_string();
+    for (region, want) in [
+        ("US-TX", [("opt-out", Some("US")), ("opt-out", Some("US"))]),
+        ("DE-BY", [("opt-in", Some("DE")), ("opt-in", Some("DE"))]),
+        ("FR-75", [("opt-in", None), ("opt-in", None)]),
+    ] {
+        let signals = Signals {
+            gpc: false,
+            region: Some(region.into()),
+        };
+        let all = s.explain_with(&text, &signals).unwrap();
+        let both = all.iter().find(|e| e.destination == "both").unwrap();
+        let by: Vec<(&str, Option<&str>)> = both
+            .consent
+            .iter()
+            .map(|v| (v.by.name(), v.region.as_deref()))
+            .collect();
+        assert_eq!(by, want, "{region}");
+    }
     // Routing, calls and names come first: consent never adds a destination.
     assert_eq!(
         all.iter()
@@ -579,4 +665,139 @@ fn a_batchs_shared_context_carries_consent_to_events_without_their_own() {
         .unwrap();
     assert_eq!(ads.events, [vec![0, 2]]);
     assert_eq!(ads.consent, 1);
+}
+
+#[test]
+fn a_rejected_event_is_not_counted_as_kept_back_by_consent() {
+    let policy = policy("opt-in");
+    let s = Sanitizer::new(&policy.to_string(), Some(KEY)).unwrap();
+    // Analytics granted, advertising denied: `ads` and `both` are gated
+    // out of both events. The second is too large for the ungated
+    // destinations' bodies, so it is refused for every destination: it
+    // was never "not sent for want of consent", and its PHI goes nowhere.
+    let stamps = json!({"consent": {"categoryPreferences": {"C0002": true, "C0004": false}}});
+    let small = event(&Some(stamps.clone()), false);
+    let mut large = event(&Some(stamps), false);
+    large["properties"]["note"] = json!(format!("Jane Doe, HIV positive {}", "x".repeat(4000)));
+    let body = json!({"batch": [small, large]}).to_string();
+    let done = s
+        .process_request_with(body.as_bytes(), Call::Batch, 2000, &Signals::default())
+        .unwrap();
+    assert_eq!(done.accepted, 1);
+    assert_eq!(done.rejected.len(), 1);
+    assert_eq!(done.rejected[0].0, 1);
+    for d in &done.deliveries {
+        let gated = matches!(d.destination.as_str(), "ads" | "both");
+        assert_eq!(d.consent, u32::from(gated), "{}", d.destination);
+        assert!(
+            !d.bodies.concat().contains(&"x".repeat(100)),
+            "{}",
+            d.destination
+        );
+    }
+}
+
+#[test]
+fn the_events_map_excludes_first_and_is_not_counted_as_consent() {
+    let policy = policy("opt-in");
+    let s = Sanitizer::new(&policy.to_string(), Some(KEY)).unwrap();
+    // Every purpose denied, and an event the `events` map drops for the
+    // restricted destinations: they exclude it by name, not for consent;
+    // the BAA warehouse (no events map applies) is kept back by consent.
+    let denied = json!({"consent": {"categoryPreferences": {"C0002": false, "C0004": false}}});
+    let mut other = event(&Some(denied), false);
+    other["event"] = json!("Viewed HIV Results");
+    let text = other.to_string();
+    let why = |d: &str| match d {
+        "idents" => "call_type",
+        "vault" => "consent",
+        _ => "event_name",
+    };
+    let all = s.explain_with(&text, &Signals::default()).unwrap();
+    let codes: Vec<(&str, &str)> = all
+        .iter()
+        .map(|e| (e.destination.as_str(), e.reason.code()))
+        .collect();
+    let want: Vec<(&str, &str)> = DESTINATIONS.iter().map(|d| (*d, why(d))).collect();
+    assert_eq!(codes, want);
+    let body = json!({"batch": [other]}).to_string();
+    let done = s
+        .process_request_with(
+            body.as_bytes(),
+            Call::Batch,
+            usize::MAX,
+            &Signals::default(),
+        )
+        .unwrap();
+    assert_eq!(done.accepted, 1);
+    for d in &done.deliveries {
+        let kept = u32::from(why(&d.destination) == "consent");
+        assert_eq!((d.sent, d.consent), (0, kept), "{}", d.destination);
+        assert!(!d.bodies.concat().contains("HIV"), "{}", d.destination);
+    }
+}
+
+#[test]
+fn gpc_denies_every_purpose_its_list_names() {
+    // GPC listing both purposes: a visitor who granted both, in an
+    // opt-out region, reaches only the ungated destination under GPC.
+    let mut policy = policy("opt-out");
+    policy["consent"]["gpc"] = json!(["analytics", "advertising"]);
+    let s = Sanitizer::new(&policy.to_string(), Some(KEY)).unwrap();
+    let stamps = json!({"consent": {"categoryPreferences": {"C0002": true, "C0004": true}}});
+    let granted = event(&Some(stamps), false).to_string();
+    let sent = |signals: &Signals| -> Vec<&str> {
+        DESTINATIONS
+            .into_iter()
+            .filter(|d| {
+                s.sanitize_json_with(&granted, d, signals)
+                    .unwrap()
+                    .is_some()
+            })
+            .collect()
+    };
+    assert_eq!(
+        sent(&Signals::default()),
+        ["plain", "stats", "ads", "both", "vault", "unrouted"]
+    );
+    let gpc = Signals {
+        gpc: true,
+        region: Some("US-CA".into()),
+    };
+    assert_eq!(sent(&gpc), ["plain"]);
+    let all = s.explain_with(&granted, &gpc).unwrap();
+    let both = all.iter().find(|e| e.destination == "both").unwrap();
+    let by: Vec<_> = both
+        .consent
+        .iter()
+        .map(|v| (v.purpose.as_str(), v.granted, v.by.name()))
+        .collect();
+    assert_eq!(
+        by,
+        [("analytics", false, "gpc"), ("advertising", false, "gpc")]
+    );
+}
+
+#[test]
+fn a_prepared_policy_naming_a_purpose_it_does_not_define_is_refused() {
+    // Prepared files are read without the validator (the Worker's build):
+    // a gate or a GPC list naming a purpose the section lacks would never
+    // decide as the policy's author meant, so the file is refused whole.
+    let text = policy("opt-out").to_string();
+    let (valid, report) = phimask::validate_policy(&text);
+    let valid = valid.unwrap_or_else(|| panic!("{:?}", report.errors));
+    let good = phimask::prepared::prepare(&valid);
+    assert!(Sanitizer::from_prepared(&good, Some(KEY)).is_ok());
+    let mut gate = valid.clone();
+    gate.destinations[2].consent = vec!["advertisng".into()];
+    let mut gpc = valid.clone();
+    if let Some(c) = gpc.consent.as_mut() {
+        c.gpc = vec!["advertisng".into()];
+    }
+    assert_ne!(gpc, valid);
+    for bad in [gate, gpc] {
+        let bytes = phimask::prepared::prepare(&bad);
+        assert!(phimask::prepared::load(&bytes).is_none());
+        assert!(Sanitizer::from_prepared(&bytes, Some(KEY)).is_err());
+    }
 }

@@ -50,6 +50,11 @@ const SHAPES = {
   "segment denies advertising": seg({ C0002: true, C0004: false }),
   "segment 'true' string": seg({ C0002: "true" }),
   "segment other case": seg({ c0002: true }),
+  // Ids compare exactly: another case neither grants nor denies.
+  "segment grants, other case denies": seg({ C0002: true, C0004: true, c0002: false, advertising: false }),
+  "rudderstack allows, other case denied": rud(["C0002", "Advertising"], ["c0002", "ADVERTISING"]),
+  // A garbled allowed list makes the whole object absent, its denial too.
+  "denied beside an allowed object": rud({ C0002: true }, ["C0004"]),
   "segment by name": seg({ Analytics: true, Advertising: true }),
   "segment __proto__": JSON.parse('{"consent":{"categoryPreferences":{"__proto__":{"C0002":true},"C0004":true}}}'),
   "rudderstack allows all": rud(["C0002", "C0004"], []),
@@ -139,6 +144,11 @@ test("explain lists each purpose's decision for gated destinations only", () => 
     { purpose: "advertising", granted: false, by: "gpc" },
   ]);
   assert.deepEqual(s.explain(eventWith(undefined)).stats.consent, [{ purpose: "analytics", granted: false, by: "opt-in" }]);
+  // A grant from RudderStack's allowed list names that list and the id.
+  assert.deepEqual(s.explain(eventWith(rud(["Analytics"], [])), {}).stats, {
+    sent: true, reason: "sent, sanitized by its lists", code: "sanitized", dropped: ["properties.diagnosis", "context.consentManagement"], masked: ["userId", "messageId"], transformed: [],
+    consent: [{ purpose: "analytics", granted: true, by: "allowedConsentIds", id: "Analytics" }],
+  });
 });
 
 test("signals that are not { gpc: boolean, region: string } are refused, never ignored", () => {

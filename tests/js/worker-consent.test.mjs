@@ -177,7 +177,8 @@ describe("consent signals at the edge Worker", () => {
     test("Sec-GPC sent twice (joined: 1, 0) is a GPC signal: a denial in doubt", () =>
       gated({ context: GRANTED, headers: { "Sec-GPC": "0, 1" }, signals: { gpc: true } }, ["analytics", "warehouse", "plain", "archive"]));
 
-    for (const value of ["0", "yes", "true", "", "1;", "11", "0, 0"]) {
+    // Only the characters "1": not a number that equals one.
+    for (const value of ["0", "yes", "true", "", "1;", "11", "0, 0", "01", "1.0", "+1", "0x1", "1e0", "0, 01"]) {
       test(`Sec-GPC: ${JSON.stringify(value)} is not a GPC signal`, () =>
         gated({ context: GRANTED, headers: { "Sec-GPC": value }, signals: {} }, DESTINATIONS));
     }
