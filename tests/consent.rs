@@ -10,6 +10,8 @@
 //! a gated-out destination must receive nothing of it, and consent never
 //! changes what a destination that receives the event gets.
 
+mod common;
+
 use phimask::consent::Signals;
 use phimask::{Call, Sanitizer};
 use serde_json::{json, Value};
@@ -369,9 +371,7 @@ fn whole_requests_agree_with_single_events_and_count_what_consent_kept() {
         let events: Vec<Value> = shapes().iter().map(|(_, c)| event(c, false)).collect();
         let body = json!({ "batch": events }).to_string();
         for signals in signals_matrix() {
-            let done = s
-                .process_request_with(body.as_bytes(), Call::Batch, usize::MAX, &signals)
-                .unwrap();
+            let done = common::batch_with(&s, &body, &signals);
             assert_eq!(done.accepted, events.len());
             for d in &done.deliveries {
                 let name = d.destination.as_str();
@@ -549,36 +549,33 @@ fn explain_says_consent_and_what_decided_each_purpose() {
         gpc: true,
         region: Some("US-CA".into()),
     };
-    let all = s
-        .explain_with(&event(&None, false).to_string(), &gpc)
-        .unwrap();
-    let both = all.iter().find(|e| e.destination == "both").unwrap();
-    let by: Vec<(&str, Option<&str>)> = both
-        .consent
-        .iter()
-        .map(|v| (v.by.name(), v.region.as_deref()))
-        .collect();
-    assert_eq!(by, [("opt-out", Some("US-CA")), ("gpc", None)]);
+    // What decided each purpose of `both`, and the region that did.
+    let decided = |signals: &Signals| -> Vec<(&'static str, Option<String>)> {
+        let text = event(&None, false).to_string();
+        let all = s.explain_with(&text, signals).unwrap();
+        let both = all.into_iter().find(|e| e.destination == "both").unwrap();
+        both.consent
+            .into_iter()
+            .map(|v| (v.by.name(), v.region))
+            .collect()
+    };
+    assert_eq!(
+        decided(&gpc),
+        [("opt-out", Some("US-CA".into())), ("gpc", None)]
+    );
     // A subdivision without a rule of its own: its country's rule decided,
     // and explain names the country; a region no rule covers, none.
-    let text = event(&None, false).to_string();
-    for (region, want) in [
-        ("US-TX", [("opt-out", Some("US")), ("opt-out", Some("US"))]),
-        ("DE-BY", [("opt-in", Some("DE")), ("opt-in", Some("DE"))]),
-        ("FR-75", [("opt-in", None), ("opt-in", None)]),
+    for (region, by, decider) in [
+        ("US-TX", "opt-out", Some("US")),
+        ("DE-BY", "opt-in", Some("DE")),
+        ("FR-75", "opt-in", None),
     ] {
         let signals = Signals {
             gpc: false,
             region: Some(region.into()),
         };
-        let all = s.explain_with(&text, &signals).unwrap();
-        let both = all.iter().find(|e| e.destination == "both").unwrap();
-        let by: Vec<(&str, Option<&str>)> = both
-            .consent
-            .iter()
-            .map(|v| (v.by.name(), v.region.as_deref()))
-            .collect();
-        assert_eq!(by, want, "{region}");
+        let want = (by, decider.map(str::to_owned));
+        assert_eq!(decided(&signals), [want.clone(), want], "{region}");
     }
     // Routing, calls and names come first: consent never adds a destination.
     assert_eq!(
@@ -598,14 +595,7 @@ fn a_request_consent_denies_sends_no_phi_to_the_gated_destinations() {
     let denied = json!({"consent": {"categoryPreferences": {"C0002": false, "C0004": false}}});
     let body = json!({"batch": [event(&Some(denied.clone()), false), event(&Some(denied), false)]})
         .to_string();
-    let done = s
-        .process_request_with(
-            body.as_bytes(),
-            Call::Batch,
-            usize::MAX,
-            &Signals::default(),
-        )
-        .unwrap();
+    let done = common::batch_with(&s, &body, &Signals::default());
     for d in &done.deliveries {
         let text = d.bodies.concat();
         match d.destination.as_str() {
@@ -650,19 +640,8 @@ fn a_batchs_shared_context_carries_consent_to_events_without_their_own() {
         "context": {"consent": {"categoryPreferences": {"C0004": true}}}
     })
     .to_string();
-    let done = s
-        .process_request_with(
-            body.as_bytes(),
-            Call::Batch,
-            usize::MAX,
-            &Signals::default(),
-        )
-        .unwrap();
-    let ads = done
-        .deliveries
-        .iter()
-        .find(|d| d.destination == "ads")
-        .unwrap();
+    let done = common::batch_with(&s, &body, &Signals::default());
+    let ads = common::delivery(&done, "ads");
     assert_eq!(ads.events, [vec![0, 2]]);
     assert_eq!(ads.consent, 1);
 }
@@ -721,14 +700,7 @@ fn the_events_map_excludes_first_and_is_not_counted_as_consent() {
     let want: Vec<(&str, &str)> = DESTINATIONS.iter().map(|d| (*d, why(d))).collect();
     assert_eq!(codes, want);
     let body = json!({"batch": [other]}).to_string();
-    let done = s
-        .process_request_with(
-            body.as_bytes(),
-            Call::Batch,
-            usize::MAX,
-            &Signals::default(),
-        )
-        .unwrap();
+    let done = common::batch_with(&s, &body, &Signals::default());
     assert_eq!(done.accepted, 1);
     for d in &done.deliveries {
         let kept = u32::from(why(&d.destination) == "consent");

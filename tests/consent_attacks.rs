@@ -9,6 +9,8 @@
 //! allowlisted property of every event: a gated-out destination must
 //! receive nothing of it, by any path.
 
+mod common;
+
 use phimask::consent::Signals;
 use phimask::{Call, Sanitizer, MAX_DEPTH};
 use serde_json::{json, Value};
@@ -53,10 +55,8 @@ fn event(context: Option<&str>, more: &str) -> String {
 fn receives(s: &Sanitizer, text: &str, d: &str, signals: &Signals) -> (bool, bool) {
     let alone = s.sanitize_json_with(text, d, signals).unwrap().is_some();
     let body = format!(r#"{{"batch":[{text}]}}"#);
-    let done = s
-        .process_request_with(body.as_bytes(), Call::Batch, usize::MAX, signals)
-        .unwrap();
-    let delivery = done.deliveries.iter().find(|x| x.destination == d).unwrap();
+    let done = common::batch_with(s, &body, signals);
+    let delivery = common::delivery(&done, d);
     (alone, delivery.sent > 0)
 }
 
@@ -119,19 +119,8 @@ fn an_escaped_shared_context_still_denies() {
             r#"{{"batch":[{}],"{shared}":{{"consent":{{"categoryPreferences":{{"C0004":false}}}}}}}}"#,
             event(None, "")
         );
-        let done = s
-            .process_request_with(
-                body.as_bytes(),
-                Call::Batch,
-                usize::MAX,
-                &Signals::default(),
-            )
-            .unwrap();
-        let ads = done
-            .deliveries
-            .iter()
-            .find(|d| d.destination == "ads")
-            .unwrap();
+        let done = common::batch_with(&s, &body, &Signals::default());
+        let ads = common::delivery(&done, "ads");
         assert_eq!((ads.sent, ads.consent), (0, 1), "{shared}");
         assert!(ads.bodies.iter().all(|b| !b.contains("Jane Doe")));
     }
@@ -156,16 +145,9 @@ fn a_batch_denial_survives_an_event_context_that_is_not_an_object() {
                 r#"{{"batch":[{}],"context":{{"consent":{{"categoryPreferences":{{"C0004":false,"C0002":true}}}}}}}}"#,
                 event(Some(own), "")
             );
-            let done = s
-                .process_request_with(
-                    body.as_bytes(),
-                    Call::Batch,
-                    usize::MAX,
-                    &Signals::default(),
-                )
-                .unwrap();
+            let done = common::batch_with(&s, &body, &Signals::default());
             assert_eq!(done.accepted, 1, "{mode} {own}");
-            let get = |d: &str| done.deliveries.iter().find(|x| x.destination == d).unwrap();
+            let get = |d: &str| common::delivery(&done, d);
             let ads = get("ads");
             assert_eq!((ads.sent, ads.consent), (0, 1), "{mode} context {own}");
             assert!(ads.bodies.iter().all(|b| !b.contains("Jane Doe")));
@@ -257,11 +239,7 @@ fn routing_that_asks_for_a_gated_destination_does_not_open_it() {
             event(Some(denied), "")
         );
         let done = s.process_request(body.as_bytes(), Call::Batch).unwrap();
-        let ads = done
-            .deliveries
-            .iter()
-            .find(|d| d.destination == "ads")
-            .unwrap();
+        let ads = common::delivery(&done, "ads");
         assert_eq!((ads.sent, ads.consent), (0, 1), "{mode}");
     }
 }
@@ -298,23 +276,13 @@ fn a_500_kb_batch_of_refusals_reaches_no_gated_destination() {
     let s = sanitizer("opt-out");
     for gpc in [false, true] {
         let signals = Signals { gpc, region: None };
-        let done = s
-            .process_request_with(body.as_bytes(), Call::Batch, usize::MAX, &signals)
-            .unwrap();
+        let done = common::batch_with(&s, &body, &signals);
         assert_eq!(done.accepted, events.len());
-        let ads = done
-            .deliveries
-            .iter()
-            .find(|d| d.destination == "ads")
-            .unwrap();
+        let ads = common::delivery(&done, "ads");
         assert_eq!(ads.sent, 0, "gpc {gpc}");
         assert_eq!(ads.consent as usize, events.len(), "gpc {gpc}");
         assert!(ads.bodies.is_empty());
-        let plain = done
-            .deliveries
-            .iter()
-            .find(|d| d.destination == "plain")
-            .unwrap();
+        let plain = common::delivery(&done, "plain");
         assert_eq!(plain.sent as usize, events.len());
         assert!(plain.bodies.iter().any(|b| b.contains(PHI)));
     }

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::delivery;
+
 use phimask::format::{Format, Item};
 use phimask::{Call, Error, Sanitizer};
 use proptest::prelude::*;
@@ -439,16 +441,6 @@ fn formats_parse_their_names() {
     for f in Format::ALL {
         assert_eq!(Format::parse(f.name()), Some(f));
     }
-}
-
-fn delivery<'a>(
-    done: &'a phimask::process::Processed,
-    name: &str,
-) -> &'a phimask::process::Delivery {
-    done.deliveries
-        .iter()
-        .find(|d| d.destination == name)
-        .unwrap()
 }
 
 #[test]

@@ -124,3 +124,24 @@ pub fn insert_path(
     }
     node.insert((*last).into(), value);
 }
+
+/// A batch body processed with these signals, no body limit.
+pub fn batch_with(
+    s: &phimask::Sanitizer,
+    body: &str,
+    signals: &phimask::Signals,
+) -> phimask::process::Processed {
+    s.process_request_with(body.as_bytes(), phimask::Call::Batch, usize::MAX, signals)
+        .expect("a batch request")
+}
+
+/// What one destination is sent of a processed request.
+pub fn delivery<'a>(
+    done: &'a phimask::process::Processed,
+    destination: &str,
+) -> &'a phimask::process::Delivery {
+    done.deliveries
+        .iter()
+        .find(|d| d.destination == destination)
+        .expect("a destination of the policy")
+}
