@@ -148,7 +148,7 @@ describe("an engine trap is answered 500 and the next request gets a fresh insta
     // it scribbles over the instance's memory (as a trap may leave it)
     // and throws the RuntimeError a wasm trap throws.
     trapping = await bundle(policy, undefined, (text) => {
-      const at = /processRequest\(body, call, maxBodyBytes\) \{\n/.exec(text);
+      const at = /processRequest\(body, call, maxBodyBytes, signals\) \{\n/.exec(text);
       const wasm = /passArray8ToWasm0\(body, (\w+)\.__wbindgen_malloc\)/.exec(text.slice(at.index))[1];
       const trap = `if (new TextDecoder().decode(body).includes("phimask-test-trap")) { new Uint8Array(${wasm}.memory.buffer).fill(0xa5, 1 << 20); throw new WebAssembly.RuntimeError("unreachable"); }\n`;
       return text.slice(0, at.index + at[0].length) + trap + text.slice(at.index + at[0].length);
