@@ -42,6 +42,21 @@ import { attempt, forwarded, log } from "./forward.js";
 import { eventsArray, keepEvents } from "./events-array.js";
 import { open, seal } from "./seal.js";
 
+/**
+ * Most request bodies (queue messages, or direct deliveries) one request
+ * may make: a queue takes 5,000 messages a second, and a Worker makes at
+ * most 1,000 subrequests per invocation. Per-user formats make one body
+ * per user (GA4), so a valid batch of thousands of distinct visitors would
+ * fan out past both: it can never be queued whole in time, and each retry
+ * would deliver again what got through. Above this, 413, nothing queued.
+ */
+export const MAX_REQUEST_BODIES = 1_000;
+
+/** The number of bodies a processed request makes, over every destination. */
+export function bodyCount(processed) {
+  return Object.values(processed.bodies).reduce((n, list) => n + list.length, 0);
+}
+
 /** Queues' limit on one message, as serialized ("v8"). */
 export const MESSAGE_BYTES = 128_000;
 /** The largest body a message holds on the first try (worker.js lowers it when indexes need room). */

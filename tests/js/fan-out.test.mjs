@@ -1,0 +1,94 @@
+// A request's fan-out is bounded: a valid batch of thousands of distinct
+// users (GA4 takes one user per body) would become thousands of queue
+// messages — over what Queues takes in a second, and over a Worker's
+// subrequests when delivered directly. Above the bound the request is
+// refused with 413, nothing queued and nothing sent; below it, every
+// event arrives. The bundled Worker in workerd, against the local fakes
+// of the destinations' APIs.
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { FAKE_CREDENTIALS, startFakes } from "../../www/dev/fakes.mjs";
+import { bundle, freePort, startWorker, until } from "./worker-harness.mjs";
+
+const KEY = "fan-out-test-masking-key-0123456789abcdef";
+const WRITE_KEY = "wk_fan_out";
+const MAX_REQUEST_BODIES = 1000;
+
+describe("a request's fan-out is bounded", () => {
+  let fakes;
+  let built;
+  let worker;
+
+  before(async () => {
+    fakes = await startFakes(await freePort(), { quiet: true });
+    const policy = {
+      version: 1, environment: "fan-out-test", hipaa: true,
+      events: { Viewed: "allow", "*": "drop" },
+      destinations: {
+        ga4: { connection: "server-side", format: "ga4", endpoint: `${fakes.url}/ga4/mp/collect` },
+        warehouse: { connection: "server-side", endpoint: `${fakes.url}/warehouse` },
+      },
+    };
+    built = await bundle(policy);
+    worker = await startWorker(built.script, {
+      PHI_MASKING_KEY: KEY,
+      WRITE_KEYS: WRITE_KEY,
+      AUTH_GA4: `${FAKE_CREDENTIALS.ga4.measurement_id}:${FAKE_CREDENTIALS.ga4.api_secret}`,
+    });
+  });
+
+  after(async () => {
+    await worker?.mf.dispose();
+    await fakes?.close();
+    built?.cleanup();
+  });
+
+  const post = async (events) => {
+    const res = await worker.mf.dispatchFetch("http://edge.test/v1/batch", {
+      method: "POST",
+      headers: { Authorization: `Basic ${Buffer.from(`${WRITE_KEY}:`).toString("base64")}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ batch: events }),
+    });
+    return { status: res.status, body: await res.json() };
+  };
+  // Each user a distinct anonymous ID: GA4 gets one body per user.
+  const users = (n, tag) => Array.from({ length: n }, (_, i) => ({ type: "track", event: "Viewed", anonymousId: `${tag}-${i}`, messageId: `${tag}-m-${i}` }));
+  // The warehouse restricts PHI: message IDs arrive masked.
+  const masked = (id) => createHmac("sha256", KEY).update(id).digest("hex");
+  const warehouseIds = () => (fakes.received.warehouse ?? []).map((e) => e.messageId);
+  const arrived = (id) => warehouseIds().includes(masked(id));
+
+  test("thousands of distinct users in one batch: 413, nothing queued, nothing sent", async () => {
+    const flood = users(10_000, "flood");
+    const text = JSON.stringify({ batch: flood });
+    assert.ok(text.length < 500 * 1024, `${text.length} bytes: a valid batch by size`);
+    const before = fakes.requests.length;
+    const res = await post(flood);
+    assert.equal(res.status, 413, JSON.stringify(res.body));
+    assert.equal(res.body.code, "too_many_messages");
+    assert.match(res.body.error, /1000/);
+    assert.ok(!JSON.stringify(res.body).includes("flood-"), "the answer echoes no event");
+    // A sentinel after it: once it has arrived, anything queued before it would have too.
+    assert.equal((await post(users(1, "sentinel-a"))).status, 200);
+    await until(() => arrived("sentinel-a-m-0"), "the sentinel at the warehouse");
+    assert.equal(warehouseIds().length, 1, "nothing of the refused request reached a destination");
+    const ga4 = fakes.requests.slice(before).filter((r) => r.name === "ga4");
+    assert.equal(ga4.length, 1, "GA4: only the sentinel's body");
+  });
+
+  test("just below the bound every event arrives, one GA4 body per user", async () => {
+    // GA4 bodies plus the warehouse's one: the bound counts every body.
+    const below = users(MAX_REQUEST_BODIES - 1, "below");
+    const before = fakes.requests.filter((r) => r.name === "ga4").length;
+    const res = await post(below);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    await until(() => below.every((e) => arrived(e.messageId)), "every event at the warehouse", 60_000);
+    await until(() => fakes.requests.filter((r) => r.name === "ga4").length - before === below.length, "a GA4 body per user", 60_000);
+    assert.deepEqual(fakes.problems, {}, "every GA4 body follows its API's rules");
+    // One more user tips it over.
+    const over = await post(users(MAX_REQUEST_BODIES, "over"));
+    assert.equal(over.status, 413, JSON.stringify(over.body));
+    assert.equal(over.body.code, "too_many_messages");
+  });
+});
