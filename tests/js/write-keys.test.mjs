@@ -11,12 +11,15 @@
 //   the engine runs: a refused request never reaches processRequest (the
 //   bundled engine logs each call it gets, with the request's case
 //   marker) and nothing of it reaches the destination;
-// - no answer or log echoes a key or an origin list; refusals carry CORS.
+// - no answer or log echoes a key or an origin list; refusals carry CORS,
+//   and pages in Chromium read them.
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
+import { createServer } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
 import { parseWriteKeys } from "../../www/worker/keys.js";
+import { launchChromium } from "./chromium.mjs";
 import { bundle, startDestination, startWorker, startWranglerDev, until } from "./worker-harness.mjs";
 
 const KEY = "write-keys-test-masking-key-0123456789abcd";
@@ -419,5 +422,67 @@ describe("under wrangler dev", () => {
     for (const u of ["u-dev-other", "u-dev-lookalike", "u-dev-server-browser"]) assert.equal(got(u).length, 0, u);
     const output = dev.output();
     for (const s of [WEB, SERVER, "https://www.clinic.example|"]) assert.ok(!output.includes(s), `wrangler dev's output holds ${s}`);
+  });
+});
+
+describe("from pages in Chromium", () => {
+  let worker;
+  let browser;
+  const sites = [];
+  const pages = {};
+
+  before(async () => {
+    // Two sites on two origins (ports) of 127.0.0.1; the key is bound to the first.
+    for (let i = 0; i < 2; i++) {
+      const site = createServer((req, res) => res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>a clinic's site</title>"));
+      await new Promise((resolve) => site.listen(0, "127.0.0.1", resolve));
+      sites.push(site);
+    }
+    const [clinic, other] = sites.map((site) => `http://127.0.0.1:${site.address().port}`);
+    worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: `${WEB}@${clinic}`, SERVER_WRITE_KEYS: SERVER });
+    browser = await launchChromium();
+    for (const [name, origin] of [["clinic", clinic], ["other", other]]) {
+      pages[name] = await browser.newPage();
+      await pages[name].goto(`${origin}/`);
+    }
+  });
+  after(async () => {
+    await browser?.close();
+    for (const site of sites) site.close();
+    await worker?.mf.dispose();
+  });
+
+  /** fetch() from a page: { status, body } or { error } when the browser blocks it. */
+  const from = (name, init) => pages[name].evaluate(async ({ url, init }) => {
+    try {
+      const res = await fetch(url, init);
+      return { status: res.status, body: await res.json() };
+    } catch (e) {
+      return { error: String(e) };
+    }
+  }, { url: new URL("/v1/track", worker.url).href, init });
+  // analytics.js: text/plain, the key in the body, no preflight.
+  const ajs = (userId) => ({ method: "POST", headers: { "Content-Type": "text/plain" }, body: JSON.stringify({ ...track(userId), writeKey: WEB }), keepalive: true });
+  // RudderStack's SDK: Basic auth and JSON, preflighted.
+  const basicAuth = (userId, key = WEB) => ({ method: "POST", headers: { Authorization: basic(key), "Content-Type": "application/json" }, body: JSON.stringify(track(userId)) });
+
+  test("a bound key: accepted from its origin, 403 origin_not_allowed (readable) from another; a server key 403 from either", async () => {
+    assert.deepEqual(await from("clinic", ajs("u-page-ajs")), { status: 200, body: { success: true } });
+    assert.deepEqual(await from("clinic", basicAuth("u-page-basic")), { status: 200, body: { success: true } });
+    for (const [name, init, code] of [
+      ["other", ajs("u-other-ajs"), "origin_not_allowed"],
+      ["other", basicAuth("u-other-basic"), "origin_not_allowed"],
+      ["clinic", basicAuth("u-page-server", SERVER), "server_key_from_browser"],
+      ["other", basicAuth("u-other-server", SERVER), "server_key_from_browser"],
+    ]) {
+      const res = await from(name, init);
+      assert.equal(res.status, 403, `${name}: ${JSON.stringify(res)}`);
+      assert.equal(res.body.code, code);
+    }
+    await until(() => got("u-page-ajs").length === 1 && got("u-page-basic").length === 1, "the clinic's events");
+    // Sent after the refusals, and arrived: nothing of them would come later.
+    assert.equal((await from("clinic", ajs("u-page-last"))).status, 200);
+    await until(() => got("u-page-last").length === 1, "the last event");
+    for (const u of ["u-other-ajs", "u-other-basic", "u-page-server", "u-other-server"]) assert.equal(got(u).length, 0, u);
   });
 });
