@@ -1,42 +1,40 @@
 // Reads one tracking request: the write key first (the Authorization
-// header, else the body's, found without sanitizing anything), size
-// limits, and (one engine call) the request bodies of every destination.
-// An event that cannot be sanitized for every destination goes to none of
-// them.
+// header's, with its origin binding, before the body is read; else the
+// body's, found without sanitizing anything), size limits, and (one engine
+// call) the request bodies of every destination. An event that cannot be
+// sanitized for every destination goes to none of them. Which keys exist
+// and where each may be used: keys.js.
 import { isTrap, limits, requestWriteKey, restartEngine } from "./engine.js";
 import { discardBody, readBody } from "./body.js";
+import { headerWriteKey, keyRefusal, writeKeyConfig } from "./keys.js";
 import { fail } from "./respond.js";
 import { signalsOf } from "./signals.js";
 
+// worker.js (/health) and dead-letters.js (the operator key) read these here.
+export { known, writeKeys } from "./keys.js";
+
 /** The engine's limits: the one source of the 32 KB and 500 KB. */
 const { maxEventBytes: MAX_EVENT_BYTES, maxBatchBytes: MAX_BATCH_BYTES } = limits();
-
-/** The write keys of the WRITE_KEYS secret (comma-separated; blanks ignored). */
-export function writeKeys(env) {
-  return String(env.WRITE_KEYS ?? "")
-    .split(",")
-    .map((k) => k.trim())
-    .filter(Boolean);
-}
 
 /**
  * @returns {Promise<{response: Response} | {processed: import("../../pkg-worker/phimask.js").Processed}>}
  */
 export async function ingest(request, env, call, sanitizer, maxBodyBytes) {
-  const keys = writeKeys(env);
-  if (keys.length === 0) {
-    return { response: fail(503, "no_write_keys", "not configured: set the WRITE_KEYS secret (comma-separated write keys)") };
-  }
-  // A header that is there is used or refused, never passed over for the body's key.
-  const authorization = request.headers.get("Authorization");
-  const headerKey = authorization === null ? undefined : basicAuthUser(authorization);
-  if (authorization !== null && headerKey === undefined) {
+  const keys = writeKeyConfig(env);
+  if (keys.problem) return { response: fail(503, keys.problem.code, keys.problem.message) };
+  // A header that is there is used or refused, never passed over for the
+  // body's key; its key and origin are checked before the body is read.
+  const header = headerWriteKey(request);
+  if (header.malformed) {
     await discardBody(request);
     return { response: fail(401, "invalid_authorization", 'malformed Authorization header: send the write key as HTTP Basic auth (user name, base64 of "KEY:"), or no Authorization header and writeKey in the body') };
   }
-  if (headerKey !== undefined && !(await known(headerKey, keys))) {
-    await discardBody(request);
-    return { response: fail(401, "invalid_write_key", "unknown write key") };
+  if (header.key !== undefined) {
+    const refusal = await keyRefusal(header.key, "header", request, keys);
+    if (refusal) {
+      await discardBody(request);
+      return { response: fail(refusal.status, refusal.code, refusal.error) };
+    }
   }
 
   const batch = call === "batch";
@@ -56,7 +54,7 @@ export async function ingest(request, env, call, sanitizer, maxBodyBytes) {
 
   // The body's key, before the engine sanitizes or builds anything: a
   // request without a valid key costs one read of its body.
-  if (headerKey === undefined) {
+  if (header.absent) {
     let bodyKey;
     try {
       bodyKey = requestWriteKey(body.bytes, call);
@@ -66,7 +64,8 @@ export async function ingest(request, env, call, sanitizer, maxBodyBytes) {
     if (bodyKey === undefined) {
       return { response: fail(401, "missing_write_key", "missing write key: send it as the HTTP Basic user name or as writeKey in the body") };
     }
-    if (!(await known(bodyKey, keys))) return { response: fail(401, "invalid_write_key", "unknown write key") };
+    const refusal = await keyRefusal(bodyKey, "body", request, keys);
+    if (refusal) return { response: fail(refusal.status, refusal.code, refusal.error) };
   }
 
   // One engine call: the bytes as read (no string made here), every
@@ -116,36 +115,4 @@ function refused(e, call) {
   }
   console.error(JSON.stringify({ phimask: restarted ? "engine trapped: a fresh instance was made" : "engine trapped: no fresh instance could be made", call, error: kind }));
   return fail(500, "engine_error", "the engine failed on this request: send it again");
-}
-
-/**
- * The user name of an HTTP Basic Authorization header (Segment's write
- * key), or undefined when the header is not one: another scheme, not
- * base64, not UTF-8, or an empty user name.
- */
-function basicAuthUser(header) {
-  const m = /^Basic\s+([A-Za-z0-9+/]+={0,2})\s*$/i.exec(header);
-  if (!m) return undefined;
-  try {
-    const decoded = new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(atob(m[1]), (c) => c.charCodeAt(0)));
-    const user = decoded.split(":")[0];
-    return user === "" ? undefined : user;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether `key` is one of `keys`, compared in constant time. */
-export async function known(key, keys) {
-  const enc = new TextEncoder();
-  const digest = async (s) => new Uint8Array(await crypto.subtle.digest("SHA-256", enc.encode(s)));
-  const k = await digest(key);
-  let found = false;
-  for (const candidate of keys) {
-    const c = await digest(candidate);
-    let diff = 0;
-    for (let i = 0; i < k.length; i++) diff |= k[i] ^ c[i];
-    found = found || diff === 0;
-  }
-  return found;
 }
