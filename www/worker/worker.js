@@ -10,8 +10,9 @@
 import { callTypes, engineGeneration, restartEngine, Sanitizer, warmUp } from "./engine.js";
 import { file, operate, OPERATOR_PATHS } from "./dead-letters.js";
 import { authSecret, deliver, log } from "./forward.js";
-import { ingest, writeKeys } from "./ingest.js";
-import { consume, enqueueRequest, FLOOR_BODY_BYTES, message, nextBodyLimit, QUEUE_BODY_BYTES } from "./queue.js";
+import { ingest } from "./ingest.js";
+import { writeKeyProblem } from "./keys.js";
+import { bodyCount, consume, enqueueRequest, FLOOR_BODY_BYTES, MAX_REQUEST_BODIES, message, nextBodyLimit, QUEUE_BODY_BYTES } from "./queue.js";
 import { cors, fail, reply } from "./respond.js";
 import { sealKey } from "./seal.js";
 
@@ -40,6 +41,13 @@ async function plan(processed, targets, compiled) {
 async function fitted(result, targets, compiled) {
   let { processed } = result;
   for (let limit = QUEUE_BODY_BYTES, round = 0; ; round += 1) {
+    // Counted before anything is sealed or planned: a request over the
+    // bound costs nothing more.
+    const bodies = bodyCount(processed);
+    if (bodies > MAX_REQUEST_BODIES) {
+      log("error", { phimask: "not queued: too many bodies for one request", bodies });
+      return { response: fail(413, "too_many_messages", `the batch fans out into ${bodies} request bodies, more than ${MAX_REQUEST_BODIES}: send fewer distinct users per batch`) };
+    }
     const planned = await plan(processed, targets, compiled);
     const next = nextBodyLimit(planned.messages, limit);
     if (next === null) return { processed, planned };
@@ -93,7 +101,8 @@ function problems(env, compiled) {
   if (compiled.error) list.push({ code: compiled.error.code ?? "not_configured", message: compiled.error.message });
   if (!env.DELIVERY) list.push({ code: "no_delivery_queue", message: "not configured: no DELIVERY queue binding (queues.producers in wrangler.toml)" });
   if (!env.DELIVERY_STATE) list.push({ code: "no_delivery_state", message: "not configured: no DELIVERY_STATE D1 binding (d1_databases in wrangler.toml)" });
-  if (writeKeys(env).length === 0) list.push({ code: "no_write_keys", message: "not configured: set the WRITE_KEYS secret (comma-separated write keys)" });
+  const keys = writeKeyProblem(env);
+  if (keys) list.push(keys);
   return list;
 }
 
