@@ -11,6 +11,7 @@ import { callTypes, engineGeneration, restartEngine, Sanitizer, warmUp } from ".
 import { file, operate, OPERATOR_PATHS } from "./dead-letters.js";
 import { authSecret, deliver, log } from "./forward.js";
 import { ingest, writeKeys } from "./ingest.js";
+import { rateLimit, rateLimitProblem } from "./ratelimit.js";
 import { consume, enqueueRequest, FLOOR_BODY_BYTES, message, nextBodyLimit, QUEUE_BODY_BYTES } from "./queue.js";
 import { cors, fail, reply } from "./respond.js";
 import { sealKey } from "./seal.js";
@@ -90,6 +91,8 @@ function credentialSecrets(destinations) {
  */
 function problems(env, compiled) {
   const list = [];
+  const limits = rateLimitProblem(env);
+  if (limits) list.push(limits);
   if (compiled.error) list.push({ code: compiled.error.code ?? "not_configured", message: compiled.error.message });
   if (!env.DELIVERY) list.push({ code: "no_delivery_queue", message: "not configured: no DELIVERY queue binding (queues.producers in wrangler.toml)" });
   if (!env.DELIVERY_STATE) list.push({ code: "no_delivery_state", message: "not configured: no DELIVERY_STATE D1 binding (d1_databases in wrangler.toml)" });
@@ -114,6 +117,7 @@ function health(policy, hash, env, compiled) {
     secrets: Object.fromEntries(["PHI_MASKING_KEY", "WRITE_KEYS", "QUEUE_ENCRYPTION_KEY", "QUEUE_ENCRYPTION_KEY_PREVIOUS", "OPERATOR_KEY"].map((k) => [k, set(k)])),
     queues: { DELIVERY: !!env.DELIVERY, DEAD_LETTER: !!env.DEAD_LETTER },
     databases: { DELIVERY_STATE: !!env.DELIVERY_STATE },
+    ratelimits: { RATE_LIMIT_KEY: !!env.RATE_LIMIT_KEY, RATE_LIMIT_CLIENT: !!env.RATE_LIMIT_CLIENT },
     // delivery "direct": under a BAA without QUEUE_ENCRYPTION_KEY, sent at once, never queued.
     destinations: [...(compiled.targets?.values() ?? [])].map((t) => ({ name: t.destination, format: t.format, credential: t.secret ? set(t.secret) : false, delivery: queued(t, compiled) ? "queue" : "direct" })),
   };
@@ -240,6 +244,9 @@ export function createWorker(policy) {
       if (request.method !== "POST") {
         return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use POST" }, { Allow: "POST, OPTIONS" });
       }
+      // From the headers alone: a refused request's body is never read.
+      const limited = await rateLimit(request, env);
+      if (limited) return limited;
 
       const compiled = sanitizerFor(env);
       const { sanitizer, targets } = compiled;
