@@ -117,7 +117,6 @@ function health(policy, hash, env, compiled) {
     secrets: Object.fromEntries(["PHI_MASKING_KEY", "WRITE_KEYS", "QUEUE_ENCRYPTION_KEY", "QUEUE_ENCRYPTION_KEY_PREVIOUS", "OPERATOR_KEY"].map((k) => [k, set(k)])),
     queues: { DELIVERY: !!env.DELIVERY, DEAD_LETTER: !!env.DEAD_LETTER },
     databases: { DELIVERY_STATE: !!env.DELIVERY_STATE },
-    ratelimits: { RATE_LIMIT_KEY: !!env.RATE_LIMIT_KEY, RATE_LIMIT_CLIENT: !!env.RATE_LIMIT_CLIENT },
     // delivery "direct": under a BAA without QUEUE_ENCRYPTION_KEY, sent at once, never queued.
     destinations: [...(compiled.targets?.values() ?? [])].map((t) => ({ name: t.destination, format: t.format, credential: t.secret ? set(t.secret) : false, delivery: queued(t, compiled) ? "queue" : "direct" })),
   };
