@@ -73,7 +73,8 @@ describe("rate limits under Miniflare", () => {
   before(async () => {
     dest = await startDestination();
     built = await bundle(policyFor(dest.url));
-    worker = await startWorker(built.script, { PHI_MASKING_KEY: MASKING_KEY, WRITE_KEYS: KEYS.join(",") }, { ratelimits: LIMITS });
+    // A key bound to https://clinic.example gives that Origin a bucket of its own.
+    worker = await startWorker(built.script, { PHI_MASKING_KEY: MASKING_KEY, WRITE_KEYS: [...KEYS, "wk_rl_site@https://clinic.example"].join(",") }, { ratelimits: LIMITS });
   });
 
   after(async () => {
@@ -189,8 +190,8 @@ describe("rate limits under Miniflare", () => {
     // The real key from that client is not affected by the fake keys.
     assert.equal((await send({ key: KEYS[7], ip: "203.0.113.31" })).status, 200);
 
-    // Keys in the body (no Authorization header): bucketed by Origin, so
-    // fake body keys from one client hit the limit too.
+    // Keys in the body (no Authorization header): bucketed by Origin (one
+    // a key is bound to), so fake body keys from one client hit the limit too.
     const origin = "https://clinic.example";
     const body = [];
     for (let i = 0; i < 5; i++) body.push((await send({ bodyKey: `wk_body_fake_${i}`, ip: "203.0.113.33", headers: { Origin: origin } })).status);
@@ -200,6 +201,11 @@ describe("rate limits under Miniflare", () => {
     assert.equal(real.headers.get("access-control-allow-origin"), "*");
     assert.equal((await send({ bodyKey: KEYS[8], ip: "203.0.113.34", headers: { Origin: origin } })).status, 200, "another client of that Origin");
     assert.equal((await send({ bodyKey: KEYS[8], ip: "203.0.113.33" })).status, 200, "no Origin: the bucket \"none\"");
+    // A client claiming a new Origin each time gets no fresh bucket:
+    // origins no key is bound to share one.
+    const rotating = [];
+    for (let i = 0; i < 5; i++) rotating.push((await send({ bodyKey: KEYS[9], ip: "203.0.113.35", headers: { Origin: `https://site-${i}.example` } })).status);
+    assert.deepEqual(rotating, [200, 200, 200, 429, 429]);
   });
 
   test("/health is 200 with both limiters bound", async () => {

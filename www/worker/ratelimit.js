@@ -4,7 +4,9 @@
 // RATE_LIMIT_KEY per bucket, where the bucket is the request's write key
 // when it comes as HTTP Basic auth and is a configured key; else, with no
 // Authorization header (a browser sending its key in the body), the
-// request's Origin ("none" without one); else (an unknown, malformed or
+// request's Origin when a key is bound to it, one bucket for every other
+// Origin (a client can claim any: rotating them must not give it fresh
+// buckets) and "none" without one; else (an unknown, malformed or
 // oversized Authorization header) one bucket for unknown keys, so fake
 // keys never get fresh buckets of their own. The client IP is
 // CF-Connecting-IP, which Cloudflare sets; X-Forwarded-For and the like
@@ -39,19 +41,21 @@ async function sha256(text) {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-// The SHA-256 of each configured key, per isolate, made again when the
-// secrets change. Each entry counts as written and up to its first "@"
-// (a browser key bound to origins: key@origin|origin).
-let known = { source: null, digests: new Set() };
+// The SHA-256 of each configured key, and the origins keys are bound to,
+// per isolate, made again when the secrets change. Each entry counts as
+// written and up to its first "@" (a browser key bound to origins:
+// key@origin|origin).
+let known = { source: null, digests: new Set(), origins: new Set() };
 
-async function knownDigests(env) {
+async function configured(env) {
   const source = `${env.WRITE_KEYS ?? ""}\n${env.SERVER_WRITE_KEYS ?? ""}`;
   if (known.source !== source) {
     const entries = source.split(/[,\n]/).map((k) => k.trim()).filter(Boolean);
     const keys = new Set(entries.flatMap((k) => [k, k.split("@")[0]]).filter(Boolean));
-    known = { source, digests: new Set(await Promise.all([...keys].map(sha256))) };
+    const origins = new Set(entries.filter((k) => k.includes("@")).flatMap((k) => k.slice(k.indexOf("@") + 1).split("|")).map((o) => o.trim().toLowerCase()).filter(Boolean));
+    known = { source, digests: new Set(await Promise.all([...keys].map(sha256))), origins };
   }
-  return known.digests;
+  return known;
 }
 
 /** The user name of an HTTP Basic Authorization header, or undefined. */
@@ -79,12 +83,13 @@ async function bucketOf(request, env) {
     const user = basicUser(authorization);
     if (user !== undefined) {
       const digest = await sha256(user);
-      if ((await knownDigests(env)).has(digest)) return { kind: "key", id: `key\n${digest}`, log: { key_sha256: digest.slice(0, 8) } };
+      if ((await configured(env)).digests.has(digest)) return { kind: "key", id: `key\n${digest}`, log: { key_sha256: digest.slice(0, 8) } };
     }
     return { kind: "unknown key", id: "unknown", log: {} };
   }
-  const origin = request.headers.get("Origin") ?? "none";
-  return { kind: "origin", id: `origin\n${origin}`, log: { origin: origin.slice(0, 100) } };
+  const header = request.headers.get("Origin");
+  const origin = header === null ? "none" : (await configured(env)).origins.has(header.toLowerCase()) ? header.toLowerCase() : "other";
+  return { kind: "origin", id: `origin\n${origin}`, log: { origin } };
 }
 
 /**
