@@ -67,8 +67,9 @@ function shippedQueues(ratelimits) {
 }
 
 /**
- * The rate limits the Miniflare Worker gets unless a test sets its own:
- * higher than any test but the rate limit tests reaches.
+ * The rate limits a Worker gets here (Miniflare or wrangler dev) unless
+ * a test sets its own: higher than anything but the rate limit tests and
+ * a flood reaches.
  */
 export const ROOMY_RATELIMITS = { RATE_LIMIT_CLIENT: { limit: 1_000_000, period: 60 }, RATE_LIMIT_KEY: { limit: 1_000_000, period: 60 } };
 
@@ -315,9 +316,10 @@ export async function freePort() {
  * The Worker with `policy` under `wrangler dev` (what `make run` runs), in
  * a directory of its own with `vars` as its .dev.vars. Resolves to
  * { url, output(), stop() }. `ratelimits` ({ NAME: { limit, period } })
- * in place of wrangler.toml's rate limits.
+ * in place of wrangler.toml's rate limits: ROOMY_RATELIMITS unless set,
+ * so a test or a load run about something else is never refused 429.
  */
-export async function startWranglerDev(policy, vars, { ratelimits } = {}) {
+export async function startWranglerDev(policy, vars, { ratelimits = ROOMY_RATELIMITS } = {}) {
   const dir = workerDir(policy, "phimask-dev-test", undefined, ratelimits);
   writeFileSync(join(dir, ".dev.vars"), Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n"));
   return wranglerDevIn(dir, () => rmSync(dir, { recursive: true, force: true }));
