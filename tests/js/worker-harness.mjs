@@ -37,22 +37,41 @@ export async function runWrangler(args, cwd) {
  * A directory with a Worker entry bound to `policy` (prepared as the build
  * command prepares it) and its wrangler.toml.
  */
-function workerDir(policy, name, alter = (text) => text) {
+function workerDir(policy, name, alter = (text) => text, ratelimits) {
   const dir = mkdtempSync(join(tmpdir(), `${name}-`));
   writeFileSync(join(dir, "policy.js"), alter(preparedModule(JSON.stringify(policy), "a test policy")));
   writeFileSync(
     join(dir, "entry.js"),
     `import policy from "./policy.js";\nimport { createWorker } from ${JSON.stringify(join(root, "www/worker/worker.js"))};\nexport default createWorker(policy);\n`,
   );
-  writeFileSync(join(dir, "wrangler.toml"), `name = "${name}"\nmain = "entry.js"\ncompatibility_date = "2026-04-26"\nsend_metrics = false\n\n${shippedQueues()}`);
+  writeFileSync(join(dir, "wrangler.toml"), `name = "${name}"\nmain = "entry.js"\ncompatibility_date = "2026-04-26"\nsend_metrics = false\n\n${shippedQueues(ratelimits)}`);
   return dir;
 }
 
-/** The top-level queues, D1 database and vars of the shipped wrangler.toml. */
-function shippedQueues() {
+/**
+ * The top-level queues, D1 database, rate limits and vars of the shipped
+ * wrangler.toml; `ratelimits` ({ NAME: { limit, period } }) in place of
+ * its rate limits, with RATE_LIMIT_PERIOD set to their period.
+ */
+function shippedQueues(ratelimits) {
   const toml = readFileSync(join(root, "wrangler.toml"), "utf8");
-  return toml.slice(toml.indexOf("[[queues.producers]]"), toml.indexOf("[dev]"));
+  let text = toml.slice(toml.indexOf("[[queues.producers]]"), toml.indexOf("[dev]"));
+  if (ratelimits) {
+    const tables = Object.entries(ratelimits).map(([name, { limit, period }], i) =>
+      `[[ratelimits]]\nname = "${name}"\nnamespace_id = "${9001 + i}"\n[ratelimits.simple]\nlimit = ${limit}\nperiod = ${period}\n\n`).join("");
+    text = text.replace(/\[\[ratelimits\]\][\s\S]*?(?=\[vars\])/, tables);
+    const [first] = Object.values(ratelimits);
+    if (first) text = text.replace(/^RATE_LIMIT_PERIOD = .*$/m, `RATE_LIMIT_PERIOD = "${first.period}"`);
+  }
+  return text;
 }
+
+/**
+ * The rate limits a Worker gets here (Miniflare or wrangler dev) unless
+ * a test sets its own: higher than anything but the rate limit tests and
+ * a flood reaches.
+ */
+export const ROOMY_RATELIMITS = { RATE_LIMIT_CLIENT: { limit: 1_000_000, period: 60 }, RATE_LIMIT_KEY: { limit: 1_000_000, period: 60 } };
 
 /**
  * Bundles the Worker with `policy` the way `wrangler deploy` does;
@@ -127,8 +146,11 @@ export default { fetch() { return Response.json(calls); } };`;
  * a request's messages)
  * (`calls()` resolves to the message count of each call it saw).
  * `without: ["DELIVERY_STATE", …]` to leave those bindings out.
+ * `ratelimits: { RATE_LIMIT_KEY: { limit, period }, … }` for the rate
+ * limit bindings (ROOMY_RATELIMITS unless set; RATE_LIMIT_PERIOD is set to
+ * their period).
  */
-export async function startWorker(script, bindings, { maxRetries = 3, spy = false, queues = true, refusingQueue = false, without = [] } = {}) {
+export async function startWorker(script, bindings, { maxRetries = 3, spy = false, queues = true, refusingQueue = false, without = [], ratelimits = ROOMY_RATELIMITS } = {}) {
   const logs = [];
   const collect = (stream) => {
     stream.setEncoding("utf8");
@@ -143,7 +165,8 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
     modulesRoot: dirname(script),
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
     compatibilityDate: "2026-04-26",
-    bindings: { DELIVERY_MAX_RETRIES: String(maxRetries), ...bindings },
+    bindings: { DELIVERY_MAX_RETRIES: String(maxRetries), RATE_LIMIT_PERIOD: String(Object.values(ratelimits)[0]?.period ?? 60), ...bindings },
+    ratelimits: Object.fromEntries(Object.entries(ratelimits).map(([name, simple]) => [name, { simple }])),
     ...(queues && {
       queueProducers: { DEAD_LETTER: DEAD_LETTER_QUEUE, ...(!refusingQueue && { DELIVERY: DELIVERY_QUEUE }) },
       queueConsumers: {
@@ -156,7 +179,7 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
   }];
   for (const name of without) {
     const [w] = workers;
-    for (const group of ["bindings", "queueProducers", "kvNamespaces", "d1Databases"]) {
+    for (const group of ["bindings", "queueProducers", "kvNamespaces", "d1Databases", "ratelimits"]) {
       if (Array.isArray(w[group])) w[group] = w[group].filter((n) => n !== name);
       else if (w[group]) delete w[group][name];
     }
@@ -292,10 +315,12 @@ export async function freePort() {
 /**
  * The Worker with `policy` under `wrangler dev` (what `make run` runs), in
  * a directory of its own with `vars` as its .dev.vars. Resolves to
- * { url, output(), stop() }.
+ * { url, output(), stop() }. `ratelimits` ({ NAME: { limit, period } })
+ * in place of wrangler.toml's rate limits: ROOMY_RATELIMITS unless set,
+ * so a test or a load run about something else is never refused 429.
  */
-export async function startWranglerDev(policy, vars) {
-  const dir = workerDir(policy, "phimask-dev-test");
+export async function startWranglerDev(policy, vars, { ratelimits = ROOMY_RATELIMITS } = {}) {
+  const dir = workerDir(policy, "phimask-dev-test", undefined, ratelimits);
   writeFileSync(join(dir, ".dev.vars"), Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n"));
   return wranglerDevIn(dir, () => rmSync(dir, { recursive: true, force: true }));
 }

@@ -12,6 +12,7 @@ import { file, operate, OPERATOR_PATHS } from "./dead-letters.js";
 import { authSecret, deliver, log } from "./forward.js";
 import { ingest } from "./ingest.js";
 import { writeKeyProblem } from "./keys.js";
+import { rateLimit, rateLimitProblem } from "./ratelimit.js";
 import { bodyCount, consume, enqueueRequest, FLOOR_BODY_BYTES, MAX_REQUEST_BODIES, message, nextBodyLimit, QUEUE_BODY_BYTES } from "./queue.js";
 import { cors, fail, reply } from "./respond.js";
 import { sealKey } from "./seal.js";
@@ -98,6 +99,8 @@ function credentialSecrets(destinations) {
  */
 function problems(env, compiled) {
   const list = [];
+  const limits = rateLimitProblem(env);
+  if (limits) list.push(limits);
   if (compiled.error) list.push({ code: compiled.error.code ?? "not_configured", message: compiled.error.message });
   if (!env.DELIVERY) list.push({ code: "no_delivery_queue", message: "not configured: no DELIVERY queue binding (queues.producers in wrangler.toml)" });
   if (!env.DELIVERY_STATE) list.push({ code: "no_delivery_state", message: "not configured: no DELIVERY_STATE D1 binding (d1_databases in wrangler.toml)" });
@@ -249,6 +252,9 @@ export function createWorker(policy) {
       if (request.method !== "POST") {
         return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use POST" }, { Allow: "POST, OPTIONS" });
       }
+      // From the headers alone: a refused request's body is never read.
+      const limited = await rateLimit(request, env);
+      if (limited) return limited;
 
       const compiled = sanitizerFor(env);
       const { sanitizer, targets } = compiled;
