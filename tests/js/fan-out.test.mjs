@@ -3,13 +3,14 @@
 // messages — over what Queues takes in a second, and over a Worker's
 // subrequests when delivered directly. Above the bound the request is
 // refused with 413, nothing queued and nothing sent; below it, every
-// event arrives. The bundled Worker in workerd, against the local fakes
-// of the destinations' APIs.
+// event arrives. The bundled Worker in workerd, and under `wrangler dev`
+// (whose local queue broker such a request once brought down), against
+// the local fakes of the destinations' APIs.
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { FAKE_CREDENTIALS, startFakes } from "../../www/dev/fakes.mjs";
-import { bundle, freePort, startWorker, until } from "./worker-harness.mjs";
+import { bundle, freePort, startWorker, startWranglerDev, until } from "./worker-harness.mjs";
 
 const KEY = "fan-out-test-masking-key-0123456789abcdef";
 const WRITE_KEY = "wk_fan_out";
@@ -92,5 +93,47 @@ describe("a request's fan-out is bounded", () => {
     const over = await post(users(MAX_REQUEST_BODIES, "over"));
     assert.equal(over.status, 413, JSON.stringify(over.body));
     assert.equal(over.body.code, "too_many_messages");
+  });
+});
+
+describe("under wrangler dev, a request over the bound leaves the local queue working", () => {
+  let fakes;
+  let dev;
+
+  before(async () => {
+    fakes = await startFakes(await freePort(), { quiet: true });
+    const policy = {
+      version: 1, environment: "fan-out-dev", hipaa: true,
+      events: { "*": "allow" },
+      destinations: { ga4: { connection: "server-side", format: "ga4", endpoint: `${fakes.url}/ga4/mp/collect` } },
+    };
+    dev = await startWranglerDev(policy, {
+      PHI_MASKING_KEY: KEY,
+      WRITE_KEYS: WRITE_KEY,
+      AUTH_GA4: `${FAKE_CREDENTIALS.ga4.measurement_id}:${FAKE_CREDENTIALS.ga4.api_secret}`,
+    });
+  });
+
+  after(async () => {
+    await dev?.stop();
+    await fakes?.close();
+  });
+
+  test("10,000 distinct users: 413 at once; /health and the next request are fine", async () => {
+    const post = (batch) =>
+      fetch(`${dev.url}/v1/batch`, {
+        method: "POST",
+        headers: { Authorization: `Basic ${Buffer.from(`${WRITE_KEY}:`).toString("base64")}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ batch }),
+      });
+    const flood = Array.from({ length: 10_000 }, (_, i) => ({ type: "page", anonymousId: `f${i}` }));
+    const refused = await post(flood);
+    assert.equal(refused.status, 413);
+    assert.equal((await refused.json()).code, "too_many_messages");
+    assert.equal((await fetch(`${dev.url}/health`)).status, 200);
+    const ok = await post([{ type: "page", anonymousId: "after-flood" }]);
+    assert.equal(ok.status, 200, await ok.text());
+    await until(() => fakes.requests.some((r) => r.name === "ga4"), "the next request's GA4 body", 30_000);
+    assert.equal(fakes.requests.filter((r) => r.name === "ga4").length, 1, "only the next request's body: nothing of the refused one");
   });
 });
