@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { Sanitizer } from "../../www/dev/node.mjs";
-import { root, runWrangler } from "./worker-harness.mjs";
+import { root, runWrangler, wranglerTables } from "./worker-harness.mjs";
 
 const tmp = mkdtempSync(join(tmpdir(), "phimask-deploy-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -56,15 +56,7 @@ describe("wrangler deploy --dry-run", () => {
   }
 
   test("wrangler.toml: every environment declares its own queues, their consumers, its delivery state (with the dead letters) and DELIVERY_MAX_RETRIES = max_retries", () => {
-    // The subset of TOML wrangler.toml uses: [table], [[array]], key = value.
-    const tables = [];
-    let current = null;
-    for (const line of readFileSync(join(root, "wrangler.toml"), "utf8").split("\n")) {
-      const header = /^\[(\[)?([^\]]+)\]\]?\s*$/.exec(line);
-      if (header) tables.push((current = { name: header[2], values: {} }));
-      const pair = /^(\w+)\s*=\s*(.+)$/.exec(line);
-      if (pair && current) current.values[pair[1]] = JSON.parse(pair[2].replace(/^"(.*)"$/, (_, v) => JSON.stringify(v)));
-    }
+    const tables = wranglerTables();
     // The top level is the development Worker (phimask-development).
     for (const [env, name] of [["", "development"], ["env.development.", "development"], ["env.production.", "production"]]) {
       const of = (table) => tables.filter((t) => t.name === `${env}${table}`).map((t) => t.values);

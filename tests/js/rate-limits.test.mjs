@@ -7,13 +7,12 @@
 // Chromium: a burst over the limit is retried on the 429 and arrives
 // whole. Without its bindings the Worker refuses and /health says why.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { build } from "esbuild";
 import { launchChromium } from "./chromium.mjs";
-import { bundle, root, sleep, startDestination, startWorker, startWranglerDev, until } from "./worker-harness.mjs";
+import { bundle, root, sleep, startDestination, startWorker, startWranglerDev, until, wranglerTables } from "./worker-harness.mjs";
 
 const MASKING_KEY = "rate-limits-masking-key-0123456789abcdef";
 // A key or two of its own for each test: a window holds what earlier tests sent.
@@ -247,15 +246,7 @@ describe("without its rate limit bindings (an old wrangler.toml)", () => {
   }
 
   test("wrangler.toml declares both limiters in every environment, each with a period of 10 or 60 equal to RATE_LIMIT_PERIOD", () => {
-    // The subset of TOML wrangler.toml uses: [table], [[array]], key = value.
-    const tables = [];
-    let current = null;
-    for (const line of readFileSync(join(root, "wrangler.toml"), "utf8").split("\n")) {
-      const header = /^\[(\[)?([^\]]+)\]\]?\s*$/.exec(line);
-      if (header) tables.push((current = { name: header[2], values: {} }));
-      const pair = /^(\w+)\s*=\s*(.+)$/.exec(line);
-      if (pair && current) current.values[pair[1]] = JSON.parse(pair[2].replace(/^"(.*)"$/, (_, v) => JSON.stringify(v)));
-    }
+    const tables = wranglerTables();
     const ids = new Map();
     for (const env of ["", "env.development.", "env.production."]) {
       const limits = [];

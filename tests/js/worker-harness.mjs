@@ -303,6 +303,22 @@ export function workerdPeakMemory() {
   return peaks;
 }
 
+/**
+ * The shipped wrangler.toml's tables, in order: `[{ name, values }]`, for
+ * the subset of TOML it uses ([table], [[array]], key = value).
+ */
+export function wranglerTables() {
+  const tables = [];
+  let current = null;
+  for (const line of readFileSync(join(root, "wrangler.toml"), "utf8").split("\n")) {
+    const header = /^\[(\[)?([^\]]+)\]\]?\s*$/.exec(line);
+    if (header) tables.push((current = { name: header[2], values: {} }));
+    const pair = /^(\w+)\s*=\s*(.+)$/.exec(line);
+    if (pair && current) current.values[pair[1]] = JSON.parse(pair[2].replace(/^"(.*)"$/, (_, v) => JSON.stringify(v)));
+  }
+  return tables;
+}
+
 /** A free TCP port on 127.0.0.1. */
 export async function freePort() {
   const server = createServer();
