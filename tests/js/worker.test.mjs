@@ -365,7 +365,7 @@ describe("edge worker", () => {
       environment: "test",
       // The hash check-policy prints at build time for this policy.
       policy: { version: 1, sha256: preparedPolicy(JSON.stringify(policy), "a test policy").sha256 },
-      secrets: { PHI_MASKING_KEY: true, WRITE_KEYS: true, QUEUE_ENCRYPTION_KEY: false, QUEUE_ENCRYPTION_KEY_PREVIOUS: false, OPERATOR_KEY: false },
+      secrets: { PHI_MASKING_KEY: true, WRITE_KEYS: true, SERVER_WRITE_KEYS: false, QUEUE_ENCRYPTION_KEY: false, QUEUE_ENCRYPTION_KEY_PREVIOUS: false, OPERATOR_KEY: false },
       queues: { DELIVERY: true, DEAD_LETTER: true },
       databases: { DELIVERY_STATE: true },
       // The warehouse is under a BAA and no QUEUE_ENCRYPTION_KEY is set:
@@ -417,7 +417,7 @@ describe("edge worker", () => {
         const status = await health.json();
         assert.equal(status.ok, false);
         assert.equal(status.error.code, body.code);
-        assert.deepEqual(status.secrets, { PHI_MASKING_KEY: "PHI_MASKING_KEY" in bindings, WRITE_KEYS: true, QUEUE_ENCRYPTION_KEY: false, QUEUE_ENCRYPTION_KEY_PREVIOUS: false, OPERATOR_KEY: false });
+        assert.deepEqual(status.secrets, { PHI_MASKING_KEY: "PHI_MASKING_KEY" in bindings, WRITE_KEYS: true, SERVER_WRITE_KEYS: false, QUEUE_ENCRYPTION_KEY: false, QUEUE_ENCRYPTION_KEY_PREVIOUS: false, OPERATOR_KEY: false });
         assert.deepEqual(status.destinations, []);
         assert.ok(!JSON.stringify(status).includes("too-short"), "never the key");
         assert.deepEqual(await queueSentinel(w), [{ sentinel: true }], "nothing queued but the sentinel");

@@ -10,6 +10,9 @@ export function cors() {
     // X-Retry-Count: analytics.js sends it on retries. None is forwarded.
     "Access-Control-Allow-Headers": "Content-Type, Authorization, AnonymousId, SentAt, X-Retry-Count",
     "Access-Control-Max-Age": "86400",
+    // Retry-After (429, 503) is no CORS-safelisted header: exposed, so a
+    // browser SDK can read when to send again.
+    "Access-Control-Expose-Headers": "Retry-After",
   };
 }
 

@@ -123,7 +123,7 @@ function health(policy, hash, env, compiled) {
     ok: refusing.length === 0,
     environment: policy.environment,
     policy: { version: 1, sha256: hash },
-    secrets: Object.fromEntries(["PHI_MASKING_KEY", "WRITE_KEYS", "QUEUE_ENCRYPTION_KEY", "QUEUE_ENCRYPTION_KEY_PREVIOUS", "OPERATOR_KEY"].map((k) => [k, set(k)])),
+    secrets: Object.fromEntries(["PHI_MASKING_KEY", "WRITE_KEYS", "SERVER_WRITE_KEYS", "QUEUE_ENCRYPTION_KEY", "QUEUE_ENCRYPTION_KEY_PREVIOUS", "OPERATOR_KEY"].map((k) => [k, set(k)])),
     queues: { DELIVERY: !!env.DELIVERY, DEAD_LETTER: !!env.DEAD_LETTER },
     databases: { DELIVERY_STATE: !!env.DELIVERY_STATE },
     // delivery "direct": under a BAA without QUEUE_ENCRYPTION_KEY, sent at once, never queued.
