@@ -9,7 +9,8 @@
 // prepared bytes and from JSON); the package sizes and the Worker's upload
 // against Cloudflare's limit; inflating request bodies at several slice
 // sizes, and the Worker's whole path for a gzip batch inside workerd
-// (benches/inflate.mjs). Every target met or missed, with the old size
+// (benches/inflate.mjs); what each refusal of a request costs the Worker
+// inside workerd beside the same batch accepted (benches/refusals.mjs). Every target met or missed, with the old size
 // build's figure beside it (benches/baseline-size-build.md). Also written
 // to benches/results.md.
 //   make bench
@@ -26,6 +27,7 @@ import { corpusRows, corpusTargets, maskingLine } from "./corpus-bench.mjs";
 import { cliRows, cliTarget } from "./cli.mjs";
 import { workerdRows } from "./workerd.mjs";
 import { gzipPathRows, inflateRows } from "./inflate.mjs";
+import { refusalRows, refusalsCheck } from "./refusals.mjs";
 import { was } from "./baseline.mjs";
 import { referenceSanitizer } from "./reference.mjs";
 
@@ -155,6 +157,15 @@ console.table(inflate);
 const gzipPath = await gzipPathRows(policy, KEY);
 console.log("the Worker's path for a gzip batch inside workerd (inflate + processRequest), 3 destinations:");
 console.table(gzipPath);
+// What a refused request costs the Worker, each step of the order of work.
+const refusals = await refusalRows();
+console.log("the Worker inside workerd: µs per refused request at each step, beside the same batch accepted; the engine's calls:");
+console.table(refusals);
+if (!refusalsCheck(refusals)) throw new Error("a refused request reached the engine");
+const refusedMost = refusals.filter((r) => r["refused at"] !== "engine, queue" && r["refused at"] !== "body size").reduce((a, b) => (Number(a["µs per request (workerd)"]) >= Number(b["µs per request (workerd)"]) ? a : b));
+const acceptedRow = refusals.find((r) => r["refused at"] === "engine, queue");
+const limitedRow = refusals.find((r) => r["refused at"] === "rate limit");
+
 // The first request's cost: instantiating the engine and compiling a policy.
 const compile = compileRows();
 console.log("a fresh process: instantiating the engine and compiling a policy of N rules, prepared (pkg-worker/) and JSON (pkg/) (target: 500 rules within 5 ms, linear):");
@@ -217,6 +228,7 @@ const targetLines = [
   `policy compile time linear in the rules, prepared: 2000 rules take ${growth.toFixed(2)}× 500 rules (warm; linear is 4×, target ≤ 4.8) — ${verdict(growth, 4.8)}${was("compile growth")}`,
   `policy compile time linear in the rules, JSON (validate + compile): 2000 rules take ${jsonGrowth.toFixed(2)}× 500 rules (warm; linear is 4×, target ≤ 4.8) — ${verdict(jsonGrowth, 4.8)}`,
   `a gzip batch inside workerd, the Worker's whole path (inflate + processRequest, 3 destinations): ${gzipBoth["ms per request (workerd)"]} ms, of which inflating ${gzipPath[1]["ms per request (workerd)"]} ms (reported, no target)`,
+  `a refused request inside workerd (the bundled Worker, ${acceptedRow.bytes}-byte batch): 429 rate_limited ${limitedRow["µs per request (workerd)"]} µs, every refusal before the body ≤ ${refusedMost["µs per request (workerd)"]} µs (${refusedMost.request}), against ${acceptedRow["µs per request (workerd)"]} µs accepted; none reached the engine (reported, no target)`,
   cliTarget(cli),
   uploadLine,
 ];
@@ -250,6 +262,7 @@ writeFileSync(`${root}benches/results.md`, [
   "## processRequest inside workerd", "", "The same batch and lists in workerd (Miniflare): the wall time of a request running the call K times less one running it 0 times, per call.", "", table(workerd), "", workerdLine, "",
   "## Inflating request bodies (benches/inflate.mjs)", "", "The Worker's body reader (www/worker/body.js) at each slice size (compressed bytes written to the decompressor at a time, the output read before the next write): µs per body in Node and inside workerd (wall time of a request inflating it K times less 0 times, per body), and workerd's peak memory growth when a bomb is sent as a request (a fresh workerd per slice).", "", table(inflate), "",
   "## The Worker's path for a gzip batch inside workerd", "", "The 500-event batch gzipped, sent to a Worker in workerd that inflates it with the Worker's body reader (www/worker/body.js, its shipped slice size) and runs processRequest for 3 destinations; inflating alone; and the batch uncompressed through processRequest alone. Wall time of a request doing it K times less 0 times, per request, medians of 7 rounds.", "", table(gzipPath), "",
+  "## What a refused request costs (benches/refusals.mjs)", "", "The Worker as it deploys (bundled by `wrangler deploy --dry-run` with the development policy, six destinations, sealed queue messages) inside workerd, handed K requests in turn by a wrapper: the wall time of that request less one building the same K requests and handing them to nobody, per request, medians of 7 rounds. One case per step of the order of work (route → method → rate limit → key and origin → body size → body key → engine), each with the same batch but the 413's, beside that batch accepted (sanitized for six destinations and queued). The engine counts its own calls in the bundle, and the Worker logs one `\"phimask\":\"request\"` line per request it took: no refusal shows either (the body key's one `requestWriteKey` read, which builds and sanitizes nothing, is its check). A refusal before the body discards what the client still sends (up to 4 MB, 1 s) so that it reads a clean answer, not a reset connection: that read is most of a 413's cost.", "", table(refusals), "",
   "## Sizes", "", "Information, not a target: the engine is built for speed; the Worker's upload is measured against Cloudflare's Worker size limit.", "", ...sizeLines.map((l) => `- ${l}`), `- ${uploadLine}`, "",
   ...(changeLines.length ? ["Change:", "", ...changeLines.map((l) => `- ${l}`), ""] : []),
   readFileSync(`${root}benches/gaps.md`, "utf8"),
