@@ -1,31 +1,57 @@
 #!/usr/bin/env node
-// The load test (`make load`): the Worker under `wrangler dev` with the
-// development policy (its server-side destinations (the advertising one gated on consent) pointed at the local fakes of
-// their APIs), concurrent clients sending batches of realistic events,
-// and one destination (Mixpanel) answering 503 for part of the run. Prints
-// requests/s, p50/p99 latency, and per destination the events routed to it
-// (what the engine makes of every request answered 200, under the policy)
-// against what its API accepted, each event by its own ID there (Amplitude's
+// The load test (`make load`), in two parts, each on its own `wrangler dev`
+// with the development policy (its server-side destinations, the
+// advertising one gated on consent, pointed at the local fakes of their
+// APIs), everything on 127.0.0.1:
+// - a destination outage: concurrent clients sending batches of realistic
+//   events while one destination (Mixpanel) answers 503 for part of the
+//   run; requests/s, p50/p99 latency;
+// - a flood: several write keys (WRITE_KEYS) sending at a normal rate
+//   while one sends 20 times as much, against rate limits sized for the
+//   normal keys: per key, requests sent, answered 200 and 429 (with
+//   Retry-After); the flood must be refused with 429 before any engine
+//   work (the Worker's one "phimask":"request" log line per request the
+//   engine processed counts only the 200s) and the normal keys lose nothing.
+// Each part counts per destination the events routed to it (what the
+// engine makes of every request answered 200, under the policy) against
+// what its API accepted, each event by its own ID there (Amplitude's
 // insert_id, Mixpanel's $insert_id, the warehouse's messageId, GA4's and
-// PostHog's masked IDs, unique per event here): exit 1 on any event
-// missing, repeated, or not routed there (a refused request's). Counted
-// once a sentinel batch sent after the drain has reached every destination.
-// Bounded: CLIENTS × REQUESTS requests of BATCH events, and a time limit;
-// everything on 127.0.0.1. With RESULTS=FILE, writes the figures there
-// (`make load`: benches/load.md).
+// PostHog's masked IDs, unique per event here), once a sentinel batch sent
+// after the drain has reached every destination: exit 1 on any event
+// missing, repeated, or not routed there (a refused request's), on any
+// normal key's request not answered 200, or on an engine line for a
+// refused request. Bounded: CLIENTS × REQUESTS requests of BATCH events,
+// then FLOOD_SECONDS of the flood, and time limits. With RESULTS=FILE,
+// writes the figures there (`make load`: benches/load.md); PARTS=outage or
+// PARTS=flood runs one part.
 //   node scripts/load.mjs [CLIENTS] [REQUESTS] [BATCH]
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { startFakes, FAKE_CREDENTIALS } from "../www/dev/fakes.mjs";
 import { Sanitizer } from "../www/dev/node.mjs";
-import { freePort, root, startWranglerDev, until } from "../tests/js/worker-harness.mjs";
+import { freePort, root, sleep, startWranglerDev, until } from "../tests/js/worker-harness.mjs";
 
 const [CLIENTS = 8, REQUESTS = 100, BATCH = 20] = process.argv.slice(2).map(Number);
+const PARTS = (process.env.PARTS ?? "outage,flood").split(",");
 const OUTAGE = { from: 1_000, to: 5_000, destination: "mixpanel", status: 503 };
 const SEND_LIMIT_MS = 180_000;
 const DRAIN_LIMIT_MS = 180_000;
 const WRITE_KEY = "load-write-key";
 const MASKING_KEY = "load-test-masking-key-0123456789abcdef0123";
+// The flood: NORMAL_KEYS keys at NORMAL_RATE requests/s each, one key at
+// 20 times that, for FLOOD_SECONDS, of FLOOD_BATCH events a request;
+// both limits at twice what a normal key sends in a period.
+const FLOOD = {
+  normalKeys: ["load-key-clinic-a", "load-key-clinic-b", "load-key-clinic-c"],
+  floodKey: "load-key-flooded",
+  sentinelKey: "load-key-sentinel",
+  normalRate: 2,
+  factor: 20,
+  seconds: Number(process.env.FLOOD_SECONDS ?? 30),
+  batch: 10,
+  period: 10,
+};
+FLOOD.limit = 2 * FLOOD.normalRate * FLOOD.period;
 
 const examples = ["track-appointment", "track-order", "identify-patient", "page-condition", "group-practice"]
   .map((name) => JSON.parse(readFileSync(`${root}examples/events/${name}.json`, "utf8")));
@@ -43,9 +69,7 @@ function batch(client, request, size = BATCH) {
   });
 }
 
-const fakes = await startFakes(await freePort(), { quiet: true });
 const policy = JSON.parse(readFileSync(`${root}policies/development.json`, "utf8"));
-for (const d of Object.values(policy.destinations)) d.endpoint &&= d.endpoint.replace("http://127.0.0.1:8788", fakes.url);
 // The events a destination's API receives, as its fake reads a body.
 const formatOf = (d) => policy.destinations[d].format ?? "segment";
 function eventsOf(format, text) {
@@ -75,58 +99,40 @@ function routed(body) {
   return Object.fromEntries(destinations.map((d) => [d, (bodies[d] ?? []).flatMap((text) => eventsOf(formatOf(d), text).map((e) => idOf(d, e)))]));
 }
 
-const dev = await startWranglerDev(policy, {
-  PHI_MASKING_KEY: MASKING_KEY,
-  WRITE_KEYS: WRITE_KEY,
-  QUEUE_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString("base64"),
-  AUTH_AMPLITUDE: FAKE_CREDENTIALS.amplitude,
-  AUTH_MIXPANEL: FAKE_CREDENTIALS.mixpanel,
-  AUTH_GA4: `${FAKE_CREDENTIALS.ga4.measurement_id}:${FAKE_CREDENTIALS.ga4.api_secret}`,
-  AUTH_POSTHOG: FAKE_CREDENTIALS.posthog,
-});
+/** Fresh fakes and the Worker under wrangler dev sending to them, with `writeKeys` and `ratelimits`. */
+async function start(writeKeys, ratelimits) {
+  const fakes = await startFakes(await freePort(), { quiet: true });
+  const local = structuredClone(policy);
+  for (const d of Object.values(local.destinations)) d.endpoint &&= d.endpoint.replace("http://127.0.0.1:8788", fakes.url);
+  const dev = await startWranglerDev(local, {
+    PHI_MASKING_KEY: MASKING_KEY,
+    WRITE_KEYS: writeKeys.join(","),
+    QUEUE_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString("base64"),
+    AUTH_AMPLITUDE: FAKE_CREDENTIALS.amplitude,
+    AUTH_MIXPANEL: FAKE_CREDENTIALS.mixpanel,
+    AUTH_GA4: `${FAKE_CREDENTIALS.ga4.measurement_id}:${FAKE_CREDENTIALS.ga4.api_secret}`,
+    AUTH_POSTHOG: FAKE_CREDENTIALS.posthog,
+  }, ratelimits ? { ratelimits } : undefined);
+  return { fakes, dev };
+}
 
-const auth = `Basic ${Buffer.from(`${WRITE_KEY}:`).toString("base64")}`;
-const latencies = [];
-const statuses = {};
-let sentEvents = 0;
-// The body of each request and the last answer it got.
-const sent = [];
-const started = Date.now();
-try {
-  // The destination's outage, by time.
-  const outage = [
-    setTimeout(() => fakes.outage(OUTAGE.destination, OUTAGE.status), OUTAGE.from),
-    setTimeout(() => fakes.outage(OUTAGE.destination, null), OUTAGE.to),
-  ];
-  /** Sends one batch as an SDK does: a 503 (queue refused) is sent again. */
-  async function post(events) {
-    const body = JSON.stringify({ batch: events });
-    let status;
-    for (let tries = 0; tries < 5; tries++) {
-      const t = performance.now();
-      const res = await fetch(`${dev.url}/v1/batch`, { method: "POST", headers: { Authorization: auth, "Content-Type": "application/json" }, body });
-      await res.arrayBuffer();
-      latencies.push(performance.now() - t);
-      statuses[res.status] = (statuses[res.status] ?? 0) + 1;
-      status = res.status;
-      if (status !== 503) break;
-    }
-    sent.push({ body, status });
-    return { body, status };
-  }
-  await Promise.all(Array.from({ length: CLIENTS }, async (_, client) => {
-    for (let r = 0; r < REQUESTS && Date.now() - started < SEND_LIMIT_MS; r++) {
-      const events = batch(client, r);
-      await post(events);
-      sentEvents += events.length;
-    }
-  }));
-  const sendMs = Date.now() - started;
-  outage.forEach(clearTimeout);
-  fakes.outage(OUTAGE.destination, null);
+const authOf = (key) => `Basic ${Buffer.from(`${key}:`).toString("base64")}`;
 
-  // What should arrive: each event of a request answered 200, at the
-  // destinations the policy routes it to; and what a refused one held.
+/** One request of a batch: { body, status, retryAfter, ms }. */
+async function postOnce(dev, key, events) {
+  const body = JSON.stringify({ batch: events });
+  const t = performance.now();
+  const res = await fetch(`${dev.url}/v1/batch`, { method: "POST", headers: { Authorization: authOf(key), "Content-Type": "application/json" }, body });
+  await res.arrayBuffer();
+  return { body, status: res.status, retryAfter: res.headers.get("retry-after"), ms: performance.now() - t };
+}
+
+/**
+ * Per destination, the events routed there by the requests of `sent`
+ * answered 200 against what its API accepted, once `sentinel` (a request
+ * sent after them, answered 200) has arrived everywhere.
+ */
+async function account(fakes, sent, sendSentinel) {
   const expected = Object.fromEntries(destinations.map((d) => [d, new Map()]));
   const refused = Object.fromEntries(destinations.map((d) => [d, new Set()]));
   const tally = (list) => {
@@ -148,13 +154,11 @@ try {
   // A sentinel batch (each example once, so it reaches every destination)
   // after the drain: once it has arrived everywhere, a repeat or a late
   // event of the run queued before it would have too.
-  const before = sent.length;
-  const sentinel = await post(batch("sentinel", 0, examples.length));
-  tally(sent.slice(before));
+  const sentinel = await sendSentinel(batch("sentinel", 0, examples.length));
+  tally([sentinel]);
   const sentinelIds = routed(sentinel.body);
   await until(() => destinations.every((d) => sentinelIds[d].every((k) => received(d).includes(k))), "the sentinel at every destination", 60_000).catch(() => {});
 
-  // Per destination: routed there, accepted by its API, and what is wrong.
   const figures = Object.fromEntries(destinations.map((d) => {
     const got = received(d);
     const counts = new Map();
@@ -171,48 +175,196 @@ try {
       fromRefused: [...counts.keys()].filter((k) => refused[d].has(k) && !expected[d].has(k)).length,
     }];
   }));
-  const faults = (f) => f.missing + f.repeated + f.unrouted + f.ambiguous;
-
-  latencies.sort((a, b) => a - b);
-  const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))].toFixed(1);
-  const requests = latencies.length;
-  const rows = Object.entries(figures).map(([d, f]) => `| ${d} | ${f.routed} | ${f.accepted} | ${f.missing} | ${f.repeated} | ${f.unrouted} | ${faults(f) === 0 ? "yes" : "**no**"} |`);
-  const mixpanelFailures = fakes.requests.filter((r) => r.name === OUTAGE.destination && r.status === OUTAGE.status).length;
-  const refusedRequests = sent.filter((r) => r.status !== 200).length;
-  const exact = Object.values(figures).every((f) => faults(f) === 0);
-  const lines = [
-    "# phimask load test",
-    "",
-    `Written by \`make load\` (scripts/load.mjs) on ${new Date().toISOString().slice(0, 10)}: the Worker under`,
-    "`wrangler dev` (local queues) with the development policy, its six server-side destinations",
-    "pointed at the local fakes of their APIs, all on 127.0.0.1;",
-    `${cpus().length} CPUs (${cpus()[0]?.model ?? "unknown"}), Node ${process.version}.`,
-    "",
-    `- ${CLIENTS} concurrent clients, ${REQUESTS} requests each, ${BATCH} events a batch (${sentEvents} events, ${requests} requests with resends, and a sentinel batch); a 503 is sent again as SDKs do`,
-    `- ${OUTAGE.destination} answered ${OUTAGE.status} from ${OUTAGE.from / 1000} s to ${OUTAGE.to / 1000} s of the run (${mixpanelFailures} requests refused)`,
-    `- sending took ${(sendMs / 1000).toFixed(1)} s: **${(requests / (sendMs / 1000)).toFixed(1)} requests/s**, ${(sentEvents / (sendMs / 1000)).toFixed(0)} events/s`,
-    `- latency to the client's answer: **p50 ${pct(50)} ms, p99 ${pct(99)} ms** (max ${latencies.at(-1).toFixed(1)} ms)`,
-    `- answers: ${Object.entries(statuses).map(([s, n]) => `${n} × ${s}`).join(", ")}`,
-    `- ${allArrived() ? "every routed event delivered" : "**not every routed event delivered**"} ${(drainMs / 1000).toFixed(1)} s after the last request${refusedRequests ? `; **${refusedRequests} requests refused after 5 tries**` : ""}`,
-    "",
-    "Events routed to each destination (what the engine makes of every request answered 200, under the policy),",
-    "against what its API accepted, by each event's ID there; counted once a sentinel batch sent after the run arrived everywhere:",
-    "",
-    "| destination | events routed | events its API accepted | missing | repeated | not routed there | exact |",
-    "|---|---|---|---|---|---|---|",
-    ...rows,
-    "",
-    exact ? "No event lost, none delivered twice, none where it was not routed." : "**Events were lost, repeated or misrouted.**",
-    "",
-  ];
-  console.log(lines.join("\n"));
-  if (process.env.RESULTS) writeFileSync(process.env.RESULTS, lines.join("\n"));
   for (const [d, f] of Object.entries(figures)) {
     if (f.ambiguous) console.error(`${d}: ${f.ambiguous} events share an ID with another; the count cannot tell them apart`);
     if (f.fromRefused) console.error(`${d}: ${f.fromRefused} events of refused requests arrived`);
   }
-  process.exitCode = exact && refusedRequests === 0 && sent.length === CLIENTS * REQUESTS + 1 ? 0 : 1;
-} finally {
-  await dev.stop();
-  await fakes.close();
+  const exact = Object.values(figures).every((f) => faults(f) === 0);
+  return { figures, exact, sentinel, allArrived: allArrived(), drainMs };
 }
+const faults = (f) => f.missing + f.repeated + f.unrouted + f.ambiguous;
+
+/** The figures per destination as Markdown. */
+function destinationTable(figures, exact) {
+  return [
+    "| destination | events routed | events its API accepted | missing | repeated | not routed there | exact |",
+    "|---|---|---|---|---|---|---|",
+    ...Object.entries(figures).map(([d, f]) => `| ${d} | ${f.routed} | ${f.accepted} | ${f.missing} | ${f.repeated} | ${f.unrouted} | ${faults(f) === 0 ? "yes" : "**no**"} |`),
+    "",
+    exact ? "No event lost, none delivered twice, none where it was not routed." : "**Events were lost, repeated or misrouted.**",
+  ];
+}
+
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+/** The lines of dev's output of one kind ("request", "rate limited"). */
+const logLines = (dev, what) => dev.output().split("\n").filter((l) => l.includes(`"phimask":"${what}"`)).length;
+
+/** Concurrent clients while a destination fails: the lines of the report, and whether it passed. */
+async function outagePart() {
+  const { fakes, dev } = await start([WRITE_KEY]);
+  const latencies = [];
+  const statuses = {};
+  let sentEvents = 0;
+  // The body of each request and the last answer it got.
+  const sent = [];
+  const started = Date.now();
+  try {
+    // The destination's outage, by time.
+    const outage = [
+      setTimeout(() => fakes.outage(OUTAGE.destination, OUTAGE.status), OUTAGE.from),
+      setTimeout(() => fakes.outage(OUTAGE.destination, null), OUTAGE.to),
+    ];
+    /** Sends one batch as an SDK does: a 503 (queue refused) is sent again. */
+    async function post(events) {
+      let answer;
+      for (let tries = 0; tries < 5; tries++) {
+        answer = await postOnce(dev, WRITE_KEY, events);
+        latencies.push(answer.ms);
+        statuses[answer.status] = (statuses[answer.status] ?? 0) + 1;
+        if (answer.status !== 503) break;
+      }
+      sent.push(answer);
+      return answer;
+    }
+    await Promise.all(Array.from({ length: CLIENTS }, async (_, client) => {
+      for (let r = 0; r < REQUESTS && Date.now() - started < SEND_LIMIT_MS; r++) {
+        const events = batch(client, r);
+        await post(events);
+        sentEvents += events.length;
+      }
+    }));
+    const sendMs = Date.now() - started;
+    outage.forEach(clearTimeout);
+    fakes.outage(OUTAGE.destination, null);
+    const run = sent.slice();
+    const { figures, exact, allArrived, drainMs } = await account(fakes, run, post);
+
+    latencies.sort((a, b) => a - b);
+    const pct = (p) => percentile(latencies, p).toFixed(1);
+    const requests = latencies.length;
+    const mixpanelFailures = fakes.requests.filter((r) => r.name === OUTAGE.destination && r.status === OUTAGE.status).length;
+    const refusedRequests = sent.filter((r) => r.status !== 200).length;
+    const lines = [
+      "## A destination outage",
+      "",
+      `- ${CLIENTS} concurrent clients, ${REQUESTS} requests each, ${BATCH} events a batch (${sentEvents} events, ${requests} requests with resends, and a sentinel batch); a 503 is sent again as SDKs do`,
+      `- ${OUTAGE.destination} answered ${OUTAGE.status} from ${OUTAGE.from / 1000} s to ${OUTAGE.to / 1000} s of the run (${mixpanelFailures} requests refused)`,
+      `- sending took ${(sendMs / 1000).toFixed(1)} s: **${(requests / (sendMs / 1000)).toFixed(1)} requests/s**, ${(sentEvents / (sendMs / 1000)).toFixed(0)} events/s`,
+      `- latency to the client's answer: **p50 ${pct(50)} ms, p99 ${pct(99)} ms** (max ${latencies.at(-1).toFixed(1)} ms)`,
+      `- answers: ${Object.entries(statuses).map(([s, n]) => `${n} × ${s}`).join(", ")}`,
+      `- ${allArrived ? "every routed event delivered" : "**not every routed event delivered**"} ${(drainMs / 1000).toFixed(1)} s after the last request${refusedRequests ? `; **${refusedRequests} requests refused after 5 tries**` : ""}`,
+      "",
+      "Events routed to each destination (what the engine makes of every request answered 200, under the policy),",
+      "against what its API accepted, by each event's ID there; counted once a sentinel batch sent after the run arrived everywhere:",
+      "",
+      ...destinationTable(figures, exact),
+      "",
+    ];
+    return { lines, ok: exact && refusedRequests === 0 && sent.length === CLIENTS * REQUESTS + 1 };
+  } finally {
+    await dev.stop();
+    await fakes.close();
+  }
+}
+
+/**
+ * The flood: each normal key sends NORMAL_RATE requests/s, the flooding
+ * key 20 times that, each on a fixed schedule (a request does not wait for
+ * the one before: a flood does not slow down for its answers); a 429 is
+ * not sent again here, so its events must never arrive.
+ */
+async function floodPart() {
+  const ratelimits = { RATE_LIMIT_CLIENT: { limit: FLOOD.limit, period: FLOOD.period }, RATE_LIMIT_KEY: { limit: FLOOD.limit, period: FLOOD.period } };
+  const keys = [...FLOOD.normalKeys, FLOOD.floodKey];
+  const { fakes, dev } = await start([...keys, FLOOD.sentinelKey], ratelimits);
+  const perKey = Object.fromEntries(keys.map((k) => [k, { sent: 0, statuses: {}, retryAfter: new Set(), noRetryAfter: 0, latencies: [] }]));
+  const sent = [];
+  try {
+    const requestLinesBefore = logLines(dev, "request");
+    const limitedLinesBefore = logLines(dev, "rate limited");
+    const started = Date.now();
+    await Promise.all(keys.map(async (key, k) => {
+      const rate = key === FLOOD.floodKey ? FLOOD.normalRate * FLOOD.factor : FLOOD.normalRate;
+      const count = rate * FLOOD.seconds;
+      const inFlight = [];
+      for (let r = 0; r < count; r++) {
+        const at = started + (r * 1000) / rate;
+        if (at > Date.now()) await sleep(at - Date.now());
+        const figures = perKey[key];
+        figures.sent += 1;
+        inFlight.push(postOnce(dev, key, batch(`flood${k}`, r, FLOOD.batch)).then((answer) => {
+          figures.statuses[answer.status] = (figures.statuses[answer.status] ?? 0) + 1;
+          figures.latencies.push(answer.ms);
+          if (answer.status === 429) answer.retryAfter ? figures.retryAfter.add(answer.retryAfter) : (figures.noRetryAfter += 1);
+          sent.push({ ...answer, key });
+        }));
+      }
+      await Promise.all(inFlight);
+    }));
+    const sendMs = Date.now() - started;
+    const { figures, exact, allArrived, drainMs, sentinel } = await account(fakes, sent.slice(), (events) => postOnce(dev, FLOOD.sentinelKey, events));
+    const ok200 = sent.filter((s) => s.status === 200).length + (sentinel.status === 200 ? 1 : 0);
+    const got429 = sent.filter((s) => s.status === 429).length;
+    const requestLines = logLines(dev, "request") - requestLinesBefore;
+    const limitedLines = logLines(dev, "rate limited") - limitedLinesBefore;
+    const normalWhole = FLOOD.normalKeys.every((k) => perKey[k].statuses[200] === perKey[k].sent);
+    const flooded = perKey[FLOOD.floodKey];
+    const floodRefused = (flooded.statuses[429] ?? 0) > 0 && flooded.noRetryAfter === 0;
+
+    const rows = keys.map((k) => {
+      const f = perKey[k];
+      const sorted = f.latencies.sort((a, b) => a - b);
+      const other = Object.entries(f.statuses).filter(([s]) => s !== "200" && s !== "429").map(([s, n]) => `${n} × ${s}`).join(", ") || "0";
+      const rate = k === FLOOD.floodKey ? FLOOD.normalRate * FLOOD.factor : FLOOD.normalRate;
+      return `| ${k} (${k === FLOOD.floodKey ? "flooding" : "normal"}, ${rate}/s) | ${f.sent} | ${f.statuses[200] ?? 0} | ${f.statuses[429] ?? 0}${f.statuses[429] ? ` (Retry-After: ${[...f.retryAfter].join(", ") || "none"}${f.noRetryAfter ? `; **${f.noRetryAfter} without**` : ""})` : ""} | ${other} | ${percentile(sorted, 50).toFixed(1)} / ${percentile(sorted, 99).toFixed(1)} ms |`;
+    });
+    const lines = [
+      "## A flooding key",
+      "",
+      `- ${FLOOD.normalKeys.length} normal keys at ${FLOOD.normalRate} requests/s each and one key at ${FLOOD.factor}× that (${FLOOD.normalRate * FLOOD.factor} requests/s), for ${FLOOD.seconds} s, ${FLOOD.batch} events a batch, each key on a fixed schedule from one client; then a sentinel batch from a key of its own`,
+      `- rate limits: \`RATE_LIMIT_CLIENT\` and \`RATE_LIMIT_KEY\` at ${FLOOD.limit} requests per ${FLOOD.period} s each (twice a normal key's rate); a 429 is not sent again here, so none of its events may arrive`,
+      `- sending took ${(sendMs / 1000).toFixed(1)} s: ${(sent.length / (sendMs / 1000)).toFixed(1)} requests/s in all`,
+      "",
+      "| key | requests sent | 200 | 429 | other | p50 / p99 latency |",
+      "|---|---|---|---|---|---|",
+      ...rows,
+      "",
+      `- the Worker's log: **${requestLines} \`"phimask":"request"\` lines** (one per request the engine processed) for ${ok200} requests answered 200 (the sentinel's included), and ${limitedLines} \`"phimask":"rate limited"\` lines for ${got429} answers 429: ${requestLines === ok200 && limitedLines === got429 ? "no refused request reached the engine" : "**the counts differ**"}`,
+      `- ${allArrived ? "every routed event delivered" : "**not every routed event delivered**"} ${(drainMs / 1000).toFixed(1)} s after the last request`,
+      "",
+      "Events routed to each destination by the requests answered 200, against what its API accepted (the flood's refused requests held",
+      `${sent.filter((s) => s.status !== 200).length * FLOOD.batch} events, none of which may arrive), counted once the sentinel arrived everywhere:`,
+      "",
+      ...destinationTable(figures, exact),
+      "",
+    ];
+    if (!normalWhole) console.error("a normal key's request was not answered 200");
+    if (!floodRefused) console.error("the flooding key was not refused with 429 and Retry-After");
+    if (requestLines !== ok200) console.error(`${requestLines} engine lines for ${ok200} requests answered 200`);
+    return { lines, ok: exact && normalWhole && floodRefused && requestLines === ok200 && limitedLines === got429 && sentinel.status === 200 };
+  } finally {
+    await dev.stop();
+    await fakes.close();
+  }
+}
+
+const parts = { outage: outagePart, flood: floodPart };
+const report = [
+  "# phimask load test",
+  "",
+  `Written by \`make load\` (scripts/load.mjs) on ${new Date().toISOString().slice(0, 10)}: the Worker under`,
+  "`wrangler dev` (local queues) with the development policy, its six server-side destinations",
+  "pointed at the local fakes of their APIs, all on 127.0.0.1;",
+  `${cpus().length} CPUs (${cpus()[0]?.model ?? "unknown"}), Node ${process.version}.`,
+  "",
+];
+let ok = true;
+for (const name of PARTS) {
+  if (!parts[name]) throw new Error(`no part ${name}: outage or flood`);
+  const part = await parts[name]();
+  report.push(...part.lines);
+  ok &&= part.ok;
+}
+console.log(report.join("\n"));
+if (process.env.RESULTS) writeFileSync(process.env.RESULTS, report.join("\n"));
+process.exitCode = ok ? 0 : 1;
