@@ -31,7 +31,9 @@ bench-builds: build
 	node benches/builds.mjs
 
 # Concurrent clients against the Worker under wrangler dev while a
-# destination fails for part of the run; figures in benches/load.md.
+# destination fails for part of the run, then one write key flooding at
+# 20x the rate of the others against the rate limits; figures in
+# benches/load.md.
 load: build
 	RESULTS=benches/load.md node scripts/load.mjs
 
