@@ -796,3 +796,35 @@ fn a_user_agent_in_context_that_is_not_a_string_says_nothing() {
         .unwrap();
     assert_eq!(out, None);
 }
+
+/// docs/policy.md lists the whole list: every token and generic word,
+/// and nothing that is not one.
+#[test]
+fn the_policy_page_lists_every_token() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/policy.md"))
+        .expect("docs/policy.md");
+    let start = doc
+        .find("### The user-agent list")
+        .expect("the list's heading");
+    let end = start
+        + doc[start..]
+            .find("\nThe generic words")
+            .expect("the list's end");
+    let tokens: Vec<&str> = doc[start..end]
+        .lines()
+        .filter(|l| l.starts_with("- "))
+        .flat_map(|l| l.split('`').skip(1).step_by(2))
+        .collect();
+    let mut expected: Vec<&str> = bots::TOKENS.iter().map(|(t, _)| *t).collect();
+    expected.extend(bots::GENERIC);
+    for t in &expected {
+        assert!(tokens.contains(t), "{t} is not in docs/policy.md");
+    }
+    for t in &tokens {
+        assert!(
+            expected.contains(t),
+            "{t} is in docs/policy.md, not in the list"
+        );
+    }
+    assert_eq!(tokens.len(), expected.len(), "each once");
+}
