@@ -828,3 +828,120 @@ fn the_policy_page_lists_every_token() {
     }
     assert_eq!(tokens.len(), expected.len(), "each once");
 }
+
+/// The command: `--user-agent` and `--bot-score` judge as the request's
+/// signals do; a bad score is refused before anything is read.
+#[test]
+fn the_command_takes_the_bot_signals() {
+    let dir = std::env::temp_dir().join(format!("phimask-bots-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, policy_text("drop")).unwrap();
+    let event = dir.join("event.json");
+    std::fs::write(&event, events(None)[0].to_string()).unwrap();
+    let cli = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phimask"))
+            .args(args)
+            .env("PHI_MASKING_KEY", std::str::from_utf8(KEY).unwrap())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("phimask");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (p, e) = (policy.to_str().unwrap(), event.to_str().unwrap());
+    let (code, out, _) = cli(
+        &[
+            "explain",
+            "--json",
+            "-p",
+            p,
+            "--user-agent",
+            "curl/8.4.0 Jane",
+            e,
+        ],
+        "",
+    );
+    assert_eq!(code, Some(0));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["plain"]["code"], json!("bot"));
+    assert_eq!(
+        v["plain"]["bot"],
+        json!({"by": "userAgent", "token": "curl/"})
+    );
+    assert!(!out.contains("Jane"));
+    let (code, out, _) = cli(&["explain", "-p", p, "--bot-score", "12", e], "");
+    assert_eq!(code, Some(0));
+    assert!(out.contains("bot          by botScore (score 12)"), "{out}");
+    let (code, out, _) = cli(&["explain", "--json", "-p", p, "--bot-score", "30", e], "");
+    assert_eq!(code, Some(0));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["plain"]["code"], json!("sanitized"));
+    for bad in ["0", "100", "5.5", "-1", "x", ""] {
+        let flag = format!("--bot-score={bad}");
+        let (code, out, err) = cli(&["explain", "-p", p, &flag, e], "");
+        assert_eq!(code, Some(2), "{bad}: {err}");
+        assert!(
+            out.is_empty() && err.contains("must be an integer from 1 to 99"),
+            "{bad}: {err}"
+        );
+    }
+    // sanitize: a bot's lines are not written; a person's are.
+    let lines = events(None)
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (code, out, _) = cli(
+        &[
+            "sanitize",
+            "-q",
+            "-p",
+            p,
+            "-d",
+            "plain",
+            "--user-agent",
+            "Wget/1.21",
+        ],
+        &lines,
+    );
+    assert_eq!((code, out.lines().count()), (Some(0), 0));
+    let (code, out, _) = cli(
+        &[
+            "sanitize",
+            "-q",
+            "-p",
+            p,
+            "-d",
+            "plain",
+            "--user-agent",
+            PEOPLE[2],
+        ],
+        &lines,
+    );
+    assert_eq!((code, out.lines().count()), (Some(0), 6));
+    let forwarded: String = events(Some(json!({ "userAgent": "Googlebot/2.1" })))
+        .iter()
+        .map(|e| e.to_string() + "\n")
+        .collect();
+    let (code, out, _) = cli(&["sanitize", "-q", "-p", p, "-d", "vault"], &forwarded);
+    assert_eq!((code, out.lines().count()), (Some(0), 0));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn policy_text(mode: &str) -> String {
+    policy(Some(mode)).to_string()
+}
