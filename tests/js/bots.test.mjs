@@ -244,6 +244,7 @@ describe("bots at the edge Worker (Miniflare, request.cf.botManagement)", () => 
     // The log line counts them, and never holds a user agent.
     const lines = worker.logs.filter((l) => l.includes('"phimask":"request"')).map((l) => JSON.parse(l.slice(l.indexOf("{"))));
     assert.equal(lines.filter((l) => l.bots === 1).length, dropped.length);
+    assert.equal(lines.filter((l) => l.bots === undefined).length, lines.length - dropped.length, "no bots, no count");
     assert.ok(!worker.logs.join("\n").includes("Googlebot") && !worker.logs.join("\n").includes("Mozilla"));
   });
 });
