@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod action;
+pub mod bots;
 mod compile;
 pub mod consent;
 pub mod credential;
@@ -39,6 +40,7 @@ pub mod validate;
 #[allow(unsafe_code)]
 mod wasm;
 
+pub use bots::Agent;
 pub use consent::Signals;
 pub use error::{Error, EventError};
 pub use policy::{Policy, Problem, Report};

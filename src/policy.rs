@@ -247,6 +247,8 @@ pub struct Policy {
     pub destinations: Vec<Destination>,
     /// The `consent` section: purposes, mode, GPC and regions.
     pub consent: Option<Consent>,
+    /// What happens to a bot's events (`bots`, default `allow`).
+    pub bots: crate::bots::Mode,
 }
 
 impl Policy {

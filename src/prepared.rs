@@ -14,6 +14,7 @@ use crate::action::ip::IpMode;
 use crate::action::normalize::Normalize;
 use crate::action::scan::{OnMatch, Scan};
 use crate::action::url::{Segments, UrlRule};
+use crate::bots::Mode as BotMode;
 use crate::consent::{Consent, Mode, Purpose};
 use crate::detect::Detectors;
 use crate::event::Calls;
@@ -29,7 +30,8 @@ use crate::structural::Shape;
 /// version is refused, not misread. Version 2: `"scan": true` holds the
 /// `date` detector (a version 1 policy's default set would scan without it).
 /// Version 3: the `consent` section and destinations' purposes.
-const MAGIC: &[u8; 8] = b"phimask\x03";
+/// Version 4: the `bots` mode.
+const MAGIC: &[u8; 8] = b"phimask\x04";
 
 /// `policy` (validated) as prepared bytes.
 pub fn prepare(policy: &Policy) -> Vec<u8> {
@@ -496,6 +498,7 @@ impl Prepared for Policy {
         self.urls.write_to(out);
         self.destinations.write_to(out);
         self.consent.write_to(out);
+        self.bots.write_to(out);
     }
     fn read_from(r: &mut Reader<'_>) -> Option<Self> {
         Some(Policy {
@@ -508,7 +511,17 @@ impl Prepared for Policy {
             urls: Vec::read_from(r)?,
             destinations: Vec::read_from(r)?,
             consent: Option::read_from(r)?,
+            bots: BotMode::read_from(r)?,
         })
+    }
+}
+
+impl Prepared for BotMode {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        out.push(*self as u8);
+    }
+    fn read_from(r: &mut Reader<'_>) -> Option<Self> {
+        r.one_of(&BotMode::ALL)
     }
 }
 
@@ -568,7 +581,8 @@ mod tests {
             "c": {"connection": "client-side", "restrict_phi": false, "baa": true},
             "g": {"connection": "server-side", "endpoint": "https://g.example/", "consent": ["ads", "stats"]}},
           "consent": {"mode": "opt-out", "categories": {"stats": ["C0002"], "ads": ["C0004", "Ads"]},
-                      "gpc": ["ads"], "regions": {"US-WA": {"mode": "opt-in"}, "DE": {"mode": "opt-in"}}}}"#;
+                      "gpc": ["ads"], "regions": {"US-WA": {"mode": "opt-in"}, "DE": {"mode": "opt-in"}}},
+          "bots": "flag"}"#;
         let (policy, report) = crate::validate_policy(text);
         prepare(&policy.unwrap_or_else(|| panic!("{:?}", report.errors)))
     }
@@ -594,6 +608,7 @@ mod tests {
         assert_eq!(consent.purposes[1].ids, ["C0004", "Ads"]);
         assert_eq!(consent.gpc, ["ads"]);
         assert_eq!(consent.regions[1], ("DE".to_owned(), Mode::OptIn));
+        assert_eq!(policy.bots, BotMode::Flag);
     }
 
     proptest! {

@@ -14,12 +14,14 @@
 
 use std::cell::RefCell;
 
+use crate::bots::{Agent, Mode as BotMode};
 use crate::consent::Signals;
 use crate::error::{Error, EventError};
+use crate::event::Event;
 use crate::format::{Format, Sanitized};
 use crate::mask::Memo;
 use crate::report::Tally;
-use crate::request::{read_events, Call, Read, RequestError, MAX_OUTPUT_BYTES};
+use crate::request::{read_events, Call, RequestError, MAX_OUTPUT_BYTES};
 use crate::sanitize::{MemberKind, MemberOut, Sanitizer};
 
 /// A request processed: what every destination is sent.
@@ -36,6 +38,9 @@ pub struct Processed {
     pub rejected: Vec<(usize, Error)>,
     /// One per server-side destination, in policy order.
     pub deliveries: Vec<Delivery>,
+    /// Accepted events that are a bot's (when the policy's `bots` looks
+    /// for them): sent nowhere under `drop`, flagged under `flag`.
+    pub bots: usize,
 }
 
 /// What one destination is sent of a request.
@@ -180,6 +185,29 @@ impl Sanitizer {
         max_body_bytes: usize,
         signals: &Signals,
     ) -> Result<Processed, RequestError> {
+        self.process_request_from(body, call, max_body_bytes, signals, &Agent::default())
+    }
+
+    /// As [`Sanitizer::process_request_with`], for a request from this
+    /// agent (its user agent, Cloudflare's bot score): under the policy's
+    /// `bots`, a bot's event (by the agent, or by its own
+    /// `context.userAgent`) is accepted and sent nowhere (`drop`), or
+    /// carries `context.bot: true` (`flag`); [`Processed::bots`] counts
+    /// them.
+    ///
+    /// # Errors
+    /// As [`Sanitizer::process_request`].
+    pub fn process_request_from(
+        &self,
+        body: &[u8],
+        call: Call,
+        max_body_bytes: usize,
+        signals: &Signals,
+        agent: &Agent,
+    ) -> Result<Processed, RequestError> {
+        let request_bot = self.request_bot(agent);
+        let mut last_agent = None;
+        let mut bots = 0;
         let text = crate::request::utf8(body)?;
         let request = read_events(text, call)?;
         let dests = &self.destinations;
@@ -216,6 +244,40 @@ impl Sanitizer {
                     continue;
                 }
             };
+            // read_events validated the JSON of every event it returns.
+            let judged = read.event(text).map_err(Error::Event).and_then(|event| {
+                let (bot, flagged) = self.judged(&event, request_bot, &mut last_agent)?;
+                Ok((event, bot, flagged))
+            });
+            let (event, bot, flagged) = match judged {
+                Ok(judged) => judged,
+                Err(e) => {
+                    rejected.push((index, e));
+                    continue;
+                }
+            };
+            // Decided before routing and consent: a dropped bot's event
+            // is accepted (its sender has nothing to send again) and
+            // written for no destination.
+            if bot.is_some() && self.bots == BotMode::Drop {
+                accepted += 1;
+                bots += 1;
+                continue;
+            }
+            let flagged_event;
+            let event = match &flagged {
+                Some(text) => match Event::read_validated(text.as_bytes()) {
+                    Ok(e) => {
+                        flagged_event = e;
+                        &flagged_event
+                    }
+                    Err(e) => {
+                        rejected.push((index, Error::Event(e)));
+                        continue;
+                    }
+                },
+                None => &event,
+            };
             // Last event's outputs: their buffers are written again.
             for w in written.iter_mut().filter_map(Option::take) {
                 spare.push((w.text.into_bytes(), w.members));
@@ -226,13 +288,14 @@ impl Sanitizer {
                 consent: &mut consent,
             };
             let mapped = self
-                .write_all(read, text, &memo, &mut written, &mut gates, &mut spare)
+                .write_all(event, &memo, &mut written, &mut gates, &mut spare)
                 .and_then(|()| {
                     self.map_formats(&written, &receives, &limits, &mut pending, &mut items)
                 });
             match mapped {
                 Ok(()) => {
                     accepted += 1;
+                    bots += usize::from(bot.is_some());
                     for (p, kept) in pending.iter_mut().zip(&consent) {
                         p.consent += u32::from(*kept);
                     }
@@ -256,6 +319,7 @@ impl Sanitizer {
             accepted,
             rejected,
             deliveries,
+            bots,
         })
     }
 
@@ -263,19 +327,16 @@ impl Sanitizer {
     /// `written[class]`. Any error refuses the event for all.
     fn write_all(
         &self,
-        read: &Read<'_>,
-        body: &str,
+        event: &Event<'_>,
         memo: &RefCell<Memo>,
         written: &mut [Option<Written>],
         gates: &mut Gates<'_>,
         spare: &mut Vec<Spare>,
     ) -> Result<(), Error> {
-        // read_events validated the JSON of every event it returns.
-        let event = read.event(body)?;
-        let verdicts = self.verdicts(&event, gates.signals);
+        let verdicts = self.verdicts(event, gates.signals);
         let each = gates.receives.iter_mut().zip(gates.consent.iter_mut());
         for (dest, (receives, consent)) in self.destinations.iter().zip(each) {
-            let gate = self.gate(&event, dest, &verdicts);
+            let gate = self.gate(event, dest, &verdicts);
             *consent = gate == Err(crate::report::Reason::Consent);
             *receives = gate.is_ok();
             if !*receives || written[dest.class].is_some() {
@@ -297,7 +358,7 @@ impl Sanitizer {
             members.clear();
             members.reserve(event.members.len());
             let (text, tally, _, _) = self.write_sent(
-                &event,
+                event,
                 dest,
                 None,
                 Some(memo),

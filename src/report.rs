@@ -102,6 +102,8 @@ pub enum Reason {
     EventName,
     /// It needs a purpose (`consent`) the visitor has not granted.
     Consent,
+    /// A bot's event, and the policy's `bots` is `drop`.
+    Bot,
 }
 
 impl Reason {
@@ -118,6 +120,7 @@ impl Reason {
             Reason::Routing => "not sent: \"integrations\" does not route the event to it",
             Reason::EventName => "not sent: its \"events\" map drops this name",
             Reason::Consent => "not sent: consent: a purpose its \"consent\" lists is not granted",
+            Reason::Bot => "not sent: a bot's event, and the policy's \"bots\" is \"drop\"",
         }
     }
 
@@ -131,6 +134,7 @@ impl Reason {
             Reason::Routing => "routing",
             Reason::EventName => "event_name",
             Reason::Consent => "consent",
+            Reason::Bot => "bot",
         }
     }
 }
@@ -143,4 +147,6 @@ pub struct Explanation {
     pub paths: Paths,
     /// For a destination that needs purposes: the decision on each.
     pub consent: Vec<crate::consent::Decision>,
+    /// Why the event is a bot's, when the policy looks for bots and it is.
+    pub bot: Option<crate::bots::Why>,
 }

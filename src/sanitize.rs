@@ -13,6 +13,7 @@ use crate::action::normalize::Normalize;
 use crate::action::scan::{self, Scan, Scanned};
 use crate::action::url::UrlRule;
 use crate::action::{age, ip, year, zip3, Input, Output};
+use crate::bots::{self, Agent, Mode as BotMode, Why};
 use crate::compile::{NameTable, Node, Tries};
 use crate::consent::{Gate, Signals, Stamps, Verdict};
 use crate::credential::{self, Target};
@@ -185,6 +186,8 @@ pub struct Sanitizer {
     pub(crate) destinations: Vec<Compiled>,
     /// The consent section, when some destination needs a purpose.
     consent: Option<Gate>,
+    /// What happens to a bot's events.
+    pub(crate) bots: BotMode,
 }
 
 impl Sanitizer {
@@ -306,6 +309,7 @@ impl Sanitizer {
             now: None,
             destinations,
             consent: gate,
+            bots: policy.bots,
         })
     }
 
@@ -414,11 +418,86 @@ impl Sanitizer {
         destination: &str,
         signals: &Signals,
     ) -> Result<(Option<String>, Tally), Error> {
+        self.sanitize_json_from(event, destination, signals, &Agent::default())
+    }
+
+    /// As [`Sanitizer::sanitize_json_tallied`], for a request from this
+    /// agent: under the policy's `bots`, a bot's event is sent nowhere
+    /// (`drop`) or carries `context.bot: true` (`flag`).
+    ///
+    /// # Errors
+    /// As [`Sanitizer::sanitize_json`].
+    pub fn sanitize_json_from(
+        &self,
+        event: &str,
+        destination: &str,
+        signals: &Signals,
+        agent: &Agent,
+    ) -> Result<(Option<String>, Tally), Error> {
         let dest = self.find(destination)?;
         let event = Event::read(event.as_bytes())?;
-        let verdicts = self.verdicts(&event, signals);
-        let (out, tally, _) = self.write(&event, dest, &verdicts, None, None)?;
+        let (bot, text) = self.judged(&event, self.request_bot(agent), &mut None)?;
+        if bot.is_some() && self.bots == BotMode::Drop {
+            return Ok((None, Tally::default()));
+        }
+        let flagged;
+        let event = match &text {
+            Some(text) => {
+                flagged = Event::read_validated(text.as_bytes())?;
+                &flagged
+            }
+            None => &event,
+        };
+        let verdicts = self.verdicts(event, signals);
+        let (out, tally, _) = self.write(event, dest, &verdicts, None, None)?;
         Ok((out, tally))
+    }
+
+    /// Whether the request is a bot's, by its agent (`None` unless the
+    /// policy looks for bots).
+    pub(crate) fn request_bot(&self, agent: &Agent) -> Option<Why> {
+        match self.bots {
+            BotMode::Allow => None,
+            BotMode::Flag | BotMode::Drop => agent.judge(),
+        }
+    }
+
+    /// Whether an event is a bot's (the request's verdict `request`, else
+    /// its own `context.userAgent`), and under `flag` the event's text with
+    /// phimask's `context.bot` (`None`: as it is). `last` remembers the
+    /// previous event's user agent and verdict: a batch's events mostly
+    /// share one.
+    ///
+    /// # Errors
+    /// Only for an event not read before (never for a validated one).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn judged(
+        &self,
+        event: &Event<'_>,
+        request: Option<Why>,
+        last: &mut Option<(Vec<u8>, Option<&'static str>)>,
+    ) -> Result<(Option<Why>, Option<String>), Error> {
+        if self.bots == BotMode::Allow {
+            return Ok((None, None));
+        }
+        let context = bots::Context::read(event).map_err(syntax)?;
+        let bot = request.or_else(|| {
+            let ua = context.user_agent.as_deref()?;
+            let token = match last {
+                Some((seen, token)) if seen.as_slice() == ua => *token,
+                _ => {
+                    let token = bots::token(ua);
+                    *last = Some((ua.to_vec(), token));
+                    token
+                }
+            };
+            token.map(Why::EventUserAgent)
+        });
+        let text = match self.bots {
+            BotMode::Flag => bots::flagged(event, bot.is_some(), context.bot).map_err(syntax)?,
+            _ => None,
+        };
+        Ok((bot, text))
     }
 
     /// The decision on each purpose of the consent section for an event
@@ -453,13 +532,42 @@ impl Sanitizer {
     /// As [`Sanitizer::explain`].
     #[cfg(feature = "full")]
     pub fn explain_with(&self, event: &str, signals: &Signals) -> Result<Vec<Explanation>, Error> {
+        self.explain_from(event, signals, &Agent::default())
+    }
+
+    /// As [`Sanitizer::explain_with`], for a request from this agent: a
+    /// bot's event is explained as the policy's `bots` treats it, with
+    /// why it is a bot's (never the user agent itself).
+    ///
+    /// # Errors
+    /// As [`Sanitizer::explain`].
+    #[cfg(feature = "full")]
+    pub fn explain_from(
+        &self,
+        event: &str,
+        signals: &Signals,
+        agent: &Agent,
+    ) -> Result<Vec<Explanation>, Error> {
         let event = Event::read(event.as_bytes())?;
-        let verdicts = self.verdicts(&event, signals);
+        let (bot, text) = self.judged(&event, self.request_bot(agent), &mut None)?;
+        let dropped = bot.is_some() && self.bots == BotMode::Drop;
+        let flagged;
+        let event = match &text {
+            Some(text) => {
+                flagged = Event::read_validated(text.as_bytes())?;
+                &flagged
+            }
+            None => &event,
+        };
+        let verdicts = self.verdicts(event, signals);
         self.destinations
             .iter()
             .map(|dest| {
-                let (_, _, (reason, trail)) =
-                    self.write(&event, dest, &verdicts, Some(Trail::default()), None)?;
+                let (_, _, (reason, trail)) = if dropped {
+                    (None, Tally::default(), (Reason::Bot, None))
+                } else {
+                    self.write(event, dest, &verdicts, Some(Trail::default()), None)?
+                };
                 let consent = dest
                     .purposes
                     .iter()
@@ -473,6 +581,7 @@ impl Sanitizer {
                     reason,
                     paths: trail.map(|t| t.paths).unwrap_or_default(),
                     consent,
+                    bot,
                 })
             })
             .collect()

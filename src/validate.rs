@@ -83,7 +83,7 @@ fn join(parent: &str, key: &str) -> String {
     }
 }
 
-const POLICY_KEYS: [&str; 9] = [
+const POLICY_KEYS: [&str; 10] = [
     "version",
     "environment",
     "hipaa",
@@ -93,6 +93,7 @@ const POLICY_KEYS: [&str; 9] = [
     "scan",
     "destinations",
     "consent",
+    "bots",
 ];
 
 impl Checker {
@@ -175,6 +176,7 @@ impl Checker {
             None => Names::default(),
         };
         let consent = get("consent").and_then(|v| self.consent(v));
+        let bots = get("bots").map_or(crate::bots::Mode::Allow, |v| self.bots(v));
         let env = Environment {
             hipaa,
             events: &events,
@@ -199,7 +201,21 @@ impl Checker {
             urls: std::mem::take(&mut self.urls),
             destinations,
             consent,
+            bots,
         })
+    }
+
+    /// `bots`: `"drop"`, `"flag"` or `"allow"`, exactly.
+    fn bots(&mut self, value: &Value) -> crate::bots::Mode {
+        const EXPECTED: &str = "must be \"drop\", \"flag\" or \"allow\"";
+        match value {
+            Value::String(s) => match crate::bots::Mode::parse(s) {
+                Some(mode) => return mode,
+                None => self.error("bots", EXPECTED),
+            },
+            v => self.error("bots", format!("{EXPECTED}, not {}", v.type_name())),
+        }
+        crate::bots::Mode::Allow
     }
 
     fn version(&mut self, value: Option<&Value>) {

@@ -97,6 +97,23 @@ export interface Signals {
   gpc?: boolean;
   /** The visitor's region: `US-WA`, or a country `US` (any case). */
   region?: string;
+  /** The request's User-Agent header (its first 1,024 bytes are read):
+   * under the policy's `bots`, one of the documented list makes every
+   * event of the request a bot's. */
+  userAgent?: string;
+  /** Cloudflare Bot Management's score (`request.cf.botManagement.score`),
+   * an integer from 1 to 99: below 30 is automated, a bot. */
+  botScore?: number;
+  /** `request.cf.botManagement.verifiedBot`: a known bot. */
+  verifiedBot?: boolean;
+}
+/** Why an event is a bot's: never the user agent itself. */
+export interface BotVerdict {
+  by: "userAgent" | "contextUserAgent" | "botScore" | "verifiedBot";
+  /** The token of the documented list that matched a user agent. */
+  token?: string;
+  /** The bot score that was below 30. */
+  score?: number;
 }
 /** The decision on one purpose a destination needs. */
 export interface ConsentDecision {
@@ -130,6 +147,10 @@ export interface Policy {
   destinations: Record<string, Destination>;
   /** Purposes that gate destinations on the visitor's consent. */
   consent?: ConsentSection;
+  /** What happens to a bot's events: sent nowhere (`drop`), sent with
+   * `context.bot: true` for the lists to govern (`flag`), or handled like
+   * any other (`allow`, the default). */
+  bots?: "drop" | "flag" | "allow";
 }
 /** One problem of a policy, at its JSON path. */
 export interface PolicyProblem { path: string; message: string; }
@@ -171,9 +192,11 @@ export interface TrackingRequest {
 export interface Explanation {
   sent: boolean;
   reason: string;
-  code: "sanitized" | "unrestricted" | "client_side" | "call_type" | "routing" | "event_name" | "consent";
+  code: "sanitized" | "unrestricted" | "client_side" | "call_type" | "routing" | "event_name" | "consent" | "bot";
   /** For a destination with `consent`: the decision on each purpose. */
   consent?: ConsentDecision[];
+  /** When the policy looks for bots and the event is a bot's: why. */
+  bot?: BotVerdict;
   dropped: string[];
   masked: string[];
   transformed: string[];
@@ -212,6 +235,9 @@ export interface Processed {
    * them, events its format has no mapping for, accepted events not sent
    * to it for want of consent. */
   report: Record<string, { events: number; dropped: number; masked: number; transformed: number; unmapped: number; consent: number }>;
+  /** Accepted events that are a bot's, under the policy's `bots`: sent
+   * nowhere (`drop`) or flagged (`flag`). */
+  bots: number;
 }
 /** Counts since the last `takeReport()`, by destination. */
 export type Report = Record<string, { events: number; dropped: number; masked: number; transformed: number }>;
@@ -269,19 +295,25 @@ fn plain_error(code: &str, message: &str) -> JsValue {
     err
 }
 
-/// A request's signals, `{ gpc?: boolean, region?: string }` (absent:
-/// none). Anything else throws `invalid_signals`: a misspelt key silently
-/// ignored would send what the visitor refused. Only a plain object's own
-/// keys count, all of them (non-enumerable and symbol keys too), and a
-/// property that cannot be read throws: a `Map`, a getter that throws or
-/// a key hidden from `Object.keys` must never read as "no GPC".
-fn signals(value: Option<&Object>) -> Result<crate::Signals, JsValue> {
+/// The keys a signals object may have.
+const SIGNAL_KEYS: [&str; 5] = ["gpc", "region", "userAgent", "botScore", "verifiedBot"];
+
+/// A request's signals, `{ gpc?, region?, userAgent?, botScore?,
+/// verifiedBot? }` (absent: none). Anything else throws `invalid_signals`:
+/// a misspelt key silently ignored would send what the visitor refused, or
+/// a bot's events. Only a plain object's own keys count, all of them
+/// (non-enumerable and symbol keys too), and a property that cannot be
+/// read throws: a `Map`, a getter that throws or a key hidden from
+/// `Object.keys` must never read as "no GPC".
+fn signals(value: Option<&Object>) -> Result<(crate::Signals, crate::Agent), JsValue> {
     let bad = |message: &str| plain_error("invalid_signals", message);
     let Some(value) = value else {
-        return Ok(crate::Signals::default());
+        return Ok(Default::default());
     };
     let value: &JsValue = value;
-    let plain = || bad("signals must be an object { gpc: boolean, region: string }");
+    let plain = || {
+        bad("signals must be an object { gpc: boolean, region: string, userAgent: string, botScore: number, verifiedBot: boolean }")
+    };
     if !value.is_object() || Array::is_array(value) {
         return Err(plain());
     }
@@ -290,16 +322,20 @@ fn signals(value: Option<&Object>) -> Result<crate::Signals, JsValue> {
     if !proto.is_null() && !Object::is(&proto, &object_proto) {
         return Err(plain());
     }
+    let expected = SIGNAL_KEYS.join(", ");
     let keys = Reflect::own_keys(value).map_err(|_| plain())?;
     for key in keys.iter() {
         let Some(key) = key.as_string() else {
-            return Err(bad("signals: unknown symbol key; expected gpc, region"));
+            return Err(bad(
+                &["signals: unknown symbol key; expected ", &expected].concat()
+            ));
         };
-        if key != "gpc" && key != "region" {
+        if !SIGNAL_KEYS.contains(&key.as_str()) {
             return Err(bad(&[
                 "signals: unknown key ",
                 &crate::message::quoted(&key),
-                "; expected gpc, region",
+                "; expected ",
+                &expected,
             ]
             .concat()));
         }
@@ -308,13 +344,15 @@ fn signals(value: Option<&Object>) -> Result<crate::Signals, JsValue> {
         Reflect::get(value, &JsValue::from_str(key))
             .map_err(|_| bad(&["signals.", key, " could not be read"].concat()))
     };
-    let gpc = get("gpc")?;
-    let gpc = if gpc.is_undefined() {
-        false
-    } else {
-        gpc.as_bool()
-            .ok_or_else(|| bad("signals.gpc must be true or false"))?
+    let flag = |key: &str| -> Result<bool, JsValue> {
+        let v = get(key)?;
+        if v.is_undefined() {
+            return Ok(false);
+        }
+        v.as_bool()
+            .ok_or_else(|| bad(&["signals.", key, " must be true or false"].concat()))
     };
+    let gpc = flag("gpc")?;
     let region = get("region")?;
     let region = if region.is_undefined() || region.is_null() {
         None
@@ -324,7 +362,42 @@ fn signals(value: Option<&Object>) -> Result<crate::Signals, JsValue> {
             .ok_or_else(|| bad("signals.region must be a string"))?;
         Some(crate::Signals::region_code(&text).map_err(|m| bad(&["signals.", &m].concat()))?)
     };
-    Ok(crate::Signals { gpc, region })
+    let user_agent = get("userAgent")?;
+    let user_agent = if user_agent.is_undefined() || user_agent.is_null() {
+        None
+    } else if user_agent.is_string() {
+        // Only the first kilobyte is read: no more crosses the boundary.
+        let head =
+            js_sys::JsString::from(user_agent).slice(0, crate::bots::MAX_USER_AGENT_BYTES as u32);
+        let mut text = head.as_string().unwrap_or_default();
+        let mut end = text.len().min(crate::bots::MAX_USER_AGENT_BYTES);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        Some(text)
+    } else {
+        return Err(bad("signals.userAgent must be a string"));
+    };
+    let score = get("botScore")?;
+    let score = if score.is_undefined() || score.is_null() {
+        None
+    } else {
+        let n = score
+            .as_f64()
+            .filter(|n| n.fract() == 0.0 && (1.0..=99.0).contains(n));
+        let n = n.ok_or_else(|| bad("signals.botScore must be an integer from 1 to 99"))?;
+        Some(crate::Agent::score_of(n as i64).map_err(|m| bad(&["signals.", &m].concat()))?)
+    };
+    let verified = flag("verifiedBot")?;
+    Ok((
+        crate::Signals { gpc, region },
+        crate::Agent {
+            user_agent,
+            score,
+            verified,
+        },
+    ))
 }
 
 /// A policy given as JSON text or as an object.
@@ -644,11 +717,11 @@ impl Sanitizer {
         #[wasm_bindgen(unchecked_optional_param_type = "Signals")] signals: Option<Object>,
     ) -> Result<JsValue, JsValue> {
         let call = parse_call(call)?;
-        let signals = self::signals(signals.as_ref())?;
+        let (signals, agent) = self::signals(signals.as_ref())?;
         let max = max_body_bytes.map_or(usize::MAX, |m| m as usize);
         let done = self
             .inner
-            .process_request_with(body, call, max, &signals)
+            .process_request_from(body, call, max, &signals, &agent)
             .map_err(|e| plain_error(e.code(), &e.message()))?;
         let out: JsValue = Object::new().into();
         if let Some(key) = &done.write_key {
@@ -704,6 +777,7 @@ impl Sanitizer {
         set(&out, "bodies", &bodies);
         set(&out, "events", &events);
         set(&out, "report", &report);
+        set(&out, "bots", &JsValue::from(done.bots as u32));
         Ok(out)
     }
 
@@ -736,13 +810,16 @@ impl Sanitizer {
         destination: &str,
         #[wasm_bindgen(unchecked_optional_param_type = "Signals")] signals: Option<Object>,
     ) -> Result<JsValue, JsValue> {
-        let signals = self::signals(signals.as_ref())?;
+        let (signals, agent) = self::signals(signals.as_ref())?;
         // JSON.stringify then JSON.parse is faster than converting the
         // object field by field across the boundary.
         let text = event_text(&event)?;
-        match self.inner.sanitize_json_with(&text, destination, &signals) {
-            Ok(Some(out)) => JSON::parse(&out),
-            Ok(None) => Ok(JsValue::NULL),
+        match self
+            .inner
+            .sanitize_json_from(&text, destination, &signals, &agent)
+        {
+            Ok((Some(out), _)) => JSON::parse(&out),
+            Ok((None, _)) => Ok(JsValue::NULL),
             Err(e) => Err(js_error(&e)),
         }
     }
@@ -757,13 +834,13 @@ impl Sanitizer {
         destination: &str,
         #[wasm_bindgen(unchecked_optional_param_type = "Signals")] signals: Option<Object>,
     ) -> Result<JsValue, JsValue> {
-        let signals = self::signals(signals.as_ref())?;
+        let (signals, agent) = self::signals(signals.as_ref())?;
         let text = event
             .as_string()
             .ok_or_else(|| plain_error("invalid_json", "event must be JSON text (a string)"))?;
         match self
             .inner
-            .sanitize_json_tallied(&text, destination, &signals)
+            .sanitize_json_from(&text, destination, &signals, &agent)
         {
             Ok((Some(out), tally)) => {
                 let mut report = self.report.borrow_mut();
@@ -803,14 +880,14 @@ impl Sanitizer {
         #[wasm_bindgen(unchecked_param_type = "SegmentEvent | string")] event: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "Signals")] signals: Option<Object>,
     ) -> Result<JsValue, JsValue> {
-        let signals = self::signals(signals.as_ref())?;
+        let (signals, agent) = self::signals(signals.as_ref())?;
         let text = match event.as_string() {
             Some(text) => text,
             None => event_text(&event)?,
         };
         let all = self
             .inner
-            .explain_with(&text, &signals)
+            .explain_from(&text, &signals, &agent)
             .map_err(|e| js_error(&e))?;
         let out: JsValue = Object::new().into();
         for e in all {
@@ -837,6 +914,17 @@ impl Sanitizer {
                     })
                     .collect();
                 set(&o, "consent", &list);
+            }
+            if let Some(why) = e.bot {
+                let b: JsValue = Object::new().into();
+                set(&b, "by", &JsValue::from_str(why.by()));
+                if let Some(token) = why.token() {
+                    set(&b, "token", &JsValue::from_str(token));
+                }
+                if let Some(score) = why.score() {
+                    set(&b, "score", &JsValue::from(score));
+                }
+                set(&o, "bot", &b);
             }
             set(&o, "dropped", &strings(&e.paths.dropped));
             set(&o, "masked", &strings(&e.paths.masked));

@@ -130,7 +130,7 @@ test("invalid policies throw one Error listing every problem", () => {
     (e) => {
       assert.equal(e.code, "invalid_policy");
       assert.deepEqual(e.errors, [
-        { path: "extra", message: "unknown key; expected one of: version, environment, hipaa, identifiers, allowlists, events, scan, destinations, consent" },
+        { path: "extra", message: "unknown key; expected one of: version, environment, hipaa, identifiers, allowlists, events, scan, destinations, consent, bots" },
         { path: "destinations.ads.connection", message: "client-side destinations cannot restrict PHI" },
       ]);
       assert.match(e.message, /^invalid policy: extra: unknown key.*; destinations\.ads\.connection: client-side destinations cannot restrict PHI$/);

@@ -277,7 +277,9 @@ export function createWorker(policy) {
         return fail(503, "queue_unavailable", "the delivery queue did not take the events: send them again", {}, { "Retry-After": "5" });
       }
       // One line per request taken: what each destination gets, as counts.
-      console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejectedCount, destinations: report }));
+      // bots only when some event was a bot's: the line stays as it was for a policy without "bots".
+      const bots = processed.bots > 0 ? { bots: processed.bots } : {};
+      console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejectedCount, ...bots, destinations: report }));
       for (const [to, list, indexes] of direct) ctx.waitUntil(deliver(to, list, indexes));
       const body = { success: true };
       // rejected lists the first 100 (the answer stays small); rejectedCount has them all.

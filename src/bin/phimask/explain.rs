@@ -23,6 +23,8 @@ pub struct Options {
     pub json: bool,
     /// The request's signals (GPC, region) to explain for.
     pub signals: phimask::Signals,
+    /// The request's user agent and bot score, for the policy's `bots`.
+    pub agent: phimask::Agent,
     pub key_file: Option<PathBuf>,
 }
 
@@ -52,7 +54,7 @@ pub fn run(o: &Options) -> Outcome {
         )
     };
     let all: Vec<Explanation> = sanitizer
-        .explain_with(&text, &o.signals)
+        .explain_from(&text, &o.signals, &o.agent)
         .map_err(refused)?
         .into_iter()
         .filter(|e| o.destination.as_ref().is_none_or(|d| d == &e.destination))
@@ -62,7 +64,8 @@ pub fn run(o: &Options) -> Outcome {
             return Ok(None);
         }
         sanitizer
-            .sanitize_json_with(&text, &e.destination, &o.signals)
+            .sanitize_json_from(&text, &e.destination, &o.signals, &o.agent)
+            .map(|(out, _)| out)
             .map_err(refused)
     };
     let mut out = String::new();
@@ -79,6 +82,9 @@ pub fn run(o: &Options) -> Outcome {
             });
             if !e.consent.is_empty() {
                 v["consent"] = e.consent.iter().map(consent_json).collect();
+            }
+            if let Some(why) = e.bot {
+                v["bot"] = bot_json(why);
             }
             if o.show_values {
                 let event = match sent(e)? {
@@ -114,6 +120,9 @@ pub fn run(o: &Options) -> Outcome {
             for decision in &e.consent {
                 out.push_str(&format!("  {:<12} {}\n", "consent", consent_line(decision)));
             }
+            if let Some(why) = e.bot {
+                out.push_str(&format!("  {:<12} {}\n", "bot", bot_line(why)));
+            }
             if let Some(s) = sent(e)? {
                 out.push_str(&format!("  {:<12} {s}\n", "sends"));
             }
@@ -133,6 +142,31 @@ fn consent_json(v: &Decision) -> Value {
         o["region"] = json!(region);
     }
     o
+}
+
+/// Why the event is a bot's, as JSON: `{by, token?, score?}` (never the
+/// user agent).
+fn bot_json(why: phimask::bots::Why) -> Value {
+    let mut o = json!({ "by": why.by() });
+    if let Some(token) = why.token() {
+        o["token"] = json!(token);
+    }
+    if let Some(score) = why.score() {
+        o["score"] = json!(score);
+    }
+    o
+}
+
+/// Why the event is a bot's, as a line: `by userAgent (token "curl/")`.
+fn bot_line(why: phimask::bots::Why) -> String {
+    let mut line = format!("by {}", why.by());
+    if let Some(token) = why.token() {
+        line.push_str(&format!(" (token \"{token}\")"));
+    }
+    if let Some(score) = why.score() {
+        line.push_str(&format!(" (score {score})"));
+    }
+    line
 }
 
 /// One purpose's decision as a line: `advertising denied by gpc`.

@@ -90,6 +90,14 @@ struct SignalArgs {
     /// such as US): its consent.regions mode applies
     #[arg(long, value_name = "REGION", value_parser = region)]
     region: Option<String>,
+    /// As for a request with this User-Agent header: under the policy's
+    /// bots, one of the documented list makes the event a bot's
+    #[arg(long, value_name = "UA")]
+    user_agent: Option<String>,
+    /// As for a request Cloudflare Bot Management scored SCORE (1 to 99;
+    /// below 30 is a bot)
+    #[arg(long, value_name = "SCORE", value_parser = bot_score)]
+    bot_score: Option<u8>,
 }
 
 impl SignalArgs {
@@ -99,6 +107,21 @@ impl SignalArgs {
             region: self.region,
         }
     }
+
+    fn agent(&self) -> phimask::Agent {
+        phimask::Agent {
+            user_agent: self.user_agent.clone(),
+            score: self.bot_score,
+            verified: false,
+        }
+    }
+}
+
+fn bot_score(score: &str) -> Result<u8, String> {
+    let n: i64 = score
+        .parse()
+        .map_err(|_| "must be an integer from 1 to 99".to_owned())?;
+    phimask::Agent::score_of(n).map_err(|_| "must be an integer from 1 to 99".to_owned())
 }
 
 fn region(code: &str) -> Result<String, String> {
@@ -197,6 +220,7 @@ fn main() -> ExitCode {
             show_values: a.show_values,
             destination: a.destination,
             json: a.json,
+            agent: a.signals.agent(),
             signals: a.signals.signals(),
             key_file: a.key.key_file,
         }),
@@ -207,6 +231,7 @@ fn main() -> ExitCode {
             output: a.output,
             quiet: a.quiet,
             native: a.native,
+            agent: a.signals.agent(),
             signals: a.signals.signals(),
             key_file: a.key.key_file,
         }),

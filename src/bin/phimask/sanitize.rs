@@ -29,6 +29,8 @@ pub struct Options {
     pub native: bool,
     /// The signals (GPC, region) every line is sanitized as if sent with.
     pub signals: phimask::Signals,
+    /// The request's user agent and bot score, for the policy's `bots`.
+    pub agent: phimask::Agent,
     pub key_file: Option<PathBuf>,
 }
 
@@ -38,6 +40,7 @@ struct Target<'a> {
     /// Its format, when lines are written in it (`--native`).
     native: Option<Format>,
     signals: &'a phimask::Signals,
+    agent: &'a phimask::Agent,
 }
 
 impl Target<'_> {
@@ -163,6 +166,7 @@ pub fn run(o: &Options) -> Outcome {
             name: &dest.name,
             native: o.native.then_some(dest.format),
             signals: &o.signals,
+            agent: &o.agent,
         };
         if let Err(f) = stream(
             &sanitizer,
@@ -239,7 +243,12 @@ fn stream(
             Line::Text(bytes) => match std::str::from_utf8(bytes) {
                 Err(e) => Some(format!("not UTF-8 text at byte {}", e.valid_up_to())),
                 Ok(text) => {
-                    match sanitizer.sanitize_json_tallied(text, target.name, target.signals) {
+                    match sanitizer.sanitize_json_from(
+                        text,
+                        target.name,
+                        target.signals,
+                        target.agent,
+                    ) {
                         Ok((Some(event), tally)) => {
                             match target.line(event) {
                                 Some(line) => {
