@@ -11,8 +11,8 @@ use crate::action::scan::{OnMatch, Scan};
 use crate::action::url::UrlRule;
 use crate::path;
 use crate::policy::{
-    Action, Allowlists, IdAction, Identifiers, List, Names, Policy, Problem, Report, Rule,
-    DEFAULT_CONTEXT, IDENTIFIER_KEYS,
+    Action, Allowlists, Connection, Destination, IdAction, Identifiers, List, Names, Policy,
+    Problem, Report, Rule, DEFAULT_CONTEXT, IDENTIFIER_KEYS,
 };
 use crate::tree::{self, Value};
 use destination::Environment;
@@ -191,6 +191,9 @@ impl Checker {
         if let Some(c) = &consent {
             self.gpc_needed(c, &destinations);
         }
+        if bots == crate::bots::Mode::Flag {
+            self.flag_unseen(&destinations);
+        }
         Some(Policy {
             environment,
             hipaa,
@@ -216,6 +219,23 @@ impl Checker {
             v => self.error("bots", format!("{EXPECTED}, not {}", v.type_name())),
         }
         crate::bots::Mode::Allow
+    }
+
+    /// Warns of each server-side destination in a native format under
+    /// `"bots": "flag"`: those formats send no `context`, so it receives
+    /// bots' events unmarked, as under `allow`.
+    fn flag_unseen(&mut self, destinations: &[Destination]) {
+        for d in destinations {
+            if d.connection == Connection::ServerSide && !d.format.is_passthrough() {
+                self.warn(
+                    &join(&join("destinations", &d.name), "format"),
+                    format!(
+                        "the {} format sends no context, so this destination receives bots' events without context.bot, as if \"bots\" were \"allow\"; use \"drop\" to keep them out",
+                        d.format.name()
+                    ),
+                );
+            }
+        }
     }
 
     fn version(&mut self, value: Option<&Value>) {

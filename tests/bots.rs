@@ -722,6 +722,41 @@ fn policy_validation_names_the_bots_key() {
 }
 
 #[test]
+fn flag_warns_of_each_native_format_that_cannot_show_it() {
+    let mut p = policy(Some("flag"));
+    p["destinations"]["amp"] = json!({"connection": "server-side", "format": "amplitude",
+        "endpoint": "https://api2.amplitude.com/2/httpapi"});
+    p["destinations"]["g"] = json!({"connection": "server-side", "format": "ga4",
+        "endpoint": "https://www.google-analytics.com/mp/collect"});
+    p["destinations"]["lines"] = json!({"connection": "server-side", "format": "ndjson",
+        "endpoint": "https://lines.example/"});
+    let warned = |p: &Value| -> Vec<(String, String)> {
+        let (ok, report) = phimask::validate_policy(&p.to_string());
+        assert!(ok.is_some(), "{:?}", report.errors);
+        report
+            .warnings
+            .into_iter()
+            .filter(|w| w.message.contains("context.bot"))
+            .map(|w| (w.path, w.message))
+            .collect()
+    };
+    let flagged = warned(&p);
+    let paths: Vec<&str> = flagged.iter().map(|(path, _)| path.as_str()).collect();
+    assert_eq!(paths, ["destinations.amp.format", "destinations.g.format"]);
+    assert!(
+        flagged[0]
+            .1
+            .starts_with("the amplitude format sends no context"),
+        "{}",
+        flagged[0].1
+    );
+    for mode in ["drop", "allow"] {
+        p["bots"] = json!(mode);
+        assert_eq!(warned(&p), [], "{mode}");
+    }
+}
+
+#[test]
 fn prepared_policies_carry_the_mode() {
     for (mode, expected) in [
         ("drop", Mode::Drop),
