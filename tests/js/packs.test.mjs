@@ -185,6 +185,26 @@ describe("packs: each body on its own, failures one by one", () => {
     assert.equal(ga.sent("ok_down"), 1);
     const packs = logsOf(worker, "pack consumed").filter((l) => l.events === 3 || l.events === 2).slice(-3);
     assert.deepEqual(packs.map((p) => [p.parts, p.delivered, p.again, p.deadLetters]), [[3, 1, 2, 0], [2, 0, 2, 0], [2, 0, 0, 2]]);
+    // The retried pack, nothing delivered and both to retry as they were: the message itself retried (attempt 2).
+    assert.deepEqual(packs.map((p) => p.attempt), [1, 1, 2]);
+  });
+
+  test("a single body left to retry counts the pack's tries; replayed, it starts its retries afresh", async () => {
+    assert.equal((await post(worker, [visitor("down_solo"), visitor("ok_solo")])).status, 200);
+    const solo = () => deadLetters(worker, "retries_exhausted").filter((l) => l.events === 1 && l.reason.attempts === 3);
+    const before = solo().length;
+    await until(() => solo().length === before + 1 && ga.sent("down_solo") === 3, "its dead letter", 30_000);
+    assert.equal(ga.sent("ok_solo"), 1);
+    await until(async () => (await operator(worker, "/dead-letters?reason=retries_exhausted")).body.deadLetters.length === 3, "filed");
+    const [letter] = (await filedBodies(worker, "retries_exhausted")).filter((m) => m.text.includes("down_solo"));
+    assert.equal(letter.tries, 1, "the letter is the message: one body, the pack's attempt counted");
+    assert.equal(letter.parts, undefined);
+    const ids = (await operator(worker, "/dead-letters?reason=retries_exhausted")).body.deadLetters.map((l) => l.id);
+    const replay = await operator(worker, "/dead-letters/replay", "POST", { ids });
+    assert.equal(replay.body.replayed.length, 3);
+    // Still down: each replayed body is tried three times again, not once.
+    await until(() => ga.sent("down_solo") === 6 && ga.sent("down_0") === 6 && ga.sent("down_1") === 6, "three more attempts each", 30_000);
+    await until(() => deadLetters(worker, "retries_exhausted").length === 6, "dead letters again", 30_000);
   });
 
   test("a hostile pack (parts that do not add up, the wrong piece count, not an array, negative, huge): unreadable_message, nothing sent", async () => {
