@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { createServer } from "node:http";
-import { endpointId, PACK_BODIES, packed } from "../../www/worker/queue.js";
+import { serialize } from "node:v8";
+import { deadLetterOf, endpointId, FLOOR_BODY_BYTES, MESSAGE_BYTES, messageBytes, nextBodyLimit, PACK_BODIES, packed } from "../../www/worker/queue.js";
 import { bundle, startDestination, startWorker, until, wranglerTables } from "./worker-harness.mjs";
 
 const KEY = "packs-test-masking-key-0123456789abcdef";
@@ -216,6 +217,7 @@ describe("packs: each body on its own, failures one by one", () => {
       { events: [0, 1], parts: [1, 2], body: body("hostile_sum_a", "hostile_sum_b") },
       { events: [0, 1], parts: [2], body: body("hostile_count_a", "hostile_count_b") },
       { events: [0, 1, 2], parts: [1, 2], body: body("hostile_three_a", "hostile_three_b", "hostile_three_c") },
+      { events: [0, 1], parts: [1, 1], body: body("hostile_one_piece") },
       { events: [0, 1], parts: "1,1", body: body("hostile_text_a", "hostile_text_b") },
       { events: [0, 1], parts: { 0: 1, 1: 1, length: 2 }, body: body("hostile_object_a", "hostile_object_b") },
       { events: [0, 1], parts: [-1, 3], body: body("hostile_negative_a", "hostile_negative_b") },
@@ -324,4 +326,30 @@ test("wrangler.toml: each delivery consumer's batch of packs stays under a Worke
   const consumers = wranglerTables().filter((t) => t.name.endsWith("queues.consumers") && t.values.queue.startsWith("phimask-delivery-"));
   assert.equal(consumers.length, 3, "the top level, development and production");
   for (const c of consumers) assert.ok(c.values.max_batch_size * PACK_BODIES <= 500, `${c.values.queue}: ${c.values.max_batch_size} x ${PACK_BODIES}`);
+});
+
+test("a pack's size bound covers its V8 serialization, parts and tries included, and the last-resort body limit fits any pack", () => {
+  // The most events a body of FLOOR_BODY_BYTES can hold (3 bytes each), in 50 parts, with large indexes.
+  const pack = (bodyBytes, firstIndex) => {
+    const events = Array.from({ length: Math.floor(bodyBytes / 3) }, (_, i) => firstIndex + i);
+    const parts = Array.from({ length: PACK_BODIES }, (_, i) => (i < PACK_BODIES - 1 ? 1 : events.length - (PACK_BODIES - 1)));
+    return {
+      to: "d".repeat(64), events, parts, tries: 2 ** 30, body: new Uint8Array(bodyBytes), iv: new Uint8Array(12), kid: "0".repeat(8),
+      policy: "0".repeat(64), format: "ga4", endpoint: "0".repeat(64), req: crypto.randomUUID(), forced: "0".repeat(64),
+    };
+  };
+  for (const m of [pack(FLOOR_BODY_BYTES, 0), pack(FLOOR_BODY_BYTES, 200_000), pack(1000, 0)]) {
+    const letter = deadLetterOf(m, { code: "retries_exhausted", status: "network error", attempts: 2 ** 30 });
+    assert.deepEqual(letter.parts, m.parts);
+    assert.equal(letter.tries, m.tries);
+    for (const x of [m, letter]) {
+      assert.ok(serialize(x).byteLength <= messageBytes(x), `${serialize(x).byteLength} <= ${messageBytes(x)}`);
+      assert.ok(messageBytes(x) <= MESSAGE_BYTES);
+      // What parts and tries add is counted by itself, not left to the envelope's spare room.
+      const { parts: _p, tries: _t, ...single } = x;
+      assert.ok(messageBytes(x) - messageBytes(single) >= serialize(x).byteLength - serialize(single).byteLength);
+    }
+  }
+  // Over the limit, a smaller body limit is asked for.
+  assert.ok(nextBodyLimit([pack(120_000, 0)], 120_000) < 120_000);
 });
