@@ -22,15 +22,19 @@ const BASIC = `Basic ${Buffer.from(`${WRITE_KEY}:`).toString("base64")}`;
 /**
  * A GA4 Measurement Protocol stand-in: each body's answer by its first
  * event's name: `flaky_…` 503 the first time, `refused_…` 400 while
- * `refusing` is set, `down_…` 503 always, anything else 204.
+ * `refusing` is set, `down_…` 503 always, anything else 204; `slow_…`
+ * after 150 ms. `state.most`: the most requests it held at once.
  */
 async function startGa4() {
   const requests = [];
-  const state = { refusing: true };
+  const state = { refusing: true, open: 0, most: 0 };
   const server = createServer((req, res) => {
     const chunks = [];
+    state.open += 1;
+    state.most = Math.max(state.most, state.open);
+    res.on("finish", () => (state.open -= 1));
     req.on("data", (c) => chunks.push(c));
-    req.on("end", () => {
+    req.on("end", async () => {
       const text = Buffer.concat(chunks).toString("utf8");
       let body;
       try {
@@ -43,6 +47,7 @@ async function startGa4() {
       const before = requests.filter((r) => r.names[0] === name).length;
       const status = name.startsWith("flaky_") && before === 0 ? 503 : name.startsWith("refused_") && state.refusing ? 400 : name.startsWith("down_") ? 503 : 204;
       requests.push({ names, text, status });
+      if (name.startsWith("slow_")) await new Promise((resolve) => setTimeout(resolve, 150));
       res.writeHead(status, { "content-type": "application/json" }).end(status === 400 ? '{"validationMessages":[]}' : "");
     });
   });
@@ -206,6 +211,14 @@ describe("packs: each body on its own, failures one by one", () => {
     // Still down: each replayed body is tried three times again, not once.
     await until(() => ga.sent("down_solo") === 6 && ga.sent("down_0") === 6 && ga.sent("down_1") === 6, "three more attempts each", 30_000);
     await until(() => deadLetters(worker, "retries_exhausted").length === 6, "dead letters again", 30_000);
+  });
+
+  test("a pack's bodies go six at a time", async () => {
+    const names = Array.from({ length: 30 }, (_, i) => `slow_${i}`);
+    ga.state.most = 0;
+    assert.equal((await post(worker, names.map((n) => visitor(n)))).status, 200);
+    await until(() => names.every((n) => ga.delivered(n) === 1), "the slow bodies", 30_000);
+    assert.equal(ga.state.most, 6, "never more than six at once, and six when there are more to send");
   });
 
   test("a hostile pack (parts that do not add up, the wrong piece count, not an array, negative, huge): unreadable_message, nothing sent", async () => {

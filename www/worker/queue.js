@@ -70,8 +70,12 @@ export const MAX_DIRECT_BODIES = 500;
  * per invocation must stay under a Worker's 1,000 subrequests.
  */
 export const PACK_BODIES = 50;
-/** How many of a pack's bodies are sent at once. */
-const PACK_FETCHES = 6;
+/**
+ * How many bodies the consumer sends at once, over all the messages of
+ * an invocation: a Worker keeps at most 6 connections open at a time, and
+ * a fetch waiting for one would spend its timeout waiting.
+ */
+const FETCHES = 6;
 
 /** The number of bodies a processed request makes, over every destination. */
 export function bodyCount(processed) {
@@ -399,31 +403,38 @@ function pieces(body, count) {
   let from = 0;
   for (let i = 0; i <= body.byteLength; i++) {
     if (i < body.byteLength && body[i] !== NEWLINE) continue;
-    if (i === from || out.length === count) return null;
+    if (i === from) return null;
     out.push(body.slice(from, i));
     from = i + 1;
   }
   return out.length === count ? out : null;
 }
 
-/** Runs `fn` on each item, at most `n` at a time; resolves to the results in order. */
-async function limited(items, n, fn) {
-  const out = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i], i);
+/**
+ * The consumer's fetch slots for one invocation: `slots(fn)` runs `fn`
+ * once fewer than `n` run, so its fetch's timeout starts when it is sent.
+ */
+export function fetchSlots(n = FETCHES) {
+  let free = n;
+  const waiting = [];
+  return async (fn) => {
+    if (free > 0) free -= 1;
+    else await new Promise((resolve) => waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else free += 1;
     }
   };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
-  return out;
 }
 
 /**
  * Delivers one message of the DELIVERY queue: one body, or a pack of
- * several (parts), each body on its own. `compiled` holds the
- * destinations' targets, the policy hash and the seal keys.
+ * several (parts), each body on its own, in `slots` (fetchSlots(), shared
+ * by the messages of an invocation). `compiled` holds the destinations'
+ * targets, the policy hash and the seal keys.
  *
  * A pack's outcome: the dead letters of its failed bodies first (each a
  * letter of its own), then the bodies to send again as one new pack
@@ -431,9 +442,11 @@ async function limited(items, n, fn) {
  * attempts so far), then the ack. When nothing was delivered and every
  * body is to be sent again as it was, the message itself is retried. If
  * a letter or the new pack cannot be queued, the message is retried: its
- * delivered bodies are then sent again (delivery is at least once).
+ * delivered bodies are then sent again (delivery is at least once:
+ * destinations deduplicate on the masked IDs the bodies carry; GA4, which
+ * has none, counts them twice).
  */
-export async function consume(msg, env, compiled) {
+export async function consume(msg, env, compiled, slots = fetchSlots()) {
   const m = msg.body;
   const to = compiled.targets.get(m?.to);
   const events = Array.isArray(m?.events) ? m.events : [];
@@ -481,7 +494,7 @@ export async function consume(msg, env, compiled) {
   const bodies = cut.map((bytes, i) => ({ body: bytes, indexes: events.slice(at, (at += parts[i])) }));
 
   const tries = (Number.isSafeInteger(m.tries) && m.tries > 0 ? m.tries : 0) + msg.attempts;
-  const outcomes = await limited(bodies, PACK_FETCHES, (part) => settle(to, part, tries, retriesOf(env)));
+  const outcomes = await Promise.all(bodies.map((part) => slots(() => settle(to, part, tries, retriesOf(env)))));
   const delivered = outcomes.filter((o) => o.delivered).length;
   const letters = outcomes.flatMap((o) => o.letters);
   const again = outcomes.filter((o) => o.again).map((o) => o.again);

@@ -13,7 +13,7 @@ import { authSecret, deliver, log } from "./forward.js";
 import { ingest } from "./ingest.js";
 import { writeKeyProblem } from "./keys.js";
 import { rateLimit, rateLimitProblem } from "./ratelimit.js";
-import { bodyCount, consume, enqueueRequest, FLOOR_BODY_BYTES, MAX_DIRECT_BODIES, MAX_REQUEST_BODIES, MAX_REQUEST_MESSAGES, nextBodyLimit, packed, packMessage, QUEUE_BODY_BYTES } from "./queue.js";
+import { bodyCount, consume, enqueueRequest, fetchSlots, FLOOR_BODY_BYTES, MAX_DIRECT_BODIES, MAX_REQUEST_BODIES, MAX_REQUEST_MESSAGES, nextBodyLimit, packed, packMessage, QUEUE_BODY_BYTES } from "./queue.js";
 import { cors, fail, reply } from "./respond.js";
 import { sealKey } from "./seal.js";
 
@@ -309,7 +309,9 @@ export function createWorker(policy) {
         log("error", { phimask: "delivery paused: not configured", code: compiled.error.code, messages: batch.messages.length });
         return batch.retryAll({ delaySeconds: 60 });
       }
-      await Promise.all(batch.messages.map((msg) => consume(msg, env, compiled)));
+      // One set of fetch slots for the invocation: a Worker keeps 6 connections open at a time.
+      const slots = fetchSlots();
+      await Promise.all(batch.messages.map((msg) => consume(msg, env, compiled, slots)));
     },
   };
 }
