@@ -1,22 +1,33 @@
-// A request's fan-out is bounded: a valid batch of thousands of distinct
-// users (GA4 takes one user per body) would become thousands of queue
-// messages — over what Queues takes in a second, and over a Worker's
-// subrequests when delivered directly. Above the bound the request is
-// refused with 413, nothing queued and nothing sent; below it, every
-// event arrives. The bundled Worker in workerd, and under `wrangler dev`
-// (whose local queue broker such a request once brought down), against
-// the local fakes of the destinations' APIs.
+// A request's fan-out is packed and bounded: a valid batch of thousands
+// of distinct users (GA4 takes one user per body) becomes thousands of
+// bodies, which share queue messages (packs of up to 50 bodies of one
+// destination), so it is queued in a few hundred messages and delivered
+// whole. Above the bounds (500 queue messages, 20,000 bodies, 500 direct
+// deliveries per request) the request is refused with 413, nothing
+// queued and nothing sent. The bundled Worker in workerd, and under
+// `wrangler dev` (whose local queue broker such a request once brought
+// down), against the local fakes of the destinations' APIs.
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { FAKE_CREDENTIALS, startFakes } from "../../www/dev/fakes.mjs";
 import { bundle, freePort, startWorker, startWranglerDev, until } from "./worker-harness.mjs";
 
 const KEY = "fan-out-test-masking-key-0123456789abcdef";
 const WRITE_KEY = "wk_fan_out";
-const MAX_REQUEST_BODIES = 1000;
+const GA4_CREDENTIAL = `${FAKE_CREDENTIALS.ga4.measurement_id}:${FAKE_CREDENTIALS.ga4.api_secret}`;
+const MAX_REQUEST_MESSAGES = 500;
+const MAX_REQUEST_BODIES = 20_000;
+const BASIC = `Basic ${Buffer.from(`${WRITE_KEY}:`).toString("base64")}`;
 
-describe("a request's fan-out is bounded", () => {
+// Each visitor a distinct anonymous ID, one page each: GA4 gets one body
+// per visitor. 10,000 of them make a batch just under the 512,000-byte limit.
+const visitors = (n, tag) => Array.from({ length: n }, (_, i) => ({ type: "page", anonymousId: `${tag}-${String(i).padStart(6, "0")}` }));
+const FLOOD_TAG = "web-visitor";
+
+const logsOf = (logs, kind) => logs.filter((l) => l.includes(`"phimask":"${kind}"`)).map((l) => JSON.parse(l));
+const ga4Requests = (fakes, name = "ga4") => fakes.requests.filter((r) => r.name === name);
+
+describe("a batch of 10,000 distinct users is packed, queued and delivered whole", () => {
   let fakes;
   let built;
   let worker;
@@ -32,11 +43,7 @@ describe("a request's fan-out is bounded", () => {
       },
     };
     built = await bundle(policy);
-    worker = await startWorker(built.script, {
-      PHI_MASKING_KEY: KEY,
-      WRITE_KEYS: WRITE_KEY,
-      AUTH_GA4: `${FAKE_CREDENTIALS.ga4.measurement_id}:${FAKE_CREDENTIALS.ga4.api_secret}`,
-    });
+    worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, AUTH_GA4: GA4_CREDENTIAL });
   });
 
   after(async () => {
@@ -48,55 +55,125 @@ describe("a request's fan-out is bounded", () => {
   const post = async (events) => {
     const res = await worker.mf.dispatchFetch("http://edge.test/v1/batch", {
       method: "POST",
-      headers: { Authorization: `Basic ${Buffer.from(`${WRITE_KEY}:`).toString("base64")}`, "Content-Type": "application/json" },
+      headers: { Authorization: BASIC, "Content-Type": "application/json" },
       body: JSON.stringify({ batch: events }),
     });
     return { status: res.status, body: await res.json() };
   };
-  // Each user a distinct anonymous ID: GA4 gets one body per user.
-  const users = (n, tag) => Array.from({ length: n }, (_, i) => ({ type: "track", event: "Viewed", anonymousId: `${tag}-${i}`, messageId: `${tag}-m-${i}` }));
-  // The smallest events that still make a GA4 body each: pages, no name.
-  const pages = (n) => Array.from({ length: n }, (_, i) => ({ type: "page", anonymousId: `f${i}` }));
-  // The warehouse restricts PHI: message IDs arrive masked.
-  const masked = (id) => createHmac("sha256", KEY).update(id).digest("hex");
-  const warehouseIds = () => (fakes.received.warehouse ?? []).map((e) => e.messageId);
-  const arrived = (id) => warehouseIds().includes(masked(id));
 
-  test("thousands of distinct users in one batch: 413, nothing queued, nothing sent", async () => {
-    const flood = pages(10_000);
-    const text = JSON.stringify({ batch: flood });
-    assert.ok(text.length < 500 * 1024, `${text.length} bytes: a valid batch by size`);
-    const before = fakes.requests.length;
+  test("10,000 visitors (~500 KB): 200; GA4 gets exactly 10,000 bodies, each visitor's event once; at most 500 messages", async () => {
+    const flood = visitors(10_000, FLOOD_TAG);
+    const size = JSON.stringify({ batch: flood }).length;
+    assert.ok(size > 490_000 && size < 512_000, `${size} bytes: a valid batch by size, near the limit`);
     const res = await post(flood);
-    assert.equal(res.status, 413, JSON.stringify(res.body));
-    assert.equal(res.body.code, "too_many_messages");
-    assert.match(res.body.error, /1000/);
-    assert.ok(!JSON.stringify(res.body).includes("flood-"), "the answer echoes no event");
-    // A sentinel after it: once it has arrived, anything queued before it would have too.
-    assert.equal((await post(users(1, "sentinel-a"))).status, 200);
-    await until(() => arrived("sentinel-a-m-0"), "the sentinel at the warehouse");
-    assert.equal(warehouseIds().length, 1, "nothing of the refused request reached a destination");
-    const ga4 = fakes.requests.slice(before).filter((r) => r.name === "ga4");
-    assert.equal(ga4.length, 1, "GA4: only the sentinel's body");
-  });
-
-  test("just below the bound every event arrives, one GA4 body per user", async () => {
-    // GA4's bodies plus the warehouse's (one or two): the bound counts every body.
-    const below = users(MAX_REQUEST_BODIES - 10, "below");
-    const before = fakes.requests.filter((r) => r.name === "ga4").length;
-    const res = await post(below);
     assert.equal(res.status, 200, JSON.stringify(res.body));
-    await until(() => below.every((e) => arrived(e.messageId)), "every event at the warehouse", 60_000);
-    await until(() => fakes.requests.filter((r) => r.name === "ga4").length - before === below.length, "a GA4 body per user", 60_000);
+    const [line] = logsOf(worker.logs, "request");
+    assert.ok(line.messages <= MAX_REQUEST_MESSAGES, `${line.messages} queue messages`);
+    // GA4's 10,000 bodies in packs of 50, and the warehouse's few.
+    assert.ok(line.messages >= 200 && line.messages < 220, `${line.messages} queue messages`);
+    await until(() => ga4Requests(fakes).length >= 10_000, "10,000 GA4 bodies", 180_000);
+    await until(() => (fakes.received.warehouse ?? []).length >= 10_000, "the warehouse's events", 60_000);
+    // Nothing more arrives: every message was consumed once.
+    const packs = () => logsOf(worker.logs, "pack consumed").filter((l) => l.destination === "ga4");
+    await until(() => packs().reduce((n, l) => n + l.delivered, 0) === 10_000, "every GA4 pack consumed");
+    assert.equal(ga4Requests(fakes).length, 10_000, "exactly one GA4 body per visitor");
+    const clients = fakes.received.ga4.map((e) => e.client_id);
+    assert.equal(clients.length, 10_000);
+    assert.equal(new Set(clients).size, 10_000, "each visitor's event once");
+    assert.equal(fakes.received.warehouse.length, 10_000, "the warehouse: each event once");
+    assert.ok(packs().length <= MAX_REQUEST_MESSAGES, `${packs().length} GA4 packs consumed`);
+    assert.ok(packs().every((l) => l.parts <= 50 && l.attempt === 1));
     assert.deepEqual(fakes.problems, {}, "every GA4 body follows its API's rules");
-    // One more user tips it over.
-    const over = await post(users(MAX_REQUEST_BODIES, "over"));
-    assert.equal(over.status, 413, JSON.stringify(over.body));
-    assert.equal(over.body.code, "too_many_messages");
+    const logs = worker.logs.join("\n");
+    assert.ok(!logs.includes(FLOOD_TAG), "no log holds a value");
   });
 });
 
-describe("under wrangler dev, a request over the bound leaves the local queue working", () => {
+describe("above the fan-out bounds: 413, nothing queued, nothing sent", () => {
+  let fakes;
+  const started = [];
+
+  before(async () => {
+    fakes = await startFakes(await freePort(), { quiet: true });
+  });
+
+  after(async () => {
+    for (const { worker, built } of started) {
+      await worker.mf.dispose();
+      built.cleanup();
+    }
+    await fakes?.close();
+  });
+
+  const start = async (destinations, bindings = {}) => {
+    const policy = { version: 1, environment: "fan-out-bounds", hipaa: true, events: { "*": "allow" }, destinations };
+    const built = await bundle(policy);
+    const worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, ...bindings });
+    started.push({ worker, built });
+    const post = async (events) => {
+      const res = await worker.mf.dispatchFetch("http://edge.test/v1/batch", {
+        method: "POST",
+        headers: { Authorization: BASIC, "Content-Type": "application/json" },
+        body: JSON.stringify({ batch: events }),
+      });
+      return { status: res.status, body: await res.json() };
+    };
+    return { worker, post };
+  };
+  const refusedWith = (res, code, limit) => {
+    assert.equal(res.status, 413, JSON.stringify(res.body));
+    assert.equal(res.body.success, false);
+    assert.equal(res.body.code, code);
+    assert.ok(res.body.error.includes(String(limit)), res.body.error);
+    assert.ok(!JSON.stringify(res.body).includes("-000"), "the answer echoes no value");
+  };
+
+  test("three GA4 destinations x 7,000 visitors = 21,000 bodies: too_many_bodies, nothing sent", async () => {
+    const names = ["ga4a", "ga4b", "ga4c"];
+    const { worker, post } = await start(
+      Object.fromEntries(names.map((n) => [n, { connection: "server-side", format: "ga4", endpoint: `${fakes.url}/${n}/mp/collect` }])),
+      Object.fromEntries(names.map((n) => [`AUTH_${n.toUpperCase()}`, GA4_CREDENTIAL])),
+    );
+    const before = fakes.requests.length;
+    const res = await post(visitors(7_000, "many"));
+    refusedWith(res, "too_many_bodies", MAX_REQUEST_BODIES);
+    assert.match(res.body.error, /fewer distinct users/);
+    assert.equal(logsOf(worker.logs, "request").length, 0, "nothing queued");
+    // A sentinel after it: once it has arrived, anything queued before it would have too.
+    assert.equal((await post(visitors(1, "sentinel"))).status, 200);
+    await until(() => names.every((n) => ga4Requests(fakes, n).length >= 1), "the sentinel's bodies");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(fakes.requests.length - before, 3, "only the sentinel's three bodies");
+  });
+
+  test("501 destinations: 501 queue messages for one event: too_many_messages", async () => {
+    const destinations = Object.fromEntries(Array.from({ length: MAX_REQUEST_MESSAGES + 1 }, (_, i) => [`s${i}`, { connection: "server-side", endpoint: `${fakes.url}/s${i}` }]));
+    const { worker, post } = await start(destinations);
+    const before = fakes.requests.length;
+    refusedWith(await post(visitors(1, "one")), "too_many_messages", MAX_REQUEST_MESSAGES);
+    assert.equal(logsOf(worker.logs, "request").length, 0, "nothing queued");
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    assert.equal(fakes.requests.length - before, 0, "nothing sent");
+  });
+
+  test("a BAA destination without QUEUE_ENCRYPTION_KEY: 501 visitors are 501 direct deliveries: too_many_messages; 500 are sent", async () => {
+    const { worker, post } = await start(
+      { direct: { connection: "server-side", format: "ga4", baa: true, restrict_phi: false, endpoint: `${fakes.url}/direct/mp/collect` } },
+      { AUTH_DIRECT: GA4_CREDENTIAL },
+    );
+    const before = ga4Requests(fakes, "direct").length;
+    refusedWith(await post(visitors(501, "direct")), "too_many_messages", 500);
+    assert.equal(logsOf(worker.logs, "request").length, 0);
+    const ok = await post(visitors(500, "direct-ok"));
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    await until(() => ga4Requests(fakes, "direct").length - before === 500, "the 500 direct bodies", 60_000);
+    assert.equal(logsOf(worker.logs, "request")[0].direct, 500);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(ga4Requests(fakes, "direct").length - before, 500, "nothing of the refused request");
+  });
+});
+
+describe("under wrangler dev, a batch of 10,000 distinct users is delivered whole and /health keeps answering", () => {
   let fakes;
   let dev;
 
@@ -107,11 +184,9 @@ describe("under wrangler dev, a request over the bound leaves the local queue wo
       events: { "*": "allow" },
       destinations: { ga4: { connection: "server-side", format: "ga4", endpoint: `${fakes.url}/ga4/mp/collect` } },
     };
-    dev = await startWranglerDev(policy, {
-      PHI_MASKING_KEY: KEY,
-      WRITE_KEYS: WRITE_KEY,
-      AUTH_GA4: `${FAKE_CREDENTIALS.ga4.measurement_id}:${FAKE_CREDENTIALS.ga4.api_secret}`,
-    });
+    // Its messages take more than one sendBatch call: held, and checked
+    // against DELIVERY_STATE's tables, as under `make run`.
+    dev = await startWranglerDev(policy, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, AUTH_GA4: GA4_CREDENTIAL }, { migrate: true });
   });
 
   after(async () => {
@@ -119,21 +194,30 @@ describe("under wrangler dev, a request over the bound leaves the local queue wo
     await fakes?.close();
   });
 
-  test("10,000 distinct users: 413 at once; /health and the next request are fine", async () => {
-    const post = (batch) =>
-      fetch(`${dev.url}/v1/batch`, {
-        method: "POST",
-        headers: { Authorization: `Basic ${Buffer.from(`${WRITE_KEY}:`).toString("base64")}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ batch }),
-      });
-    const flood = Array.from({ length: 10_000 }, (_, i) => ({ type: "page", anonymousId: `f${i}` }));
-    const refused = await post(flood);
-    assert.equal(refused.status, 413);
-    assert.equal((await refused.json()).code, "too_many_messages");
+  test("10,000 visitors: 200; /health answers while they are delivered and after; each arrives once", async () => {
+    const res = await fetch(`${dev.url}/v1/batch`, {
+      method: "POST",
+      headers: { Authorization: BASIC, "Content-Type": "application/json" },
+      body: JSON.stringify({ batch: visitors(10_000, FLOOD_TAG) }),
+    });
+    assert.equal(res.status, 200, await res.text());
+    // /health asked every half second while the bodies go out.
+    let during = 0;
+    let asked = 0;
+    await until(async () => {
+      if (ga4Requests(fakes).length < 10_000 && Date.now() - asked > 500) {
+        asked = Date.now();
+        const health = await fetch(`${dev.url}/health`, { signal: AbortSignal.timeout(10_000) });
+        assert.equal(health.status, 200);
+        await health.arrayBuffer();
+        if (ga4Requests(fakes).length > 0 && ga4Requests(fakes).length < 10_000) during += 1;
+      }
+      return ga4Requests(fakes).length >= 10_000;
+    }, "10,000 GA4 bodies", 180_000);
+    assert.ok(during >= 1, "/health answered while the bodies were being delivered");
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    assert.equal(ga4Requests(fakes).length, 10_000, "each visitor's body once");
+    assert.equal(new Set(fakes.received.ga4.map((e) => e.client_id)).size, 10_000);
     assert.equal((await fetch(`${dev.url}/health`)).status, 200);
-    const ok = await post([{ type: "page", anonymousId: "after-flood" }]);
-    assert.equal(ok.status, 200, await ok.text());
-    await until(() => fakes.requests.some((r) => r.name === "ga4"), "the next request's GA4 body", 30_000);
-    assert.equal(fakes.requests.filter((r) => r.name === "ga4").length, 1, "only the next request's body: nothing of the refused one");
   });
 });

@@ -2,7 +2,7 @@
 // with a test policy, then started in workerd through Miniflare, sending
 // to real HTTP servers on 127.0.0.1.
 import { execFile, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -334,10 +334,21 @@ export async function freePort() {
  * { url, output(), stop() }. `ratelimits` ({ NAME: { limit, period } })
  * in place of wrangler.toml's rate limits: ROOMY_RATELIMITS unless set,
  * so a test or a load run about something else is never refused 429.
+ * `migrate: true` applies migrations/ to its local D1 database first.
  */
-export async function startWranglerDev(policy, vars, { ratelimits = ROOMY_RATELIMITS } = {}) {
+export async function startWranglerDev(policy, vars, { ratelimits = ROOMY_RATELIMITS, migrate = false } = {}) {
   const dir = workerDir(policy, "phimask-dev-test", undefined, ratelimits);
   writeFileSync(join(dir, ".dev.vars"), Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n"));
+  if (migrate) {
+    // DELIVERY_STATE's tables, as `make run` applies them: a request of
+    // more than one sendBatch call is held and checked against them.
+    symlinkSync(join(root, "migrations"), join(dir, "migrations"));
+    const { code, output } = await runWrangler(["d1", "migrations", "apply", "DELIVERY_STATE", "--local"], dir);
+    if (code !== 0) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`wrangler d1 migrations apply failed:\n${output}`);
+    }
+  }
   return wranglerDevIn(dir, () => rmSync(dir, { recursive: true, force: true }));
 }
 

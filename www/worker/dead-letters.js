@@ -7,8 +7,10 @@
 // token (exact routes, no CORS: a browser page never reaches them):
 //   GET  /dead-letters            pages through every letter (cursor)
 //   POST /dead-letters/replay     re-queues those the policy still sends
-// What is filed is what the queue held: one destination's sanitized body,
-// sealed when its destination is under a BAA; never a visitor's request.
+// What is filed is what the queue held: one destination's sanitized body
+// (or a pack of its bodies, with their parts: a letter of the whole
+// message, such as policy_changed), sealed when its destination is under
+// a BAA; never a visitor's request. A replayed pack is queued as a pack.
 
 import { known } from "./ingest.js";
 import { enqueue, planCalls } from "./queue.js";
@@ -249,6 +251,7 @@ function listed(r, hash, now) {
   return {
     id: r.id, destination: r.destination, events: r.events, reason, at: r.at, filed: r.filed,
     policy: r.policy, currentPolicy: r.policy === hash, sealed: r.sealed === 1,
+    ...(r.parts > 0 && { parts: r.parts }),
     ...(r.claim !== null && now - r.claimed < CLAIM_MS && { claimed: true }),
   };
 }
@@ -264,7 +267,9 @@ async function list(db, params, hash) {
     destination: parseText(params.get("destination"), "destination"),
     ids: params.has("id") ? parseIds(params.getAll("id")) : null,
   };
-  const { rows, more, cursor } = await page(db, "id, filed, at, destination, events, reason, status, attempts, answer, policy, sealed, claim, claimed", select);
+  // parts: how many bodies a pack's letter holds (none for one body).
+  const parts = "CASE WHEN json_valid(envelope) THEN json_array_length(envelope, '$.parts') END AS parts";
+  const { rows, more, cursor } = await page(db, `id, filed, at, destination, events, reason, status, attempts, answer, policy, sealed, claim, claimed, ${parts}`, select);
   const deadLetters = rows.map((r) => {
     try {
       return listed(r, hash, now);
@@ -381,6 +386,8 @@ async function replayLetters(db, env, select, hash, targets) {
     // Forced: the operator vouches that the body may go under the current
     // policy. Its own policy hash stays: a sealed body opens only with it.
     if (select.force && message.policy !== hash) message.forced = hash;
+    // A replay starts its retries afresh.
+    delete message.tries;
     items.push({ id: t.id, message });
   }
   const replayed = [];

@@ -5,7 +5,7 @@
 // - 429, 5xx, a timeout or a network error: retried after 1, 2, 4 … s
 //   (at most an hour), or what Retry-After asks if longer; after
 //   DELIVERY_MAX_RETRIES retries, a dead letter;
-// - Amplitude's 400 listing refused events: the rest enqueued anew;
+// - Amplitude's 400 listing refused events: the rest sent again;
 // - any other 4xx: a dead letter at once;
 // - made under another policy, or for an endpoint or format the
 //   destination no longer has: a dead letter (policy_changed), never sent;
@@ -16,14 +16,20 @@
 //   it again.
 // Dead letters go to the dead-letter queue (binding DEAD_LETTER) with
 // their reason; dead-letters.js files them for operators to list and
-// replay. A message holds one body for one destination: never the
+// replay. A message holds one body for one destination, or a pack of up
+// to PACK_BODIES of them, each sent on its own (a pack's failed bodies
+// become letters of their own, those to retry one new pack): never the
 // visitor's request, never a credential. Bodies of destinations under a
 // BAA still hold PHI and are sealed (seal.js) before they enter the queue.
 //
 // DELIVERY message (sent as "v8", structured clone):
 //   { to:       destination name
 //     events:   [request index of each event of the body]
-//     body:     Uint8Array, the body as sent (sealed: ciphertext and tag)
+//     body:     Uint8Array, the body as sent (sealed: ciphertext and tag);
+//               a pack's bodies joined by "\n", sealed as one
+//     parts?:   a pack's events per body, in order (summing to events.length);
+//               absent for one body
+//     tries?:   attempts made before this message (a retried pack)
 //     iv?:      Uint8Array(12), present when sealed
 //     kid?:     key id of the sealing key (seal.js), present when sealed
 //     policy:   hex SHA-256 of the prepared policy that made it
@@ -43,14 +49,33 @@ import { eventsArray, keepEvents } from "./events-array.js";
 import { open, seal } from "./seal.js";
 
 /**
- * Most request bodies (queue messages, or direct deliveries) one request
- * may make: a queue takes 5,000 messages a second, and a Worker makes at
- * most 1,000 subrequests per invocation. Per-user formats make one body
- * per user (GA4), so a valid batch of thousands of distinct visitors would
- * fan out past both: it can never be queued whole in time, and each retry
- * would deliver again what got through. Above this, 413, nothing queued.
+ * A request's fan-out bounds, checked before anything is sealed or
+ * queued; above any, 413 and nothing queued or sent. A queue takes 5,000
+ * messages a second, and a Worker makes at most 1,000 subrequests per
+ * invocation: per-user formats make one body per user (GA4), so a valid
+ * batch of thousands of distinct visitors is packed (PACK_BODIES bodies
+ * of one destination share a message) and still bounded, else it could
+ * never be queued whole in time, and each retry would deliver again what
+ * got through.
  */
-export const MAX_REQUEST_BODIES = 1_000;
+/** Most queue messages one request may make. */
+export const MAX_REQUEST_MESSAGES = 500;
+/** Most bodies one request may make, over every destination, packed or not. */
+export const MAX_REQUEST_BODIES = 20_000;
+/** Most bodies one request may send directly (ctx.waitUntil, a subrequest each). */
+export const MAX_DIRECT_BODIES = 500;
+/**
+ * Most bodies in one message ("a pack"). The consumer sends a pack's
+ * bodies one by one: max_batch_size (wrangler.toml) x PACK_BODIES fetches
+ * per invocation must stay under a Worker's 1,000 subrequests.
+ */
+export const PACK_BODIES = 50;
+/**
+ * How many bodies the consumer sends at once, over all the messages of
+ * an invocation: a Worker keeps at most 6 connections open at a time, and
+ * a fetch waiting for one would spend its timeout waiting.
+ */
+const FETCHES = 6;
 
 /** The number of bodies a processed request makes, over every destination. */
 export function bodyCount(processed) {
@@ -71,8 +96,13 @@ const ENVELOPE_BYTES = 1_024;
 // hold is "{}" and a separator.
 const MIN_EVENT_BYTES = 3;
 const MAX_INDEX_BYTES = 6;
+// A pack's parts: an array's tags and a count per body, each count at
+// most a request index's size.
+const PARTS_BYTES = 16 + PACK_BODIES * MAX_INDEX_BYTES;
+// `tries`: a key and a small integer.
+const TRIES_BYTES = 16;
 /** A body limit under which any message fits, whatever its events (the last resort). */
-export const FLOOR_BODY_BYTES = Math.floor((MESSAGE_BYTES - 2 * ENVELOPE_BYTES) / (1 + MAX_INDEX_BYTES / MIN_EVENT_BYTES));
+export const FLOOR_BODY_BYTES = Math.floor((MESSAGE_BYTES - 2 * ENVELOPE_BYTES - PARTS_BYTES - TRIES_BYTES) / (1 + MAX_INDEX_BYTES / MIN_EVENT_BYTES));
 // Messages of a request that takes more than one sendBatch wait this long
 // before the consumer sees them: a failed later call voids the request in
 // DELIVERY_STATE well before.
@@ -108,6 +138,11 @@ export function messageBytes(m) {
   const events = Array.isArray(m.events) ? m.events : [];
   let bytes = ENVELOPE_BYTES + 2 * String(m.to ?? "").length + (m.body?.byteLength ?? 0);
   for (const i of events) bytes += indexBytes(i);
+  if (Array.isArray(m.parts)) {
+    bytes += 16;
+    for (const p of m.parts) bytes += indexBytes(p);
+  }
+  if (m.tries !== undefined) bytes += TRIES_BYTES;
   return bytes;
 }
 
@@ -154,12 +189,60 @@ function endpointOf(to) {
 /**
  * One queue message of a body for `to`, sealed when its destination is
  * not restricted. `compiled` holds the policy hash and the seal key.
+ * `parts` (a pack: bodies joined by "\n") counts the events of each body.
  */
-export async function message(to, text, events, compiled) {
+export async function message(to, text, events, compiled, parts) {
   const bytes = typeof text === "string" ? enc.encode(text) : text;
   const m = { to: to.destination, events, policy: compiled.policy, format: to.format, endpoint: await endpointOf(to) };
+  if (parts) m.parts = parts;
   if (to.target.restricted) return { ...m, body: bytes };
   return { ...m, ...(await seal(compiled.seal, { destination: to.destination, policy: compiled.policy }, bytes)) };
+}
+
+const NEWLINE = 0x0a;
+
+/**
+ * A destination's bodies (text or bytes; `indexes[i]` the request indexes
+ * of body i's events) grouped into packs of consecutive bodies: at most
+ * PACK_BODIES, and at most `limit` bytes joined by "\n". Compact JSON
+ * never holds a raw newline, so the consumer can split a pack on it; a
+ * body that does hold one (ndjson) is never packed: it goes alone.
+ * Returns [{ bodies: [bytes], events: [[index]] }].
+ */
+export function packed(list, indexes, limit) {
+  const packs = [];
+  let open = null;
+  let size = 0;
+  for (const [i, text] of list.entries()) {
+    const bytes = typeof text === "string" ? enc.encode(text) : text;
+    if (bytes.includes(NEWLINE)) {
+      packs.push({ bodies: [bytes], events: [indexes[i]] });
+      open = null;
+    } else if (open && open.bodies.length < PACK_BODIES && size + 1 + bytes.byteLength <= limit) {
+      open.bodies.push(bytes);
+      open.events.push(indexes[i]);
+      size += 1 + bytes.byteLength;
+    } else {
+      open = { bodies: [bytes], events: [indexes[i]] };
+      size = bytes.byteLength;
+      packs.push(open);
+    }
+  }
+  return packs;
+}
+
+/** The queue message of a pack (packed()): one body as it is, several joined by "\n" with their parts. */
+export function packMessage(to, pack, compiled) {
+  if (pack.bodies.length === 1) return message(to, pack.bodies[0], pack.events[0], compiled);
+  const total = pack.bodies.reduce((n, b) => n + b.byteLength, pack.bodies.length - 1);
+  const joined = new Uint8Array(total);
+  let at = 0;
+  for (const [i, b] of pack.bodies.entries()) {
+    if (i > 0) joined[at++] = NEWLINE;
+    joined.set(b, at);
+    at += b.byteLength;
+  }
+  return message(to, joined, pack.events.flat(), compiled, pack.events.map((e) => e.length));
 }
 
 /**
@@ -192,8 +275,8 @@ const send = (queue, call, delaySeconds) => queue.sendBatch(call.map((body) => (
  * For messages that are not a client's request (a consumer's rest, a
  * replay): a retry of them is the queue's own.
  */
-export async function enqueue(queue, messages) {
-  for (const call of planCalls(messages)) await send(queue, call);
+export async function enqueue(queue, messages, delaySeconds = 0) {
+  for (const call of planCalls(messages)) await send(queue, call, delaySeconds);
 }
 
 /**
@@ -294,11 +377,76 @@ export function ga4Window(body, indexes, now = Date.now()) {
   return { old: part(true), fresh: part(false) };
 }
 
+/** The retries a message may have: DELIVERY_MAX_RETRIES, else MAX_RETRIES. */
+function retriesOf(env) {
+  const set = Number(env.DELIVERY_MAX_RETRIES);
+  return Number.isInteger(set) && set >= 0 ? set : MAX_RETRIES;
+}
+
 /**
- * Delivers one message of the DELIVERY queue. `compiled` holds the
- * destinations' targets, the policy hash and the seal keys.
+ * A pack's parts when they are well formed: at most PACK_BODIES positive
+ * whole numbers that sum to the number of its events; else null.
  */
-export async function consume(msg, env, compiled) {
+function partsOf(parts, events) {
+  if (!Array.isArray(parts) || parts.length === 0 || parts.length > PACK_BODIES) return null;
+  let sum = 0;
+  for (const p of parts) {
+    if (!Number.isSafeInteger(p) || p < 1) return null;
+    sum += p;
+  }
+  return sum === events ? parts : null;
+}
+
+/** `body` cut at each "\n" into exactly `count` non-empty pieces; else null. */
+function pieces(body, count) {
+  const out = [];
+  let from = 0;
+  for (let i = 0; i <= body.byteLength; i++) {
+    if (i < body.byteLength && body[i] !== NEWLINE) continue;
+    if (i === from) return null;
+    out.push(body.slice(from, i));
+    from = i + 1;
+  }
+  return out.length === count ? out : null;
+}
+
+/**
+ * The consumer's fetch slots for one invocation: `slots(fn)` runs `fn`
+ * once fewer than `n` run, so its fetch's timeout starts when it is sent.
+ */
+export function fetchSlots(n = FETCHES) {
+  let free = n;
+  const waiting = [];
+  return async (fn) => {
+    if (free > 0) free -= 1;
+    else await new Promise((resolve) => waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else free += 1;
+    }
+  };
+}
+
+/**
+ * Delivers one message of the DELIVERY queue: one body, or a pack of
+ * several (parts), each body on its own, in `slots` (fetchSlots(), shared
+ * by the messages of an invocation). `compiled` holds the destinations'
+ * targets, the policy hash and the seal keys.
+ *
+ * A pack's outcome: the dead letters of its failed bodies first (each a
+ * letter of its own), then the bodies to send again as one new pack
+ * (delayed by the longest wait any of them asks, `tries` counting the
+ * attempts so far), then the ack. When nothing was delivered and every
+ * body is to be sent again as it was, the message itself is retried. If
+ * a letter or the new pack cannot be queued, the message is retried: its
+ * delivered bodies are then sent again (delivery is at least once:
+ * destinations deduplicate on the masked IDs the bodies carry; GA4, which
+ * has none, counts them twice).
+ */
+export async function consume(msg, env, compiled, slots = fetchSlots()) {
   const m = msg.body;
   const to = compiled.targets.get(m?.to);
   const events = Array.isArray(m?.events) ? m.events : [];
@@ -316,6 +464,9 @@ export async function consume(msg, env, compiled) {
     }
   }
   if (!to || !ArrayBuffer.isView(m.body)) return deadLetter(msg, env, { code: to ? "unreadable_message" : "unknown_destination" });
+  const pack = m.parts !== undefined;
+  const parts = pack ? partsOf(m.parts, Array.isArray(m.events) ? events.length : -1) : [events.length];
+  if (!parts) return deadLetter(msg, env, { code: "unreadable_message" });
   // A replay forced by an operator may send what another policy made, but
   // never to another endpoint or in another format.
   const policy = m.policy === compiled.policy || m.forced === compiled.policy;
@@ -337,54 +488,86 @@ export async function consume(msg, env, compiled) {
     // A body under a BAA arrives sealed or not at all.
     return deadLetter(msg, env, { code: "not_sealed" });
   }
+  const cut = pack ? pieces(body, parts.length) : [body];
+  if (!cut) return deadLetter(msg, env, { code: "unreadable_message" });
+  let at = 0;
+  const bodies = cut.map((bytes, i) => ({ body: bytes, indexes: events.slice(at, (at += parts[i])) }));
+
+  const tries = (Number.isSafeInteger(m.tries) && m.tries > 0 ? m.tries : 0) + msg.attempts;
+  const outcomes = await Promise.all(bodies.map((part) => slots(() => settle(to, part, tries, retriesOf(env)))));
+  const delivered = outcomes.filter((o) => o.delivered).length;
+  const letters = outcomes.flatMap((o) => o.letters);
+  const again = outcomes.filter((o) => o.again).map((o) => o.again);
+  const wait = Math.max(0, ...again.map((a) => a.wait));
+  if (pack) log("log", { phimask: "pack consumed", destination: m.to, parts: parts.length, events: events.length, delivered, deadLetters: letters.length, again: again.length, attempt: msg.attempts });
+  if (delivered === 0 && letters.length === 0 && again.length === bodies.length && again.every((a) => a.unchanged)) {
+    return msg.retry({ delaySeconds: wait });
+  }
+  try {
+    // First the dead letters: a failure after them repeats a dead letter, never loses one.
+    if (letters.length > 0) {
+      // A single body that failed as it came: its letter is the message itself.
+      const whole = !pack && letters.length === 1 && letters[0].unchanged;
+      const made = whole ? [deadLetterOf(m, letters[0].reason)] : await Promise.all(letters.map(async (l) => deadLetterOf({ ...(await message(to, l.body, l.indexes, compiled)), req: m.req }, l.reason)));
+      await enqueue(env.DEAD_LETTER, made);
+      for (const l of letters) log("error", { phimask: "dead letter", destination: m.to, events: l.indexes.length, reason: l.reason });
+    }
+    if (again.length > 0) {
+      const next = [];
+      for (const p of packed(again.map((a) => a.body), again.map((a) => a.indexes), Infinity)) next.push({ ...(await packMessage(to, p, compiled)), tries });
+      await enqueue(env.DELIVERY, next, wait);
+    }
+  } catch (e) {
+    log("error", { phimask: "not all queued, will retry", destination: m.to, events: events.length, parts: parts.length, attempt: msg.attempts, error: String(e?.message ?? e).slice(0, 200) });
+    return msg.retry({ delaySeconds: delay(msg.attempts, 0) });
+  }
+  return msg.ack();
+}
+
+/**
+ * One body of a message, sent: { delivered }, { letters: [{ body,
+ * indexes, reason, unchanged }] } for what is dead-lettered, and { again:
+ * { body, indexes, wait, unchanged } } for what is to be sent again
+ * (`unchanged`: the body as it came). `tries`: the attempts so far,
+ * this one included.
+ */
+async function settle(to, part, tries, retries) {
+  const { destination } = to;
+  let { body, indexes } = part;
+  const letters = [];
+  let unchanged = true;
   if (to.format === "ga4") {
     // GA4 answers 2xx and drops events past its window: those are a dead
-    // letter; the others of the body go on, as a message of their own.
-    const split = ga4Window(body, events);
-    if (split && !split.fresh) return deadLetter(msg, env, { code: "outside_ga4_window" });
+    // letter, never sent; the others of the body go on.
+    const split = ga4Window(body, indexes);
     if (split) {
-      try {
-        // First the dead letter: a failure after it repeats a dead letter, never a delivery.
-        const old = await message(to, split.old.text, split.old.indexes, compiled);
-        await enqueue(env.DEAD_LETTER, [deadLetterOf({ ...old, req: m.req }, { code: "outside_ga4_window" })]);
-        log("error", { phimask: "dead letter", destination: m.to, events: split.old.indexes.length, reason: { code: "outside_ga4_window" } });
-        await enqueue(env.DELIVERY, [await message(to, split.fresh.text, split.fresh.indexes, compiled)]);
-        return msg.ack();
-      } catch {
-        return msg.retry({ delaySeconds: delay(msg.attempts, 0) });
-      }
+      letters.push({ body: split.old.text, indexes: split.old.indexes, reason: { code: "outside_ga4_window" }, unchanged: !split.fresh });
+      if (!split.fresh) return { letters };
+      ({ text: body, indexes } = split.fresh);
+      unchanged = false;
     }
   }
-  const out = await attempt(to, body, events);
+  const out = await attempt(to, body, indexes);
   if (out.ok) {
-    forwarded(m.to, out, out.sent ?? events.length, msg.attempts);
-    return msg.ack();
+    forwarded(destination, out, out.sent ?? indexes.length, tries);
+    return { delivered: true, letters };
   }
-  if (out.rest) {
-    // Amplitude took none of the body: the rest goes again, as a new message.
-    try {
-      await enqueue(env.DELIVERY, [await message(to, out.rest, out.indexes, compiled)]);
-      return msg.ack();
-    } catch (e) {
-      log("error", { phimask: "rest not queued, will retry", destination: m.to, events: out.indexes.length, attempt: msg.attempts, error: String(e?.message ?? e).slice(0, 200) });
-      return msg.retry({ delaySeconds: delay(msg.attempts, 0) });
-    }
+  // Amplitude took none of the body: the rest goes again.
+  if (out.rest) return { letters, again: { body: out.rest, indexes: out.indexes, wait: 0, unchanged: false } };
+  if (out.retry && tries <= retries) {
+    const wait = delay(tries, out.wait);
+    log("error", { phimask: "delivery failed, will retry", destination, status: out.status, events: indexes.length, attempt: tries, delaySeconds: wait });
+    return { letters, again: { body, indexes, wait, unchanged } };
   }
-  const set = Number(env.DELIVERY_MAX_RETRIES);
-  const retries = Number.isInteger(set) && set >= 0 ? set : MAX_RETRIES;
-  if (out.retry && msg.attempts <= retries) {
-    const delaySeconds = delay(msg.attempts, out.wait);
-    log("error", { phimask: "delivery failed, will retry", destination: m.to, status: out.status, events: events.length, attempt: msg.attempts, delaySeconds });
-    return msg.retry({ delaySeconds });
-  }
-  const reason = out.retry ? { code: "retries_exhausted", status: out.status, attempts: msg.attempts } : { code: "refused", status: out.status, answer: out.answer };
-  return deadLetter(msg, env, reason);
+  const reason = out.retry ? { code: "retries_exhausted", status: out.status, attempts: tries } : { code: "refused", status: out.status, answer: out.answer };
+  letters.push({ body, indexes, reason, unchanged });
+  return { letters };
 }
 
 /** The dead letter of a message: its known fields only, with the reason. */
 export function deadLetterOf(m, reason) {
   const letter = { to: m.to, events: m.events, body: m.body };
-  for (const k of ["iv", "kid", "policy", "format", "endpoint", "req", "forced"]) if (m[k] !== undefined) letter[k] = m[k];
+  for (const k of ["parts", "tries", "iv", "kid", "policy", "format", "endpoint", "req", "forced"]) if (m[k] !== undefined) letter[k] = m[k];
   return { ...letter, reason, at: Date.now() };
 }
 

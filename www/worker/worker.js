@@ -13,47 +13,57 @@ import { authSecret, deliver, log } from "./forward.js";
 import { ingest } from "./ingest.js";
 import { writeKeyProblem } from "./keys.js";
 import { rateLimit, rateLimitProblem } from "./ratelimit.js";
-import { bodyCount, consume, enqueueRequest, FLOOR_BODY_BYTES, MAX_REQUEST_BODIES, message, nextBodyLimit, QUEUE_BODY_BYTES } from "./queue.js";
+import { bodyCount, consume, enqueueRequest, fetchSlots, FLOOR_BODY_BYTES, MAX_DIRECT_BODIES, MAX_REQUEST_BODIES, MAX_REQUEST_MESSAGES, nextBodyLimit, packed, packMessage, QUEUE_BODY_BYTES } from "./queue.js";
 import { cors, fail, reply } from "./respond.js";
 import { sealKey } from "./seal.js";
 
 /**
- * A request's queue messages, and the bodies that go out directly (PHI
- * without a seal key: never queued).
+ * A request's queue messages as packs (queue.js packed(): consecutive
+ * bodies of one destination share a message, up to `limit` bytes), and
+ * the bodies that go out directly (PHI without a seal key: never queued).
  */
-async function plan(processed, targets, compiled) {
+function plan(processed, targets, compiled, limit) {
   const { bodies, events } = processed;
-  const messages = [];
+  const packs = [];
   const direct = [];
+  let directBodies = 0;
   for (const [destination, list] of Object.entries(bodies)) {
     const to = targets.get(destination);
     if (list.length === 0) continue;
-    if (!queued(to, compiled)) direct.push([to, list, events[destination]]);
-    else for (const [i, text] of list.entries()) messages.push(message(to, text, events[destination][i], compiled));
+    if (!queued(to, compiled)) {
+      direct.push([to, list, events[destination]]);
+      directBodies += list.length;
+    } else for (const pack of packed(list, events[destination], limit)) packs.push([to, pack]);
   }
-  return { messages: await Promise.all(messages), direct };
+  return { packs, direct, directBodies };
 }
 
 /**
  * The request's messages, each fitting the queue with its envelope and
  * event indexes: bodies of many tiny events are made again, smaller (a
  * few tries from the measured ratio, then the limit any message fits).
+ * The fan-out bounds are checked each time before anything is sealed: a
+ * request over them costs nothing more.
  */
 async function fitted(result, targets, compiled) {
   let { processed } = result;
   for (let limit = QUEUE_BODY_BYTES, round = 0; ; round += 1) {
-    // Counted before anything is sealed or planned: a request over the
-    // bound costs nothing more.
     const bodies = bodyCount(processed);
     if (bodies > MAX_REQUEST_BODIES) {
       log("error", { phimask: "not queued: too many bodies for one request", bodies });
-      return { response: fail(413, "too_many_messages", `the batch fans out into ${bodies} request bodies, more than ${MAX_REQUEST_BODIES}: send fewer distinct users per batch`) };
+      return { response: fail(413, "too_many_bodies", `the batch fans out into ${bodies} request bodies, more than ${MAX_REQUEST_BODIES}: send fewer distinct users per batch`) };
     }
-    const planned = await plan(processed, targets, compiled);
-    const next = nextBodyLimit(planned.messages, limit);
-    if (next === null) return { processed, planned };
+    const { packs, direct, directBodies } = plan(processed, targets, compiled, limit);
+    if (packs.length > MAX_REQUEST_MESSAGES || directBodies > MAX_DIRECT_BODIES) {
+      log("error", { phimask: "not queued: too many messages for one request", messages: packs.length, direct: directBodies });
+      const [n, max, what] = packs.length > MAX_REQUEST_MESSAGES ? [packs.length, MAX_REQUEST_MESSAGES, "queue messages"] : [directBodies, MAX_DIRECT_BODIES, "direct deliveries"];
+      return { response: fail(413, "too_many_messages", `the batch fans out into ${n} ${what}, more than ${max}: send fewer distinct users per batch`) };
+    }
+    const messages = await Promise.all(packs.map(([to, pack]) => packMessage(to, pack, compiled)));
+    const next = nextBodyLimit(messages, limit);
+    if (next === null) return { processed, planned: { messages, direct } };
     if (next >= limit) {
-      log("error", { phimask: "not queued: a message would not fit the queue", messages: planned.messages.length });
+      log("error", { phimask: "not queued: a message would not fit the queue", messages: messages.length });
       return { response: fail(413, "batch_too_large", "the batch's events do not fit the delivery queue: send it in smaller batches") };
     }
     limit = round < 2 ? next : FLOOR_BODY_BYTES;
@@ -276,10 +286,11 @@ export function createWorker(policy) {
         log("error", { phimask: "not queued", messages: messages.length, error: String(e?.message ?? e).slice(0, 200) });
         return fail(503, "queue_unavailable", "the delivery queue did not take the events: send them again", {}, { "Retry-After": "5" });
       }
-      // One line per request taken: what each destination gets, as counts.
-      // bots only when some event was a bot's: the line stays as it was for a policy without "bots".
+      // One line per request taken: what each destination gets, and the
+      // queue messages and direct deliveries it made, as counts; bots only
+      // when some event was a bot's.
       const bots = processed.bots > 0 ? { bots: processed.bots } : {};
-      console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejectedCount, ...bots, destinations: report }));
+      console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejectedCount, ...bots, messages: messages.length, direct: direct.reduce((n, [, list]) => n + list.length, 0), destinations: report }));
       for (const [to, list, indexes] of direct) ctx.waitUntil(deliver(to, list, indexes));
       const body = { success: true };
       // rejected lists the first 100 (the answer stays small); rejectedCount has them all.
@@ -300,7 +311,9 @@ export function createWorker(policy) {
         log("error", { phimask: "delivery paused: not configured", code: compiled.error.code, messages: batch.messages.length });
         return batch.retryAll({ delaySeconds: 60 });
       }
-      await Promise.all(batch.messages.map((msg) => consume(msg, env, compiled)));
+      // One set of fetch slots for the invocation: a Worker keeps 6 connections open at a time.
+      const slots = fetchSlots();
+      await Promise.all(batch.messages.map((msg) => consume(msg, env, compiled, slots)));
     },
   };
 }
