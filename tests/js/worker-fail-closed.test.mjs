@@ -110,7 +110,8 @@ describe("edge worker: every field fails closed", () => {
     await until(() => worker.logs.some((l) => l.includes('"phimask":"request"') && l.includes('"transformed":1')), "the request log");
     const line = worker.logs.find((l) => l.includes('"phimask":"request"') && l.includes('"transformed":1'));
     assert.deepEqual(JSON.parse(line), {
-      phimask: "request", call: "track", accepted: 1, rejected: 0,
+      // Two queue messages (amplitude, mixpanel); the BAA warehouse without a queue key: direct.
+      phimask: "request", call: "track", accepted: 1, rejected: 0, messages: 2, direct: 1,
       destinations: {
         amplitude: { events: 1, dropped: 7, masked: 2, transformed: 1, unmapped: 0, consent: 0 },
         mixpanel: { events: 1, dropped: 7, masked: 2, transformed: 1, unmapped: 0, consent: 0 },
