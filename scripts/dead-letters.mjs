@@ -114,7 +114,7 @@ async function list() {
         }
         const reason = [d.reason?.code, d.reason?.status].filter((x) => x !== undefined).join(" ");
         const policy = d.currentPolicy ? "current policy" : d.policy ? `policy ${d.policy.slice(0, 12)}` : "unknown policy";
-        console.log(`${new Date(d.at).toISOString()}  ${d.destination}  ${d.events} events  ${reason}  ${policy}${d.sealed ? "  sealed" : ""}${d.claimed ? "  being replayed" : ""}  ${d.id}`);
+        console.log(`${new Date(d.at).toISOString()}  ${d.destination}  ${d.events} events${d.parts > 0 ? ` in ${d.parts} bodies` : ""}  ${reason}  ${policy}${d.sealed ? "  sealed" : ""}${d.claimed ? "  being replayed" : ""}  ${d.id}`);
       }
       cursor = answer.body.cursor ?? undefined;
     } while (cursor !== undefined);

@@ -9,8 +9,12 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { createServer } from "node:http";
 import { serialize } from "node:v8";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { deadLetterOf, endpointId, FLOOR_BODY_BYTES, MESSAGE_BYTES, messageBytes, nextBodyLimit, PACK_BODIES, packed } from "../../www/worker/queue.js";
-import { bundle, startDestination, startWorker, until, wranglerTables } from "./worker-harness.mjs";
+import { bundle, root, startDestination, startWorker, until, wranglerTables } from "./worker-harness.mjs";
+
+const execFileAsync = promisify(execFile);
 
 const KEY = "packs-test-masking-key-0123456789abcdef";
 const WRITE_KEY = "wk_packs";
@@ -256,6 +260,9 @@ describe("packs: each body on its own, failures one by one", () => {
     await until(async () => (await operator(worker, "/dead-letters?reason=unreadable_message")).body.deadLetters.length === hostile.length, "filed");
     const listed = (await operator(worker, "/dead-letters?reason=unreadable_message")).body.deadLetters;
     assert.ok(listed.some((l) => l.parts === 51));
+    // The operator's command says so too: 51 events in 51 bodies.
+    const { stdout } = await execFileAsync(process.execPath, [`${root}scripts/dead-letters.mjs`, "list", "--reason", "unreadable_message", worker.url], { env: { ...process.env, PHIMASK_OPERATOR_KEY: OPERATOR_KEY } });
+    assert.match(stdout, /  51 events in 51 bodies  unreadable_message/);
   });
 
   test("a body holding a raw newline (ndjson) is never packed; GA4's bodies of the same request are", async () => {
