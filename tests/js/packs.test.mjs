@@ -373,3 +373,21 @@ test("a pack's size bound covers its V8 serialization, parts and tries included,
   // Over the limit, a smaller body limit is asked for.
   assert.ok(nextBodyLimit([pack(120_000, 0)], 120_000) < 120_000);
 });
+
+test("a request's direct deliveries (a BAA destination without QUEUE_ENCRYPTION_KEY) go six at a time, every one sent", async () => {
+  const ga = await startGa4();
+  const built = await bundle(policy({ ga: { connection: "server-side", format: "ga4", baa: true, restrict_phi: false, endpoint: ga.url } }));
+  const worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, AUTH_GA: GA4_CREDENTIAL });
+  try {
+    const names = Array.from({ length: 30 }, (_, i) => `slow_direct_${i}`);
+    // "Jane Doe" in a property: a BAA destination gets the event unchanged, never queued unsealed.
+    assert.equal((await post(worker, names.map((n) => visitor(n, { properties: { patient: "Jane Doe HIV positive" } })))).status, 200);
+    await until(() => names.every((n) => ga.delivered(n) === 1), "the slow direct bodies", 30_000);
+    assert.equal(logsOf(worker, "request")[0].direct, 30);
+    assert.equal(ga.state.most, 6, "never more than six at once, and six when there are more to send");
+  } finally {
+    await worker.mf.dispose();
+    await ga.close();
+    built.cleanup();
+  }
+});

@@ -103,9 +103,37 @@ export async function attempt(to, body, indexes, timeout = TIMEOUT_MS) {
  * now, with retries within the time the request may run on: for bodies no
  * queue may hold (a destination under a BAA without QUEUE_ENCRYPTION_KEY).
  */
-export async function deliver(to, bodies, events) {
+export async function deliver(to, bodies, events, slots = fetchSlots()) {
   const started = Date.now();
-  await Promise.all(bodies.map((body, i) => send(to, body, events[i], started)));
+  await Promise.all(bodies.map((body, i) => slots(() => send(to, body, events[i], started))));
+}
+
+/**
+ * How many bodies are sent at once in one invocation: a Worker keeps at
+ * most 6 connections open at a time, and a fetch waiting for one would
+ * spend its timeout waiting.
+ */
+const FETCHES = 6;
+
+/**
+ * Fetch slots for one invocation (the consumer's, or a request's direct
+ * deliveries): `slots(fn)` runs `fn`
+ * once fewer than `n` run, so its fetch's timeout starts when it is sent.
+ */
+export function fetchSlots(n = FETCHES) {
+  let free = n;
+  const waiting = [];
+  return async (fn) => {
+    if (free > 0) free -= 1;
+    else await new Promise((resolve) => waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else free += 1;
+    }
+  };
 }
 
 async function send(to, body, indexes, started) {

@@ -44,7 +44,7 @@
 // Every message, envelope included, fits Queues' 128,000 bytes
 // (messageBytes bounds its serialized size); see planCalls for sendBatch.
 
-import { attempt, forwarded, log } from "./forward.js";
+import { attempt, fetchSlots, forwarded, log } from "./forward.js";
 import { eventsArray, keepEvents } from "./events-array.js";
 import { open, seal } from "./seal.js";
 
@@ -70,12 +70,6 @@ export const MAX_DIRECT_BODIES = 500;
  * per invocation must stay under a Worker's 1,000 subrequests.
  */
 export const PACK_BODIES = 50;
-/**
- * How many bodies the consumer sends at once, over all the messages of
- * an invocation: a Worker keeps at most 6 connections open at a time, and
- * a fetch waiting for one would spend its timeout waiting.
- */
-const FETCHES = 6;
 
 /** The number of bodies a processed request makes, over every destination. */
 export function bodyCount(processed) {
@@ -408,26 +402,6 @@ function pieces(body, count) {
     from = i + 1;
   }
   return out.length === count ? out : null;
-}
-
-/**
- * The consumer's fetch slots for one invocation: `slots(fn)` runs `fn`
- * once fewer than `n` run, so its fetch's timeout starts when it is sent.
- */
-export function fetchSlots(n = FETCHES) {
-  let free = n;
-  const waiting = [];
-  return async (fn) => {
-    if (free > 0) free -= 1;
-    else await new Promise((resolve) => waiting.push(resolve));
-    try {
-      return await fn();
-    } finally {
-      const next = waiting.shift();
-      if (next) next();
-      else free += 1;
-    }
-  };
 }
 
 /**

@@ -9,11 +9,11 @@
 // www/dev/check-policy.mjs at build time) and call createWorker(policy).
 import { callTypes, engineGeneration, restartEngine, Sanitizer, warmUp } from "./engine.js";
 import { file, operate, OPERATOR_PATHS } from "./dead-letters.js";
-import { authSecret, deliver, log } from "./forward.js";
+import { authSecret, deliver, fetchSlots, log } from "./forward.js";
 import { ingest } from "./ingest.js";
 import { writeKeyProblem } from "./keys.js";
 import { rateLimit, rateLimitProblem } from "./ratelimit.js";
-import { bodyCount, consume, enqueueRequest, fetchSlots, FLOOR_BODY_BYTES, MAX_DIRECT_BODIES, MAX_REQUEST_BODIES, MAX_REQUEST_MESSAGES, nextBodyLimit, packed, packMessage, QUEUE_BODY_BYTES } from "./queue.js";
+import { bodyCount, consume, enqueueRequest, FLOOR_BODY_BYTES, MAX_DIRECT_BODIES, MAX_REQUEST_BODIES, MAX_REQUEST_MESSAGES, nextBodyLimit, packed, packMessage, QUEUE_BODY_BYTES } from "./queue.js";
 import { cors, fail, reply } from "./respond.js";
 import { sealKey } from "./seal.js";
 
@@ -291,7 +291,9 @@ export function createWorker(policy) {
       // when some event was a bot's.
       const bots = processed.bots > 0 ? { bots: processed.bots } : {};
       console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejectedCount, ...bots, messages: messages.length, direct: direct.reduce((n, [, list]) => n + list.length, 0), destinations: report }));
-      for (const [to, list, indexes] of direct) ctx.waitUntil(deliver(to, list, indexes));
+      // Six at a time over every destination: a fetch's timeout starts when it is sent.
+      const slots = fetchSlots();
+      for (const [to, list, indexes] of direct) ctx.waitUntil(deliver(to, list, indexes, slots));
       const body = { success: true };
       // rejected lists the first 100 (the answer stays small); rejectedCount has them all.
       if (rejectedCount > 0) {
