@@ -296,3 +296,97 @@ fn people_on_tvs_consoles_and_in_app_browsers_are_never_dropped() {
         }
     }
 }
+
+/// The list's rule as documented, written plainly: at each word's start,
+/// the first token of the list that starts there (and ends a word, unless
+/// it ends in `/`), else a generic word the word is or ends with in camel
+/// case.
+fn reference(ua: &[u8]) -> Option<&'static str> {
+    let ua = &ua[..ua.len().min(bots::MAX_USER_AGENT_BYTES)];
+    let lower = ua.to_ascii_lowercase();
+    let word = |b: &u8| b.is_ascii_alphanumeric();
+    let mut start = 0;
+    while start < lower.len() {
+        if !word(&lower[start]) || (start > 0 && word(&lower[start - 1])) {
+            start += 1;
+            continue;
+        }
+        let end = lower[start..]
+            .iter()
+            .position(|b| !word(b))
+            .map_or(lower.len(), |n| start + n);
+        for (t, _) in bots::TOKENS {
+            let t = t.as_bytes();
+            let ends = t.ends_with(b"/") || lower.get(start + t.len()).is_none_or(|b| !word(b));
+            if lower[start..].starts_with(t) && ends {
+                return Some(
+                    bots::TOKENS
+                        .iter()
+                        .find(|(x, _)| x.as_bytes() == t)
+                        .unwrap()
+                        .0,
+                );
+            }
+        }
+        for g in bots::GENERIC {
+            let (w, l) = (&ua[start..end], &lower[start..end]);
+            let at = l.len().wrapping_sub(g.len());
+            if l == g.as_bytes()
+                || (l.len() > g.len()
+                    && l.ends_with(g.as_bytes())
+                    && w[at].is_ascii_uppercase()
+                    && w[at - 1].is_ascii_lowercase())
+            {
+                return Some(g);
+            }
+        }
+        start = end;
+    }
+    None
+}
+
+#[test]
+fn a_user_agent_of_many_short_words_is_judged_by_the_documented_rule() {
+    // Hostile shapes (hundreds of one-letter words, token prefixes, every
+    // token glued to every other) and real ones: the indexed lookup finds
+    // exactly what the plain rule finds.
+    let mut cases: Vec<String> = vec![
+        "a ".repeat(600),
+        "googlebo ".repeat(120),
+        "curl".repeat(300),
+        format!("{} Googlebot/2.1", "a ".repeat(505)),
+        format!("{} Googlebot/2.1", "a ".repeat(515)),
+    ];
+    cases.extend(PEOPLE.iter().map(|s| s.to_string()));
+    let tokens: Vec<&str> = bots::TOKENS.iter().map(|(t, _)| *t).collect();
+    for (i, t) in tokens.iter().enumerate() {
+        let next = tokens[(i + 1) % tokens.len()];
+        for sep in ["", " ", "-", "/", "x", "1", "\u{e9}"] {
+            cases.push(format!("{t}{sep}{next}"));
+            cases.push(format!("{}{sep}{t}", next.to_uppercase()));
+        }
+    }
+    // Pseudo-random words from fragments of the list (a fixed seed).
+    let fragments = [
+        "bot", "Bot", "goo", "gle", "curl", "/", " ", "-", "a", "Spider", "x", "slurp", "java/",
+        "CU",
+    ];
+    let mut seed: u64 = 0x5eed_b075;
+    for _ in 0..4000 {
+        let mut ua = String::new();
+        for _ in 0..8 {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ua.push_str(fragments[(seed >> 33) as usize % fragments.len()]);
+        }
+        cases.push(ua);
+    }
+    for ua in &cases {
+        assert_eq!(
+            bots::token(ua.as_bytes()),
+            reference(ua.as_bytes()),
+            "{ua:?}"
+        );
+    }
+}
