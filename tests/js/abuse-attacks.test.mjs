@@ -311,3 +311,75 @@ describe("bots under flag, through the Worker", () => {
     for (const d of [flags, vault]) assert.ok(!d.requests.some((r) => r.body.includes("Jane")), "PHI reached a destination");
   });
 });
+
+describe("fan-out right at the bound: 20,000 bodies queued whole, 20,001 refused with nothing queued", () => {
+  const GA4_CREDENTIAL = "G-ATTACK123:attack-api-secret";
+  const WRITE_KEY = "wk_attack_fan_out";
+  // One visitor per event: GA4 makes one body each.
+  const visitors = (n, tag) => Array.from({ length: n }, (_, i) => ({ type: "page", anonymousId: `${tag}-${i}` }));
+
+  /** The Worker with `count` GA4 destinations, its delivery queue read by a spy (nothing is sent). */
+  async function start(count) {
+    const names = Array.from({ length: count }, (_, i) => `ga${i}`);
+    const built = await bundle({
+      version: 1, environment: "abuse-attacks", hipaa: true,
+      destinations: Object.fromEntries(names.map((n) => [n, { connection: "server-side", format: "ga4", endpoint: `http://127.0.0.1:9/${n}/mp/collect` }])),
+    });
+    const worker = await startWorker(built.script, {
+      PHI_MASKING_KEY: MASKING_KEY, WRITE_KEYS: WRITE_KEY,
+      ...Object.fromEntries(names.map((n) => [`AUTH_${n.toUpperCase()}`, GA4_CREDENTIAL])),
+    }, { spy: true });
+    const post = async (events) => {
+      const res = await worker.mf.dispatchFetch("http://edge.test/v1/batch", {
+        method: "POST",
+        headers: { Authorization: basic(WRITE_KEY), "Content-Type": "application/json" },
+        body: JSON.stringify({ batch: events }),
+      });
+      return { status: res.status, body: await res.json() };
+    };
+    return { worker, post, stop: async () => { await worker.mf.dispose(); built.cleanup(); } };
+  }
+
+  /** Bodies in the spy's messages: a pack's parts, else one. */
+  const bodiesIn = (messages) => messages.reduce((n, m) => n + (Array.isArray(m.parts) ? m.parts.length : 1), 0);
+
+  test("4 GA4 destinations x 5,000 visitors = 20,000 bodies: accepted, every body queued once", { timeout: 120_000 }, async () => {
+    const { worker, post, stop } = await start(4);
+    try {
+      const res = await post(visitors(5_000, "edge"));
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const [line] = worker.logs.filter((l) => l.includes('"phimask":"request"')).map((l) => JSON.parse(l));
+      assert.ok(line.messages <= 500, `${line.messages} messages`);
+      await until(async () => (await worker.queued()).length === line.messages, "every message at the spy", 60_000);
+      const queued = await worker.queued();
+      assert.equal(bodiesIn(queued), 20_000);
+      // Each destination's events, each visitor once.
+      for (let d = 0; d < 4; d++) {
+        const events = queued.filter((m) => m.to === `ga${d}`).flatMap((m) => m.events).sort((a, b) => a - b);
+        assert.deepEqual(events, Array.from({ length: 5_000 }, (_, i) => i), `ga${d}`);
+      }
+    } finally {
+      await stop();
+    }
+  });
+
+  test("3 GA4 destinations x 6,667 visitors = 20,001 bodies: 413 too_many_bodies, nothing queued", { timeout: 120_000 }, async () => {
+    const { worker, post, stop } = await start(3);
+    try {
+      const res = await post(visitors(6_667, "over"));
+      assert.equal(res.status, 413, JSON.stringify(res.body));
+      assert.equal(res.body.code, "too_many_bodies");
+      assert.ok(!JSON.stringify(res.body).includes("over-"), "no value echoed");
+      // A sentinel after it: once its messages are at the spy, anything queued before would be too.
+      const ok = await post(visitors(1, "sentinel"));
+      assert.equal(ok.status, 200);
+      await until(async () => (await worker.queued()).length === 3, "the sentinel's three messages");
+      await sleep(500);
+      const queued = await worker.queued();
+      assert.equal(queued.length, 3, "only the sentinel's");
+      assert.deepEqual(queued.map((m) => m.events), [[0], [0], [0]]);
+    } finally {
+      await stop();
+    }
+  });
+});
