@@ -8,6 +8,8 @@
 // - keys: an IDN origin and its look-alikes, a header key and a body key
 //   that disagree (the header decides; a body key never reaches a
 //   destination);
+// - fan-out at its bound: 20,000 bodies queued whole, each visitor once
+//   per destination; 20,001 refused 413 with nothing queued;
 // - bots under "flag": a server's request with a crawler's User-Agent is
 //   not judged by it, a browser's is; PHI forged into context.bot (an
 //   event's own, a batch's shared, an escaped key) reaches no destination,
