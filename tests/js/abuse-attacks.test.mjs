@@ -1,5 +1,6 @@
 // Attacks on the edge's abuse protection, as a hostile client makes them,
-// inside workerd (Miniflare) against real HTTP destinations on 127.0.0.1:
+// inside workerd (Miniflare; the rate limits also under `wrangler dev`)
+// against real HTTP destinations on 127.0.0.1:
 // - rate limits: rotating IPv6 addresses inside one /64, spellings of one
 //   address, of a bound origin and of one key's Authorization header,
 //   invented client addresses, and 50 requests at once: no fresh
@@ -17,7 +18,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { clientOf } from "../../www/worker/ratelimit.js";
-import { bundle, sleep, startDestination, startWorker, until } from "./worker-harness.mjs";
+import { bundle, sleep, startDestination, startWorker, startWranglerDev, until } from "./worker-harness.mjs";
 
 const MASKING_KEY = "abuse-attacks-masking-key-0123456789abcdef";
 const PHI = "Jane Doe HIV positive";
@@ -383,5 +384,58 @@ describe("fan-out right at the bound: 20,000 bodies queued whole, 20,001 refused
     } finally {
       await stop();
     }
+  });
+});
+
+describe("rate limits under wrangler dev: IPv6 rotation and 50 requests at once", () => {
+  let dest;
+  let dev;
+
+  before(async () => {
+    dest = await startDestination();
+    dev = await startWranglerDev({
+      version: 1, environment: "abuse-attacks-dev", hipaa: true,
+      events: { "*": "allow" },
+      destinations: { warehouse: { connection: "server-side", endpoint: dest.url, restrict_phi: false, baa: true } },
+    }, { PHI_MASKING_KEY: MASKING_KEY, WRITE_KEYS: "wk_dev_a,wk_dev_b,wk_dev_c" }, {
+      ratelimits: { RATE_LIMIT_CLIENT: { limit: 3, period: 60 }, RATE_LIMIT_KEY: { limit: 8, period: 60 } },
+    });
+  });
+
+  after(async () => {
+    await dev?.stop();
+    await dest?.close();
+  });
+
+  let n = 0;
+  const send = async (key, ip) => {
+    const messageId = `dev-${++n}`;
+    const res = await fetch(`${dev.url}/v1/track`, {
+      method: "POST",
+      headers: { Authorization: basic(key), "CF-Connecting-IP": ip, "Content-Type": "application/json" },
+      body: JSON.stringify({ type: "track", event: "Probe", userId: `u-${messageId}`, messageId }),
+    });
+    await res.arrayBuffer();
+    return { status: res.status, messageId };
+  };
+
+  test("one /64 is one client; 50 at once from one client or from fifty: exactly the limits, exactly those delivered", { timeout: 60_000 }, async () => {
+    await freshWindow(60, 25_000);
+    const rotation = [];
+    for (let i = 1; i <= 5; i++) rotation.push((await send("wk_dev_a", `2001:db8:66:1::${i}`)).status);
+    assert.deepEqual(rotation, [200, 200, 200, 429, 429]);
+    assert.equal((await send("wk_dev_a", "2001:db8:66:2::1")).status, 200, "another /64");
+    const one = await Promise.all(Array.from({ length: 50 }, () => send("wk_dev_b", "198.51.100.9")));
+    const many = await Promise.all(Array.from({ length: 50 }, (_, i) => send("wk_dev_c", `198.51.100.${100 + i}`)));
+    assert.equal(one.filter((r) => r.status === 200).length, 3);
+    assert.equal(many.filter((r) => r.status === 200).length, 8);
+    for (const r of [...one, ...many]) assert.ok([200, 429].includes(r.status), String(r.status));
+    const accepted = [...one, ...many].filter((r) => r.status === 200).map((r) => r.messageId);
+    await until(() => accepted.every((m) => dest.delivered().some((e) => e.messageId === m)), "the accepted events");
+    const sentinel = await send("wk_dev_a", "203.0.113.200");
+    assert.equal(sentinel.status, 200);
+    await until(() => dest.delivered().some((e) => e.messageId === sentinel.messageId), "the sentinel");
+    const got = dest.delivered().map((e) => e.messageId).filter((m) => [...one, ...many].some((r) => r.messageId === m));
+    assert.deepEqual(got.sort(), accepted.sort(), "exactly the accepted, each once");
   });
 });
