@@ -132,6 +132,21 @@ describe("rate limits against a hostile client", () => {
     assert.deepEqual(byOrigin, [200, 200, 200, 429]);
   });
 
+  test("a good key in an oversized Authorization header gets no second allowance: refused, like any header over 4 KB", async () => {
+    await freshWindow(60, 15_000);
+    const ip = "203.0.113.90";
+    const key = KEYS[7];
+    const padded = basic(key, "p".repeat(4096));
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await send({ key, ip })).status);
+    // The key's own allowance for this client is used up; a padded header must not reach another.
+    for (let i = 0; i < 2; i++) {
+      const r = await send({ ip, headers: { Authorization: padded } });
+      statuses.push(r.status === 401 ? r.code : r.status);
+    }
+    assert.deepEqual(statuses, [200, 200, 200, "invalid_authorization", "invalid_authorization"]);
+  });
+
   test("50 requests at once: exactly the limits let through, each 429 readable, exactly those delivered", async () => {
     await freshWindow(60, 20_000);
     // One client: its own limit (3).
