@@ -3,7 +3,8 @@
 // against real HTTP destinations on 127.0.0.1:
 // - rate limits: rotating IPv6 addresses inside one /64, spellings of one
 //   address, of a bound origin and of one key's Authorization header,
-//   invented client addresses, and 50 requests at once: no fresh
+//   a good key padded past 4 KB, invented client addresses, and 50
+//   requests at once: no fresh
 //   allowance for any of them, exactly the limit let through, exactly
 //   what was let through delivered;
 // - keys: an IDN origin and its look-alikes, a header key and a body key
