@@ -338,11 +338,12 @@ describe("fan-out right at the bound: 20,000 bodies queued whole, 20,001 refused
   const visitors = (n, tag) => Array.from({ length: n }, (_, i) => ({ type: "page", anonymousId: `${tag}-${i}` }));
 
   /** The Worker with `count` GA4 destinations, its delivery queue read by a spy (nothing is sent). */
-  async function start(count) {
+  async function start(count, more = {}) {
     const names = Array.from({ length: count }, (_, i) => `ga${i}`);
     const built = await bundle({
       version: 1, environment: "abuse-attacks", hipaa: true,
-      destinations: Object.fromEntries(names.map((n) => [n, { connection: "server-side", format: "ga4", endpoint: `http://127.0.0.1:9/${n}/mp/collect` }])),
+      allowlists: { event_properties: { a: "allow" } },
+      destinations: { ...Object.fromEntries(names.map((n) => [n, { connection: "server-side", format: "ga4", endpoint: `http://127.0.0.1:9/${n}/mp/collect` }])), ...more },
     });
     const worker = await startWorker(built.script, {
       PHI_MASKING_KEY: MASKING_KEY, WRITE_KEYS: WRITE_KEY,
@@ -377,6 +378,45 @@ describe("fan-out right at the bound: 20,000 bodies queued whole, 20,001 refused
         const events = queued.filter((m) => m.to === `ga${d}`).flatMap((m) => m.events).sort((a, b) => a - b);
         assert.deepEqual(events, Array.from({ length: 5_000 }, (_, i) => i), `ga${d}`);
       }
+    } finally {
+      await stop();
+    }
+  });
+
+  test("a pretty-printed batch: bodies holding its raw newlines go alone, GA4's are packed, and every piece is one visitor's body", { timeout: 60_000 }, async () => {
+    const { worker, stop } = await start(1, { seg: { connection: "server-side", endpoint: "http://127.0.0.1:9/seg" } });
+    try {
+      // Newlines and carriage returns between tokens, inside the values a
+      // Segment body copies as written: a newline-split pack would cut it.
+      const events = visitors(120, "pretty").map((e, i) => ({ ...e, properties: { a: { n: [i, i + 1] } } }));
+      const text = `{"batch":[\n${events.map((e) => JSON.stringify(e, null, 2).replaceAll("\n", "\r\n")).join(",\n")}\n]}`;
+      const res = await worker.mf.dispatchFetch("http://edge.test/v1/batch", {
+        method: "POST",
+        headers: { Authorization: basic(WRITE_KEY), "Content-Type": "application/json" },
+        body: text,
+      });
+      assert.equal(res.status, 200, await res.text());
+      const [line] = worker.logs.filter((l) => l.includes('"phimask":"request"')).map((l) => JSON.parse(l));
+      await until(async () => (await worker.queued()).length === line.messages, "every message at the spy");
+      const queued = await worker.queued();
+      const bytes = (m) => Buffer.from(m.body.base64, "base64").toString("utf8");
+      const seg = queued.filter((m) => m.to === "seg");
+      assert.ok(seg.length >= 1 && seg.every((m) => m.parts === undefined), "the Segment body is never packed");
+      assert.ok(seg.some((m) => bytes(m).includes("\n")), "it holds the batch's raw newlines");
+      assert.equal(seg.flatMap((m) => JSON.parse(bytes(m)).batch).length, 120);
+      const ga = queued.filter((m) => m.to === "ga0");
+      assert.ok(ga.some((m) => Array.isArray(m.parts)), "GA4's bodies are packed");
+      const clients = [];
+      for (const m of ga) {
+        const pieces = bytes(m).split("\n");
+        assert.equal(pieces.length, m.parts?.length ?? 1);
+        for (const piece of pieces) {
+          const body = JSON.parse(piece);
+          assert.equal(body.events.length, 1);
+          clients.push(body.client_id);
+        }
+      }
+      assert.equal(new Set(clients).size, 120, "each visitor in a body of its own, once");
     } finally {
       await stop();
     }
