@@ -44,7 +44,9 @@ export default {
     const statuses = {};
     for (let i = 0; i < times; i++) {
       const h = new Headers(headers);
-      h.set("CF-Connecting-IP", keepIp ?? "2001:db8::" + (++client).toString(16));
+      // A fresh /64 each time: the limiter counts an IPv6 client by its /64.
+      client += 1;
+      h.set("CF-Connecting-IP", keepIp ?? "2001:db8:" + ((client >>> 16) & 0xffff).toString(16) + ":" + (client & 0xffff).toString(16) + "::1");
       const one = new Request(request.url, { method, headers: h, body: bytes.length ? bytes : null });
       const res = build ? new Response(null, { status: 204 }) : await worker.fetch(one, env, ctx);
       await res.arrayBuffer();

@@ -173,6 +173,21 @@ pub const TOKENS: &[(&str, Software)] = &[
     ("windowspowershell/", Software::Client),
 ];
 
+/// For each byte, the tokens of [`TOKENS`] that start with it (bit `i`:
+/// `TOKENS[i]`): a word is compared only with those, so a hostile user
+/// agent of hundreds of one-letter words costs a few comparisons a word,
+/// not one per token.
+const BY_FIRST: [u128; 256] = {
+    assert!(TOKENS.len() <= 128);
+    let mut table = [0u128; 256];
+    let mut i = 0;
+    while i < TOKENS.len() {
+        table[TOKENS[i].0.as_bytes()[0] as usize] |= 1 << i;
+        i += 1;
+    }
+    table
+};
+
 /// Words that name a bot of any make.
 pub const GENERIC: [&str; 5] = ["bot", "bots", "robot", "crawler", "spider"];
 
@@ -280,7 +295,11 @@ pub fn token(user_agent: &[u8]) -> Option<&'static str> {
             .position(|b| !b.is_ascii_alphanumeric())
             .map_or(lower.len(), |n| start + n);
         let rest = &lower[start..];
-        for &(t, _) in TOKENS {
+        // In the list's order, as the tokens that start with this byte.
+        let mut candidates = BY_FIRST[usize::from(lower[start])];
+        while candidates != 0 {
+            let (t, _) = TOKENS[candidates.trailing_zeros() as usize];
+            candidates &= candidates - 1;
             let t_bytes = t.as_bytes();
             let ends_word = || {
                 t_bytes.last().is_some_and(|b| !b.is_ascii_alphanumeric())

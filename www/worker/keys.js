@@ -189,13 +189,22 @@ export async function known(key, keys) {
 }
 
 /**
+ * An Authorization header longer than this is malformed: a write key's is
+ * far shorter, and the rate limits count a longer one as an unknown key's,
+ * so a good key padded past it must never be accepted.
+ */
+export const MAX_AUTHORIZATION = 4096;
+
+/**
  * The write key of the Authorization header: `{ key }`, `{ absent: true }`
  * without the header, or `{ malformed: true }` when it is not HTTP Basic
- * with a non-empty user name (another scheme, not base64, not UTF-8).
+ * with a non-empty user name (another scheme, not base64, not UTF-8, over
+ * MAX_AUTHORIZATION characters).
  */
 export function headerWriteKey(request) {
   const header = request.headers.get("Authorization");
   if (header === null) return { absent: true };
+  if (header.length > MAX_AUTHORIZATION) return { malformed: true };
   const m = /^Basic\s+([A-Za-z0-9+/]+={0,2})\s*$/i.exec(header);
   if (!m) return { malformed: true };
   try {

@@ -10,14 +10,13 @@
 // oversized Authorization header) one bucket for unknown keys, so fake
 // keys never get fresh buckets of their own. The client IP is
 // CF-Connecting-IP, which Cloudflare sets; X-Forwarded-For and the like
-// are the client's to invent and never used.
+// are the client's to invent and never used. An IPv6 client counts by its
+// /64: one subscriber holds the whole network and may rotate through its
+// addresses, which must not give it fresh allowances.
 import { headerWriteKey, normalizedOrigin, writeKeyConfig } from "./keys.js";
 import { fail } from "./respond.js";
 
 export const LIMITERS = ["RATE_LIMIT_CLIENT", "RATE_LIMIT_KEY"];
-
-/** An Authorization header longer than this is not parsed here (a write key's is far shorter). */
-const MAX_AUTHORIZATION = 4096;
 
 /** Why the Worker refuses every event for want of its limiters, or null. */
 export function rateLimitProblem(env) {
@@ -64,7 +63,8 @@ async function configured(env) {
 async function bucketOf(request, env) {
   const authorization = request.headers.get("Authorization");
   if (authorization !== null) {
-    const { key } = authorization.length > MAX_AUTHORIZATION ? {} : headerWriteKey(request);
+    // Over keys.js's MAX_AUTHORIZATION it is malformed: not parsed.
+    const { key } = headerWriteKey(request);
     if (key !== undefined) {
       const digest = await sha256(key);
       if ((await configured(env)).digests.has(digest)) return { kind: "key", id: `key\n${digest}`, log: { key_sha256: digest.slice(0, 8) } };
@@ -75,6 +75,53 @@ async function bucketOf(request, env) {
   const normalized = normalizedOrigin(header);
   const origin = header === null ? "none" : normalized !== undefined && (await configured(env)).origins.has(normalized) ? normalized : "other";
   return { kind: "origin", id: `origin\n${origin}`, log: { origin } };
+}
+
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+/** An IPv6 address's eight 16-bit groups, or null when it is not one. */
+function ipv6Groups(text) {
+  const halves = text.split("::");
+  if (halves.length > 2) return null;
+  const groups = (part, last) => {
+    if (part === "") return [];
+    const out = [];
+    const pieces = part.split(":");
+    for (const [i, p] of pieces.entries()) {
+      const v4 = last && i === pieces.length - 1 ? IPV4.exec(p) : null;
+      if (v4) {
+        const b = v4.slice(1).map(Number);
+        if (b.some((n) => n > 255)) return null;
+        out.push(b[0] * 256 + b[1], b[2] * 256 + b[3]);
+      } else if (/^[0-9A-Fa-f]{1,4}$/.test(p)) out.push(parseInt(p, 16));
+      else return null;
+    }
+    return out;
+  };
+  const head = groups(halves[0], halves.length === 1);
+  const tail = halves.length === 2 ? groups(halves[1], true) : [];
+  if (!head || !tail) return null;
+  if (halves.length === 1) return head.length === 8 ? head : null;
+  const zeros = 8 - head.length - tail.length;
+  return zeros >= 1 ? [...head, ...Array(zeros).fill(0), ...tail] : null;
+}
+
+/**
+ * The client a limit counts, from CF-Connecting-IP: an IPv4 address as it
+ * is; an IPv6 address by its /64 (the network one subscriber is given,
+ * like one IPv4 address behind a home router), an IPv4-mapped one as its
+ * IPv4 address; without the header "none"; anything else (never from
+ * Cloudflare) one client for all such values, so inventing them gives no
+ * fresh allowance.
+ */
+export function clientOf(header) {
+  if (header === null) return "none";
+  const text = header.trim();
+  if (IPV4.test(text)) return text;
+  const g = ipv6Groups(text);
+  if (!g) return "unreadable";
+  if (g.slice(0, 5).every((n) => n === 0) && g[5] === 0xffff) return `${g[6] >> 8}.${g[6] & 255}.${g[7] >> 8}.${g[7] & 255}`;
+  return `${g.slice(0, 4).map((n) => n.toString(16)).join(":")}::/64`;
 }
 
 /**
@@ -88,7 +135,7 @@ export async function rateLimit(request, env) {
   const problem = rateLimitProblem(env);
   if (problem) return fail(503, problem.code, problem.message);
   const bucket = await bucketOf(request, env);
-  const ip = request.headers.get("CF-Connecting-IP") ?? "none";
+  const ip = clientOf(request.headers.get("CF-Connecting-IP"));
   const checks = [
     ["RATE_LIMIT_CLIENT", `${bucket.id}\n${ip}`, "too many requests from this client for this write key"],
     ["RATE_LIMIT_KEY", bucket.id, "too many requests for this write key"],
