@@ -193,6 +193,8 @@ impl Checker {
         }
         if bots == crate::bots::Mode::Flag {
             self.flag_unseen(&destinations);
+        } else {
+            self.bot_unowned(&allowlists, &destinations);
         }
         Some(Policy {
             environment,
@@ -234,6 +236,29 @@ impl Checker {
                         d.format.name()
                     ),
                 );
+            }
+        }
+    }
+
+    /// Warns of each `allow` rule for `context.bot` while `bots` is not
+    /// `flag`: phimask then does not own that field, and the rule sends
+    /// whatever text a client puts there.
+    fn bot_unowned(&mut self, top: &Allowlists, destinations: &[Destination]) {
+        let restricted = destinations.iter().filter(|d| d.restricted);
+        let lists = std::iter::once(("allowlists".to_owned(), top)).chain(restricted.map(|d| {
+            (
+                join(&join("destinations", &d.name), "allowlists"),
+                &d.allowlists,
+            )
+        }));
+        for (at, lists) in lists {
+            for rule in lists.list(List::Context) {
+                if rule.path == "bot" && matches!(rule.action, Action::Allow { .. }) {
+                    self.warn(
+                        &join(&join(&at, "context"), &rule.path),
+                        "without \"bots\": \"flag\", context.bot is whatever the client sends, and \"allow\" sends it in clear; set \"bots\": \"flag\" for phimask to own it",
+                    );
+                }
             }
         }
     }

@@ -736,7 +736,7 @@ fn flag_warns_of_each_native_format_that_cannot_show_it() {
         report
             .warnings
             .into_iter()
-            .filter(|w| w.message.contains("context.bot"))
+            .filter(|w| w.message.contains("sends no context"))
             .map(|w| (w.path, w.message))
             .collect()
     };
@@ -754,6 +754,44 @@ fn flag_warns_of_each_native_format_that_cannot_show_it() {
         p["bots"] = json!(mode);
         assert_eq!(warned(&p), [], "{mode}");
     }
+}
+
+#[test]
+fn an_allowed_context_bot_warns_unless_phimask_owns_it() {
+    let owned = |mode: Option<&str>, p: &mut Value| -> Vec<String> {
+        match mode {
+            Some(m) => p["bots"] = json!(m),
+            None => drop(p.as_object_mut().map(|o| o.remove("bots"))),
+        }
+        let (ok, report) = phimask::validate_policy(&p.to_string());
+        assert!(ok.is_some(), "{:?}", report.errors);
+        report
+            .warnings
+            .into_iter()
+            .filter(|w| {
+                w.message
+                    .contains("context.bot is whatever the client sends")
+            })
+            .map(|w| w.path)
+            .collect()
+    };
+    let mut p = policy(None);
+    // The environment's list, a restricted destination's, and a masked
+    // one (no warning: a mask sends no text).
+    p["allowlists"]["context"]["bot"] = json!("allow");
+    p["destinations"]["masked"] = json!({"connection": "server-side", "endpoint": "https://m.example/",
+        "allowlists": {"context": {"bot": "mask"}}});
+    for mode in [None, Some("allow"), Some("drop")] {
+        assert_eq!(
+            owned(mode, &mut p),
+            [
+                "allowlists.context.bot",
+                "destinations.flags.allowlists.context.bot"
+            ],
+            "{mode:?}"
+        );
+    }
+    assert_eq!(owned(Some("flag"), &mut p), Vec::<String>::new());
 }
 
 #[test]
