@@ -138,6 +138,9 @@ describe("write keys by kind and origin, in workerd", () => {
   test("accepted: an unbound browser key from anywhere, a bound one from its origins (normalized), a server key as Basic auth without Origin", async () => {
     const cases = [
       ["unbound key, Basic, no Origin", { headers: { Authorization: basic(OPEN) } }],
+      // An auth scheme's name is case-insensitive (RFC 9110): a client writing "basic" is not refused.
+      ["unbound key, the scheme written \"basic\"", { headers: { Authorization: basic(OPEN).replace("Basic", "basic") } }],
+      ["server key, the scheme written \"BASIC\"", { headers: { Authorization: basic(SERVER).replace("Basic", "BASIC") } }],
       ["unbound key, Basic, any Origin", { headers: { Authorization: basic(OPEN), Origin: "https://evil.test" } }],
       ["unbound key in the body, any Origin", { bodyKey: OPEN, headers: { Origin: "https://evil.test" } }],
       ["unbound key in a batch's event, no Origin", { bodyKey: OPEN, batch: true }],
@@ -330,22 +333,22 @@ describe("the secrets as operators write them, in workerd", () => {
   });
 
   // Each one would widen a key, or drop a binding, if taken any other way
-  // than refusing everything.
+  // than refusing everything; with what the refusal must say of it.
   const MALFORMED = [
-    ["an empty key before '@'", { WRITE_KEYS: `${OPEN}, @https://clinic.example` }],
-    ["'@' with nothing after", { WRITE_KEYS: `${OPEN}, ${WEB}@` }],
-    ["'@' with blanks after", { WRITE_KEYS: `${OPEN}, ${WEB}@   ` }],
-    ["an origin with a trailing slash", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example/` }],
-    ["an origin with a path", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example/book` }],
-    ["an origin without a scheme", { WRITE_KEYS: `${OPEN}, ${WEB}@clinic.example` }],
-    ["an origin of another scheme", { WRITE_KEYS: `${OPEN}, ${WEB}@ftp://clinic.example` }],
-    ["a wildcard origin", { WRITE_KEYS: `${OPEN}, ${WEB}@https://*.clinic.example` }],
-    ["an empty origin after '|'", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example|` }],
-    ["a port out of range", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example:99999` }],
-    ["a key listed unbound and bound", { WRITE_KEYS: `${OPEN}, ${WEB}, ${WEB}@https://clinic.example` }],
-    ["a key with a blank inside", { WRITE_KEYS: `${OPEN}, wk web@https://clinic.example` }],
-    ["a key in both secrets", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example`, SERVER_WRITE_KEYS: `${SERVER}, ${OPEN}` }],
-    ["a server key bound to an origin", { WRITE_KEYS: OPEN, SERVER_WRITE_KEYS: `${SERVER}@https://clinic.example` }],
+    ["an empty key before '@'", { WRITE_KEYS: `${OPEN}, @https://clinic.example` }, "has no key"],
+    ["'@' with nothing after", { WRITE_KEYS: `${OPEN}, ${WEB}@` }, "has \"@\" and no origin after it"],
+    ["'@' with blanks after", { WRITE_KEYS: `${OPEN}, ${WEB}@   ` }, "has \"@\" and no origin after it"],
+    ["an origin with a trailing slash", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example/` }, "is not an origin"],
+    ["an origin with a path", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example/book` }, "is not an origin"],
+    ["an origin without a scheme", { WRITE_KEYS: `${OPEN}, ${WEB}@clinic.example` }, "is not an origin"],
+    ["an origin of another scheme", { WRITE_KEYS: `${OPEN}, ${WEB}@ftp://clinic.example` }, "is not an origin"],
+    ["a wildcard origin", { WRITE_KEYS: `${OPEN}, ${WEB}@https://*.clinic.example` }, "is not an origin"],
+    ["an empty origin after '|'", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example|` }, "is not an origin"],
+    ["a port out of range", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example:99999` }, "is not an origin"],
+    ["a key listed unbound and bound", { WRITE_KEYS: `${OPEN}, ${WEB}, ${WEB}@https://clinic.example` }, "entry 3 of WRITE_KEYS repeats the key of entry 2 of WRITE_KEYS"],
+    ["a key with a blank inside", { WRITE_KEYS: `${OPEN}, wk web@https://clinic.example` }, "entry 2 of WRITE_KEYS has a key with a blank"],
+    ["a key in both secrets", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example`, SERVER_WRITE_KEYS: `${SERVER}, ${OPEN}` }, "entry 2 of SERVER_WRITE_KEYS is also entry 1 of WRITE_KEYS"],
+    ["a server key bound to an origin", { WRITE_KEYS: OPEN, SERVER_WRITE_KEYS: `${SERVER}@https://clinic.example` }, "entry 1 of SERVER_WRITE_KEYS has \"@\": server keys are not bound to origins"],
   ];
 
   test("a malformed secret refuses everything with 503 (and /health says 503): nothing is accepted, nothing echoed", async () => {
@@ -383,11 +386,13 @@ describe("the secrets as operators write them, in workerd", () => {
   });
 
   test("what a malformed secret is refused with names the entry and the mistake, never its text", () => {
-    for (const [what, { WRITE_KEYS: browser, SERVER_WRITE_KEYS: server }] of MALFORMED) {
+    for (const [what, { WRITE_KEYS: browser, SERVER_WRITE_KEYS: server }, mistake] of MALFORMED) {
       const { entries, problem } = parseWriteKeys(browser, server);
       assert.equal(entries, undefined, what);
       assert.equal(problem.code, "invalid_write_keys", what);
       assert.match(problem.message, /^not configured: .*(entry \d+ of (SERVER_)?WRITE_KEYS)/, what);
+      // The operator is told which mistake to fix, not just that there is one.
+      assert.ok(problem.message.includes(mistake), `${what}: ${problem.message}`);
       for (const s of SECRETS) assert.ok(!problem.message.includes(s), `${what}: ${problem.message}`);
     }
     assert.equal(parseWriteKeys(" , ", "").problem.code, "no_write_keys");
