@@ -112,6 +112,15 @@ export class Queue extends WorkerEntrypoint {
 }
 export default { fetch() { return new Response(null, { status: 404 }); } };`;
 
+// Stands in for a rate limit binding that fails ("throws") or answers
+// nothing at all ("answers nothing").
+const brokenLimiter = (how) => `
+import { WorkerEntrypoint } from "cloudflare:workers";
+export class Limiter extends WorkerEntrypoint {
+  async limit() { ${how === "throws" ? 'throw new Error("rate limiter unavailable");' : "return undefined;"} }
+}
+export default { fetch() { return new Response(null, { status: 404 }); } };`;
+
 // Stands in for a queue that takes the first sendBatch call (forwarding
 // it to the real delivery queue) and refuses the second, 1.5 s later;
 // later calls are taken again. GET answers how many messages each call it took held.
@@ -148,9 +157,10 @@ export default { fetch() { return Response.json(calls); } };`;
  * `without: ["DELIVERY_STATE", …]` to leave those bindings out.
  * `ratelimits: { RATE_LIMIT_KEY: { limit, period }, … }` for the rate
  * limit bindings (ROOMY_RATELIMITS unless set; RATE_LIMIT_PERIOD is set to
- * their period).
+ * their period). `brokenLimiters: { RATE_LIMIT_KEY: "throws" | "answers
+ * nothing" }` puts a limiter that fails so in place of those bindings.
  */
-export async function startWorker(script, bindings, { maxRetries = 3, spy = false, queues = true, refusingQueue = false, without = [], ratelimits = ROOMY_RATELIMITS } = {}) {
+export async function startWorker(script, bindings, { maxRetries = 3, spy = false, queues = true, refusingQueue = false, without = [], ratelimits = ROOMY_RATELIMITS, brokenLimiters = {} } = {}) {
   const logs = [];
   const collect = (stream) => {
     stream.setEncoding("utf8");
@@ -177,6 +187,12 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
     }),
     ...(refusingQueue && { serviceBindings: { DELIVERY: { name: "refuser", entrypoint: "Queue" } } }),
   }];
+  for (const [i, [name, how]] of Object.entries(brokenLimiters).entries()) {
+    const [w] = workers;
+    delete w.ratelimits[name];
+    w.serviceBindings = { ...w.serviceBindings, [name]: { name: `limiter-${i}`, entrypoint: "Limiter" } };
+    workers.push({ name: `limiter-${i}`, modules: true, script: brokenLimiter(how), compatibilityDate: "2026-04-26" });
+  }
   for (const name of without) {
     const [w] = workers;
     for (const group of ["bindings", "queueProducers", "kvNamespaces", "d1Databases", "ratelimits"]) {
