@@ -37,12 +37,16 @@ export async function runWrangler(args, cwd) {
  * A directory with a Worker entry bound to `policy` (prepared as the build
  * command prepares it) and its wrangler.toml.
  */
-function workerDir(policy, name, alter = (text) => text, ratelimits) {
+function workerDir(policy, name, alter = (text) => text, ratelimits, { spyEngine = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), `${name}-`));
   writeFileSync(join(dir, "policy.js"), alter(preparedModule(JSON.stringify(policy), "a test policy")));
+  // spyEngine: each processRequest call (the engine's work on a request) logs a line.
+  const spy = spyEngine
+    ? `import { Sanitizer } from ${JSON.stringify(join(root, "www/worker/engine.js"))};\nconst processRequest = Sanitizer.prototype.processRequest;\nSanitizer.prototype.processRequest = function (...args) {\n  console.log(JSON.stringify({ phimaskTest: "engine call" }));\n  return processRequest.apply(this, args);\n};\n`
+    : "";
   writeFileSync(
     join(dir, "entry.js"),
-    `import policy from "./policy.js";\nimport { createWorker } from ${JSON.stringify(join(root, "www/worker/worker.js"))};\nexport default createWorker(policy);\n`,
+    `${spy}import policy from "./policy.js";\nimport { createWorker } from ${JSON.stringify(join(root, "www/worker/worker.js"))};\nexport default createWorker(policy);\n`,
   );
   writeFileSync(join(dir, "wrangler.toml"), `name = "${name}"\nmain = "entry.js"\ncompatibility_date = "2026-04-26"\nsend_metrics = false\n\n${shippedQueues(ratelimits)}`);
   return dir;
@@ -351,9 +355,11 @@ export async function freePort() {
  * in place of wrangler.toml's rate limits: ROOMY_RATELIMITS unless set,
  * so a test or a load run about something else is never refused 429.
  * `migrate: true` applies migrations/ to its local D1 database first.
+ * `spyEngine: true`: each call of the engine's processRequest logs
+ * {"phimaskTest":"engine call"}.
  */
-export async function startWranglerDev(policy, vars, { ratelimits = ROOMY_RATELIMITS, migrate = false } = {}) {
-  const dir = workerDir(policy, "phimask-dev-test", undefined, ratelimits);
+export async function startWranglerDev(policy, vars, { ratelimits = ROOMY_RATELIMITS, migrate = false, spyEngine = false } = {}) {
+  const dir = workerDir(policy, "phimask-dev-test", undefined, ratelimits, { spyEngine });
   writeFileSync(join(dir, ".dev.vars"), Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n"));
   if (migrate) {
     // DELIVERY_STATE's tables, as `make run` applies them: a request of
