@@ -235,7 +235,7 @@ describe("write keys by kind and origin, in workerd", () => {
     assert.deepEqual(said().sort(), ["server_key_from_browser", "server_key_from_browser", "server_key_in_body", "server_key_in_body", "server_key_in_body"]);
   });
 
-  test("a header key is refused before the body is read: 403 or 401, not the body's 413, 415 or 400", async () => {
+  test("a header key is refused before the body is read (403 or 401, not the body's 413, 415 or 400); an unknown encoding before the size", async () => {
     const refused = { Authorization: basic(WEB), Origin: "https://evil.test" };
     const server = { Authorization: basic(SERVER), Origin: "https://clinic.example" };
     const cases = [
@@ -252,6 +252,16 @@ describe("write keys by kind and origin, in workerd", () => {
     // A body key is read first: the same over-limit body with one is 413.
     const big = await send(worker, "/v1/track", JSON.stringify(track("u-big", { writeKey: WEB, properties: { pad: "x".repeat(40_000) } })), { Origin: "https://evil.test" });
     assertRefused(big, 413, "event_too_large", "a body key in an over-limit body");
+    // A good key, a body over the limit in an encoding phimask does not
+    // read: 415 first, since sending it smaller would not help.
+    // Over HTTP, so the request declares its Content-Length.
+    const res = await fetch(new URL("/v1/track", worker.url), {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: basic(OPEN), "Content-Encoding": "br" },
+      body: JSON.stringify(track("u-big", { properties: { pad: "x".repeat(40_000) } })),
+    });
+    const text = await res.text();
+    assertRefused({ status: res.status, text, body: JSON.parse(text), headers: res.headers }, 415, "unsupported_encoding", "an unsupported encoding over the limit");
   });
 
   test("CORS preflights stay open to every origin; no log holds a key or an origin of the secret", async () => {
