@@ -235,8 +235,17 @@ fn every_token_of_the_list_matches_itself_as_a_product() {
 
 #[test]
 fn only_the_first_kilobyte_of_a_user_agent_is_read() {
-    let padded = format!("{} curl/8.4.0", "a".repeat(bots::MAX_USER_AGENT_BYTES));
+    // The documented cut, written out: a test that read the constant
+    // would pass whatever the constant became.
+    const KILOBYTE: usize = 1024;
+    let padded = format!("{} curl/8.4.0", "a".repeat(KILOBYTE));
     assert_eq!(bots::token(padded.as_bytes()), None);
+    // A token whose last byte is the 1,024th is read; one byte later, not.
+    let edge = format!("{} curl/", "a".repeat(KILOBYTE - 6));
+    assert_eq!(edge.len(), KILOBYTE);
+    assert_eq!(bots::token(edge.as_bytes()), Some("curl/"));
+    let past = format!("{} curl/", "a".repeat(KILOBYTE - 5));
+    assert_eq!(bots::token(past.as_bytes()), None);
     let s = sanitizer(Some("drop"));
     let done = run(&s, &batch(&events(None)), &agent(&padded));
     assert_eq!((done.bots, sent(&done, "plain").len()), (0, 6));
@@ -244,7 +253,7 @@ fn only_the_first_kilobyte_of_a_user_agent_is_read() {
     let context = json!({ "userAgent": padded });
     let done = run(&s, &batch(&events(Some(context))), &Agent::default());
     assert_eq!((done.bots, sent(&done, "plain").len()), (0, 6));
-    let near = format!("{} curl/8", "a".repeat(bots::MAX_USER_AGENT_BYTES - 10));
+    let near = format!("{} curl/8", "a".repeat(KILOBYTE - 10));
     let done = run(
         &s,
         &batch(&events(Some(json!({ "userAgent": near })))),

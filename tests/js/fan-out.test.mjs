@@ -4,9 +4,10 @@
 // destination), so it is queued in a few hundred messages and delivered
 // whole. Above the bounds (500 queue messages, 20,000 bodies, 500 direct
 // deliveries per request) the request is refused with 413, nothing
-// queued and nothing sent. The bundled Worker in workerd, and under
-// `wrangler dev` (whose local queue broker such a request once brought
-// down), against the local fakes of the destinations' APIs.
+// queued and nothing sent; at them exactly, it is taken. The bundled
+// Worker in workerd, and under `wrangler dev` (whose local queue broker
+// such a request once brought down), against the local fakes of the
+// destinations' APIs.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { FAKE_CREDENTIALS, startFakes } from "../../www/dev/fakes.mjs";
@@ -99,7 +100,8 @@ describe("above the fan-out bounds: 413, nothing queued, nothing sent", () => {
 
   after(async () => {
     for (const { worker, built } of started) {
-      await worker.mf.dispose();
+      // A test may have disposed of its worker already.
+      await worker.mf.dispose().catch(() => {});
       built.cleanup();
     }
     await fakes?.close();
@@ -170,6 +172,26 @@ describe("above the fan-out bounds: 413, nothing queued, nothing sent", () => {
     assert.equal(logsOf(worker.logs, "request")[0].direct, 500);
     await new Promise((resolve) => setTimeout(resolve, 500));
     assert.equal(ga4Requests(fakes, "direct").length - before, 500, "nothing of the refused request");
+  });
+
+  // Last of these: its workers are disposed as soon as they have answered,
+  // so nothing of them reaches the fakes while another test counts.
+  test("at the bounds exactly: 20,000 bodies (two GA4 destinations x 10,000 visitors) and 500 queue messages are taken", async () => {
+    const names = ["ga4x", "ga4y"];
+    const bodies = await start(
+      Object.fromEntries(names.map((n) => [n, { connection: "server-side", format: "ga4", endpoint: `${fakes.url}/${n}/mp/collect` }])),
+      Object.fromEntries(names.map((n) => [`AUTH_${n.toUpperCase()}`, GA4_CREDENTIAL])),
+    );
+    const atBodies = await bodies.post(visitors(MAX_REQUEST_BODIES / names.length, "at-bodies"));
+    await bodies.worker.mf.dispose();
+    assert.equal(atBodies.status, 200, JSON.stringify(atBodies.body));
+    const destinations = Object.fromEntries(Array.from({ length: MAX_REQUEST_MESSAGES }, (_, i) => [`m${i}`, { connection: "server-side", endpoint: `${fakes.url}/m${i}` }]));
+    const messages = await start(destinations);
+    const atMessages = await messages.post(visitors(1, "at-messages"));
+    assert.equal(atMessages.status, 200, JSON.stringify(atMessages.body));
+    // Its log line (longer than a chunk of the Worker's output: matched whole) counts 500 messages.
+    assert.match(messages.worker.logs.join(""), /"phimask":"request","call":"batch","accepted":1,"rejected":0,"messages":500,/);
+    await messages.worker.mf.dispose();
   });
 });
 

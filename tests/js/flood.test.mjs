@@ -4,9 +4,10 @@
 // gets exactly its limit's worth through and 429s with Retry-After and
 // CORS for the rest; the normal key's requests are all answered 200; the
 // destination receives exactly the events of the requests answered 200,
-// each once; and the Worker's one log line per request the engine
-// processed counts only those, never a 429 (refused before any engine
-// work). `make load` does the same at scale (scripts/load.mjs).
+// each once; and the Worker's one log line per request taken, and the
+// engine's own calls (each logged here), count only those, never a 429
+// or a 401 (refused before any engine work). `make load` does the same at
+// scale (scripts/load.mjs).
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { sleep, startDestination, startWranglerDev, until } from "./worker-harness.mjs";
@@ -34,7 +35,8 @@ describe("a flooding key under wrangler dev", () => {
       destinations: { warehouse: { connection: "server-side", endpoint: dest.url, restrict_phi: false, baa: true } },
     };
     const limits = { RATE_LIMIT_CLIENT: { limit: LIMIT, period: PERIOD }, RATE_LIMIT_KEY: { limit: LIMIT, period: PERIOD } };
-    dev = await startWranglerDev(policy, { PHI_MASKING_KEY: MASKING_KEY, WRITE_KEYS: [NORMAL, FLOOD, SENTINEL].join(",") }, { ratelimits: limits });
+    // The engine's own calls are logged: "no engine work" is counted where it would be done.
+    dev = await startWranglerDev(policy, { PHI_MASKING_KEY: MASKING_KEY, WRITE_KEYS: [NORMAL, FLOOD, SENTINEL].join(",") }, { ratelimits: limits, spyEngine: true });
   });
 
   after(async () => {
@@ -55,6 +57,7 @@ describe("a flooding key under wrangler dev", () => {
     return { key, status: res.status, headers: res.headers, text: await res.text(), ids };
   }
   const lines = (what) => dev.output().split("\n").filter((l) => l.includes(`"phimask":"${what}"`)).length;
+  const engineCalls = () => dev.output().split("\n").filter((l) => l.includes('"phimaskTest":"engine call"')).length;
 
   test("the flood gets its limit's worth and 429s with Retry-After and CORS; the normal key loses nothing; only accepted events arrive, and only they reach the engine", { timeout: 120_000 }, async () => {
     // The burst inside one window of the limiter (fixed windows): a wait, never a measurement.
@@ -62,6 +65,7 @@ describe("a flooding key under wrangler dev", () => {
     if (into > PERIOD * 1000 - 7_000) await sleep(PERIOD * 1000 - into + 50);
     const requestsBefore = lines("request");
     const limitedBefore = lines("rate limited");
+    const engineBefore = engineCalls();
 
     // The normal key: one request at a time, spread over the burst.
     const normal = (async () => {
@@ -120,6 +124,8 @@ describe("a flooding key under wrangler dev", () => {
     // The engine's one line per request it processed: the accepted ones,
     // none of the 429s (each logged as refused instead) or the 401s.
     assert.equal(lines("request") - requestsBefore, accepted.length, "one engine line per accepted request, none for a refused one");
+    // And the engine itself was called once per accepted request: never for a 429 or a 401.
+    assert.equal(engineCalls() - engineBefore, accepted.length, "one engine call per accepted request, none for a refused one");
     const refused429 = floodRefused.length + fakeAnswers.filter((a) => a.status === 429).length;
     assert.equal(lines("rate limited") - limitedBefore, refused429, "each 429 logged as refused");
     const output = dev.output();

@@ -160,6 +160,20 @@ describe("packs: each body on its own, failures one by one", () => {
     assert.ok(!logs.includes("visitor-"), "logs count, never values");
   });
 
+  test("a pack's dead letter names its own body's events by their request index, after a body of several events", async () => {
+    // One visitor's two events make one body; the refused body after it is the request's third event: parts [2, 1].
+    const batch = [{ ...visitor("ok_pair_a"), anonymousId: "visitor-pair" }, { ...visitor("ok_pair_b"), anonymousId: "visitor-pair" }, visitor("refused_after_pair")];
+    assert.equal((await post(worker, batch)).status, 200);
+    const letterOf = async () => (await filedBodies(worker, "refused")).find((m) => m.text.includes("refused_after_pair"));
+    await until(async () => (await letterOf()) !== undefined, "the refused body filed");
+    const letter = await letterOf();
+    assert.deepEqual(letter.events, [2], "the request's third event, the one its body holds");
+    assert.deepEqual(JSON.parse(letter.text).events.map((e) => e.name), ["refused_after_pair"]);
+    assert.equal(ga.delivered("ok_pair_a"), 1);
+    const pack = logsOf(worker, "pack consumed").find((l) => l.events === 3 && l.parts === 2);
+    assert.ok(pack, "one pack: two bodies, three events");
+  });
+
   test("GA4's window inside a pack: old events dead-lettered and never sent, the rest of the pack delivered", async () => {
     const old = new Date(Date.now() - 4 * 86_400_000).toISOString();
     const batch = [

@@ -5,7 +5,8 @@
 // request delivered or processed. Under Miniflare with low limits, and
 // under `wrangler dev` with real @segment/analytics-next in headless
 // Chromium: a burst over the limit is retried on the 429 and arrives
-// whole. Without its bindings the Worker refuses and /health says why.
+// whole. Without its bindings the Worker refuses and /health says why;
+// with a binding that fails or answers nothing, it refuses too.
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { join } from "node:path";
@@ -323,6 +324,8 @@ describe("rate limits under wrangler dev, with @segment/analytics-next in headle
   const lines = (what) => dev.output().split("\n").filter((l) => l.includes(`"phimask":"${what}"`)).length;
 
   test("a page's cross-origin fetch reads the 6th request's 429, its code and its Retry-After", async () => {
+    const requestsBefore = lines("request");
+    const deliveredBefore = dest.delivered().length;
     const page = await browser.newPage();
     try {
       await page.goto(`http://127.0.0.1:${site.address().port}/`);
@@ -331,6 +334,10 @@ describe("rate limits under wrangler dev, with @segment/analytics-next in headle
       const seen = await page.evaluate((o) => window.probe(o), { url: `${dev.url}/v1/track`, writeKey: KEYS[1], count: 6 });
       assert.deepEqual(seen.map((s) => s.status), [200, 200, 200, 200, 200, 429], JSON.stringify(seen));
       assert.deepEqual(seen[5], { status: 429, retryAfter: "10", code: "rate_limited" });
+      // wrangler dev prints a request's line after its answer, and the
+      // destination gets its events later still: the five accepted are
+      // awaited here, so the next test does not count them as its own.
+      await until(() => lines("request") - requestsBefore === 5 && dest.delivered().length - deliveredBefore === 5, "the five accepted requests' log lines and events", 30_000);
     } finally {
       await page.close();
     }
@@ -356,4 +363,42 @@ describe("rate limits under wrangler dev, with @segment/analytics-next in headle
     assert.ok(lines("rate limited") - refusedBefore >= 7, "the limit refused the burst's excess");
     assert.equal(lines("request") - requestsBefore, dest.delivered().length - deliveredBefore, "one engine line per accepted request, none for a refused one");
   });
+});
+
+describe("a rate limit binding that fails or answers nothing: refused, never let through", () => {
+  const cases = [
+    ["RATE_LIMIT_CLIENT", "throws", 503, "rate_limit_unavailable", "10"],
+    ["RATE_LIMIT_KEY", "throws", 503, "rate_limit_unavailable", "10"],
+    ["RATE_LIMIT_CLIENT", "answers nothing", 429, "rate_limited", "60"],
+    ["RATE_LIMIT_KEY", "answers nothing", 429, "rate_limited", "60"],
+  ];
+  for (const [name, how, status, code, retryAfter] of cases) {
+    test(`${name} ${how}: ${status} ${code} with Retry-After ${retryAfter}, nothing processed or delivered`, async () => {
+      const dest = await startDestination();
+      const built = await bundle(policyFor(dest.url));
+      const worker = await startWorker(built.script, { PHI_MASKING_KEY: MASKING_KEY, WRITE_KEYS: KEYS[0] }, { brokenLimiters: { [name]: how } });
+      try {
+        const res = await fetch(`${worker.url}v1/track`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Authorization: basic(KEYS[0]), "CF-Connecting-IP": "203.0.113.40" },
+          body: JSON.stringify({ type: "track", event: "Rate Probe", userId: "u-broken-limiter", messageId: "m-broken-limiter" }),
+        });
+        const body = await res.json();
+        assert.equal(res.status, status, JSON.stringify(body));
+        assert.equal(body.code, code);
+        assert.equal(res.headers.get("retry-after"), retryAfter, "the client is told when to send it again");
+        assert.equal(res.headers.get("access-control-allow-origin"), "*");
+        assert.doesNotMatch(JSON.stringify(body), /wk_rl|203\.0\.113/);
+        // The binding's failure is an operator's to see, never a reason to let the request through.
+        if (how === "throws") assert.ok(worker.logs.some((l) => l.includes('"phimask":"rate limit unavailable"') && l.includes(name)), worker.logs.join("\n"));
+        await sleep(500);
+        assert.equal(worker.logs.filter((l) => l.includes('"phimask":"request"')).length, 0, "nothing processed");
+        assert.equal(dest.delivered().length, 0, "nothing delivered");
+      } finally {
+        await worker.mf.dispose();
+        await dest.close();
+        built.cleanup();
+      }
+    });
+  }
 });

@@ -37,12 +37,16 @@ export async function runWrangler(args, cwd) {
  * A directory with a Worker entry bound to `policy` (prepared as the build
  * command prepares it) and its wrangler.toml.
  */
-function workerDir(policy, name, alter = (text) => text, ratelimits) {
+function workerDir(policy, name, alter = (text) => text, ratelimits, { spyEngine = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), `${name}-`));
   writeFileSync(join(dir, "policy.js"), alter(preparedModule(JSON.stringify(policy), "a test policy")));
+  // spyEngine: each processRequest call (the engine's work on a request) logs a line.
+  const spy = spyEngine
+    ? `import { Sanitizer } from ${JSON.stringify(join(root, "www/worker/engine.js"))};\nconst processRequest = Sanitizer.prototype.processRequest;\nSanitizer.prototype.processRequest = function (...args) {\n  console.log(JSON.stringify({ phimaskTest: "engine call" }));\n  return processRequest.apply(this, args);\n};\n`
+    : "";
   writeFileSync(
     join(dir, "entry.js"),
-    `import policy from "./policy.js";\nimport { createWorker } from ${JSON.stringify(join(root, "www/worker/worker.js"))};\nexport default createWorker(policy);\n`,
+    `${spy}import policy from "./policy.js";\nimport { createWorker } from ${JSON.stringify(join(root, "www/worker/worker.js"))};\nexport default createWorker(policy);\n`,
   );
   writeFileSync(join(dir, "wrangler.toml"), `name = "${name}"\nmain = "entry.js"\ncompatibility_date = "2026-04-26"\nsend_metrics = false\n\n${shippedQueues(ratelimits)}`);
   return dir;
@@ -112,6 +116,15 @@ export class Queue extends WorkerEntrypoint {
 }
 export default { fetch() { return new Response(null, { status: 404 }); } };`;
 
+// Stands in for a rate limit binding that fails ("throws") or answers
+// nothing at all ("answers nothing").
+const brokenLimiter = (how) => `
+import { WorkerEntrypoint } from "cloudflare:workers";
+export class Limiter extends WorkerEntrypoint {
+  async limit() { ${how === "throws" ? 'throw new Error("rate limiter unavailable");' : "return undefined;"} }
+}
+export default { fetch() { return new Response(null, { status: 404 }); } };`;
+
 // Stands in for a queue that takes the first sendBatch call (forwarding
 // it to the real delivery queue) and refuses the second, 1.5 s later;
 // later calls are taken again. GET answers how many messages each call it took held.
@@ -148,9 +161,10 @@ export default { fetch() { return Response.json(calls); } };`;
  * `without: ["DELIVERY_STATE", …]` to leave those bindings out.
  * `ratelimits: { RATE_LIMIT_KEY: { limit, period }, … }` for the rate
  * limit bindings (ROOMY_RATELIMITS unless set; RATE_LIMIT_PERIOD is set to
- * their period).
+ * their period). `brokenLimiters: { RATE_LIMIT_KEY: "throws" | "answers
+ * nothing" }` puts a limiter that fails so in place of those bindings.
  */
-export async function startWorker(script, bindings, { maxRetries = 3, spy = false, queues = true, refusingQueue = false, without = [], ratelimits = ROOMY_RATELIMITS } = {}) {
+export async function startWorker(script, bindings, { maxRetries = 3, spy = false, queues = true, refusingQueue = false, without = [], ratelimits = ROOMY_RATELIMITS, brokenLimiters = {} } = {}) {
   const logs = [];
   const collect = (stream) => {
     stream.setEncoding("utf8");
@@ -177,6 +191,12 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
     }),
     ...(refusingQueue && { serviceBindings: { DELIVERY: { name: "refuser", entrypoint: "Queue" } } }),
   }];
+  for (const [i, [name, how]] of Object.entries(brokenLimiters).entries()) {
+    const [w] = workers;
+    delete w.ratelimits[name];
+    w.serviceBindings = { ...w.serviceBindings, [name]: { name: `limiter-${i}`, entrypoint: "Limiter" } };
+    workers.push({ name: `limiter-${i}`, modules: true, script: brokenLimiter(how), compatibilityDate: "2026-04-26" });
+  }
   for (const name of without) {
     const [w] = workers;
     for (const group of ["bindings", "queueProducers", "kvNamespaces", "d1Databases", "ratelimits"]) {
@@ -335,9 +355,11 @@ export async function freePort() {
  * in place of wrangler.toml's rate limits: ROOMY_RATELIMITS unless set,
  * so a test or a load run about something else is never refused 429.
  * `migrate: true` applies migrations/ to its local D1 database first.
+ * `spyEngine: true`: each call of the engine's processRequest logs
+ * {"phimaskTest":"engine call"}.
  */
-export async function startWranglerDev(policy, vars, { ratelimits = ROOMY_RATELIMITS, migrate = false } = {}) {
-  const dir = workerDir(policy, "phimask-dev-test", undefined, ratelimits);
+export async function startWranglerDev(policy, vars, { ratelimits = ROOMY_RATELIMITS, migrate = false, spyEngine = false } = {}) {
+  const dir = workerDir(policy, "phimask-dev-test", undefined, ratelimits, { spyEngine });
   writeFileSync(join(dir, ".dev.vars"), Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n"));
   if (migrate) {
     // DELIVERY_STATE's tables, as `make run` applies them: a request of

@@ -138,6 +138,9 @@ describe("write keys by kind and origin, in workerd", () => {
   test("accepted: an unbound browser key from anywhere, a bound one from its origins (normalized), a server key as Basic auth without Origin", async () => {
     const cases = [
       ["unbound key, Basic, no Origin", { headers: { Authorization: basic(OPEN) } }],
+      // An auth scheme's name is case-insensitive (RFC 9110): a client writing "basic" is not refused.
+      ["unbound key, the scheme written \"basic\"", { headers: { Authorization: basic(OPEN).replace("Basic", "basic") } }],
+      ["server key, the scheme written \"BASIC\"", { headers: { Authorization: basic(SERVER).replace("Basic", "BASIC") } }],
       ["unbound key, Basic, any Origin", { headers: { Authorization: basic(OPEN), Origin: "https://evil.test" } }],
       ["unbound key in the body, any Origin", { bodyKey: OPEN, headers: { Origin: "https://evil.test" } }],
       ["unbound key in a batch's event, no Origin", { bodyKey: OPEN, batch: true }],
@@ -232,7 +235,7 @@ describe("write keys by kind and origin, in workerd", () => {
     assert.deepEqual(said().sort(), ["server_key_from_browser", "server_key_from_browser", "server_key_in_body", "server_key_in_body", "server_key_in_body"]);
   });
 
-  test("a header key is refused before the body is read: 403 or 401, not the body's 413, 415 or 400", async () => {
+  test("a header key is refused before the body is read (403 or 401, not the body's 413, 415 or 400); an unknown encoding before the size", async () => {
     const refused = { Authorization: basic(WEB), Origin: "https://evil.test" };
     const server = { Authorization: basic(SERVER), Origin: "https://clinic.example" };
     const cases = [
@@ -249,6 +252,16 @@ describe("write keys by kind and origin, in workerd", () => {
     // A body key is read first: the same over-limit body with one is 413.
     const big = await send(worker, "/v1/track", JSON.stringify(track("u-big", { writeKey: WEB, properties: { pad: "x".repeat(40_000) } })), { Origin: "https://evil.test" });
     assertRefused(big, 413, "event_too_large", "a body key in an over-limit body");
+    // A good key, a body over the limit in an encoding phimask does not
+    // read: 415 first, since sending it smaller would not help.
+    // Over HTTP, so the request declares its Content-Length.
+    const res = await fetch(new URL("/v1/track", worker.url), {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: basic(OPEN), "Content-Encoding": "br" },
+      body: JSON.stringify(track("u-big", { properties: { pad: "x".repeat(40_000) } })),
+    });
+    const text = await res.text();
+    assertRefused({ status: res.status, text, body: JSON.parse(text), headers: res.headers }, 415, "unsupported_encoding", "an unsupported encoding over the limit");
   });
 
   test("CORS preflights stay open to every origin; no log holds a key or an origin of the secret", async () => {
@@ -330,22 +343,22 @@ describe("the secrets as operators write them, in workerd", () => {
   });
 
   // Each one would widen a key, or drop a binding, if taken any other way
-  // than refusing everything.
+  // than refusing everything; with what the refusal must say of it.
   const MALFORMED = [
-    ["an empty key before '@'", { WRITE_KEYS: `${OPEN}, @https://clinic.example` }],
-    ["'@' with nothing after", { WRITE_KEYS: `${OPEN}, ${WEB}@` }],
-    ["'@' with blanks after", { WRITE_KEYS: `${OPEN}, ${WEB}@   ` }],
-    ["an origin with a trailing slash", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example/` }],
-    ["an origin with a path", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example/book` }],
-    ["an origin without a scheme", { WRITE_KEYS: `${OPEN}, ${WEB}@clinic.example` }],
-    ["an origin of another scheme", { WRITE_KEYS: `${OPEN}, ${WEB}@ftp://clinic.example` }],
-    ["a wildcard origin", { WRITE_KEYS: `${OPEN}, ${WEB}@https://*.clinic.example` }],
-    ["an empty origin after '|'", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example|` }],
-    ["a port out of range", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example:99999` }],
-    ["a key listed unbound and bound", { WRITE_KEYS: `${OPEN}, ${WEB}, ${WEB}@https://clinic.example` }],
-    ["a key with a blank inside", { WRITE_KEYS: `${OPEN}, wk web@https://clinic.example` }],
-    ["a key in both secrets", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example`, SERVER_WRITE_KEYS: `${SERVER}, ${OPEN}` }],
-    ["a server key bound to an origin", { WRITE_KEYS: OPEN, SERVER_WRITE_KEYS: `${SERVER}@https://clinic.example` }],
+    ["an empty key before '@'", { WRITE_KEYS: `${OPEN}, @https://clinic.example` }, "has no key"],
+    ["'@' with nothing after", { WRITE_KEYS: `${OPEN}, ${WEB}@` }, "has \"@\" and no origin after it"],
+    ["'@' with blanks after", { WRITE_KEYS: `${OPEN}, ${WEB}@   ` }, "has \"@\" and no origin after it"],
+    ["an origin with a trailing slash", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example/` }, "is not an origin"],
+    ["an origin with a path", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example/book` }, "is not an origin"],
+    ["an origin without a scheme", { WRITE_KEYS: `${OPEN}, ${WEB}@clinic.example` }, "is not an origin"],
+    ["an origin of another scheme", { WRITE_KEYS: `${OPEN}, ${WEB}@ftp://clinic.example` }, "is not an origin"],
+    ["a wildcard origin", { WRITE_KEYS: `${OPEN}, ${WEB}@https://*.clinic.example` }, "is not an origin"],
+    ["an empty origin after '|'", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example|` }, "is not an origin"],
+    ["a port out of range", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example:99999` }, "is not an origin"],
+    ["a key listed unbound and bound", { WRITE_KEYS: `${OPEN}, ${WEB}, ${WEB}@https://clinic.example` }, "entry 3 of WRITE_KEYS repeats the key of entry 2 of WRITE_KEYS"],
+    ["a key with a blank inside", { WRITE_KEYS: `${OPEN}, wk web@https://clinic.example` }, "entry 2 of WRITE_KEYS has a key with a blank"],
+    ["a key in both secrets", { WRITE_KEYS: `${OPEN}, ${WEB}@https://clinic.example`, SERVER_WRITE_KEYS: `${SERVER}, ${OPEN}` }, "entry 2 of SERVER_WRITE_KEYS is also entry 1 of WRITE_KEYS"],
+    ["a server key bound to an origin", { WRITE_KEYS: OPEN, SERVER_WRITE_KEYS: `${SERVER}@https://clinic.example` }, "entry 1 of SERVER_WRITE_KEYS has \"@\": server keys are not bound to origins"],
   ];
 
   test("a malformed secret refuses everything with 503 (and /health says 503): nothing is accepted, nothing echoed", async () => {
@@ -383,11 +396,13 @@ describe("the secrets as operators write them, in workerd", () => {
   });
 
   test("what a malformed secret is refused with names the entry and the mistake, never its text", () => {
-    for (const [what, { WRITE_KEYS: browser, SERVER_WRITE_KEYS: server }] of MALFORMED) {
+    for (const [what, { WRITE_KEYS: browser, SERVER_WRITE_KEYS: server }, mistake] of MALFORMED) {
       const { entries, problem } = parseWriteKeys(browser, server);
       assert.equal(entries, undefined, what);
       assert.equal(problem.code, "invalid_write_keys", what);
       assert.match(problem.message, /^not configured: .*(entry \d+ of (SERVER_)?WRITE_KEYS)/, what);
+      // The operator is told which mistake to fix, not just that there is one.
+      assert.ok(problem.message.includes(mistake), `${what}: ${problem.message}`);
       for (const s of SECRETS) assert.ok(!problem.message.includes(s), `${what}: ${problem.message}`);
     }
     assert.equal(parseWriteKeys(" , ", "").problem.code, "no_write_keys");
