@@ -351,15 +351,9 @@ impl<'a> Context<'a> {
     /// Only a reader error on text read before (never for valid events).
     pub(crate) fn read(event: &Event<'a>) -> Result<Self, SyntaxError> {
         let mut out = Context::default();
-        let Some(context) = event
-            .members
-            .iter()
-            .find(|m| m.field == Field::Context && m.kind == Kind::Object)
-        else {
+        let Some(mut r) = event.context_reader()? else {
             return Ok(out);
         };
-        let mut r = Reader::validated(event.src, context.value, crate::event::MAX_DEPTH);
-        r.begin_object(2)?;
         let mut first = true;
         while let Some(key) = r.next_key(&mut first)? {
             let key = r.decode(key)?;

@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use crate::event::{Event, Field};
+use crate::event::Event;
 use crate::json::{Kind, Reader, SyntaxError};
 
 /// What an undetermined purpose counts as.
@@ -208,15 +208,9 @@ impl<'a> Stamps<'a> {
     /// Only a reader error on text read before (never for valid events).
     pub fn read(event: &Event<'a>) -> Result<Self, SyntaxError> {
         let mut stamps = Stamps::default();
-        let Some(context) = event
-            .members
-            .iter()
-            .find(|m| m.field == Field::Context && m.kind == Kind::Object)
-        else {
+        let Some(mut r) = event.context_reader()? else {
             return Ok(stamps);
         };
-        let mut r = Reader::validated(event.src, context.value, crate::event::MAX_DEPTH);
-        r.begin_object(2)?;
         let mut first = true;
         while let Some(key) = r.next_key(&mut first)? {
             let key = r.decode(key)?;

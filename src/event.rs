@@ -256,6 +256,25 @@ impl<'a> Event<'a> {
         Self::read_from(Reader::validated(src, 0, MAX_DEPTH))
     }
 
+    /// A reader inside the event's `context` object, its `{` read; `None`
+    /// when the event has no `context` object (bots and consent read
+    /// their members from it).
+    ///
+    /// # Errors
+    /// Only a reader error on text read before (never for valid events).
+    pub(crate) fn context_reader(&self) -> Result<Option<Reader<'a>>, SyntaxError> {
+        let Some(context) = self
+            .members
+            .iter()
+            .find(|m| m.field == Field::Context && m.kind == Kind::Object)
+        else {
+            return Ok(None);
+        };
+        let mut r = Reader::validated(self.src, context.value, MAX_DEPTH);
+        r.begin_object(2)?;
+        Ok(Some(r))
+    }
+
     fn read_from(r: Reader<'a>) -> Result<Self, EventError> {
         let src = r.src();
         Self::read_all(r).map_err(|e| match e {

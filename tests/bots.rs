@@ -76,24 +76,6 @@ fn batch(events: &[Value]) -> String {
     json!({ "batch": events }).to_string()
 }
 
-fn run(s: &Sanitizer, body: &str, agent: &Agent) -> Processed {
-    s.process_request_from(
-        body.as_bytes(),
-        Call::Batch,
-        usize::MAX,
-        &Signals::default(),
-        agent,
-    )
-    .expect("a batch request")
-}
-
-fn agent(ua: &str) -> Agent {
-    Agent {
-        user_agent: Some(ua.into()),
-        ..Agent::default()
-    }
-}
-
 /// Every event each destination is sent, parsed.
 fn sent(done: &Processed, destination: &str) -> Vec<Value> {
     let d = common::delivery(done, destination);
@@ -247,14 +229,14 @@ fn only_the_first_kilobyte_of_a_user_agent_is_read() {
     let past = format!("{} curl/", "a".repeat(KILOBYTE - 5));
     assert_eq!(bots::token(past.as_bytes()), None);
     let s = sanitizer(Some("drop"));
-    let done = run(&s, &batch(&events(None)), &agent(&padded));
+    let done = common::batch_from(&s, &batch(&events(None)), &common::agent(&padded));
     assert_eq!((done.bots, sent(&done, "plain").len()), (0, 6));
     // In an event's context too.
     let context = json!({ "userAgent": padded });
-    let done = run(&s, &batch(&events(Some(context))), &Agent::default());
+    let done = common::batch_from(&s, &batch(&events(Some(context))), &Agent::default());
     assert_eq!((done.bots, sent(&done, "plain").len()), (0, 6));
     let near = format!("{} curl/8", "a".repeat(KILOBYTE - 10));
-    let done = run(
+    let done = common::batch_from(
         &s,
         &batch(&events(Some(json!({ "userAgent": near })))),
         &Agent::default(),
@@ -267,7 +249,7 @@ fn drop_sends_a_bots_events_nowhere_and_accepts_them() {
     let s = sanitizer(Some("drop"));
     let all = events(Some(json!({ "locale": "en-US" })));
     for why in [
-        agent("curl/8.4.0"),
+        common::agent("curl/8.4.0"),
         Agent {
             score: Some(5),
             ..Agent::default()
@@ -281,7 +263,7 @@ fn drop_sends_a_bots_events_nowhere_and_accepts_them() {
             ..Agent::default()
         },
     ] {
-        let done = run(&s, &batch(&all), &why);
+        let done = common::batch_from(&s, &batch(&all), &why);
         assert_eq!(
             (done.accepted, done.rejected.len(), done.bots),
             (6, 0, 6),
@@ -303,9 +285,9 @@ fn drop_sends_a_bots_events_nowhere_and_accepts_them() {
             score: Some(30),
             ..Agent::default()
         },
-        agent(PEOPLE[0]),
+        common::agent(PEOPLE[0]),
     ] {
-        let done = run(&s, &batch(&all), &ok);
+        let done = common::batch_from(&s, &batch(&all), &ok);
         assert_eq!((done.accepted, done.bots), (6, 0));
         assert_eq!(sent(&done, "plain").len(), 6);
         assert_eq!(sent(&done, "vault").len(), 6);
@@ -315,7 +297,7 @@ fn drop_sends_a_bots_events_nowhere_and_accepts_them() {
 #[test]
 fn drop_applies_to_every_call_type_and_entry_point() {
     let s = sanitizer(Some("drop"));
-    let bot = agent("Mozilla/5.0 (compatible; Googlebot/2.1)");
+    let bot = common::agent("Mozilla/5.0 (compatible; Googlebot/2.1)");
     for e in events(None) {
         let text = e.to_string();
         for d in SERVER {
@@ -325,7 +307,7 @@ fn drop_applies_to_every_call_type_and_entry_point() {
             assert_eq!(out, None, "{d}: {text}");
             // A person's event is sent (the consent gate is open: opt-out).
             let (out, _) = s
-                .sanitize_json_from(&text, d, &Signals::default(), &agent(PEOPLE[3]))
+                .sanitize_json_from(&text, d, &Signals::default(), &common::agent(PEOPLE[3]))
                 .expect("a valid event");
             assert!(out.is_some(), "{d}: {text}");
         }
@@ -379,7 +361,7 @@ fn explain_says_why_without_the_user_agent() {
     // Nothing of the agent's text in what explain can show.
     let shown = format!(
         "{:?}",
-        s.explain_from(&e, &Signals::default(), &agent("curl/8 Jane"))
+        s.explain_from(&e, &Signals::default(), &common::agent("curl/8 Jane"))
             .unwrap()
     );
     assert!(!shown.contains("Jane") && !shown.contains("HIV"), "{shown}");
@@ -388,7 +370,7 @@ fn explain_says_why_without_the_user_agent() {
         .explain_from(
             &events(None)[0].to_string(),
             &Signals::default(),
-            &agent(PEOPLE[5]),
+            &common::agent(PEOPLE[5]),
         )
         .unwrap();
     assert!(x.iter().all(|x| x.bot.is_none()));
@@ -400,7 +382,7 @@ fn allow_looks_for_no_bots() {
     for mode in [None, Some("allow")] {
         let s = sanitizer(mode);
         let all = events(Some(json!({ "userAgent": "curl/8.4.0", "bot": PHI })));
-        let done = run(
+        let done = common::batch_from(
             &s,
             &batch(&all),
             &Agent {
@@ -420,7 +402,11 @@ fn allow_looks_for_no_bots() {
             assert!(e["context"].get("bot").is_none(), "{e}");
         }
         let x = s
-            .explain_from(&all[0].to_string(), &Signals::default(), &agent("curl/8"))
+            .explain_from(
+                &all[0].to_string(),
+                &Signals::default(),
+                &common::agent("curl/8"),
+            )
             .unwrap();
         assert!(x.iter().all(|x| x.bot.is_none() && x.reason != Reason::Bot));
     }
@@ -430,10 +416,10 @@ fn allow_looks_for_no_bots() {
 fn flag_marks_a_bots_events_for_the_lists() {
     let s = sanitizer(Some("flag"));
     let all = events(Some(json!({ "locale": "en-US" })));
-    let done = run(
+    let done = common::batch_from(
         &s,
         &batch(&all),
-        &agent("Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/131.0"),
+        &common::agent("Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/131.0"),
     );
     assert_eq!((done.accepted, done.bots), (6, 6));
     let flagged = sent(&done, "flags");
@@ -454,7 +440,7 @@ fn flag_marks_a_bots_events_for_the_lists() {
         assert_eq!(e["context"]["bot"], json!(true), "{e}");
     }
     // An event without context gets one.
-    let done = run(
+    let done = common::batch_from(
         &s,
         &batch(&events(None)),
         &Agent {
@@ -469,18 +455,28 @@ fn flag_marks_a_bots_events_for_the_lists() {
     for e in events(None) {
         let text = e.to_string();
         let (out, _) = s
-            .sanitize_json_from(&text, "flags", &Signals::default(), &agent("curl/8"))
+            .sanitize_json_from(
+                &text,
+                "flags",
+                &Signals::default(),
+                &common::agent("curl/8"),
+            )
             .unwrap();
         let out: Value = serde_json::from_str(&out.expect("sent")).unwrap();
         assert_eq!(out["context"]["bot"], json!(true), "{text}");
         let x = s
-            .explain_from(&text, &Signals::default(), &agent("curl/8"))
+            .explain_from(&text, &Signals::default(), &common::agent("curl/8"))
             .unwrap();
         assert!(x
             .iter()
             .all(|x| x.bot == Some(Why::UserAgent("curl/")) && x.reason != Reason::Bot));
         let (out, _) = s
-            .sanitize_json_from(&text, "flags", &Signals::default(), &agent(PEOPLE[0]))
+            .sanitize_json_from(
+                &text,
+                "flags",
+                &Signals::default(),
+                &common::agent(PEOPLE[0]),
+            )
             .unwrap();
         let out: Value = serde_json::from_str(&out.expect("sent")).unwrap();
         assert!(out["context"].get("bot").is_none(), "{out}");
@@ -505,11 +501,11 @@ fn under_flag_a_clients_context_bot_never_reaches_a_destination() {
     let s = sanitizer(Some("flag"));
     for forged in forgeries() {
         for (who, bot) in [
-            (agent(PEOPLE[1]), false),
-            (agent("python-requests/2.31"), true),
+            (common::agent(PEOPLE[1]), false),
+            (common::agent("python-requests/2.31"), true),
         ] {
             let context = json!({ "locale": "en-US", "bot": forged });
-            let done = run(&s, &batch(&events(Some(context.clone()))), &who);
+            let done = common::batch_from(&s, &batch(&events(Some(context.clone()))), &who);
             assert_eq!(done.bots, if bot { 6 } else { 0 });
             for d in SERVER {
                 for e in sent(&done, d) {
@@ -547,7 +543,7 @@ fn under_flag_a_clients_context_bot_never_reaches_a_destination() {
     // A context that is not an object: replaced for a bot, left for a person.
     let text = r#"{"type":"track","event":"A","userId":"u","context":"Jane Doe HIV positive"}"#;
     let (out, _) = s
-        .sanitize_json_from(text, "vault", &Signals::default(), &agent("curl/8"))
+        .sanitize_json_from(text, "vault", &Signals::default(), &common::agent("curl/8"))
         .unwrap();
     let out: Value = serde_json::from_str(&out.unwrap()).unwrap();
     assert_eq!(out["context"], json!({ "bot": true }));
@@ -559,10 +555,14 @@ fn under_drop_a_clients_context_bot_is_an_ordinary_field() {
     for forged in forgeries() {
         let context = json!({ "bot": forged });
         // A forged `false` does not save a bot's event.
-        let done = run(&s, &batch(&events(Some(context.clone()))), &agent("curl/8"));
+        let done = common::batch_from(
+            &s,
+            &batch(&events(Some(context.clone()))),
+            &common::agent("curl/8"),
+        );
         assert!(done.deliveries.iter().all(|d| d.bodies.is_empty()));
         // A person's event: the lists govern it like any context field.
-        let done = run(&s, &batch(&events(Some(context))), &Agent::default());
+        let done = common::batch_from(&s, &batch(&events(Some(context))), &Agent::default());
         for e in sent(&done, "plain") {
             assert!(e["context"].get("bot").is_none(), "{e}");
         }
@@ -595,7 +595,7 @@ fn a_batch_mixing_bots_and_people_drops_or_flags_only_the_bots() {
         .filter(|e| e["context"]["bot"] == json!(false))
         .count();
 
-    let drop = run(&sanitizer(Some("drop")), &body, &Agent::default());
+    let drop = common::batch_from(&sanitizer(Some("drop")), &body, &Agent::default());
     assert_eq!(
         (drop.accepted, drop.rejected.len(), drop.bots),
         (40, 1, bots)
@@ -612,7 +612,7 @@ fn a_batch_mixing_bots_and_people_drops_or_flags_only_the_bots() {
         assert!(indexes.iter().all(|i| i % 3 != 0), "{d}: {indexes:?}");
     }
 
-    let flag = run(&sanitizer(Some("flag")), &body, &Agent::default());
+    let flag = common::batch_from(&sanitizer(Some("flag")), &body, &Agent::default());
     assert_eq!((flag.accepted, flag.bots), (40, bots));
     let got = sent(&flag, "flags");
     assert_eq!(got.len(), 40);
@@ -625,7 +625,7 @@ fn a_batch_mixing_bots_and_people_drops_or_flags_only_the_bots() {
         );
     }
 
-    let allow = run(&sanitizer(None), &body, &Agent::default());
+    let allow = common::batch_from(&sanitizer(None), &body, &Agent::default());
     assert_eq!((allow.accepted, allow.bots), (40, 0));
     assert_eq!(sent(&allow, "plain").len(), 40);
 }
@@ -638,10 +638,14 @@ fn bots_are_decided_before_routing_and_consent() {
         "integrations": {"plain": false},
         "context": {"consent": {"categoryPreferences": {"C0004": false}}}});
     let x = s
-        .explain_from(&e.to_string(), &Signals::default(), &agent("curl/8"))
+        .explain_from(
+            &e.to_string(),
+            &Signals::default(),
+            &common::agent("curl/8"),
+        )
         .unwrap();
     assert!(x.iter().all(|x| x.reason == Reason::Bot), "{x:?}");
-    let done = run(&s, &batch(&[e]), &agent("curl/8"));
+    let done = common::batch_from(&s, &batch(&[e]), &common::agent("curl/8"));
     assert!(done
         .deliveries
         .iter()
@@ -816,7 +820,7 @@ fn prepared_policies_carry_the_mode() {
             Some(expected)
         );
         let s = Sanitizer::from_prepared(&prepared, Some(KEY)).unwrap();
-        let done = run(&s, &batch(&events(None)), &agent("curl/8"));
+        let done = common::batch_from(&s, &batch(&events(None)), &common::agent("curl/8"));
         let plain = sent(&done, "plain").len();
         let flags = sent(&done, "flags");
         match expected {
@@ -863,7 +867,7 @@ fn a_user_agent_in_context_that_is_not_a_string_says_nothing() {
         json!(null),
         json!(true),
     ] {
-        let done = run(
+        let done = common::batch_from(
             &s,
             &batch(&events(Some(json!({ "userAgent": ua })))),
             &Agent::default(),

@@ -12,7 +12,7 @@ mod common;
 
 use phimask::bots::{self, Agent};
 use phimask::process::Processed;
-use phimask::{Call, Sanitizer, Signals};
+use phimask::Sanitizer;
 use serde_json::{json, Value};
 
 const KEY: &[u8] = b"bots-attacks-key-0123456789abcdef-012";
@@ -34,24 +34,6 @@ fn sanitizer(mode: &str) -> Sanitizer {
         }
     });
     Sanitizer::new(&p.to_string(), Some(KEY)).expect("valid policy")
-}
-
-fn run(s: &Sanitizer, body: &str, agent: &Agent) -> Processed {
-    s.process_request_from(
-        body.as_bytes(),
-        Call::Batch,
-        usize::MAX,
-        &Signals::default(),
-        agent,
-    )
-    .expect("a batch request")
-}
-
-fn browser(ua: &str) -> Agent {
-    Agent {
-        user_agent: Some(ua.into()),
-        ..Agent::default()
-    }
 }
 
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
@@ -139,8 +121,8 @@ fn forgeries() -> Vec<(&'static str, String)> {
 fn under_flag_no_spelling_of_context_bot_carries_phi_anywhere() {
     let s = sanitizer("flag");
     for (what, body) in forgeries() {
-        for who in [browser(CHROME), browser("python-requests/2.31")] {
-            let done = run(&s, &body, &who);
+        for who in [common::agent(CHROME), common::agent("python-requests/2.31")] {
+            let done = common::batch_from(&s, &body, &who);
             assert_eq!((done.accepted, done.rejected.len()), (1, 0), "{what}");
             let bot = who.judge().is_some() || body.contains("curl/8");
             for d in ["flags", "plain", "vault"] {
@@ -170,7 +152,7 @@ fn under_flag_a_key_written_twice_is_refused_not_guessed() {
             r#"{{"batch":[{{{e},"context":{{"userAgent":"Mozilla","userAgen\u0074":"curl/8"}}}}]}}"#
         ),
     ] {
-        let done = run(&s, &body, &browser(CHROME));
+        let done = common::batch_from(&s, &body, &common::agent(CHROME));
         assert_eq!(done.accepted, 0, "{body}");
         assert!(
             done.deliveries.iter().all(|d| d.bodies.is_empty()),
@@ -183,7 +165,7 @@ fn under_flag_a_key_written_twice_is_refused_not_guessed() {
 fn under_drop_a_bot_with_forged_context_reaches_no_destination_at_all() {
     let s = sanitizer("drop");
     for (what, body) in forgeries() {
-        let done = run(&s, &body, &browser("curl/8.4.0"));
+        let done = common::batch_from(&s, &body, &common::agent("curl/8.4.0"));
         assert_eq!((done.accepted, done.bots), (1, 1), "{what}");
         assert!(
             done.deliveries.iter().all(|d| d.bodies.is_empty()),
@@ -209,7 +191,7 @@ fn a_bots_user_agent_hidden_by_escapes_or_a_shared_context_is_still_a_bots() {
         format!(r#"{{"batch":[{{{e},"c\u006fntext":{{"userAgent":"curl/8"}}}}]}}"#),
         format!(r#"{{"batch":[{{{e},"context":{{"user\u0041gent":"curl/8"}}}}]}}"#),
     ] {
-        let done = run(&s, &body, &browser(CHROME));
+        let done = common::batch_from(&s, &body, &common::agent(CHROME));
         assert_eq!((done.accepted, done.bots), (1, 1), "{body}");
         assert!(
             done.deliveries.iter().all(|d| d.bodies.is_empty()),
@@ -222,7 +204,7 @@ fn a_bots_user_agent_hidden_by_escapes_or_a_shared_context_is_still_a_bots() {
         r#"{{"batch":[{{{e},"context":{{"userAgent":"{} curl/8"}}}}]}}"#,
         r"\u0061".repeat(1000)
     );
-    let done = run(&s, &padded, &Agent::default());
+    let done = common::batch_from(&s, &padded, &Agent::default());
     assert_eq!(done.bots, 1);
 }
 
@@ -232,7 +214,7 @@ fn a_user_agent_that_is_no_string_is_no_signal_and_breaks_nothing() {
     let e = r#""type":"track","event":"A","userId":"u""#;
     for ua in [r#"["curl/8"]"#, r#"{"a":"curl/8"}"#, "null", "8", "true"] {
         let body = format!(r#"{{"batch":[{{{e},"context":{{"userAgent":{ua}}}}}]}}"#);
-        let done = run(&s, &body, &Agent::default());
+        let done = common::batch_from(&s, &body, &Agent::default());
         assert_eq!((done.accepted, done.bots), (1, 0), "{ua}");
         assert_eq!(sent(&done, "plain").1.len(), 1, "{ua}");
     }
@@ -240,14 +222,14 @@ fn a_user_agent_that_is_no_string_is_no_signal_and_breaks_nothing() {
     let body = format!(
         r#"{{"batch":[{{{e},"context":{{"userAgent":"{CHROME}"}}}}],"context":{{"userAgent":"curl/8"}}}}"#
     );
-    let done = run(&s, &body, &Agent::default());
+    let done = common::batch_from(&s, &body, &Agent::default());
     assert_eq!((done.accepted, done.bots), (1, 0));
     // A huge one, 30 KB of escapes: read, cut to its first kilobyte, no bot.
     let body = format!(
         r#"{{"batch":[{{{e},"context":{{"userAgent":"{}curl/8"}}}}]}}"#,
         r"\u00e9".repeat(5000)
     );
-    let done = run(&s, &body, &Agent::default());
+    let done = common::batch_from(&s, &body, &Agent::default());
     assert_eq!((done.accepted, done.bots), (1, 0));
 }
 
@@ -289,8 +271,8 @@ fn people_on_tvs_consoles_and_in_app_browsers_are_never_dropped() {
         let body = json!({"batch": [{"type": "track", "event": "A", "userId": "u", "properties": {"plan": "pro"},
                                      "context": {"userAgent": ua}}]})
         .to_string();
-        for agent in [browser(ua), Agent::default()] {
-            let done = run(&s, &body, &agent);
+        for agent in [common::agent(ua), Agent::default()] {
+            let done = common::batch_from(&s, &body, &agent);
             assert_eq!((done.accepted, done.bots), (1, 0), "{ua}");
             assert_eq!(sent(&done, "plain").1.len(), 1, "{ua}");
         }

@@ -135,6 +135,31 @@ pub fn batch_with(
         .expect("a batch request")
 }
 
+/// A batch body processed as from a request with this bot agent (and no
+/// consent signals), no body limit.
+pub fn batch_from(
+    s: &phimask::Sanitizer,
+    body: &str,
+    agent: &phimask::Agent,
+) -> phimask::process::Processed {
+    s.process_request_from(
+        body.as_bytes(),
+        phimask::Call::Batch,
+        usize::MAX,
+        &phimask::Signals::default(),
+        agent,
+    )
+    .expect("a batch request")
+}
+
+/// A request's agent that is only a user agent (a browser's User-Agent).
+pub fn agent(ua: &str) -> phimask::Agent {
+    phimask::Agent {
+        user_agent: Some(ua.into()),
+        ..phimask::Agent::default()
+    }
+}
+
 /// What one destination is sent of a processed request.
 pub fn delivery<'a>(
     done: &'a phimask::process::Processed,
