@@ -14,8 +14,8 @@ use crate::consent::Mode;
 use crate::detect::Detector;
 use crate::event::CallType;
 use crate::policy::{
-    Action, Connection, Destination, IdAction, List, NameRule, Names, Policy, Problem, ScanRule,
-    ANY_NAME, IDENTIFIER_KEYS,
+    Action, Baa, Connection, Destination, IdAction, List, NameRule, Names, Policy, Problem,
+    ScanRule, ANY_NAME, IDENTIFIER_KEYS,
 };
 use doc::{Block, Doc, Line};
 
@@ -66,6 +66,7 @@ pub fn data_map(policy: &Policy, warnings: &[Problem]) -> Doc {
             "connection",
             "format",
             "PHI",
+            "BAA",
             "call types",
             "consent",
         ],
@@ -82,6 +83,7 @@ pub fn data_map(policy: &Policy, warnings: &[Problem]) -> Doc {
                     } else {
                         "unrestricted"
                     }),
+                    baa_text(&d.baa).as_str().into(),
                     match d.connection {
                         Connection::ServerSide => Line::from(calls(d).as_str()),
                         Connection::ClientSide => Line::from("none from the edge"),
@@ -168,6 +170,7 @@ fn destination(policy: &Policy, d: &Destination, doc: &mut Doc) {
         facts.push(fact("Format").code(d.format.name()).text(format_text(d)));
     }
     facts.push(fact("PHI").text(restriction(policy, d)));
+    facts.push(fact("BAA").text(baa_text(&d.baa)));
     // What the edge sends a client-side destination is nothing at all:
     // its call types and routing are the browser's business.
     if d.connection == Connection::ServerSide {
@@ -376,8 +379,17 @@ fn format_text(d: &Destination) -> &'static str {
     }
 }
 
+/// A destination's BAA as the register records it.
+fn baa_text(baa: &Baa) -> String {
+    match baa {
+        Baa::None => "none".to_owned(),
+        Baa::Undated => "yes (no date recorded)".to_owned(),
+        Baa::Signed { signed, reference } => format!("signed {signed}, ref {reference}"),
+    }
+}
+
 fn restriction(policy: &Policy, d: &Destination) -> String {
-    match (d.restricted, policy.hipaa, d.baa) {
+    match (d.restricted, policy.hipaa, d.baa.recorded()) {
         (true, true, false) => "restricted: HIPAA mode is on and no BAA is recorded (no \"baa\": true). ID masking and the lists below apply.".into(),
         (true, true, true) => "restricted: HIPAA mode is on; a BAA is recorded, but \"restrict_phi\" is not false. ID masking and the lists below apply.".into(),
         (true, false, _) => "restricted: \"restrict_phi\": true. ID masking and the lists below apply.".into(),
@@ -662,8 +674,8 @@ mod tests {
         let pixel = pixel.split("\n## ").next().unwrap_or_default();
         assert!(pixel.contains("client-side; the visitor's browser sends to it directly"));
         assert!(!pixel.contains("Call types") && !pixel.contains("Routing"));
-        assert!(md.contains("| `pixel` | client-side | none (the browser sends to it) | **unrestricted** | none from the edge |"));
-        assert!(md.contains("| `a` | server-side | `segment` | **restricted** | track |"));
+        assert!(md.contains("| `pixel` | client-side | none (the browser sends to it) | **unrestricted** | yes (no date recorded) | none from the edge |"));
+        assert!(md.contains("| `a` | server-side | `segment` | **restricted** | none | track |"));
         assert!(md.contains("**Call types:** track; the others are not sent to it."));
     }
 

@@ -213,7 +213,8 @@ pub struct Destination {
     pub endpoint: Option<String>,
     /// Whether PHI is restricted (ID masking and enforced allowlists).
     pub restricted: bool,
-    pub baa: bool,
+    /// Its Business Associate Agreement, as the policy records it.
+    pub baa: Baa,
     /// The destination's own entries (they add to the environment's).
     pub allowlists: Allowlists,
     /// Its own `events` entries (they add to the environment's).
@@ -230,6 +231,36 @@ pub struct Destination {
     /// The purposes (of the policy's `consent` section) the visitor must
     /// have granted for it to receive an event; empty: not gated.
     pub consent: Vec<String>,
+}
+
+/// A destination's Business Associate Agreement (`baa`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Baa {
+    /// `false` or absent: no BAA.
+    None,
+    /// `true`: a BAA, with no date or reference recorded.
+    Undated,
+    /// `{"signed": …, "ref": …}`: a BAA signed on `signed` (YYYY-MM-DD,
+    /// a real calendar date) under the contract reference `reference` (one
+    /// line of at most 200 characters).
+    Signed { signed: String, reference: String },
+}
+
+impl Baa {
+    /// Whether a BAA is recorded (in either form): what
+    /// `"restrict_phi": false` requires.
+    pub fn recorded(&self) -> bool {
+        !matches!(self, Baa::None)
+    }
+}
+
+/// One line of a policy's BAA register: a destination under a BAA, with
+/// the date and reference when the policy records them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaaEntry {
+    pub destination: String,
+    pub signed: Option<String>,
+    pub reference: Option<String>,
 }
 
 /// A validated policy.
@@ -261,6 +292,28 @@ impl Policy {
     /// The `events` map that governs `destination`.
     pub fn names_for(&self, destination: &Destination) -> Names {
         self.events.merged_with(&destination.events)
+    }
+
+    /// The BAA register: every destination (server- or client-side) whose
+    /// `baa` is recorded, in policy order.
+    pub fn baa_register(&self) -> Vec<BaaEntry> {
+        self.destinations
+            .iter()
+            .filter_map(|d| {
+                let (signed, reference) = match &d.baa {
+                    Baa::None => return None,
+                    Baa::Undated => (None, None),
+                    Baa::Signed { signed, reference } => {
+                        (Some(signed.clone()), Some(reference.clone()))
+                    }
+                };
+                Some(BaaEntry {
+                    destination: d.name.clone(),
+                    signed,
+                    reference,
+                })
+            })
+            .collect()
     }
 
     /// Whether some destination the edge forwards to needs the masking key:

@@ -21,8 +21,8 @@ use crate::event::Calls;
 use crate::format::Format;
 use crate::path::Step;
 use crate::policy::{
-    Action, Allowlists, Connection, Destination, IdAction, Identifiers, NameRule, Names, Policy,
-    Rule, ScanRule,
+    Action, Allowlists, Baa, Connection, Destination, IdAction, Identifiers, NameRule, Names,
+    Policy, Rule, ScanRule,
 };
 use crate::structural::Shape;
 
@@ -31,7 +31,8 @@ use crate::structural::Shape;
 /// `date` detector (a version 1 policy's default set would scan without it).
 /// Version 3: the `consent` section and destinations' purposes.
 /// Version 4: the `bots` mode.
-const MAGIC: &[u8; 8] = b"phimask\x04";
+/// Version 5: a destination's BAA with its signing date and reference.
+const MAGIC: &[u8; 8] = b"phimask\x05";
 
 /// `policy` (validated) as prepared bytes.
 pub fn prepare(policy: &Policy) -> Vec<u8> {
@@ -74,7 +75,13 @@ pub fn load(bytes: &[u8]) -> Option<Policy> {
             .iter()
             .flat_map(|d| &d.consent)
             .all(defined)
-        && policy.consent.iter().flat_map(|c| &c.gpc).all(defined);
+        && policy.consent.iter().flat_map(|c| &c.gpc).all(defined)
+        // A BAA's date and reference are printed in reports: only what
+        // validation accepts.
+        && policy
+            .destinations
+            .iter()
+            .all(|d| crate::validate::baa::is_valid(&d.baa));
     ok.then_some(policy)
 }
 
@@ -454,6 +461,31 @@ impl Prepared for Segments {
     }
 }
 
+impl Prepared for Baa {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Baa::None => out.push(0),
+            Baa::Undated => out.push(1),
+            Baa::Signed { signed, reference } => {
+                out.push(2);
+                signed.write_to(out);
+                reference.write_to(out);
+            }
+        }
+    }
+    fn read_from(r: &mut Reader<'_>) -> Option<Self> {
+        match r.byte()? {
+            0 => Some(Baa::None),
+            1 => Some(Baa::Undated),
+            2 => Some(Baa::Signed {
+                signed: String::read_from(r)?,
+                reference: String::read_from(r)?,
+            }),
+            _ => None,
+        }
+    }
+}
+
 impl Prepared for Destination {
     fn write_to(&self, out: &mut Vec<u8>) {
         self.name.write_to(out);
@@ -475,7 +507,7 @@ impl Prepared for Destination {
             connection: Connection::read_from(r)?,
             endpoint: Option::read_from(r)?,
             restricted: bool::read_from(r)?,
-            baa: bool::read_from(r)?,
+            baa: Baa::read_from(r)?,
             allowlists: Allowlists::read_from(r)?,
             events: Names::read_from(r)?,
             calls: Calls::read_from(r)?,

@@ -24,7 +24,7 @@ use crate::json::{self, Kind, Reader, StrSpan, SyntaxError};
 use crate::key_name;
 use crate::mask::{transform_tag, KeyError, Masker, Memo};
 use crate::policy::{
-    Action, Connection, IdAction, Identifiers, NameRule, Policy, Problem, ScanRule,
+    Action, BaaEntry, Connection, IdAction, Identifiers, NameRule, Policy, Problem, ScanRule,
 };
 #[cfg(feature = "full")]
 use crate::report::Explanation;
@@ -188,6 +188,8 @@ pub struct Sanitizer {
     consent: Option<Gate>,
     /// What happens to a bot's events.
     pub(crate) bots: BotMode,
+    /// The policy's BAA register (for evidence reports).
+    baa: Vec<BaaEntry>,
 }
 
 impl Sanitizer {
@@ -310,6 +312,7 @@ impl Sanitizer {
             destinations,
             consent: gate,
             bots: policy.bots,
+            baa: policy.baa_register(),
         })
     }
 
@@ -328,6 +331,13 @@ impl Sanitizer {
             .iter()
             .filter(|d| d.is_server_side())
             .map(|d| d.name.as_str())
+    }
+
+    /// The policy's BAA register: every destination (client-side ones
+    /// too) under a BAA, in policy order, with its signing date and
+    /// contract reference when the policy records them.
+    pub fn baa_register(&self) -> &[BaaEntry] {
+        &self.baa
     }
 
     /// The format a destination's endpoint speaks.

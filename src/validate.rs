@@ -2,6 +2,7 @@
 //! every problem at once, each at its JSON path.
 
 mod actions;
+pub(crate) mod baa;
 mod consent;
 mod destination;
 mod lists;

@@ -58,8 +58,10 @@ export interface Destination {
   endpoint?: string;
   /** false only with `baa: true`: the destination gets events unchanged. */
   restrict_phi?: boolean;
-  /** A Business Associate Agreement is signed with this destination. */
-  baa?: boolean;
+  /** A Business Associate Agreement is signed with this destination:
+   * `true`, or the register form with the day it was signed (YYYY-MM-DD)
+   * and its contract reference (one line, at most 200 characters). */
+  baa?: boolean | { signed: string; ref: string };
   /** Entries added to the environment's lists (same path: these win). */
   allowlists?: Allowlists;
   /** Entries added to the top-level `events` map (same name: these win). */
@@ -242,6 +244,13 @@ export interface Processed {
 /** Counts since the last `takeReport()`, by destination. */
 export type Report = Record<string, { events: number; dropped: number; masked: number; transformed: number }>;
 /** The Error phimask throws; `errors` lists a policy's problems. */
+/** One line of a policy's BAA register (`Sanitizer.baaRegister()`):
+ * `signed` and `ref` are null for `"baa": true`. */
+export interface BaaEntry {
+  destination: string;
+  signed: string | null;
+  ref: string | null;
+}
 export interface PhimaskError extends Error {
   code: ErrorCode;
   errors?: PolicyProblem[];
@@ -785,6 +794,25 @@ impl Sanitizer {
     #[wasm_bindgen(unchecked_return_type = "string[]")]
     pub fn destinations(&self) -> Array {
         self.inner.destinations().map(JsValue::from_str).collect()
+    }
+
+    /// The policy's BAA register: every destination under a BAA (client-
+    /// side ones too), in policy order, with the day it was signed and
+    /// its contract reference, or null for both with `"baa": true`.
+    #[wasm_bindgen(js_name = baaRegister, unchecked_return_type = "BaaEntry[]")]
+    pub fn baa_register(&self) -> Array {
+        let text = |v: &Option<String>| v.as_deref().map_or(JsValue::NULL, JsValue::from_str);
+        self.inner
+            .baa_register()
+            .iter()
+            .map(|e| {
+                let entry: JsValue = Object::new().into();
+                set(&entry, "destination", &JsValue::from_str(&e.destination));
+                set(&entry, "signed", &text(&e.signed));
+                set(&entry, "ref", &text(&e.reference));
+                entry
+            })
+            .collect::<Array>()
     }
 
     /// The format a destination's endpoint speaks (`segment` …), or

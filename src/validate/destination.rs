@@ -5,7 +5,7 @@
 use super::{join, Checker};
 use crate::event::{CallType, Calls};
 use crate::format::Format;
-use crate::policy::{Allowlists, Connection, Destination, Names};
+use crate::policy::{Allowlists, Baa, Connection, Destination, Names};
 use crate::tree::Value;
 
 const DESTINATION_KEYS: [&str; 11] = [
@@ -100,7 +100,11 @@ impl Checker {
         env: &Environment,
     ) -> Option<Destination> {
         let members = Members(self.object(value, path, Some(&DESTINATION_KEYS))?);
-        let restricted = self.restriction(&members, path, env.hipaa);
+        let baa = match members.get("baa") {
+            Some(v) => self.baa(v, &join(path, "baa")),
+            None => Some(Baa::None),
+        };
+        let restricted = self.restriction(&members, path, env.hipaa, baa.as_ref());
         let connection = self.connection(&members, path, restricted);
         let endpoint = self.endpoint(&members, path, connection);
         let unrestricted_note = |c: &mut Self, key: &str| {
@@ -193,7 +197,7 @@ impl Checker {
             connection: connection?,
             endpoint,
             restricted,
-            baa: members.get("baa") == Some(&Value::Bool(true)),
+            baa: baa?,
             allowlists,
             events,
             calls,
@@ -205,11 +209,16 @@ impl Checker {
     }
 
     /// Whether the destination restricts PHI; `restrict_phi: false` needs
-    /// a BAA.
-    fn restriction(&mut self, members: &Members, path: &str, hipaa: bool) -> bool {
+    /// a BAA, in either form (an invalid `baa` counts as none).
+    fn restriction(
+        &mut self,
+        members: &Members,
+        path: &str,
+        hipaa: bool,
+        baa: Option<&Baa>,
+    ) -> bool {
         let restrict_phi = self.flag(members, path, "restrict_phi");
-        let baa = self.flag(members, path, "baa").unwrap_or(false);
-        if restrict_phi == Some(false) && !baa {
+        if restrict_phi == Some(false) && !baa.is_some_and(Baa::recorded) {
             self.error(
                 &join(path, "restrict_phi"),
                 "false requires \"baa\": true (a signed Business Associate Agreement with this destination)",
