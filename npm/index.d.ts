@@ -5,6 +5,7 @@ export type {
   Action,
   Allowlist,
   Allowlists,
+  BaaEntry,
   BotVerdict,
   CallType,
   ConsentDecision,

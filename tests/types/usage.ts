@@ -9,6 +9,7 @@ import init, {
   readRequest,
   Sanitizer,
   validatePolicy,
+  type BaaEntry,
   type CallType,
   type ConsentDecision,
   type Explanation,
@@ -45,6 +46,7 @@ export async function usage(): Promise<void> {
       amplitude: { connection: "server-side", endpoint: "https://api2.amplitude.example/batch", calls: ["track", "page"], integration: "Amplitude" },
       warehouse: { connection: "server-side", endpoint: "https://w.example/", restrict_phi: false, baa: true },
       ads: { connection: "server-side", endpoint: "https://ads.example/", consent: ["advertising"] },
+      lake: { connection: "server-side", endpoint: "https://l.example/", restrict_phi: false, baa: { signed: "2026-01-15", ref: "MSA-2026-014" } },
     },
     consent: {
       mode: "opt-in",
@@ -73,6 +75,9 @@ export async function usage(): Promise<void> {
   const prepared: Uint8Array = preparePolicy(policy);
   const edge: Sanitizer = Sanitizer.fromPrepared(prepared, null);
   const edgeNames: string[] = edge.destinations();
+  const register: BaaEntry[] = edge.baaRegister();
+  const signed: string | null = register[0].signed;
+  void signed;
   const names: string[] = s.destinations();
   const why: Record<string, Explanation> = s.explain({ type: "track", event: "E", userId: "u" });
   const dropped: string[] = why.amplitude.dropped;
