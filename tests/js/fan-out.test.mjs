@@ -229,7 +229,11 @@ describe("under wrangler dev, a batch of 10,000 distinct users is delivered whol
     await until(async () => {
       if (ga4Requests(fakes).length < 10_000 && Date.now() - asked > 500) {
         asked = Date.now();
-        const health = await fetch(`${dev.url}/health`, { signal: AbortSignal.timeout(10_000) });
+        // Slow while the one local runtime also sends 10,000 bodies on a
+        // busy machine, but answering: it once hung until a restart.
+        const health = await fetch(`${dev.url}/health`, { signal: AbortSignal.timeout(30_000) }).catch((e) => {
+          throw new Error(`/health did not answer within 30 s while the bodies were delivered: ${e?.name}: ${e?.message}`);
+        });
         assert.equal(health.status, 200);
         await health.arrayBuffer();
         if (ga4Requests(fakes).length > 0 && ga4Requests(fakes).length < 10_000) during += 1;
