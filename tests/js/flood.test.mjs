@@ -121,6 +121,10 @@ describe("a flooding key under wrangler dev", () => {
     const delivered = dest.delivered().map((e) => e.messageId).sort();
     assert.deepEqual(delivered, expected, "exactly the events of the requests answered 200, each once");
 
+    // wrangler dev prints a request's log lines after its answer: wait for
+    // the accepted ones' and the 429s', then count exactly.
+    const refusedLines = floodRefused.length + fakeAnswers.filter((a) => a.status === 429).length;
+    await until(() => lines("request") - requestsBefore >= accepted.length && engineCalls() - engineBefore >= accepted.length && lines("rate limited") - limitedBefore >= refusedLines, "the log lines", 30_000);
     // The engine's one line per request it processed: the accepted ones,
     // none of the 429s (each logged as refused instead) or the 401s.
     assert.equal(lines("request") - requestsBefore, accepted.length, "one engine line per accepted request, none for a refused one");
