@@ -1,14 +1,17 @@
 //! `phimask`: check a policy, explain what each destination gets of an
 //! event, sanitize exported NDJSON event logs, and print the data map for
-//! a compliance review, with the same engine the edge Worker runs.
+//! a compliance review, with the same engine the edge Worker runs; and
+//! fetch a deployed Worker's evidence report.
 
 mod check;
+mod evidence;
 mod explain;
 mod failure;
 mod input;
 mod key;
 mod lines;
 mod map;
+mod operator_key;
 mod output;
 mod sanitize;
 
@@ -22,15 +25,18 @@ use failure::USAGE;
 const AFTER_HELP: &str = "\
 The masking key comes from the environment variable PHI_MASKING_KEY or from
 --key-file FILE, never from an argument (arguments show in the process list
-and in shell history).
+and in shell history). evidence reads the Worker's operator key from
+PHIMASK_OPERATOR_KEY, never from an argument either.
 
 Exit status:
   0  done
   1  a policy is invalid, or an event was refused (sanitize goes on with
-     the next line and says which lines at the end)
-  2  bad usage: an unknown option or destination, a key given as argument
-  3  a file could not be read or written, or the masking key is missing or
-     unusable";
+     the next line and says which lines at the end), or the Worker answered
+     evidence with something other than the report (an error, a redirect)
+  2  bad usage: an unknown option or destination, a key given as argument,
+     a wrong date or URL, no operator key
+  3  a file could not be read or written, the masking key is missing or
+     unusable, or the Worker could not be reached or its answer read";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -57,6 +63,9 @@ enum Command {
     /// Print the data map of a policy (Markdown or HTML) for a compliance
     /// review
     Map(MapArgs),
+    /// Fetch a deployed Worker's evidence report for a range of days (GET
+    /// /evidence, with the operator key from PHIMASK_OPERATOR_KEY)
+    Evidence(EvidenceArgs),
 }
 
 #[derive(Args, Debug)]
@@ -198,10 +207,45 @@ struct MapArgs {
     output: Option<PathBuf>,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum EvidenceFormat {
+    Json,
+    Markdown,
+    Html,
+}
+
+#[derive(Args, Debug)]
+struct EvidenceArgs {
+    /// The Worker's address (https://HOST; http:// only for a Worker on
+    /// this machine); /evidence is added to it
+    #[arg(long, value_name = "URL")]
+    url: String,
+    /// The first day of the report (YYYY-MM-DD, UTC)
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    from: String,
+    /// The last day of the report, included (YYYY-MM-DD, UTC)
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    to: String,
+    /// The report's form: markdown to read, html to attach to a review,
+    /// json for programs
+    #[arg(long, short, value_enum, default_value = "markdown")]
+    format: EvidenceFormat,
+    /// Write to FILE (replaced whole, only once the report is complete)
+    /// instead of standard output
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Give up when the whole exchange takes longer than SECONDS
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
+}
+
 fn main() -> ExitCode {
     // Before clap sees them: its errors quote the offending argument, and
     // that argument could be the key.
-    if let Some(f) = key::refuse_key_arguments(std::env::args_os().skip(1)) {
+    if let Some(f) = key::refuse_key_arguments(std::env::args_os().skip(1))
+        .or_else(|| operator_key::refuse_arguments(std::env::args_os().skip(1)))
+    {
         return f.report();
     }
     let cli = match Cli::try_parse() {
@@ -236,6 +280,18 @@ fn main() -> ExitCode {
             key_file: a.key.key_file,
         }),
         Command::Map(a) => map::run(&a.policy, matches!(a.format, MapFormat::Html), a.output),
+        Command::Evidence(a) => evidence::run(&evidence::Options {
+            url: a.url,
+            from: a.from,
+            to: a.to,
+            format: match a.format {
+                EvidenceFormat::Json => evidence::Format::Json,
+                EvidenceFormat::Markdown => evidence::Format::Markdown,
+                EvidenceFormat::Html => evidence::Format::Html,
+            },
+            output: a.output,
+            timeout: a.timeout,
+        }),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
