@@ -59,6 +59,8 @@ run: bodies go through the local delivery queue (in memory); dead letters:
 MSG
 # Delivery state (D1, local): its tables, as migrations/ defines them.
 node_modules/.bin/wrangler d1 migrations apply DELIVERY_STATE --env development --local </dev/null >/dev/null
+# The evidence ledger (D1, local): GET /evidence reads it.
+node_modules/.bin/wrangler d1 migrations apply LEDGER --env development --local </dev/null >/dev/null
 node_modules/.bin/wrangler dev --env development --ip 127.0.0.1 --port 8787 --show-interactive-dev-session=false &
 pids+=($!)
 # Whichever stops first (e.g. a port in use) stops the other.

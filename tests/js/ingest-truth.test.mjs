@@ -73,7 +73,7 @@ describe("/health answers 503 whenever events would be refused", () => {
     ["a short PHI_MASKING_KEY", { ...GOOD, PHI_MASKING_KEY: "short-key-value" }, {}, ["key_too_short"]],
     ["no DELIVERY queue binding", GOOD, { without: ["DELIVERY"] }, ["no_delivery_queue"]],
     ["no DELIVERY_STATE database binding", GOOD, { without: ["DELIVERY_STATE"] }, ["no_delivery_state"]],
-    ["no queues and no database, no write keys", { PHI_MASKING_KEY: KEY }, { queues: false }, ["no_delivery_queue", "no_delivery_state", "no_write_keys"]],
+    ["no queues and no databases, no write keys", { PHI_MASKING_KEY: KEY }, { queues: false }, ["no_delivery_queue", "no_delivery_state", "no_ledger", "no_write_keys"]],
   ];
   for (const [name, bindings, options, codes] of cases) {
     test(`${name}: 503 with ${codes.join(", ")}; a track call is refused`, async () => {
@@ -125,7 +125,7 @@ describe("/health answers 503 whenever events would be refused", () => {
       const health = await res.json();
       assert.equal(health.ok, true);
       assert.equal(health.problems, undefined);
-      assert.deepEqual(health.databases, { DELIVERY_STATE: true });
+      assert.deepEqual(health.databases, { DELIVERY_STATE: true, LEDGER: true });
       const head = await w.mf.dispatchFetch("http://edge.test/health", { method: "HEAD" });
       assert.equal(head.status, 200);
       assert.equal(head.headers.get("content-type"), "application/json");

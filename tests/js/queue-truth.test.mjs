@@ -189,6 +189,8 @@ describe("queue messages fit Queues' limits, and a request is queued whole or re
     const worst = (bodyBytes, firstIndex) => ({
       to: "d".repeat(64), events: Array.from({ length: Math.floor(bodyBytes / 3) }, (_, i) => firstIndex + i), body: new Uint8Array(bodyBytes),
       iv: new Uint8Array(12), kid: "0".repeat(8), policy: "0".repeat(64), format: "amplitude", endpoint: "0".repeat(64), req: crypto.randomUUID(),
+      // The ledger's labels: a label index per event (the labels themselves are measured).
+      ledger: { day: "2026-12-05", labels: [["track", "Appointment Booked"], ["page", null]], of: Array.from({ length: Math.floor(bodyBytes / 3) }, (_, i) => i % 2) },
     });
     for (const m of [worst(FLOOR_BODY_BYTES, 0), worst(FLOOR_BODY_BYTES, 200_000), worst(1000, 0), worst(0, 0)]) {
       const letter = deadLetterOf(m, { code: "refused", status: 400, answer: { type: "object", bytes: 262_144, keys: 1000, known: AMPLITUDE_KEYS } });

@@ -1,9 +1,13 @@
 // The README's run command (its quick start) as a user runs it: `scripts/run.sh` (make run)
 // starts `wrangler dev` with the development policy and the local sink;
 // each example event sent with the README's write key reaches each
-// development destination exactly as the engine sanitizes it.
+// development destination exactly as the engine sanitizes it, and the
+// evidence report (GET /evidence, `phimask evidence`) balances for every
+// destination.
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -156,4 +160,74 @@ describe("make run (scripts/run.sh)", () => {
     // The examples' timestamps are fixed: GA4's share of those past its window is a dead letter, not lost.
     if (tooOld > 0) assert.match(output, /"phimask":"dead letter","destination":"ga4".*"outside_ga4_window"/);
   });
+
+  test("the evidence report of the example events balances for every destination; phimask evidence writes the same", async () => {
+    const operatorKey = devVar("OPERATOR_KEY");
+    const writeKey = devVar("WRITE_KEYS").split(",")[0].trim();
+    const day = new Date().toISOString().slice(0, 10);
+    const evidence = async (format = "json") => {
+      const res = await fetch(`${EDGE}/evidence?from=${day}&to=${day}&format=${format}`, { headers: { Authorization: `Bearer ${operatorKey}` } });
+      assert.equal(res.status, 200);
+      return format === "json" ? res.json() : res.text();
+    };
+    const policy = JSON.parse(readFileSync(join(root, "policies/development.json"), "utf8"));
+    const serverSide = Object.entries(policy.destinations).filter(([, d]) => d.connection === "server-side").map(([n]) => n);
+    const line = (r, d) => r.reconciliation.find((c) => c.destination === d) ?? { received: 0, delivered: 0 };
+    const settled = (r) => serverSide.every((d) => line(r, d).in_flight === 0);
+    // Earlier tests sent events too: wait for them, then count from here.
+    let before = await evidence();
+    for (let i = 0; i < 300 && !settled(before); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      before = await evidence();
+    }
+    const sinkBefore = await (await fetch(SINK)).json();
+    const files = readdirSync(join(root, "examples/events")).filter((f) => f.endsWith(".json")).sort();
+    const texts = files.map((f) => readFileSync(join(root, "examples/events", f), "utf8"));
+    for (const text of texts) {
+      const res = await fetch(`${EDGE}/v1/${JSON.parse(text).type}`, {
+        method: "POST",
+        headers: { Authorization: `Basic ${Buffer.from(`${writeKey}:`).toString("base64")}`, "Content-Type": "application/json" },
+        body: text,
+      });
+      assert.equal(res.status, 200);
+    }
+    let after = await evidence();
+    for (let i = 0; i < 300 && !(settled(after) && serverSide.every((d) => line(after, d).received - line(before, d).received === texts.length)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await evidence();
+    }
+    const sink = await (await fetch(SINK)).json();
+    for (const d of serverSide) {
+      const c = line(after, d);
+      assert.equal(c.balanced, true, `${d}: ${JSON.stringify(c)}`);
+      assert.equal(c.in_flight, 0, d);
+      assert.equal(c.received - line(before, d).received, texts.length, `${d}: each example event received once`);
+      // What the ledger says was delivered is what the destination's fake took.
+      assert.equal(c.delivered - line(before, d).delivered, (sink[d] ?? []).length - (sinkBefore[d] ?? []).length, `${d}: delivered`);
+    }
+    // No value of the example events in any form of the report.
+    const forms = [JSON.stringify(after), await evidence("markdown"), await evidence("html")];
+    for (const text of texts) {
+      const event = JSON.parse(text);
+      const values = [event.userId, event.anonymousId, event.traits?.email, event.properties?.email, event.context?.ip].filter((v) => typeof v === "string" && v.length > 3);
+      for (const v of values) for (const form of forms) assert.ok(!form.includes(v), `${v} in the report`);
+    }
+    // The command fetches the same report (but for the time it was made).
+    const dir = mkdtempSync(join(tmpdir(), "phimask-evidence-"));
+    try {
+      const out = join(dir, "report.md");
+      execFileSync(phimaskCommand(), ["evidence", "--url", EDGE, "--from", day, "--to", day, "--format", "markdown", "-o", out], { env: { ...process.env, PHIMASK_OPERATOR_KEY: operatorKey } });
+      const generated = (t) => t.replace(/Generated [0-9T:.Z-]+\./, "Generated (time).");
+      assert.equal(generated(readFileSync(out, "utf8")), generated(await evidence("markdown")));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
+
+/** The phimask command: the one make test installed (PHIMASK_BIN), or this checkout's release build. */
+function phimaskCommand() {
+  if (process.env.PHIMASK_BIN) return process.env.PHIMASK_BIN;
+  execFileSync("cargo", ["build", "--release", "--quiet", "--bin", "phimask"], { cwd: root, stdio: "inherit" });
+  return join(root, "target/release/phimask");
+}

@@ -127,20 +127,24 @@ export default { fetch() { return new Response(null, { status: 404 }); } };`;
 
 // Stands in for a queue that takes the first sendBatch call (forwarding
 // it to the real delivery queue) and refuses the second, 1.5 s later;
-// later calls are taken again. GET answers how many messages each call it took held.
+// later calls are taken again. GET answers how many delivery messages each call it took held.
 const secondRefuser = (ms) => `
 import { WorkerEntrypoint } from "cloudflare:workers";
 const calls = [];
 export class Queue extends WorkerEntrypoint {
   async sendBatch(messages, options) {
-    calls.push(messages.length);
+    // Delivery messages only: a request's ledger message rides in its last call.
+    calls.push(messages.filter((m) => m.body?.kind !== "ledger").length);
     // Refused slowly: time enough for a consumer to see the first call's
     // messages if they were not held back.
     if (calls.length === 2) {
       await new Promise((resolve) => setTimeout(resolve, ${ms}));
       throw new Error("Queue sendBatch failed: Too Many Requests");
     }
-    await this.env.REAL.sendBatch(messages, options);
+    // Arrays read back from RPC have holes as far as V8 knows, and would be
+    // serialized twice as large: packed again, as the Worker sends them.
+    const packed = (v) => Array.isArray(v) ? v.map(packed) : v && typeof v === "object" && !ArrayBuffer.isView(v) ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, packed(x)])) : v;
+    await this.env.REAL.sendBatch(messages.map((m) => ({ ...m, body: packed(m.body) })), options);
   }
   async send(body, options) { await this.sendBatch([{ body, ...options }]); }
 }
@@ -187,7 +191,7 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
         ...(!spy && { [DELIVERY_QUEUE]: delivery }),
         [DEAD_LETTER_QUEUE]: { maxBatchSize: 10, maxBatchTimeout: 0.1, maxRetries: 100 },
       },
-      d1Databases: { DELIVERY_STATE: "phimask-delivery-state-test" },
+      d1Databases: { DELIVERY_STATE: "phimask-delivery-state-test", LEDGER: "phimask-ledger-test" },
     }),
     ...(refusingQueue && { serviceBindings: { DELIVERY: { name: "refuser", entrypoint: "Queue" } } }),
   }];
@@ -222,14 +226,16 @@ export async function startWorker(script, bindings, { maxRetries = 3, spy = fals
   });
   const url = await mf.ready;
   if (queues && !without.includes("DELIVERY_STATE")) await migrate(await mf.getD1Database("DELIVERY_STATE"));
-  const queued = async () => (await (await mf.getWorker("spy")).fetch("http://spy/")).json();
+  if (queues && !without.includes("LEDGER")) await migrate(await mf.getD1Database("LEDGER"), "migrations/ledger");
+  // The delivery messages the spy read; with { ledger: true }, the ledger messages among them too.
+  const queued = async ({ ledger = false } = {}) => (await (await mf.getWorker("spy")).fetch("http://spy/")).json().then((all) => all.filter((m) => ledger || m.kind !== "ledger"));
   const calls = async () => (await (await mf.getWorker("refuser")).fetch("http://refuser/")).json();
   return { mf, logs, url, queued, calls };
 }
 
-/** Applies migrations/*.sql in order, as `wrangler d1 migrations apply` does. */
-export async function migrate(db) {
-  const dir = join(root, "migrations");
+/** Applies `folder`/*.sql in order, as `wrangler d1 migrations apply` does. */
+export async function migrate(db, folder = "migrations") {
+  const dir = join(root, folder);
   for (const file of readdirSync(dir).filter((f) => f.endsWith(".sql")).sort()) {
     const statements = readFileSync(join(dir, file), "utf8").replace(/--.*$/gm, "").split(";").map((s) => s.trim()).filter(Boolean);
     for (const sql of statements) await db.prepare(sql).run();
@@ -354,7 +360,8 @@ export async function freePort() {
  * { url, output(), stop() }. `ratelimits` ({ NAME: { limit, period } })
  * in place of wrangler.toml's rate limits: ROOMY_RATELIMITS unless set,
  * so a test or a load run about something else is never refused 429.
- * `migrate: true` applies migrations/ to its local D1 database first.
+ * `migrate: true` applies migrations/ and migrations/ledger/ to its local
+ * D1 databases first.
  * `spyEngine: true`: each call of the engine's processRequest logs
  * {"phimaskTest":"engine call"}.
  */
@@ -365,10 +372,12 @@ export async function startWranglerDev(policy, vars, { ratelimits = ROOMY_RATELI
     // DELIVERY_STATE's tables, as `make run` applies them: a request of
     // more than one sendBatch call is held and checked against them.
     symlinkSync(join(root, "migrations"), join(dir, "migrations"));
-    const { code, output } = await runWrangler(["d1", "migrations", "apply", "DELIVERY_STATE", "--local"], dir);
-    if (code !== 0) {
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`wrangler d1 migrations apply failed:\n${output}`);
+    for (const db of ["DELIVERY_STATE", "LEDGER"]) {
+      const { code, output } = await runWrangler(["d1", "migrations", "apply", db, "--local"], dir);
+      if (code !== 0) {
+        rmSync(dir, { recursive: true, force: true });
+        throw new Error(`wrangler d1 migrations apply failed:\n${output}`);
+      }
     }
   }
   return wranglerDevIn(dir, () => rmSync(dir, { recursive: true, force: true }));

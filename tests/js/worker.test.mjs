@@ -367,7 +367,7 @@ describe("edge worker", () => {
       policy: { version: 1, sha256: preparedPolicy(JSON.stringify(policy), "a test policy").sha256 },
       secrets: { PHI_MASKING_KEY: true, WRITE_KEYS: true, SERVER_WRITE_KEYS: false, QUEUE_ENCRYPTION_KEY: false, QUEUE_ENCRYPTION_KEY_PREVIOUS: false, OPERATOR_KEY: false },
       queues: { DELIVERY: true, DEAD_LETTER: true },
-      databases: { DELIVERY_STATE: true },
+      databases: { DELIVERY_STATE: true, LEDGER: true },
       // The warehouse is under a BAA and no QUEUE_ENCRYPTION_KEY is set:
       // its bodies (PHI) are never queued but sent at once.
       destinations: [

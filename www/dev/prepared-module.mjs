@@ -2,9 +2,10 @@
 // name, the policy prepared by the engine (`preparePolicy`), which the
 // Worker's engine (built without the validator) loads with
 // `Sanitizer.fromPrepared`, and whether the policy honours Global Privacy
-// Control (the Worker's /.well-known/gpc.json says so). Node only (build
-// time).
-import { preparePolicy } from "./node.mjs";
+// Control (the Worker's /.well-known/gpc.json says so), and for the
+// evidence report its data map (Markdown) and BAA register. Node only
+// (build time).
+import { dataMap, preparePolicy, Sanitizer } from "./node.mjs";
 
 /**
  * The module's text for a policy (JSON text); throws the engine's Error
@@ -28,8 +29,23 @@ export function preparedPolicy(text, source) {
 function moduleText(prepared, text, source) {
   const policy = JSON.parse(text);
   const { environment } = policy;
+  const map = { markdown: dataMap(text, "markdown") };
   return `// Prepared from ${source} by www/dev/check-policy.mjs; do not edit.\n` +
-    `export default { environment: ${JSON.stringify(environment)}, prepared: "${prepared}", gpc: ${honoursGpc(policy)} };\n`;
+    `export default { environment: ${JSON.stringify(environment)}, prepared: "${prepared}", gpc: ${honoursGpc(policy)}, ` +
+    `baa: ${JSON.stringify(baaRegister(text))}, map: ${JSON.stringify(map)} };\n`;
+}
+
+// A key only to make a sanitizer that reads the register: it masks nothing.
+const READ_ONLY_KEY = "phimask build: reads the policy's BAA register only";
+
+/** The policy's BAA register ([{ destination, signed, ref }]), as the engine reads it. */
+export function baaRegister(text) {
+  const sanitizer = new Sanitizer(text, READ_ONLY_KEY);
+  try {
+    return sanitizer.baaRegister();
+  } finally {
+    sanitizer.free();
+  }
 }
 
 /**

@@ -13,8 +13,9 @@
 // a BAA; never a visitor's request. A replayed pack is queued as a pack.
 
 import { known } from "./ingest.js";
-import { enqueue, planCalls } from "./queue.js";
+import { enqueue, labelsOf, planCalls } from "./queue.js";
 import { log } from "./forward.js";
+import { checkedEntry, isLedgerMessage, record, Rows, writeEntries } from "./ledger.js";
 
 const KEEP_MS = 14 * 86_400_000;
 /** A claim older than this is abandoned (its replay died between claim and removal). */
@@ -88,17 +89,40 @@ function row(msg, now) {
 const INSERT = `INSERT INTO dead_letters (id, filed, at, destination, events, reason, status, attempts, answer, policy, sealed, envelope)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`;
 
-/** Files a batch of the dead-letter queue in DELIVERY_STATE; a message not filed is retried. */
-export async function file(batch, env) {
+/**
+ * Files a batch of the dead-letter queue in DELIVERY_STATE; a message not
+ * filed is retried. `context` ({ environment, maps }) is the ledger's:
+ * a letter the queue moved itself was not counted yet, and a ledger
+ * message moved here is written, never filed.
+ */
+export async function file(batch, env, context) {
   const db = env.DELIVERY_STATE;
   const now = Date.now();
   // Retention is housekeeping: its failure never holds a letter back.
   await forget(db, now).catch(() => {});
   await Promise.all(batch.messages.map(async (msg) => {
+    if (isLedgerMessage(msg.body)) {
+      try {
+        const entry = checkedEntry(msg.body);
+        if (entry) await writeEntries(env.LEDGER, [entry], context?.maps);
+        msg.ack();
+      } catch {
+        msg.retry({ delaySeconds: 300 });
+      }
+      return;
+    }
     try {
       // The same queue message again (delivery is at least once) is filed once.
-      await db.prepare(INSERT).bind(...row(msg, now)).run();
+      const filed = await db.prepare(INSERT).bind(...row(msg, now)).run();
       msg.ack();
+      const m = msg.body;
+      // Moved by the queue itself (no reason of ours): counted here, once.
+      if (filed?.meta?.changes === 1 && m !== null && typeof m === "object" && (m.reason === null || typeof m.reason !== "object")) {
+        const labels = labelsOf(m);
+        const rows = new Rows();
+        rows.addEach(typeof m.to === "string" ? m.to : "", Array.isArray(m.events) ? m.events : [], labels.of, "dead_lettered", "retries_exhausted");
+        await record(env, { id: null, day: labels.day, environment: context?.environment ?? "", policy: typeof m.policy === "string" && HASH.test(m.policy) ? m.policy : "", rows: rows.list(), inventory: [] }, context?.maps);
+      }
     } catch (e) {
       log("error", { phimask: "dead letter not filed", destination: text(msg.body?.to, 100), reason: text(e?.message ?? "no DELIVERY_STATE binding", 200) });
       // The dead-letter queue retries up to 100 times, 5 minutes apart.
@@ -113,11 +137,11 @@ const forget = async (db, now) => db.prepare("DELETE FROM dead_letters WHERE fil
 // ---- the operator's routes ----
 
 /** JSON answers of the operator routes: no CORS (no browser page may read or send them), never cached. */
-function answer(status, body, headers = {}) {
+export function answer(status, body, headers = {}) {
   return new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json", "Cache-Control": "no-store", ...headers } });
 }
 
-const refuse = (status, code, error, extra = {}, headers = {}) => answer(status, { success: false, code, error, ...extra }, headers);
+export const refuse = (status, code, error, extra = {}, headers = {}) => answer(status, { success: false, code, error, ...extra }, headers);
 
 class BadRequest extends Error {
   constructor(code, message, status = 400) {
@@ -125,6 +149,22 @@ class BadRequest extends Error {
     this.code = code;
     this.status = status;
   }
+}
+
+/**
+ * Why a request may not use an operator route (`what` it would do): no
+ * or a short OPERATOR_KEY (503), a missing or wrong bearer token (401);
+ * null for the key's holder.
+ */
+export async function operatorRefusal(request, env, what) {
+  const key = env.OPERATOR_KEY;
+  if (typeof key !== "string" || key === "") return refuse(503, "no_operator_key", `not configured: set the OPERATOR_KEY secret (at least 32 bytes: openssl rand -base64 32) to ${what}`);
+  if (new TextEncoder().encode(key).length < OPERATOR_KEY_BYTES) {
+    return refuse(503, "operator_key_too_short", `not configured: OPERATOR_KEY must be at least ${OPERATOR_KEY_BYTES} bytes (openssl rand -base64 32); the operator routes stay closed until it is`);
+  }
+  const token = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.get("Authorization") ?? "")?.[1];
+  if (!token || !(await known(token, [key]))) return refuse(401, "invalid_operator_key", "missing or unknown operator key: send it as Authorization: Bearer OPERATOR_KEY");
+  return null;
 }
 
 /** The paths operate() answers; anything else (a prefix, a suffix) is not one. */
@@ -135,14 +175,9 @@ export const OPERATOR_PATHS = new Set(["/dead-letters", "/dead-letters/replay"])
  * OPERATOR_KEY. `hash` is the current policy's SHA-256 (hex); `compiled`
  * holds its targets (which destinations exist, which are restricted).
  */
-export async function operate(request, env, path, hash, compiled) {
-  const key = env.OPERATOR_KEY;
-  if (typeof key !== "string" || key === "") return refuse(503, "no_operator_key", "not configured: set the OPERATOR_KEY secret (at least 32 bytes: openssl rand -base64 32) to list and replay dead letters");
-  if (new TextEncoder().encode(key).length < OPERATOR_KEY_BYTES) {
-    return refuse(503, "operator_key_too_short", `not configured: OPERATOR_KEY must be at least ${OPERATOR_KEY_BYTES} bytes (openssl rand -base64 32); the dead-letter routes stay closed until it is`);
-  }
-  const token = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.get("Authorization") ?? "")?.[1];
-  if (!token || !(await known(token, [key]))) return refuse(401, "invalid_operator_key", "missing or unknown operator key: send it as Authorization: Bearer OPERATOR_KEY");
+export async function operate(request, env, path, hash, compiled, context) {
+  const refused = await operatorRefusal(request, env, "list and replay dead letters");
+  if (refused) return refused;
   const replay = path === "/dead-letters/replay";
   const method = replay ? "POST" : "GET";
   if (request.method !== method) return refuse(405, "method_not_allowed", `method not allowed: use ${method}`, {}, { Allow: method });
@@ -151,7 +186,7 @@ export async function operate(request, env, path, hash, compiled) {
   try {
     if (!replay) return await list(db, new URL(request.url).searchParams, hash);
     if (compiled?.error || !compiled?.targets) return refuse(503, compiled?.error?.code ?? "not_configured", "not configured: the policy is not compiled, so nothing can be replayed (see GET /health)");
-    return await replayLetters(db, env, await selection(request), hash, compiled.targets);
+    return await replayLetters(db, env, await selection(request), hash, compiled.targets, context);
   } catch (e) {
     if (e instanceof BadRequest) return refuse(e.status, e.code, e.message);
     log("error", { phimask: "dead-letter store failed", error: text(e?.message ?? e) });
@@ -349,7 +384,7 @@ function refusal(r, hash, targets, force) {
   return null;
 }
 
-async function replayLetters(db, env, select, hash, targets) {
+async function replayLetters(db, env, select, hash, targets, context) {
   const now = Date.now();
   select.before = parseBefore(select.rawBefore, now);
   await forget(db, now);
@@ -397,6 +432,7 @@ async function replayLetters(db, env, select, hash, targets) {
     try {
       await enqueue(env.DELIVERY, group.map((i) => i.message));
       replayed.push(...group.map((i) => i.id));
+      await countReplayed(env, group.map((i) => i.message), context);
     } catch (e) {
       refused = true;
       release.push(...group.map((i) => i.id));
@@ -411,6 +447,21 @@ async function replayLetters(db, env, select, hash, targets) {
     return refuse(503, "queue_unavailable", "the delivery queue refused some dead letters: they are still in the store, unclaimed; send the replay again", { replayed, ...base });
   }
   return answer(200, { replayed, ...base });
+}
+
+/** Counts re-queued letters' events as replayed in the ledger, under the day and policy each was made. */
+async function countReplayed(env, messages, context) {
+  const entries = new Map();
+  for (const m of messages) {
+    const labels = labelsOf(m);
+    const policy = typeof m.policy === "string" && HASH.test(m.policy) ? m.policy : "";
+    const key = `${labels.day} ${policy}`;
+    if (!entries.has(key)) entries.set(key, { day: labels.day, policy, rows: new Rows() });
+    entries.get(key).rows.addEach(m.to, Array.isArray(m.events) ? m.events : [], labels.of, "replayed", "");
+  }
+  for (const e of entries.values()) {
+    await record(env, { id: null, day: e.day, environment: context?.environment ?? "", policy: e.policy, rows: e.rows.list(), inventory: [] }, context?.maps);
+  }
 }
 
 /** A claimed row's message, or null when its envelope is damaged or disagrees with its row. */

@@ -65,9 +65,10 @@ export function withCredential(body, member) {
  * { url, authorization, credentialMember } }.
  * Resolves to { status, ok } when delivered; { status, retry, wait } for a
  * failure worth retrying (wait: ms Retry-After asks); { status, rest,
- * indexes } when the destination took none but would take `rest` (the
- * body without the events it refused); { status, ok, partial } when it
- * imported all but those it refused; else { status } (refused, with
+ * indexes, refused } when the destination took none but would take `rest`
+ * (the body without the events it refused, their request indexes in
+ * `refused`); { status, ok, partial, sent, refused } when it imported all
+ * but those; else { status } (refused, with
  * `answer`: counts of its answer, no key or value of it but a format's
  * documented ones).
  */
@@ -91,9 +92,11 @@ export async function attempt(to, body, indexes, timeout = TIMEOUT_MS) {
   const refused = status !== 400 ? new Map() : format === "amplitude" ? amplitudeRefused(answer) : format === "mixpanel" ? mixpanelRefused(answer) : new Map();
   if (refused.size > 0) {
     logRefused(destination, format, status, indexes, refused);
-    if (format === "mixpanel") return { status, ok: true, partial: true, sent: indexes.length - refused.size };
+    // The request indexes of the events it refused (the ledger counts them).
+    const gone = indexes.filter((_, i) => refused.has(i));
+    if (format === "mixpanel") return { status, ok: true, partial: true, sent: indexes.length - gone.length, refused: gone };
     const kept = indexes.filter((_, i) => !refused.has(i));
-    if (kept.length > 0 && kept.length < indexes.length) return { status, rest: withoutEvents(body, refused), indexes: kept };
+    if (kept.length > 0 && kept.length < indexes.length) return { status, rest: withoutEvents(body, refused), indexes: kept, refused: gone };
   }
   return { status, answer: shape(answer, bytes, format) };
 }
@@ -105,7 +108,7 @@ export async function attempt(to, body, indexes, timeout = TIMEOUT_MS) {
  */
 export async function deliver(to, bodies, events, slots = fetchSlots()) {
   const started = Date.now();
-  await Promise.all(bodies.map((body, i) => slots(() => send(to, body, events[i], started))));
+  return Promise.all(bodies.map((body, i) => slots(() => send(to, body, events[i], started))));
 }
 
 /**
@@ -136,24 +139,36 @@ export function fetchSlots(n = FETCHES) {
   };
 }
 
+/**
+ * One body sent directly, with retries: resolves to { delivered, failed }
+ * (request indexes), each failed one as [index, reason].
+ */
 async function send(to, body, indexes, started) {
   const { destination } = to;
   let out;
   let wait = 0;
   let tries = 0;
+  const failed = [];
+  const fail = (list, reason) => failed.push(...list.map((i) => [i, reason]));
   while (tries < ATTEMPTS) {
     tries += 1;
     if (tries > 1) {
       wait = Math.max(wait, BACKOFF_MS * 2 ** (tries - 2));
       if (Date.now() + wait - started > WINDOW_MS) {
         log("error", { phimask: "forward failed", destination, status: out.status, events: indexes.length, attempts: tries - 1, reason: "retry would end after the delivery window" });
-        return;
+        fail(indexes, "retries_exhausted");
+        return { delivered: [], failed };
       }
       await sleep(wait);
     }
     out = await attempt(to, body, indexes, DIRECT_TIMEOUT_MS);
     wait = out.wait ?? 0;
-    if (out.ok) return forwarded(destination, out, out.sent ?? indexes.length, tries);
+    fail(out.refused ?? [], "refused_by_destination");
+    if (out.ok) {
+      forwarded(destination, out, out.sent ?? indexes.length, tries);
+      const refused = new Set(out.refused ?? []);
+      return { delivered: indexes.filter((i) => !refused.has(i)), failed };
+    }
     if (out.rest) {
       // A smaller body: its own attempts.
       ({ rest: body, indexes } = out);
@@ -161,6 +176,8 @@ async function send(to, body, indexes, started) {
     } else if (!out.retry) break; // the destination refused the body: retrying will not help
   }
   log("error", { phimask: "forward failed", destination, status: out.status, events: indexes.length, attempts: tries });
+  fail(indexes, out.retry ? "retries_exhausted" : "refused");
+  return { delivered: [], failed };
 }
 
 /** Logs a delivered body. */

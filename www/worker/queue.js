@@ -37,7 +37,12 @@
 //     endpoint: hex SHA-256 of the destination's endpoint URL as the policy
 //               names it (no credential)
 //     req?:     request id, when the request took more than one sendBatch
-//     forced?:  the policy hash an operator's forced replay sends it under }
+//     forced?:  the policy hash an operator's forced replay sends it under
+//     ledger?:  { day: YYYY-MM-DD received, labels: [[call, event]], of:
+//               [label index per event] }: what ledger.js counts its
+//               events under (no value: names only as the policy lists them) }
+// A ledger message (ledger.js, kind "ledger") carries counts instead of a
+// body; it is queued in the same sendBatch call as its request's bodies.
 // DEAD_LETTER message: the same fields, and
 //   { reason:   { code, … counts and statuses, never a value }
 //     at:       ms since the epoch it was dead-lettered }
@@ -46,6 +51,7 @@
 
 import { attempt, fetchSlots, forwarded, log } from "./forward.js";
 import { eventsArray, keepEvents } from "./events-array.js";
+import { dayOf, Rows } from "./ledger.js";
 import { open, seal } from "./seal.js";
 
 /**
@@ -96,7 +102,10 @@ const PARTS_BYTES = 16 + PACK_BODIES * MAX_INDEX_BYTES;
 // `tries`: a key and a small integer.
 const TRIES_BYTES = 16;
 /** A body limit under which any message fits, whatever its events (the last resort). */
-export const FLOOR_BODY_BYTES = Math.floor((MESSAGE_BYTES - 2 * ENVELOPE_BYTES - PARTS_BYTES - TRIES_BYTES) / (1 + MAX_INDEX_BYTES / MIN_EVENT_BYTES));
+// Each event also has a ledger label index (at most an index's size); the
+// labels themselves are measured (messageBytes), so a request whose
+// messages still do not fit here is refused (413), never queued too large.
+export const FLOOR_BODY_BYTES = Math.floor((MESSAGE_BYTES - 2 * ENVELOPE_BYTES - PARTS_BYTES - TRIES_BYTES) / (1 + (2 * MAX_INDEX_BYTES) / MIN_EVENT_BYTES));
 // Messages of a request that takes more than one sendBatch wait this long
 // before the consumer sees them: a failed later call voids the request in
 // DELIVERY_STATE well before.
@@ -115,6 +124,14 @@ export const GA4_MARGIN_MS = 60_000;
 const VOID_KEEP_MS = 15 * 86_400_000;
 
 const enc = new TextEncoder();
+
+/**
+ * The same numbers in an array V8 serializes densely (messageBytes
+ * counts them so). An array read from a queue message, or a slice of one,
+ * has holes as far as V8 knows and is written as key-value pairs, about
+ * twice the bytes: every array a message is made with goes through here.
+ */
+export const packedArray = (list) => (Array.isArray(list) ? list.map((x) => x) : list);
 
 /** Bytes of one request index in V8's serialization: a tag and a zigzag varint. */
 function indexBytes(i) {
@@ -137,7 +154,51 @@ export function messageBytes(m) {
     for (const p of m.parts) bytes += indexBytes(p);
   }
   if (m.tries !== undefined) bytes += TRIES_BYTES;
+  if (m.ledger) bytes += ledgerBytes(m.ledger);
   return bytes;
+}
+
+/** Bytes of a message's ledger labels as Queues measures them (strings at two bytes a character, at most). */
+function ledgerBytes(ledger) {
+  let bytes = 64;
+  for (const l of Array.isArray(ledger.labels) ? ledger.labels : []) bytes += 16 + 2 * (String(l?.[0] ?? "").length + String(l?.[1] ?? "").length);
+  for (const i of Array.isArray(ledger.of) ? ledger.of : []) bytes += indexBytes(i);
+  return bytes;
+}
+
+/**
+ * A message's ledger field for `events` (request indexes): `labels` as
+ * { day, of(i) → [call, event] }; only the labels its events use.
+ */
+export function ledgerField(events, labels) {
+  const table = [];
+  const ids = new Map();
+  const of = events.map((i) => {
+    const l = labels.of(i);
+    const key = `${l[0]}\u0000${l[1]}`;
+    let n = ids.get(key);
+    if (n === undefined) {
+      n = table.length;
+      ids.set(key, n);
+      table.push(l);
+    }
+    return n;
+  });
+  return { day: labels.day, labels: table, of };
+}
+
+/** A queued message's labels ({ day, of }) back from its ledger field; "" labels and today when it has none. */
+export function labelsOf(m) {
+  const ledger = m?.ledger;
+  const day = typeof ledger?.day === "string" && /^\d{4}-\d{2}-\d{2}$/.test(ledger.day) ? ledger.day : dayOf();
+  const byIndex = new Map();
+  const events = Array.isArray(m?.events) ? m.events : [];
+  const table = Array.isArray(ledger?.labels) ? ledger.labels : [];
+  events.forEach((i, k) => {
+    const l = table[ledger?.of?.[k]];
+    if (Array.isArray(l)) byIndex.set(i, [typeof l[0] === "string" ? l[0] : "", typeof l[1] === "string" ? l[1] : ""]);
+  });
+  return { day, of: (i) => byIndex.get(i) ?? ["", ""] };
 }
 
 /**
@@ -185,10 +246,11 @@ function endpointOf(to) {
  * not restricted. `compiled` holds the policy hash and the seal key.
  * `parts` (a pack: bodies joined by "\n") counts the events of each body.
  */
-export async function message(to, text, events, compiled, parts) {
+export async function message(to, text, events, compiled, parts, labels) {
   const bytes = typeof text === "string" ? enc.encode(text) : text;
-  const m = { to: to.destination, events, policy: compiled.policy, format: to.format, endpoint: await endpointOf(to) };
-  if (parts) m.parts = parts;
+  const m = { to: to.destination, events: packedArray(events), policy: compiled.policy, format: to.format, endpoint: await endpointOf(to) };
+  if (parts) m.parts = packedArray(parts);
+  if (labels) m.ledger = ledgerField(events, labels);
   if (to.target.restricted) return { ...m, body: bytes };
   return { ...m, ...(await seal(compiled.seal, { destination: to.destination, policy: compiled.policy }, bytes)) };
 }
@@ -225,9 +287,12 @@ export function packed(list, indexes, limit) {
   return packs;
 }
 
-/** The queue message of a pack (packed()): one body as it is, several joined by "\n" with their parts. */
-export function packMessage(to, pack, compiled) {
-  if (pack.bodies.length === 1) return message(to, pack.bodies[0], pack.events[0], compiled);
+/**
+ * The queue message of a pack (packed()): one body as it is, several
+ * joined by "\n" with their parts; `labels` ({ day, of }) label its events.
+ */
+export function packMessage(to, pack, compiled, labels) {
+  if (pack.bodies.length === 1) return message(to, pack.bodies[0], pack.events[0], compiled, undefined, labels);
   const total = pack.bodies.reduce((n, b) => n + b.byteLength, pack.bodies.length - 1);
   const joined = new Uint8Array(total);
   let at = 0;
@@ -236,7 +301,7 @@ export function packMessage(to, pack, compiled) {
     joined.set(b, at);
     at += b.byteLength;
   }
-  return message(to, joined, pack.events.flat(), compiled, pack.events.map((e) => e.length));
+  return message(to, joined, pack.events.flat(), compiled, pack.events.map((e) => e.length), labels);
 }
 
 /**
@@ -337,7 +402,7 @@ export function delay(attempts, retryAfterMs) {
 }
 
 /** Whether a message's request was voided; throws when DELIVERY_STATE cannot say. */
-async function voided(env, req) {
+export async function voided(env, req) {
   if (!env.DELIVERY_STATE) throw new Error("no DELIVERY_STATE binding");
   return (await env.DELIVERY_STATE.prepare("SELECT 1 AS v FROM voided_requests WHERE id = ?").bind(req).first()) !== null;
 }
@@ -420,8 +485,11 @@ function pieces(body, count) {
  * destinations deduplicate on the masked IDs the bodies carry; GA4, which
  * has none, counts them twice).
  */
-export async function consume(msg, env, compiled, slots = fetchSlots()) {
+export async function consume(msg, env, compiled, slots = fetchSlots(), tally = () => {}) {
   const m = msg.body;
+  // What the ledger counts of this message, given to `tally` only once it is acked.
+  const labels = labelsOf(m);
+  const counted = (rows) => tally(labels.day, m?.policy, rows);
   const to = compiled.targets.get(m?.to);
   const events = Array.isArray(m?.events) ? m.events : [];
   if (typeof m?.req === "string") {
@@ -437,33 +505,34 @@ export async function consume(msg, env, compiled, slots = fetchSlots()) {
       return msg.ack();
     }
   }
-  if (!to || !ArrayBuffer.isView(m.body)) return deadLetter(msg, env, { code: to ? "unreadable_message" : "unknown_destination" });
+  const letter = (reason) => deadLetter(msg, env, reason, labels, counted);
+  if (!to || !ArrayBuffer.isView(m.body)) return letter({ code: to ? "unreadable_message" : "unknown_destination" });
   const pack = m.parts !== undefined;
   const parts = pack ? partsOf(m.parts, Array.isArray(m.events) ? events.length : -1) : [events.length];
-  if (!parts) return deadLetter(msg, env, { code: "unreadable_message" });
+  if (!parts) return letter({ code: "unreadable_message" });
   // A replay forced by an operator may send what another policy made, but
   // never to another endpoint or in another format.
   const policy = m.policy === compiled.policy || m.forced === compiled.policy;
   if (!policy || m.format !== to.format || m.endpoint !== (await endpointOf(to))) {
-    return deadLetter(msg, env, { code: "policy_changed" });
+    return letter({ code: "policy_changed" });
   }
   let body = m.body;
   // Any iv, even a broken one, marks a sealed body (PHI, under a BAA):
   // never sent as it is, nor to a destination the policy now restricts.
   const sealed = m.iv !== undefined;
-  if (sealed && to.target.restricted) return deadLetter(msg, env, { code: "restricted_now" });
+  if (sealed && to.target.restricted) return letter({ code: "restricted_now" });
   if (sealed) {
     try {
       body = await open([compiled.seal, compiled.previous], { destination: m.to, policy: m.policy, kid: m.kid }, m.iv, m.body);
     } catch {
-      return deadLetter(msg, env, { code: compiled.seal || compiled.previous ? "undecryptable" : "no_queue_key" });
+      return letter({ code: compiled.seal || compiled.previous ? "undecryptable" : "no_queue_key" });
     }
   } else if (!to.target.restricted) {
     // A body under a BAA arrives sealed or not at all.
-    return deadLetter(msg, env, { code: "not_sealed" });
+    return letter({ code: "not_sealed" });
   }
   const cut = pack ? pieces(body, parts.length) : [body];
-  if (!cut) return deadLetter(msg, env, { code: "unreadable_message" });
+  if (!cut) return letter({ code: "unreadable_message" });
   let at = 0;
   const bodies = cut.map((bytes, i) => ({ body: bytes, indexes: events.slice(at, (at += parts[i])) }));
 
@@ -482,20 +551,27 @@ export async function consume(msg, env, compiled, slots = fetchSlots()) {
     if (letters.length > 0) {
       // A single body that failed as it came: its letter is the message itself.
       const whole = !pack && letters.length === 1 && letters[0].unchanged;
-      const made = whole ? [deadLetterOf(m, letters[0].reason)] : await Promise.all(letters.map(async (l) => deadLetterOf({ ...(await message(to, l.body, l.indexes, compiled)), req: m.req }, l.reason)));
+      const made = whole ? [deadLetterOf(m, letters[0].reason)] : await Promise.all(letters.map(async (l) => deadLetterOf({ ...(await message(to, l.body, l.indexes, compiled, undefined, labels)), req: m.req }, l.reason)));
       await enqueue(env.DEAD_LETTER, made);
       for (const l of letters) log("error", { phimask: "dead letter", destination: m.to, events: l.indexes.length, reason: l.reason });
     }
     if (again.length > 0) {
       const next = [];
-      for (const p of packed(again.map((a) => a.body), again.map((a) => a.indexes), Infinity)) next.push({ ...(await packMessage(to, p, compiled)), tries });
+      for (const p of packed(again.map((a) => a.body), again.map((a) => a.indexes), Infinity)) next.push({ ...(await packMessage(to, p, compiled, labels)), tries });
       await enqueue(env.DELIVERY, next, wait);
     }
   } catch (e) {
     log("error", { phimask: "not all queued, will retry", destination: m.to, events: events.length, parts: parts.length, attempt: msg.attempts, error: String(e?.message ?? e).slice(0, 200) });
     return msg.retry({ delaySeconds: delay(msg.attempts, 0) });
   }
-  return msg.ack();
+  const rows = new Rows();
+  for (const o of outcomes) {
+    rows.addEach(m.to, o.delivered ?? [], labels.of, "delivered", "");
+    rows.addEach(m.to, o.failed ?? [], labels.of, "failed", "refused_by_destination");
+  }
+  for (const l of letters) rows.addEach(m.to, l.indexes, labels.of, "dead_lettered", String(l.reason?.code ?? "unknown"));
+  msg.ack();
+  counted(rows);
 }
 
 /**
@@ -522,12 +598,16 @@ async function settle(to, part, tries, retries) {
     }
   }
   const out = await attempt(to, body, indexes);
+  // Events the destination refused inside a body it otherwise took (or
+  // would take without them): never sent again, no dead letter.
+  const failed = out.refused ?? [];
   if (out.ok) {
     forwarded(destination, out, out.sent ?? indexes.length, tries);
-    return { delivered: true, letters };
+    const refused = new Set(failed);
+    return { delivered: indexes.filter((i) => !refused.has(i)), failed, letters };
   }
   // Amplitude took none of the body: the rest goes again.
-  if (out.rest) return { letters, again: { body: out.rest, indexes: out.indexes, wait: 0, unchanged: false } };
+  if (out.rest) return { letters, failed, again: { body: out.rest, indexes: out.indexes, wait: 0, unchanged: false } };
   if (out.retry && tries <= retries) {
     const wait = delay(tries, out.wait);
     log("error", { phimask: "delivery failed, will retry", destination, status: out.status, events: indexes.length, attempt: tries, delaySeconds: wait });
@@ -540,13 +620,18 @@ async function settle(to, part, tries, retries) {
 
 /** The dead letter of a message: its known fields only, with the reason. */
 export function deadLetterOf(m, reason) {
-  const letter = { to: m.to, events: m.events, body: m.body };
-  for (const k of ["parts", "tries", "iv", "kid", "policy", "format", "endpoint", "req", "forced"]) if (m[k] !== undefined) letter[k] = m[k];
+  const letter = { to: m.to, events: packedArray(m.events), body: m.body };
+  for (const k of ["parts", "tries", "iv", "kid", "policy", "format", "endpoint", "req", "forced", "ledger"]) if (m[k] !== undefined) letter[k] = m[k];
+  if (Array.isArray(letter.parts)) letter.parts = packedArray(letter.parts);
+  if (Array.isArray(letter.ledger?.of)) letter.ledger = { ...letter.ledger, of: packedArray(letter.ledger.of) };
   return { ...letter, reason, at: Date.now() };
 }
 
-/** Moves a message to the dead-letter queue with its reason (no values), then acks it. */
-async function deadLetter(msg, env, reason) {
+/**
+ * Moves a message to the dead-letter queue with its reason (no values),
+ * then acks it and gives `counted` its events as dead-lettered.
+ */
+async function deadLetter(msg, env, reason, labels, counted) {
   const m = msg.body !== null && typeof msg.body === "object" ? msg.body : {};
   try {
     await enqueue(env.DEAD_LETTER, [deadLetterOf(m, reason)]);
@@ -556,4 +641,7 @@ async function deadLetter(msg, env, reason) {
   }
   log("error", { phimask: "dead letter", destination: String(m.to), events: Array.isArray(m.events) ? m.events.length : 0, reason });
   msg.ack();
+  const rows = new Rows();
+  rows.addEach(typeof m.to === "string" ? m.to : "", Array.isArray(m.events) ? m.events : [], labels.of, "dead_lettered", reason.code);
+  counted(rows);
 }

@@ -23,6 +23,14 @@ export function reply(status, body, headers = {}) {
   });
 }
 
+// Each refusal's code, for the ledger to count refused requests by.
+const codes = new WeakMap();
+
 export function fail(status, code, error, extra = {}, headers = {}) {
-  return reply(status, { success: false, code, error, ...extra }, headers);
+  const response = reply(status, { success: false, code, error, ...extra }, headers);
+  codes.set(response, code);
+  return response;
 }
+
+/** The code `fail` gave a response; "unknown" for any other. */
+export const codeOf = (response) => codes.get(response) ?? "unknown";

@@ -13,8 +13,10 @@ import { authSecret, deliver, fetchSlots, log } from "./forward.js";
 import { ingest } from "./ingest.js";
 import { writeKeyProblem } from "./keys.js";
 import { rateLimit, rateLimitProblem } from "./ratelimit.js";
-import { bodyCount, consume, enqueueRequest, FLOOR_BODY_BYTES, MAX_DIRECT_BODIES, MAX_REQUEST_BODIES, MAX_REQUEST_MESSAGES, nextBodyLimit, packed, packMessage, QUEUE_BODY_BYTES } from "./queue.js";
-import { cors, fail, reply } from "./respond.js";
+import { bodyCount, consume, voided, enqueueRequest, FLOOR_BODY_BYTES, MAX_DIRECT_BODIES, MAX_REQUEST_BODIES, MAX_REQUEST_MESSAGES, nextBodyLimit, packed, packMessage, QUEUE_BODY_BYTES } from "./queue.js";
+import { codeOf, cors, fail, reply } from "./respond.js";
+import { checkedEntry, dayOf, isLedgerMessage, ledgerMessages, record, Refusals, requestRows, Rows, sentLabels, writeEntries } from "./ledger.js";
+import { evidence, EVIDENCE_PATH, isDay } from "./evidence.js";
 import { sealKey } from "./seal.js";
 
 /**
@@ -22,7 +24,7 @@ import { sealKey } from "./seal.js";
  * bodies of one destination share a message, up to `limit` bytes), and
  * the bodies that go out directly (PHI without a seal key: never queued).
  */
-function plan(processed, targets, compiled, limit) {
+function plan(processed, targets, compiled, limit, day) {
   const { bodies, events } = processed;
   const packs = [];
   const direct = [];
@@ -30,10 +32,12 @@ function plan(processed, targets, compiled, limit) {
   for (const [destination, list] of Object.entries(bodies)) {
     const to = targets.get(destination);
     if (list.length === 0) continue;
+    // What the ledger counts each event under, carried by its message.
+    const labels = { day, of: sentLabels(processed, destination) };
     if (!queued(to, compiled)) {
-      direct.push([to, list, events[destination]]);
+      direct.push([to, list, events[destination], labels]);
       directBodies += list.length;
-    } else for (const pack of packed(list, events[destination], limit)) packs.push([to, pack]);
+    } else for (const pack of packed(list, events[destination], limit)) packs.push([to, pack, labels]);
   }
   return { packs, direct, directBodies };
 }
@@ -45,7 +49,7 @@ function plan(processed, targets, compiled, limit) {
  * The fan-out bounds are checked each time before anything is sealed: a
  * request over them costs nothing more.
  */
-async function fitted(result, targets, compiled) {
+async function fitted(result, targets, compiled, day) {
   let { processed } = result;
   for (let limit = QUEUE_BODY_BYTES, round = 0; ; round += 1) {
     const bodies = bodyCount(processed);
@@ -53,13 +57,13 @@ async function fitted(result, targets, compiled) {
       log("error", { phimask: "not queued: too many bodies for one request", bodies });
       return { response: fail(413, "too_many_bodies", `the batch fans out into ${bodies} request bodies, more than ${MAX_REQUEST_BODIES}: send fewer distinct users per batch`) };
     }
-    const { packs, direct, directBodies } = plan(processed, targets, compiled, limit);
+    const { packs, direct, directBodies } = plan(processed, targets, compiled, limit, day);
     if (packs.length > MAX_REQUEST_MESSAGES || directBodies > MAX_DIRECT_BODIES) {
       log("error", { phimask: "not queued: too many messages for one request", messages: packs.length, direct: directBodies });
       const [n, max, what] = packs.length > MAX_REQUEST_MESSAGES ? [packs.length, MAX_REQUEST_MESSAGES, "queue messages"] : [directBodies, MAX_DIRECT_BODIES, "direct deliveries"];
       return { response: fail(413, "too_many_messages", `the batch fans out into ${n} ${what}, more than ${max}: send fewer distinct users per batch`) };
     }
-    const messages = await Promise.all(packs.map(([to, pack]) => packMessage(to, pack, compiled)));
+    const messages = await Promise.all(packs.map(([to, pack, labels]) => packMessage(to, pack, compiled, labels)));
     const next = nextBodyLimit(messages, limit);
     if (next === null) return { processed, planned: { messages, direct } };
     if (next >= limit) {
@@ -114,6 +118,8 @@ function problems(env, compiled) {
   if (compiled.error) list.push({ code: compiled.error.code ?? "not_configured", message: compiled.error.message });
   if (!env.DELIVERY) list.push({ code: "no_delivery_queue", message: "not configured: no DELIVERY queue binding (queues.producers in wrangler.toml)" });
   if (!env.DELIVERY_STATE) list.push({ code: "no_delivery_state", message: "not configured: no DELIVERY_STATE D1 binding (d1_databases in wrangler.toml)" });
+  // No event is taken that the evidence ledger cannot count.
+  if (!env.LEDGER) list.push({ code: "no_ledger", message: "not configured: no LEDGER D1 binding (d1_databases in wrangler.toml): the evidence ledger" });
   const keys = writeKeyProblem(env);
   if (keys) list.push(keys);
   return list;
@@ -135,7 +141,7 @@ function health(policy, hash, env, compiled) {
     policy: { version: 1, sha256: hash },
     secrets: Object.fromEntries(["PHI_MASKING_KEY", "WRITE_KEYS", "SERVER_WRITE_KEYS", "QUEUE_ENCRYPTION_KEY", "QUEUE_ENCRYPTION_KEY_PREVIOUS", "OPERATOR_KEY"].map((k) => [k, set(k)])),
     queues: { DELIVERY: !!env.DELIVERY, DEAD_LETTER: !!env.DEAD_LETTER },
-    databases: { DELIVERY_STATE: !!env.DELIVERY_STATE },
+    databases: { DELIVERY_STATE: !!env.DELIVERY_STATE, LEDGER: !!env.LEDGER },
     // delivery "direct": under a BAA without QUEUE_ENCRYPTION_KEY, sent at once, never queued.
     destinations: [...(compiled.targets?.values() ?? [])].map((t) => ({ name: t.destination, format: t.format, credential: t.secret ? set(t.secret) : false, delivery: queued(t, compiled) ? "queue" : "direct" })),
   };
@@ -144,6 +150,44 @@ function health(policy, hash, env, compiled) {
     body.error = refusing[0];
   }
   return reply(refusing.length > 0 ? 503 : 200, body);
+}
+
+/**
+ * Writes a consumer invocation's ledger: its ledger messages (acked once
+ * written, retried if not; dropped when their request was voided) and
+ * the outcomes of its deliveries (queued as a ledger message when D1
+ * does not take them).
+ */
+async function settleLedger(env, messages, outcomes, maps) {
+  const entries = [];
+  const take = [];
+  for (const msg of messages) {
+    if (typeof msg.body.req === "string") {
+      let gone;
+      try {
+        gone = await voided(env, msg.body.req);
+      } catch {
+        msg.retry({ delaySeconds: 30 });
+        continue;
+      }
+      // Its request was refused and sent again: its counts never happened.
+      if (gone) {
+        msg.ack();
+        continue;
+      }
+    }
+    const entry = checkedEntry(msg.body);
+    if (entry) entries.push(entry);
+    take.push(msg);
+  }
+  try {
+    await writeEntries(env.LEDGER, [...entries, ...outcomes.filter((o) => o.rows.length > 0)], maps);
+    for (const msg of take) msg.ack();
+  } catch (e) {
+    log("error", { phimask: "ledger not written, will retry", messages: take.length, error: String(e?.message ?? e).slice(0, 200) });
+    for (const msg of take) msg.retry({ delaySeconds: 30 });
+    for (const o of outcomes) await record(env, o, maps);
+  }
 }
 
 /** Whether a destination's bodies go through the queue (sealed if they hold PHI). */
@@ -164,17 +208,10 @@ const GPC_PATH = "/.well-known/gpc.json";
  */
 function gpcSupport(policy, env) {
   const body = { gpc: policy.gpc === true };
-  if (isDate(env.GPC_LAST_UPDATE)) body.lastUpdate = env.GPC_LAST_UPDATE;
+  if (isDay(env.GPC_LAST_UPDATE)) body.lastUpdate = env.GPC_LAST_UPDATE;
   return body;
 }
 
-/** Whether `value` is a calendar date written YYYY-MM-DD (no 2026-02-30). */
-function isDate(value) {
-  const m = typeof value === "string" ? /^(\d{4})-(\d{2})-(\d{2})$/.exec(value) : null;
-  if (!m) return false;
-  const date = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
-  return date.toISOString().slice(0, 10) === value;
-}
 
 /**
  * The Worker for one prepared policy ({ environment, prepared: base64, gpc }).
@@ -187,6 +224,76 @@ export function createWorker(policy) {
   const hash = Array.from(prepared.subarray(-32), (b) => b.toString(16).padStart(2, "0")).join("");
   warmUp(prepared);
   let compiled = null;
+  // What the ledger files this Worker's counts under, and its policy's
+  // data map (made at build time) for the report.
+  const context = { environment: policy.environment, policy: hash, baa: Array.isArray(policy.baa) ? policy.baa : null, maps: { [hash]: { markdown: policy.map?.markdown ?? null } } };
+  const refusals = new Refusals();
+
+  /** A tracking request (POST /v1/<call>) answered; a refusal is counted in the ledger. */
+  async function track(request, env, ctx, call) {
+    const response = await accept(request, env, ctx, call);
+    if (response.status !== 200) refusals.add(ctx, env, context, call, codeOf(response));
+    return response;
+  }
+
+  async function accept(request, env, ctx, call) {
+    // From the headers alone: a refused request's body is never read.
+    const limited = await rateLimit(request, env);
+    if (limited) return limited;
+
+    const compiled = sanitizerFor(env);
+    const { sanitizer, targets } = compiled;
+    // Refused for the first reason /health gives (the same list).
+    const [problem] = problems(env, compiled);
+    if (problem) return fail(503, problem.code, problem.message);
+    const result = await ingest(request, env, call, sanitizer, QUEUE_BODY_BYTES);
+    if (result.response) return result.response;
+    const day = dayOf();
+    const fit = await fitted(result, targets, compiled, day);
+    if (fit.response) return fit.response;
+    const { processed, planned } = fit;
+    const { accepted, rejected, rejectedCount, report } = processed;
+    // Made again smaller, a batch's events may all be too large now.
+    if (accepted === 0) return fail(413, "batch_too_large", "no event of the batch fits the delivery queue once sanitized: send smaller events");
+    const { messages, direct } = planned;
+    // The request's counts travel in the same sendBatch call as its
+    // bodies: counted exactly when they are queued.
+    const rows = requestRows(processed, new Set(direct.map(([to]) => to.destination)));
+    const ledger = ledgerMessages({ day, environment: context.environment, policy: hash, rows, inventory: processed.inventory ?? [] });
+    try {
+      await enqueueRequest(env.DELIVERY, env.DELIVERY_STATE, [...messages, ...ledger]);
+    } catch (e) {
+      log("error", { phimask: "not queued", messages: messages.length, error: String(e?.message ?? e).slice(0, 200) });
+      return fail(503, "queue_unavailable", "the delivery queue did not take the events: send them again", {}, { "Retry-After": "5" });
+    }
+    // One line per request taken: what each destination gets, and the
+    // queue messages and direct deliveries it made, as counts; bots only
+    // when some event was a bot's.
+    const bots = processed.bots > 0 ? { bots: processed.bots } : {};
+    console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejectedCount, ...bots, messages: messages.length, direct: direct.reduce((n, [, list]) => n + list.length, 0), destinations: report }));
+    if (direct.length > 0) ctx.waitUntil(sendDirect(env, direct, day));
+    const body = { success: true };
+    // rejected lists the first 100 (the answer stays small); rejectedCount has them all.
+    if (rejectedCount > 0) {
+      body.accepted = accepted;
+      body.rejected = rejected;
+      body.rejectedCount = rejectedCount;
+    }
+    return reply(200, body);
+  }
+
+  /** Direct deliveries (six at a time over every destination), their outcomes counted in the ledger. */
+  async function sendDirect(env, direct, day) {
+    const slots = fetchSlots();
+    const rows = new Rows();
+    await Promise.all(direct.map(async ([to, list, indexes, labels]) => {
+      for (const { delivered, failed } of await deliver(to, list, indexes, slots)) {
+        rows.addEach(to.destination, delivered, labels.of, "delivered", "");
+        for (const [i, reason] of failed) rows.add(to.destination, ...labels.of(i), "failed", reason, 1);
+      }
+    }));
+    await record(env, { id: null, day, environment: context.environment, policy: hash, rows: rows.list(), inventory: [] }, context.maps);
+  }
 
   function sanitizerFor(env) {
     // After an engine trap: the old instance's sanitizer is dropped (never
@@ -239,7 +346,8 @@ export function createWorker(policy) {
     async fetch(request, env, ctx) {
       const url = new URL(request.url);
       // Exact paths only: /dead-lettersX or /dead-letters/ is not an operator route.
-      if (OPERATOR_PATHS.has(url.pathname)) return operate(request, env, url.pathname, hash, sanitizerFor(env));
+      if (OPERATOR_PATHS.has(url.pathname)) return operate(request, env, url.pathname, hash, sanitizerFor(env), context);
+      if (url.pathname === EVIDENCE_PATH) return evidence(request, env, context);
       if (url.pathname === "/health") {
         if (request.method !== "GET" && request.method !== "HEAD") {
           return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use GET or HEAD" }, { Allow: "GET, HEAD" });
@@ -262,60 +370,32 @@ export function createWorker(policy) {
       if (request.method !== "POST") {
         return reply(405, { success: false, code: "method_not_allowed", error: "method not allowed: use POST" }, { Allow: "POST, OPTIONS" });
       }
-      // From the headers alone: a refused request's body is never read.
-      const limited = await rateLimit(request, env);
-      if (limited) return limited;
-
-      const compiled = sanitizerFor(env);
-      const { sanitizer, targets } = compiled;
-      // Refused for the first reason /health gives (the same list).
-      const [problem] = problems(env, compiled);
-      if (problem) return fail(503, problem.code, problem.message);
-      const result = await ingest(request, env, call, sanitizer, QUEUE_BODY_BYTES);
-      if (result.response) return result.response;
-      const fit = await fitted(result, targets, compiled);
-      if (fit.response) return fit.response;
-      const { processed, planned } = fit;
-      const { accepted, rejected, rejectedCount, report } = processed;
-      // Made again smaller, a batch's events may all be too large now.
-      if (accepted === 0) return fail(413, "batch_too_large", "no event of the batch fits the delivery queue once sanitized: send smaller events");
-      const { messages, direct } = planned;
-      try {
-        await enqueueRequest(env.DELIVERY, env.DELIVERY_STATE, messages);
-      } catch (e) {
-        log("error", { phimask: "not queued", messages: messages.length, error: String(e?.message ?? e).slice(0, 200) });
-        return fail(503, "queue_unavailable", "the delivery queue did not take the events: send them again", {}, { "Retry-After": "5" });
-      }
-      // One line per request taken: what each destination gets, and the
-      // queue messages and direct deliveries it made, as counts; bots only
-      // when some event was a bot's.
-      const bots = processed.bots > 0 ? { bots: processed.bots } : {};
-      console.log(JSON.stringify({ phimask: "request", call, accepted, rejected: rejectedCount, ...bots, messages: messages.length, direct: direct.reduce((n, [, list]) => n + list.length, 0), destinations: report }));
-      // Six at a time over every destination: a fetch's timeout starts when it is sent.
-      const slots = fetchSlots();
-      for (const [to, list, indexes] of direct) ctx.waitUntil(deliver(to, list, indexes, slots));
-      const body = { success: true };
-      // rejected lists the first 100 (the answer stays small); rejectedCount has them all.
-      if (rejectedCount > 0) {
-        body.accepted = accepted;
-        body.rejected = rejected;
-        body.rejectedCount = rejectedCount;
-      }
-      return reply(200, body);
+      return track(request, env, ctx, call);
     },
 
     /** The queues' consumer: delivers DELIVERY's messages, files dead letters. */
     async queue(batch, env) {
-      if (isDeadLetterQueue(batch.queue)) return file(batch, env);
+      if (isDeadLetterQueue(batch.queue)) return file(batch, env, context);
       const compiled = sanitizerFor(env);
       if (compiled.error) {
         // Not configured (yet): nothing is sent, nothing is lost.
         log("error", { phimask: "delivery paused: not configured", code: compiled.error.code, messages: batch.messages.length });
         return batch.retryAll({ delaySeconds: 60 });
       }
+      const ledger = batch.messages.filter((msg) => isLedgerMessage(msg.body));
       // One set of fetch slots for the invocation: a Worker keeps 6 connections open at a time.
       const slots = fetchSlots();
-      await Promise.all(batch.messages.map((msg) => consume(msg, env, compiled, slots)));
+      // What the deliveries did, by (day, policy): written with the
+      // ledger messages in one D1 batch.
+      const outcomes = new Map();
+      const tally = (day, policy, rows) => {
+        const key = `${day} ${policy}`;
+        if (!outcomes.has(key)) outcomes.set(key, { id: null, day, environment: context.environment, policy: typeof policy === "string" && /^[0-9a-f]{64}$/.test(policy) ? policy : "", rows: new Rows(), inventory: [] });
+        const into = outcomes.get(key).rows;
+        for (const r of rows.list()) into.add(...r);
+      };
+      await Promise.all(batch.messages.filter((msg) => !isLedgerMessage(msg.body)).map((msg) => consume(msg, env, compiled, slots, tally)));
+      await settleLedger(env, ledger, [...outcomes.values()].map((o) => ({ ...o, rows: o.rows.list() })), context.maps);
     },
   };
 }
