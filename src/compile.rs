@@ -2,8 +2,9 @@
 //! once per sanitizer, so the per-event walk only looks up keys.
 
 use crate::action::scan::Scan;
+use crate::inventory::Named;
 use crate::path::Step;
-use crate::policy::{Action, Allowlists, List, NameRule, Names, Rule, ScanRule, ANY_NAME};
+use crate::policy::{Action, Allowlists, List, NameRule, Names, Policy, Rule, ScanRule, ANY_NAME};
 
 /// A trie node: the rule at this path (if any), the keys below it, and the
 /// `[]` step below it.
@@ -111,6 +112,29 @@ impl Tries {
     }
 }
 
+/// The union of every list of a policy (the environment's and each
+/// destination's): what some rule names, for the inventory of paths none
+/// does.
+pub(crate) fn named(policy: &Policy) -> Named {
+    let union = |list: List| -> Node {
+        let mut rules: Vec<Rule> = policy.allowlists.list(list).to_vec();
+        for d in &policy.destinations {
+            rules.extend_from_slice(d.allowlists.list(list));
+        }
+        trie(&rules, None)
+    };
+    let user = union(List::UserProperties);
+    let mut context = union(List::Context);
+    // As for a destination's tries: context.traits follows user_properties.
+    *context.child_mut(b"traits") = user.clone();
+    Named {
+        event: union(List::EventProperties),
+        user,
+        group: union(List::GroupProperties),
+        context,
+    }
+}
+
 /// An `events` map compiled: names sorted ([`by_length`]) for binary search, and the rule
 /// for names not listed (`*`, or else allow).
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +159,25 @@ impl NameTable {
             .find(|(n, _)| n == ANY_NAME)
             .map_or(NameRule::Allow, |(_, r)| r.clone());
         NameTable { listed, other }
+    }
+
+    /// Where the map lists a name explicitly (`*` aside), if it does.
+    pub fn listed(&self, name: &[u8]) -> Option<usize> {
+        self.listed
+            .binary_search_by(|(n, _)| by_length(n, name))
+            .ok()
+    }
+
+    /// A listed name ([`NameTable::listed`]) as a destination is sent it:
+    /// its new name under `rename` when `renamed` (the destination applies
+    /// the map), else the name as listed.
+    pub fn listed_name(&self, at: usize, renamed: bool) -> &str {
+        match self.listed.get(at) {
+            Some((_, NameRule::Rename(to))) if renamed => to,
+            // Listed names come from the policy's JSON keys: UTF-8.
+            Some((name, _)) => std::str::from_utf8(name).unwrap_or_default(),
+            None => "",
+        }
     }
 
     /// The rule for a name.

@@ -19,8 +19,10 @@ pub mod detect;
 pub mod error;
 pub mod event;
 pub mod format;
+pub mod inventory;
 mod json;
 pub mod key_name;
+pub mod ledger;
 #[cfg(feature = "full")]
 pub mod map;
 pub mod mask;

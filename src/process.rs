@@ -19,8 +19,10 @@ use crate::consent::Signals;
 use crate::error::{Error, EventError};
 use crate::event::Event;
 use crate::format::{Format, Sanitized};
+use crate::inventory::Inventory;
+use crate::ledger::{self, Label, Ledger, NotSent};
 use crate::mask::Memo;
-use crate::report::Tally;
+use crate::report::{Reason, Tally};
 use crate::request::{read_events, Call, RequestError, MAX_OUTPUT_BYTES};
 use crate::sanitize::{MemberKind, MemberOut, Sanitizer};
 
@@ -41,6 +43,11 @@ pub struct Processed {
     /// Accepted events that are a bot's (when the policy's `bots` looks
     /// for them): sent nowhere under `drop`, flagged under `flag`.
     pub bots: usize,
+    /// Paths in the accepted events that no rule of the policy names,
+    /// each with the number of events it occurred in, in the order first
+    /// seen; at most [`crate::inventory::MAX_PATHS`], then
+    /// [`crate::inventory::MORE_PATHS`] for the events that held more.
+    pub inventory: Vec<(String, u32)>,
 }
 
 /// What one destination is sent of a request.
@@ -61,6 +68,14 @@ pub struct Delivery {
     /// Accepted events not sent to it because it needs a purpose the
     /// visitor has not granted.
     pub consent: u32,
+    /// The distinct labels of the request's events for it (call type and
+    /// name as sent, when its `events` map lists the name).
+    pub labels: Vec<Label>,
+    /// Parallel to `events`: each sent event's label (in `labels`).
+    pub labels_of: Vec<Vec<u32>>,
+    /// Events not sent to it, by label and reason: with the events sent,
+    /// every event of the request exactly once.
+    pub not_sent: Vec<(u32, NotSent, u32)>,
 }
 
 /// One event as written for a class of destinations: its text, counts,
@@ -87,6 +102,9 @@ struct Pending {
     unmapped: u32,
     /// Accepted events consent kept from it.
     consent: u32,
+    ledger: Ledger,
+    /// Each item's label, parallel to `items`.
+    labels: Vec<u32>,
 }
 
 /// Where one item stands in its [`Pending::texts`]: its text from
@@ -227,8 +245,11 @@ impl Sanitizer {
         // per destination, whether it receives the event.
         let mut written: Vec<Option<Written>> = dests.iter().map(|_| None).collect();
         let mut receives = vec![false; dests.len()];
-        // Per destination, whether consent kept this event from it.
-        let mut consent = vec![false; dests.len()];
+        // Per destination, why its gates kept this event from it.
+        let mut why: Vec<Option<Reason>> = vec![None; dests.len()];
+        // Per destination, this event's label in its ledger.
+        let mut labels = vec![0u32; dests.len()];
+        let mut inventory = Inventory::default();
         let mut spare: Vec<Spare> = Vec::new();
         let limits: Vec<usize> = dests
             .iter()
@@ -237,21 +258,22 @@ impl Sanitizer {
         let mut items: Vec<Mapped> = Vec::with_capacity(dests.len());
         let mut output = 0usize;
         for (index, event) in request.events.iter().enumerate() {
-            let read = match event {
-                Ok(read) => read,
+            // read_events validated the JSON of every event it returns.
+            let read = event.as_ref().map_err(Clone::clone);
+            let original = match read.and_then(|read| read.event(text)) {
+                Ok(event) => event,
                 Err(e) => {
-                    rejected.push((index, Error::Event(e.clone())));
+                    self.unlabelled(&mut pending, &mut labels);
+                    self.not_sent(&mut pending, &labels, &why, Some(NotSent::Refused));
+                    rejected.push((index, Error::Event(e)));
                     continue;
                 }
             };
-            // read_events validated the JSON of every event it returns.
-            let judged = read.event(text).map_err(Error::Event).and_then(|event| {
-                let (bot, flagged) = self.judged(&event, request_bot, &mut last_agent)?;
-                Ok((event, bot, flagged))
-            });
-            let (event, bot, flagged) = match judged {
+            self.label(&original, &mut pending, &mut labels);
+            let (bot, flagged) = match self.judged(&original, request_bot, &mut last_agent) {
                 Ok(judged) => judged,
                 Err(e) => {
+                    self.not_sent(&mut pending, &labels, &why, Some(NotSent::Refused));
                     rejected.push((index, e));
                     continue;
                 }
@@ -262,6 +284,8 @@ impl Sanitizer {
             if bot.is_some() && self.bots == BotMode::Drop {
                 accepted += 1;
                 bots += 1;
+                self.not_sent(&mut pending, &labels, &why, Some(NotSent::Bot));
+                inventory.walk_event(&original, &self.named);
                 continue;
             }
             let flagged_event;
@@ -272,11 +296,12 @@ impl Sanitizer {
                         &flagged_event
                     }
                     Err(e) => {
+                        self.not_sent(&mut pending, &labels, &why, Some(NotSent::Refused));
                         rejected.push((index, Error::Event(e)));
                         continue;
                     }
                 },
-                None => &event,
+                None => &original,
             };
             // Last event's outputs: their buffers are written again.
             for w in written.iter_mut().filter_map(Option::take) {
@@ -285,7 +310,7 @@ impl Sanitizer {
             let mut gates = Gates {
                 signals,
                 receives: &mut receives,
-                consent: &mut consent,
+                why: &mut why,
             };
             let mapped = self
                 .write_all(event, &memo, &mut written, &mut gates, &mut spare)
@@ -296,16 +321,22 @@ impl Sanitizer {
                 Ok(()) => {
                     accepted += 1;
                     bots += usize::from(bot.is_some());
-                    for (p, kept) in pending.iter_mut().zip(&consent) {
-                        p.consent += u32::from(*kept);
+                    for (p, why) in pending.iter_mut().zip(&why) {
+                        p.consent += u32::from(*why == Some(Reason::Consent));
                     }
-                    output = output.saturating_add(add_items(index, &mut items, &mut pending));
+                    self.not_sent(&mut pending, &labels, &why, None);
+                    inventory.walk_event(&original, &self.named);
+                    let added = add_items(index, &mut items, &mut pending, &labels);
+                    output = output.saturating_add(added);
                     // Checked as it grows: memory stays bounded, whatever the request.
                     if output > MAX_OUTPUT_BYTES {
                         return Err(RequestError::OutputTooLarge);
                     }
                 }
-                Err(e) => rejected.push((index, e)),
+                Err(e) => {
+                    self.not_sent(&mut pending, &labels, &why, Some(NotSent::Refused));
+                    rejected.push((index, e));
+                }
             }
         }
         let deliveries = dests
@@ -320,7 +351,50 @@ impl Sanitizer {
             rejected,
             deliveries,
             bots,
+            inventory: inventory.into_paths(),
         })
+    }
+
+    /// Each server-side destination's label of an event (in `labels`).
+    fn label(&self, event: &Event<'_>, pending: &mut [Pending], labels: &mut [u32]) {
+        for ((d, p), label) in self.destinations.iter().zip(pending).zip(labels) {
+            if d.is_server_side() {
+                let key = ledger::key(event, &d.names);
+                *label = p.ledger.label(key, &d.names, d.applies_names());
+            }
+        }
+    }
+
+    /// Counts one event not sent: to every server-side destination for
+    /// `all`; else to each whose gates kept it (`why`). Client-side
+    /// destinations keep no ledger (the edge sends them nothing).
+    fn not_sent(
+        &self,
+        pending: &mut [Pending],
+        labels: &[u32],
+        why: &[Option<Reason>],
+        all: Option<NotSent>,
+    ) {
+        let each = pending.iter_mut().zip(labels).zip(why);
+        for (d, ((p, &label), why)) in self.destinations.iter().zip(each) {
+            let reason = match (all, why) {
+                _ if !d.is_server_side() => continue,
+                (Some(all), _) => all,
+                (None, Some(why)) => NotSent::of(*why),
+                (None, None) => continue,
+            };
+            p.ledger.not_sent(label, reason);
+        }
+    }
+
+    /// Each server-side destination's label of an event refused before
+    /// its type was known.
+    fn unlabelled(&self, pending: &mut [Pending], labels: &mut [u32]) {
+        for ((d, p), label) in self.destinations.iter().zip(pending).zip(labels) {
+            if d.is_server_side() {
+                *label = p.ledger.label(ledger::UNKNOWN, &d.names, false);
+            }
+        }
     }
 
     /// Writes one event for each class of destination that receives it:
@@ -334,10 +408,10 @@ impl Sanitizer {
         spare: &mut Vec<Spare>,
     ) -> Result<(), Error> {
         let verdicts = self.verdicts(event, gates.signals);
-        let each = gates.receives.iter_mut().zip(gates.consent.iter_mut());
-        for (dest, (receives, consent)) in self.destinations.iter().zip(each) {
+        let each = gates.receives.iter_mut().zip(gates.why.iter_mut());
+        for (dest, (receives, why)) in self.destinations.iter().zip(each) {
             let gate = self.gate(event, dest, &verdicts);
-            *consent = gate == Err(crate::report::Reason::Consent);
+            *why = gate.err();
             *receives = gate.is_ok();
             if !*receives || written[dest.class].is_some() {
                 continue;
@@ -445,11 +519,11 @@ impl Sanitizer {
 }
 
 /// The request's signals, and per destination whether it receives the
-/// event being written and whether consent kept it from it.
+/// event being written and, if not, why.
 struct Gates<'a> {
     signals: &'a Signals,
     receives: &'a mut [bool],
-    consent: &'a mut [bool],
+    why: &'a mut [Option<Reason>],
 }
 
 /// One destination's item of an event: its index, where the item stands
@@ -469,10 +543,15 @@ fn take_back(items: &mut Vec<Mapped>, pending: &mut [Pending]) {
 /// Adds one accepted event's items (from [`Sanitizer::map_formats`]) to
 /// what each destination is sent; `index` is the event's in the request.
 /// Returns the bytes they added.
-fn add_items(index: usize, items: &mut Vec<Mapped>, pending: &mut [Pending]) -> usize {
+fn add_items(
+    index: usize,
+    items: &mut Vec<Mapped>,
+    pending: &mut [Pending],
+    labels: &[u32],
+) -> usize {
     let mut added = 0usize;
     for (at, span, tally) in items.drain(..) {
-        let Some(p) = pending.get_mut(at) else {
+        let (Some(p), Some(&label)) = (pending.get_mut(at), labels.get(at)) else {
             continue;
         };
         match span {
@@ -481,8 +560,12 @@ fn add_items(index: usize, items: &mut Vec<Mapped>, pending: &mut [Pending]) -> 
                 p.items.push(span);
                 p.indexes.push(index);
                 p.tallies.push(tally);
+                p.labels.push(label);
             }
-            None => p.unmapped += 1,
+            None => {
+                p.unmapped += 1;
+                p.ledger.not_sent(label, NotSent::Unmapped);
+            }
         }
     }
     added
@@ -497,6 +580,8 @@ fn deliver(format: Format, name: &str, p: Pending, max_bytes: usize) -> Delivery
         destination: name.to_owned(),
         unmapped: p.unmapped,
         consent: p.consent,
+        labels: p.ledger.labels,
+        not_sent: p.ledger.not_sent,
         ..Delivery::default()
     };
     for body in bodies {
@@ -507,6 +592,9 @@ fn deliver(format: Format, name: &str, p: Pending, max_bytes: usize) -> Delivery
         delivery
             .events
             .push(body.items.iter().map(|&i| p.indexes[i]).collect());
+        delivery
+            .labels_of
+            .push(body.items.iter().map(|&i| p.labels[i]).collect());
         delivery.bodies.push(body.text);
     }
     delivery

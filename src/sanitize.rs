@@ -20,6 +20,7 @@ use crate::credential::{self, Target};
 use crate::error::{Error, EventError};
 use crate::event::{Calls, Event, Field, Member, NameField};
 use crate::format::Format;
+use crate::inventory::Named;
 use crate::json::{self, Kind, Reader, StrSpan, SyntaxError};
 use crate::key_name;
 use crate::mask::{transform_tag, KeyError, Masker, Memo};
@@ -84,6 +85,9 @@ pub(crate) struct Compiled {
     /// The purposes (indexes in the policy's consent section) the visitor
     /// must have granted for it to receive an event; empty: not gated.
     purposes: Vec<usize>,
+    /// Its `events` map, for the ledger's labels (an unrestricted
+    /// destination's too, which it does not apply).
+    pub(crate) names: NameTable,
 }
 
 /// What a top-level member's output depends on, besides the event: the
@@ -140,6 +144,11 @@ pub(crate) struct MemberOut {
 pub(crate) type Reuse<'b> = [Option<(&'b [u8], MemberOut)>];
 
 impl Compiled {
+    /// Whether it applies its `events` map (renames included).
+    pub(crate) fn applies_names(&self) -> bool {
+        matches!(self.route, Route::Restricted(_))
+    }
+
     /// Whether the edge sends it anything.
     pub(crate) fn is_server_side(&self) -> bool {
         !matches!(self.route, Route::ClientSide)
@@ -190,6 +199,9 @@ pub struct Sanitizer {
     pub(crate) bots: BotMode,
     /// The policy's BAA register (for evidence reports).
     baa: Vec<BaaEntry>,
+    /// What the policy's lists name, all together (for the inventory of
+    /// paths none does).
+    pub(crate) named: Named,
 }
 
 impl Sanitizer {
@@ -286,6 +298,7 @@ impl Sanitizer {
                             .unwrap_or(usize::MAX)
                     })
                     .collect(),
+                names: NameTable::new(&policy.names_for(d)),
                 route: match (d.connection, d.restricted) {
                     (Connection::ClientSide, _) => Route::ClientSide,
                     (Connection::ServerSide, false) => Route::Unrestricted,
@@ -313,6 +326,7 @@ impl Sanitizer {
             consent: gate,
             bots: policy.bots,
             baa: policy.baa_register(),
+            named: crate::compile::named(policy),
         })
     }
 

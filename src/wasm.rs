@@ -240,6 +240,26 @@ export interface Processed {
   /** Accepted events that are a bot's, under the policy's `bots`: sent
    * nowhere (`drop`) or flagged (`flag`). */
   bots: number;
+  /** Per destination, what the delivery ledger counts: every event of the
+   * request exactly once, sent or not sent with a reason. */
+  ledger: Record<string, Ledger>;
+  /** Paths in the accepted events that no rule of the policy names, with
+   * the number of events each occurred in (`[key]` for a key that is not
+   * a field name; at most 256, then `[more paths]`; never a value). */
+  inventory: Array<[path: string, events: number]>;
+}
+/** Why an event was not sent to a destination. */
+export type NotSent = "routing" | "call_type" | "event_name" | "consent" | "bot" | "unmapped" | "refused";
+/** One destination's part of a request in the delivery ledger. */
+export interface Ledger {
+  /** Distinct labels: the call type (null: refused before it was known)
+   * and the name as sent, only when the destination's `events` map lists
+   * it (else null: names can be PHI). */
+  labels: Array<[call: CallType | null, event: string | null]>;
+  /** Parallel to `events`: per body, per event, its index in `labels`. */
+  of: number[][];
+  /** Events not sent: label index, reason, how many. */
+  notSent: Array<[label: number, reason: NotSent, count: number]>;
 }
 /** Counts since the last `takeReport()`, by destination. */
 export type Report = Record<string, { events: number; dropped: number; masked: number; transformed: number }>;
@@ -275,6 +295,42 @@ fn define(target: &JsValue, key: &str, value: &JsValue) {
     let (target, field): (&Object, &Object) = (target.unchecked_ref(), field.unchecked_ref());
     // Fails only on frozen or non-object targets, which these are not.
     let _ = Reflect::define_property(target, &JsValue::from_str(key), field);
+}
+
+/// One destination's ledger: `{labels, of, notSent}` (see the `Ledger`
+/// type). `of` crosses as one typed array per body, as `events` does.
+fn ledger_of(d: &crate::process::Delivery) -> JsValue {
+    let text = |t: Option<&str>| t.map_or(JsValue::NULL, JsValue::from_str);
+    let labels: Array = d
+        .labels
+        .iter()
+        .map(|l| -> JsValue {
+            let call = text(l.call.map(|c| c.name()));
+            Array::of2(&call, &text(l.event.as_deref())).into()
+        })
+        .collect();
+    let of: Array = d
+        .labels_of
+        .iter()
+        .map(|list| -> JsValue { Array::from(&js_sys::Uint32Array::from(list.as_slice())).into() })
+        .collect();
+    let not_sent: Array = d
+        .not_sent
+        .iter()
+        .map(|(label, why, n)| -> JsValue {
+            let (label, why, n) = (
+                JsValue::from(*label),
+                JsValue::from_str(why.code()),
+                JsValue::from(*n),
+            );
+            Array::of3(&label, &why, &n).into()
+        })
+        .collect();
+    let out: JsValue = Object::new().into();
+    set(&out, "labels", &labels);
+    set(&out, "of", &of);
+    set(&out, "notSent", &not_sent);
+    out
 }
 
 fn problems(list: &[Problem]) -> Array {
@@ -787,6 +843,19 @@ impl Sanitizer {
         set(&out, "events", &events);
         set(&out, "report", &report);
         set(&out, "bots", &JsValue::from(done.bots as u32));
+        let ledger: JsValue = Object::new().into();
+        for d in &done.deliveries {
+            define(&ledger, &d.destination, &ledger_of(d));
+        }
+        set(&out, "ledger", &ledger);
+        let inventory: Array = done
+            .inventory
+            .iter()
+            .map(|(path, n)| -> JsValue {
+                Array::of2(&JsValue::from_str(path), &JsValue::from(*n)).into()
+            })
+            .collect();
+        set(&out, "inventory", &inventory);
         Ok(out)
     }
 

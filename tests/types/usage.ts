@@ -10,6 +10,8 @@ import init, {
   Sanitizer,
   validatePolicy,
   type BaaEntry,
+  type Ledger,
+  type NotSent,
   type CallType,
   type ConsentDecision,
   type Explanation,
@@ -94,7 +96,16 @@ export async function usage(): Promise<void> {
   const decisions: ConsentDecision[] | undefined = s.explain(event, signals).ads.consent;
   const code: Explanation["code"] = s.explain(event).ads.code;
   const kept: number = s.processRequest(new Uint8Array(), "track", undefined, signals).report.ads.consent;
-  void [gated, decisions, code, kept];
+  const done = s.processRequest(new Uint8Array(), "batch", undefined);
+  const ledger: Ledger = done.ledger.ads;
+  const [call, name]: [CallType | null, string | null] = ledger.labels[0];
+  const [label, reason, count]: [number, NotSent, number] = ledger.notSent[0];
+  const first: number = ledger.of[0][0];
+  const [path, events]: [string, number] = done.inventory[0];
+  void [gated, decisions, code, kept, call, name, label, reason, count, first, path, events];
+  // @ts-expect-error: reasons are the documented codes
+  const wrong: NotSent = "rate_limited";
+  void wrong;
   // @ts-expect-error: gpc is a boolean
   s.sanitizeJson("{}", "ads", { gpc: "1" });
   // @ts-expect-error: signals have gpc and region only
