@@ -37,6 +37,7 @@ const OUTAGE = { from: 1_000, to: 5_000, destination: "mixpanel", status: 503 };
 const SEND_LIMIT_MS = 180_000;
 const DRAIN_LIMIT_MS = 180_000;
 const WRITE_KEY = "load-write-key";
+const OPERATOR_KEY = "load-test-operator-key-0123456789abcdef";
 const MASKING_KEY = "load-test-masking-key-0123456789abcdef0123";
 // The flood: NORMAL_KEYS keys at NORMAL_RATE requests/s each, one key at
 // 20 times that, for FLOOD_SECONDS, of FLOOD_BATCH events a request;
@@ -112,8 +113,41 @@ async function start(writeKeys, ratelimits) {
     AUTH_MIXPANEL: FAKE_CREDENTIALS.mixpanel,
     AUTH_GA4: `${FAKE_CREDENTIALS.ga4.measurement_id}:${FAKE_CREDENTIALS.ga4.api_secret}`,
     AUTH_POSTHOG: FAKE_CREDENTIALS.posthog,
-  }, ratelimits ? { ratelimits } : undefined);
+    OPERATOR_KEY,
+  }, { migrate: true, ...(ratelimits ? { ratelimits } : {}) });
   return { fakes, dev };
+}
+
+/**
+ * The evidence ledger of the run (GET /evidence for today), once nothing
+ * is in flight: per destination, its reconciliation beside what the
+ * destination's API accepted; and the requests refused whole, by reason.
+ */
+async function ledgerOf(dev, fakes) {
+  const day = new Date().toISOString().slice(0, 10);
+  const get = async () => (await fetch(`${dev.url}/evidence?from=${day}&to=${day}`, { headers: { Authorization: `Bearer ${OPERATOR_KEY}` } })).json();
+  let report = await get();
+  const settled = (r) => r.reconciliation?.length === destinations.length && r.reconciliation.every((c) => c.in_flight <= 0);
+  await until(async () => settled((report = await get())), "the ledger to settle", 60_000).catch(() => {});
+  const rows = destinations.map((d) => {
+    const c = report.reconciliation?.find((x) => x.destination === d) ?? {};
+    return { destination: d, ...c, accepted: (fakes.received[d] ?? []).length };
+  });
+  const refused = Object.fromEntries((report.refused_requests ?? []).map((r) => [r.reason, r.requests]));
+  return { rows, refused, ok: rows.every((r) => r.balanced === true && r.in_flight === 0 && r.delivered === r.accepted) };
+}
+
+/** The ledger's figures per destination as Markdown. */
+function ledgerTable({ rows, ok }) {
+  return [
+    "The evidence ledger of the run (`GET /evidence`), once nothing was in flight, beside what each API accepted:",
+    "",
+    "| destination | received | not sent | delivered | dead-lettered | failed | in flight | its API accepted | balanced |",
+    "|---|---|---|---|---|---|---|---|---|",
+    ...rows.map((r) => `| ${r.destination} | ${r.received} | ${r.not_sent} | ${r.delivered} | ${r.dead_lettered} | ${r.failed} | ${r.in_flight} | ${r.accepted} | ${r.balanced && r.delivered === r.accepted ? "yes" : "**no**"} |`),
+    "",
+    ok ? "The ledger balances, and counts delivered exactly what each destination accepted." : "**The ledger does not balance, or disagrees with what a destination accepted.**",
+  ];
 }
 
 const authOf = (key) => `Basic ${Buffer.from(`${key}:`).toString("base64")}`;
@@ -238,6 +272,7 @@ async function outagePart() {
     fakes.outage(OUTAGE.destination, null);
     const run = sent.slice();
     const { figures, exact, allArrived, drainMs } = await account(fakes, run, post);
+    const ledger = await ledgerOf(dev, fakes);
 
     latencies.sort((a, b) => a - b);
     const pct = (p) => percentile(latencies, p).toFixed(1);
@@ -259,8 +294,10 @@ async function outagePart() {
       "",
       ...destinationTable(figures, exact),
       "",
+      ...ledgerTable(ledger),
+      "",
     ];
-    return { lines, ok: exact && refusedRequests === 0 && sent.length === CLIENTS * REQUESTS + 1 };
+    return { lines, ok: exact && ledger.ok && refusedRequests === 0 && sent.length === CLIENTS * REQUESTS + 1 };
   } finally {
     await dev.stop();
     await fakes.close();
@@ -303,6 +340,7 @@ async function floodPart() {
     }));
     const sendMs = Date.now() - started;
     const { figures, exact, allArrived, drainMs, sentinel } = await account(fakes, sent.slice(), (events) => postOnce(dev, FLOOD.sentinelKey, events));
+    const ledger = await ledgerOf(dev, fakes);
     const ok200 = sent.filter((s) => s.status === 200).length + (sentinel.status === 200 ? 1 : 0);
     const got429 = sent.filter((s) => s.status === 429).length;
     const requestLines = logLines(dev, "request") - requestLinesBefore;
@@ -337,11 +375,14 @@ async function floodPart() {
       "",
       ...destinationTable(figures, exact),
       "",
+      ...ledgerTable(ledger),
+      `- the ledger's requests refused whole: ${ledger.refused.rate_limited ?? 0} rate limited, for ${got429} answers 429`,
+      "",
     ];
     if (!normalWhole) console.error("a normal key's request was not answered 200");
     if (!floodRefused) console.error("the flooding key was not refused with 429 and Retry-After");
     if (requestLines !== ok200) console.error(`${requestLines} engine lines for ${ok200} requests answered 200`);
-    return { lines, ok: exact && normalWhole && floodRefused && requestLines === ok200 && limitedLines === got429 && sentinel.status === 200 };
+    return { lines, ok: exact && ledger.ok && (ledger.refused.rate_limited ?? 0) === got429 && normalWhole && floodRefused && requestLines === ok200 && limitedLines === got429 && sentinel.status === 200 };
   } finally {
     await dev.stop();
     await fakes.close();

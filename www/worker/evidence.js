@@ -170,6 +170,37 @@ export function reconcile(rows) {
   });
 }
 
+/**
+ * The ledger as a reader takes it in: one line per day, destination,
+ * call and event (and policy, when the range saw more than one), a
+ * column per decision, each reason beside its count.
+ */
+export function ledgerLines(ledger) {
+  const policies = new Set(ledger.map((l) => l.policy));
+  const lines = new Map();
+  for (const l of ledger) {
+    const key = JSON.stringify([l.day, l.destination, l.call, l.event, l.policy]);
+    if (!lines.has(key)) lines.set(key, { day: l.day, destination: l.destination, call: l.call, event: l.event, policy: l.policy, counts: {} });
+    const by = (lines.get(key).counts[l.decision] ??= {});
+    by[l.reason ?? ""] = (by[l.reason ?? ""] ?? 0) + l.count;
+  }
+  const cellOf = (by) => {
+    if (!by) return 0;
+    const total = Object.values(by).reduce((n, c) => n + c, 0);
+    const reasons = Object.entries(by).filter(([r]) => r !== "").map(([r, c]) => `${r} ${c}`);
+    return reasons.length === 0 ? total : `${total} (${reasons.join(", ")})`;
+  };
+  const head = ["day", "destination", "call", "event", "received", "queued or direct", "delivered", "dead-lettered", "failed", "replayed", "not sent"];
+  if (policies.size > 1) head.push("policy");
+  const rows = [...lines.values()].map((l) => {
+    const sent = (l.counts.queued ? cellOf(l.counts.queued) : 0) + (l.counts.direct ? cellOf(l.counts.direct) : 0);
+    const row = [l.day, l.destination, l.call, l.event, cellOf(l.counts.received), sent, cellOf(l.counts.delivered), cellOf(l.counts.dead_lettered), cellOf(l.counts.failed), cellOf(l.counts.replayed), cellOf(l.counts.not_sent)];
+    if (policies.size > 1) row.push(l.policy ? l.policy.slice(0, 12) : null);
+    return row;
+  });
+  return { head, rows };
+}
+
 // ---- Markdown ----
 
 /** Text for a Markdown table cell: no line break, no column break, no markup. */
@@ -183,7 +214,7 @@ function table(head, lines) {
 export const TEXT = {
   intro: "This report shows what the phimask edge filter did with the analytics events it received, as counts and field paths only. It holds no event's values: no identifiers, no names, no property values. An event name appears only where the policy itself lists it; any other name is shown as —.",
   reconciliation: "For each day (UTC, the day the events were received) and destination: received = delivered + dead-lettered + failed + not sent + in flight. **Received**: events of accepted requests the destination was considered for. **Not sent**: the policy kept them from it (reasons in the ledger). **Delivered**: the destination's API accepted them. **Dead-lettered**: its API refused them or retries ran out; they are held for an operator (replayed ones are counted again when delivered). **Failed**: refused by the destination inside a body it otherwise took, or a direct delivery that failed; nothing is held. **In flight**: queued and not yet delivered or dead-lettered. **Balanced** says every received event is accounted for.",
-  ledger: "Every count behind the reconciliation. Decision **received** counts each event once per destination; **queued** or **direct** when it was sent on its way (direct: under a BAA, sent at once without the queue); **not_sent** with the policy's reason (routing: the event's integrations did not route it there; call_type: the destination does not take that call; event_name: the policy's events map drops the name; consent: a purpose it needs was not granted; bot: a bot's event under bots: drop; unmapped: its format has no mapping for the event; refused: the event was invalid or too large and went nowhere); **delivered**, **dead_lettered**, **failed** and **replayed** as above.",
+  ledger: "Every count behind the reconciliation, per call type and event name as sent (— where the policy does not list the name). **Received** counts each event once per destination; **queued or direct** when it was sent on its way (direct: under a BAA, sent at once without the queue); **delivered**, **dead-lettered**, **failed** and **replayed** as above, with the reason beside its count; **not sent** with the policy's reason (routing: the event's integrations did not route it there; call_type: the destination does not take that call; event_name: the policy's events map drops the name; consent: a purpose it needs was not granted; bot: a bot's event under bots: drop; unmapped: its format has no mapping for the event; refused: the event was invalid or too large and went nowhere).",
   refused: "Requests refused whole (bad or missing write key, rate limited, too large, malformed, queue unavailable): none of their events was accepted, so they are counted in requests, not events. The senders' SDKs send most of them again.",
   deadLetters: "Events dead-lettered in the range, by destination and reason; and the dead letters held now (kept 14 days, replayable by an operator).",
   inventory: "Field paths that arrived in events and that no rule of the policy names, with the number of events each arrived in and the first day it was seen. Nothing under these paths was sent to any restricted destination; a new path may be a new field carrying PHI and is worth a look. Keys that do not look like field names are shown as [key].",
@@ -200,8 +231,8 @@ export function markdown(r) {
   out.push(table(["day", "destination", "received", "delivered", "dead-lettered", "failed", "not sent", "in flight", "balanced"],
     r.reconciliation.map((c) => [c.day, c.destination, c.received, c.delivered, c.dead_lettered, c.failed, c.not_sent, c.in_flight, c.balanced ? "yes" : "**NO**"])));
   out.push(`## Ledger\n\n${TEXT.ledger}\n`);
-  out.push(table(["day", "destination", "call", "event", "decision", "reason", "events", "policy"],
-    r.ledger.map((l) => [l.day, l.destination, l.call, l.event, l.decision, l.reason, l.count, l.policy ? l.policy.slice(0, 12) : null])));
+  const lines = ledgerLines(r.ledger);
+  out.push(table(lines.head, lines.rows));
   out.push(`## Requests refused whole\n\n${TEXT.refused}\n`);
   out.push(table(["day", "call", "reason", "requests"], r.refused_requests.map((x) => [x.day, x.call, x.reason, x.requests])));
   out.push(`## Dead letters\n\n${TEXT.deadLetters}\n`);
@@ -244,8 +275,8 @@ export function html(r) {
   parts.push(htmlTable(["day", "destination", "received", "delivered", "dead-lettered", "failed", "not sent", "in flight", "balanced"],
     r.reconciliation.map((c) => [c.day, c.destination, c.received, c.delivered, c.dead_lettered, c.failed, c.not_sent, c.in_flight, c.balanced ? "yes" : "NO"])).replace(/<td>NO<\/td>/g, '<td class="no">NO</td>'));
   parts.push(`<h2>Ledger</h2><p>${prose(TEXT.ledger)}</p>`);
-  parts.push(htmlTable(["day", "destination", "call", "event", "decision", "reason", "events", "policy"],
-    r.ledger.map((l) => [l.day, l.destination, l.call, l.event, l.decision, l.reason, l.count, l.policy ? l.policy.slice(0, 12) : null])));
+  const lines = ledgerLines(r.ledger);
+  parts.push(htmlTable(lines.head, lines.rows));
   parts.push(`<h2>Requests refused whole</h2><p>${prose(TEXT.refused)}</p>`);
   parts.push(htmlTable(["day", "call", "reason", "requests"], r.refused_requests.map((x) => [x.day, x.call, x.reason, x.requests])));
   parts.push(`<h2>Dead letters</h2><p>${prose(TEXT.deadLetters)}</p>`);

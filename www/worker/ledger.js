@@ -84,11 +84,11 @@ export class Rows {
 
   add(destination, call, event, decision, reason, count) {
     if (!(count > 0)) return;
-    const row = [String(destination), call ?? "", event ?? "", decision, reason ?? "", 0];
+    const row = [String(destination), call ?? "", event ?? "", decision, reason ?? "", count];
     const key = JSON.stringify(row.slice(0, 5));
     const had = this.map.get(key);
     if (had) had[5] += count;
-    else this.map.set(key, (row[5] = count, row));
+    else this.map.set(key, row);
   }
 
   /** Counts each request index of `indexes` under its label (`of`). */
@@ -247,8 +247,8 @@ export async function record(env, entry, maps) {
     log("error", { phimask: "ledger not written, queued instead", rows: entry.rows.length, error: short(String(e?.message ?? e)) });
   }
   try {
-    const messages = ledgerMessages(entry);
-    await env.DELIVERY.sendBatch(messages.map((body) => ({ body, contentType: "v8" })));
+    // One call each: a ledger message may be most of a call's 256 KB.
+    for (const body of ledgerMessages(entry)) await env.DELIVERY.send(body, { contentType: "v8" });
   } catch (e) {
     log("error", { phimask: "ledger counts lost", rows: entry.rows.length, events: entry.rows.reduce((n, r) => n + r[5], 0), error: short(String(e?.message ?? e)) });
   }

@@ -146,6 +146,8 @@ function indexBytes(i) {
  * serialization of the whole message), a dead letter's reason included.
  */
 export function messageBytes(m) {
+  // A ledger message (ledger.js): strings at two bytes a character, at most, and room for tags.
+  if (m?.kind === "ledger") return 2 * JSON.stringify(m).length + 256;
   const events = Array.isArray(m.events) ? m.events : [];
   let bytes = ENVELOPE_BYTES + 2 * String(m.to ?? "").length + (m.body?.byteLength ?? 0);
   for (const i of events) bytes += indexBytes(i);
