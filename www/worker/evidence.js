@@ -14,6 +14,8 @@ export const MAX_DAYS = 366;
 const FORMATS = new Set(["json", "markdown", "html"]);
 const PARAMS = new Set(["from", "to", "format"]);
 const DAY_MS = 86_400_000;
+/** Most inventory paths one report lists (the newest first); `inventory_more` counts the rest. */
+export const MAX_REPORT_PATHS = 1000;
 
 /** Whether `value` is a calendar date written YYYY-MM-DD (no 2026-02-30). */
 export function isDay(value) {
@@ -80,9 +82,10 @@ export async function gather(env, context, from, to) {
       GROUP BY day, policy, destination, call, event, decision, reason
       ORDER BY day, destination, call, event, decision, reason, policy`).bind(environment, from, to),
     db.prepare(`SELECT path, SUM(count) AS count,
-        (SELECT MIN(f.day) FROM inventory f WHERE f.environment = i.environment AND f.path = i.path) AS first_seen
+        (SELECT MIN(f.day) FROM inventory f WHERE f.environment = i.environment AND f.path = i.path) AS first_seen,
+        COUNT(*) OVER () AS paths
       FROM inventory i WHERE environment = ? AND day >= ? AND day <= ?
-      GROUP BY path ORDER BY first_seen DESC, path`).bind(environment, from, to),
+      GROUP BY path ORDER BY first_seen DESC, count DESC, path LIMIT ?`).bind(environment, from, to, MAX_REPORT_PATHS),
     db.prepare(`SELECT sha256, first_seen, last_seen, map_markdown FROM policies
       WHERE environment = ? AND first_seen <= ? AND last_seen >= ? ORDER BY first_seen, sha256`).bind(environment, to, from),
   ]);
@@ -118,6 +121,7 @@ export async function gather(env, context, from, to) {
     dead_letters: [...deadLetters.values()],
     dead_letters_open: open,
     inventory: inventory.results.map((p) => ({ path: p.path, count: p.count, first_seen: p.first_seen, new: p.first_seen >= from })),
+    inventory_more: Math.max(0, (inventory.results[0]?.paths ?? 0) - inventory.results.length),
   };
 }
 
@@ -217,7 +221,7 @@ export const TEXT = {
   ledger: "Every count behind the reconciliation, per call type and event name as sent (— where the policy does not list the name). **Received** counts each event once per destination; **queued or direct** when it was sent on its way (direct: under a BAA, sent at once without the queue); **delivered**, **dead-lettered**, **failed** and **replayed** as above, with the reason beside its count; **not sent** with the policy's reason (routing: the event's integrations did not route it there; call_type: the destination does not take that call; event_name: the policy's events map drops the name; consent: a purpose it needs was not granted; bot: a bot's event under bots: drop; unmapped: its format has no mapping for the event; refused: the event was invalid or too large and went nowhere).",
   refused: "Requests refused whole (bad or missing write key, rate limited, too large, malformed, queue unavailable): none of their events was accepted, so they are counted in requests, not events. The senders' SDKs send most of them again.",
   deadLetters: "Events dead-lettered in the range, by destination and reason; and the dead letters held now (kept 14 days, replayable by an operator).",
-  inventory: "Field paths that arrived in events and that no rule of the policy names, with the number of events each arrived in and the first day it was seen. Nothing under these paths was sent to any restricted destination; a new path may be a new field carrying PHI and is worth a look. Keys that do not look like field names are shown as [key].",
+  inventory: "Field paths that arrived in events and that no rule of the policy names, with the number of events each arrived in and the first day it was seen, newest first. Nothing under these paths was sent to any restricted destination; a new path may be a new field carrying PHI and is worth a look. Keys that do not look like field names are shown as [key]; [more paths] counts the events of paths beyond a day's first 1,000.",
   baa: "Destinations the policy says have a signed Business Associate Agreement, with when and under what reference, as the running policy records them.",
   policies: "Each policy (by SHA-256) that counted events in the range, with its data map: for each destination, which fields are sent and in what form.",
 };
@@ -241,6 +245,7 @@ export function markdown(r) {
   out.push(r.dead_letters_open === null ? "_The dead-letter store could not be read._\n" : table(["destination", "reason", "letters", "events"], r.dead_letters_open.map((d) => [d.destination, d.reason, d.letters, d.events])));
   out.push(`## Inventory of paths no rule names\n\n${TEXT.inventory}\n`);
   out.push(table(["path", "events", "first seen", "new in range"], r.inventory.map((p) => [p.path, p.count, p.first_seen, p.new ? "yes" : "no"])));
+  if (r.inventory_more > 0) out.push(`And ${r.inventory_more} more paths, first seen earlier or in fewer events (the JSON form lists the same ${r.inventory.length}).\n`);
   out.push(`## BAA register\n\n${TEXT.baa}\n`);
   out.push(table(["destination", "signed", "reference"], r.baa.map((b) => [b.destination, b.signed ?? "no date recorded", b.ref])));
   out.push(`## Policies in force\n\n${TEXT.policies}\n`);
@@ -285,6 +290,7 @@ export function html(r) {
   parts.push(r.dead_letters_open === null ? "<p><em>The dead-letter store could not be read.</em></p>" : htmlTable(["destination", "reason", "letters", "events"], r.dead_letters_open.map((d) => [d.destination, d.reason, d.letters, d.events])));
   parts.push(`<h2>Inventory of paths no rule names</h2><p>${prose(TEXT.inventory)}</p>`);
   parts.push(htmlTable(["path", "events", "first seen", "new in range"], r.inventory.map((p) => [p.path, p.count, p.first_seen, p.new ? "yes" : "no"])));
+  if (r.inventory_more > 0) parts.push(`<p>And ${esc(r.inventory_more)} more paths, first seen earlier or in fewer events.</p>`);
   parts.push(`<h2>BAA register</h2><p>${prose(TEXT.baa)}</p>`);
   parts.push(htmlTable(["destination", "signed", "reference"], r.baa.map((b) => [b.destination, b.signed ?? "no date recorded", b.ref])));
   parts.push(`<h2>Policies in force</h2><p>${prose(TEXT.policies)}</p>`);

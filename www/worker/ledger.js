@@ -31,6 +31,15 @@ export const LEDGER_KIND = "ledger";
 const LEDGER_MESSAGE_BYTES = 100_000;
 // applied rows outlive any message that could be given again (14 days).
 const APPLIED_KEEP_MS = 15 * 86_400_000;
+/**
+ * Most distinct inventory paths one environment keeps a day; the events
+ * of paths beyond them are counted under MORE_PATHS. Senders choose the
+ * keys (a browser's write key is public): without a bound, fresh names
+ * would grow D1 and the report without end.
+ */
+export const MAX_DAY_PATHS = 1000;
+/** Where the engine, and the day's bound, count the paths beyond their caps. */
+export const MORE_PATHS = "[more paths]";
 
 /** The UTC day of `ms` as YYYY-MM-DD. */
 export const dayOf = (ms = Date.now()) => new Date(ms).toISOString().slice(0, 10);
@@ -216,6 +225,7 @@ export async function writeEntries(db, entries, maps = {}) {
       }
     }
   }
+  await boundInventory(db, inventory);
   const now = Date.now();
   const statements = [];
   if (rows.size > 0) statements.push(db.prepare(UPSERT_ROWS).bind(JSON.stringify([...rows].map(([k, n]) => [...JSON.parse(k), n]))));
@@ -231,6 +241,42 @@ export async function writeEntries(db, entries, maps = {}) {
   }
   await db.batch(statements);
   return list.length;
+}
+
+/**
+ * Keeps each (environment, day) at MAX_DAY_PATHS distinct paths:
+ * `inventory` (Map of [environment, path, day] as JSON → count) loses
+ * the new paths beyond the bound, their counts added to MORE_PATHS (which
+ * the bound leaves room for).
+ */
+async function boundInventory(db, inventory) {
+  const days = new Map();
+  for (const key of inventory.keys()) {
+    const [environment, path, day] = JSON.parse(key);
+    const head = JSON.stringify([environment, day]);
+    if (!days.has(head)) days.set(head, []);
+    days.get(head).push(path);
+  }
+  for (const [head, paths] of days) {
+    const [environment, day] = JSON.parse(head);
+    const [{ results: [held] }, { results: known }] = await db.batch([
+      db.prepare("SELECT COUNT(*) AS n FROM inventory WHERE environment = ? AND day = ?").bind(environment, day),
+      db.prepare("SELECT path FROM inventory WHERE environment = ? AND day = ? AND path IN (SELECT value FROM json_each(?))").bind(environment, day, JSON.stringify(paths)),
+    ]);
+    const there = new Set(known.map((r) => r.path));
+    let room = MAX_DAY_PATHS - 1 - held.n;
+    const more = JSON.stringify([environment, MORE_PATHS, day]);
+    for (const path of paths) {
+      if (path === MORE_PATHS || there.has(path)) continue;
+      if (room > 0) {
+        room -= 1;
+        continue;
+      }
+      const key = JSON.stringify([environment, path, day]);
+      inventory.set(more, (inventory.get(more) ?? 0) + inventory.get(key));
+      inventory.delete(key);
+    }
+  }
 }
 
 /**
