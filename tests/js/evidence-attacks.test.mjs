@@ -414,6 +414,42 @@ describe("evidence attacks: a request refused 503 half-queued, then sent again, 
   });
 });
 
+describe("evidence attacks: a refused request whose counts were partly queued counts nothing", () => {
+  let fakes;
+  let built;
+  let worker;
+  // 170 long listed names: the bodies (with their labels) and the first
+  // of the counts' two ledger messages fill the first sendBatch call; the
+  // second ledger message goes in the second.
+  const NAMES = Array.from({ length: 170 }, (_, i) => `Listed Event ${String(i).padStart(4, "0")} ${"n".repeat(175)}`);
+  before(async () => {
+    fakes = await startFakes(await freePort(), { quiet: true });
+    built = await bundle({ version: 1, environment: "voided", hipaa: true, events: { ...Object.fromEntries(NAMES.map((n) => [n, "allow"])), "*": "drop" }, destinations: { seg: { connection: "server-side", endpoint: `${fakes.url}/seg` } } });
+    worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, OPERATOR_KEY }, { refusingQueue: "second" });
+  });
+  after(async () => {
+    await worker?.mf.dispose();
+    built?.cleanup();
+    await fakes?.close();
+  });
+
+  test("the first call (bodies and ledger messages) taken, the second refused: its ledger messages are dropped with its bodies; the retry is counted once", async () => {
+    const events = NAMES.map((event, i) => ({ type: "track", event, userId: "u-voided", messageId: `v-${i}` }));
+    const first = await post(worker, events);
+    assert.equal(first.status, 503, first.text);
+    const again = await post(worker, events);
+    assert.equal(again.status, 200, again.text);
+    await until(() => (fakes.received.seg ?? []).length >= NAMES.length, "the retry delivered", 40_000);
+    await settled(worker, (b) => line(b, "seg")?.delivered === NAMES.length, "the retry counted", 40_000);
+    // Past the hold of the first try's messages: they are seen, and dropped, by now.
+    await new Promise((r) => setTimeout(r, 12_000));
+    const last = (await report(worker)).body;
+    balances(last);
+    assert.deepEqual([line(last, "seg").received, line(last, "seg").queued, line(last, "seg").delivered], [NAMES.length, NAMES.length, NAMES.length], JSON.stringify(line(last, "seg")));
+    assert.equal((fakes.received.seg ?? []).length, NAMES.length);
+  });
+});
+
 // ---------------------------------------------------------------------------
 // 3. The route
 // ---------------------------------------------------------------------------
