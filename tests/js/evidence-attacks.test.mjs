@@ -125,6 +125,8 @@ describe("evidence attacks: values planted as event names, keys and routes never
     const destinations = {
       seg: { connection: "server-side", endpoint: `${fakes.url}/seg`, events: { [ONLY_SEG]: "allow" } },
       other: { connection: "server-side", endpoint: `${fakes.url}/other` },
+      // Refuses everything: its bodies become dead letters.
+      down: { connection: "server-side", endpoint: `${fakes.url}/down` },
       amp: { connection: "server-side", format: "amplitude", endpoint: `${fakes.url}/amp/2/httpapi` },
       // Unrestricted under a BAA: events go unchanged, names too; the ledger still only lists listed names.
       baa: { connection: "server-side", endpoint: `${fakes.url}/baa`, restrict_phi: false, baa: { signed: "2026-01-15", ref: "BAA-ATTACK-1" } },
@@ -186,6 +188,7 @@ describe("evidence attacks: values planted as event names, keys and routes never
   let sentCount = 0;
   let listedFor;
   test("every label in the ledger is a name the destination's own events map lists; nothing else is written", async () => {
+    fakes.outage("down", 400);
     const b = batch();
     const sent = await post(worker, b);
     assert.equal(sent.status, 200, sent.text);
@@ -194,10 +197,11 @@ describe("evidence attacks: values planted as event names, keys and routes never
     const bot = await post(worker, PHI.map((name, i) => event(100 + i, { event: name })), { headers: { Origin: "https://clinic.example", "User-Agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)" } });
     assert.equal(bot.status, 200, bot.text);
     sentCount += PHI.length;
-    const body = await settled(worker, (r) => r.reconciliation.length === 4 && r.reconciliation.every((c) => c.received === sentCount), "all four destinations counted");
+    const body = await settled(worker, (r) => r.reconciliation.length === 5 && r.reconciliation.every((c) => c.received === sentCount), "all five destinations counted");
+    assert.ok(line(body, "down").dead_lettered > 0, JSON.stringify(line(body, "down")));
     balances(body);
     // The bot's events: not sent anywhere, for the reason "bot".
-    for (const d of ["seg", "other", "amp", "baa"]) {
+    for (const d of ["seg", "other", "amp", "baa", "down"]) {
       const bots = body.ledger.filter((r) => r.destination === d && r.decision === "not_sent" && r.reason === "bot").reduce((n, r) => n + r.count, 0);
       assert.equal(bots, PHI.length, d);
     }
@@ -211,18 +215,28 @@ describe("evidence attacks: values planted as event names, keys and routes never
     assert.ok(!body.ledger.some((r) => r.destination !== "seg" && r.event === ONLY_SEG), "listed only in seg's map");
     assert.ok(body.ledger.some((r) => r.destination === "baa" && r.event === LISTED && r.decision === "direct"));
     // Exactly one listed track per destination that takes it: the look-alikes are not counted under it.
-    for (const d of ["seg", "other", "amp", "baa"]) {
+    for (const d of ["seg", "other", "amp", "baa", "down"]) {
       const n = body.ledger.filter((r) => r.destination === d && r.event === LISTED && r.decision === "received").reduce((k, r) => k + r.count, 0);
       assert.equal(n, 1, d);
     }
   });
 
   test("no planted value in any D1 row (LEDGER, DELIVERY_STATE), any report form, any log line", async () => {
+    // The dead letters filed (their bodies are base64 inside the envelope: read apart below).
+    const state = await worker.mf.getD1Database("DELIVERY_STATE");
+    await until(async () => (await state.prepare("SELECT COUNT(*) AS n FROM dead_letters").first()).n > 0, "down's dead letters filed", 20_000);
     const forms = [];
     for (const f of ["json", "markdown", "html"]) forms.push((await report(worker, `${RANGE()}&format=${f}`)).text);
     const places = {
       report: forms.join("\n"), ledger: await dump(worker, "LEDGER"), state: await dump(worker, "DELIVERY_STATE"), logs: worker.logs.join("\n"),
+      // A dead letter's envelope but its body: what it was, where, why, under which labels.
+      envelopes: (await state.prepare("SELECT * FROM dead_letters").all()).results.map((row) => JSON.stringify({ ...row, envelope: { ...JSON.parse(row.envelope), body: null } })).join("\n"),
     };
+    // The bodies themselves are what the policy sent to "down" (names under "*": "allow" included): decoded, they
+    // hold the names, so the searches above and below would see a value that got into any other field.
+    const bodies = (await state.prepare("SELECT envelope FROM dead_letters").all()).results.map((r) => Buffer.from(JSON.parse(r.envelope).body?.$bytes ?? "", "base64").toString("utf8")).join("\n");
+    assert.ok(bodies.includes("HIV positive"), "the search would find a planted name where one is");
+    assert.ok(places.envelopes.includes("\"ledger\""), "the envelope carries the body's labels");
     // Words of the planted values, as written and as JSON would escape them.
     const words = [...PHI, "Quickfeather", "HIV", "00482913", "Diabetes", "jane doe", "JANE DOE", "Gastroparesis", "\u0410ppointment", "Appointment\u200bBooked", "patient-1-zq", "jane.doe@clinic"];
     for (const [where, text] of Object.entries(places)) {
