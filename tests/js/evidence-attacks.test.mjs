@@ -383,6 +383,18 @@ describe("evidence attacks: counts stay exact under concurrency, partial refusal
     assert.equal(line(again, "seg").delivered, line(before, "seg").delivered);
     balances(again);
   });
+  test("more outcomes than events sent (a body delivered twice) is shown unbalanced in every form, never hidden", async () => {
+    const queue = await worker.mf.getQueueProducer("DELIVERY", "phimask");
+    const day = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+    await queue.send({ kind: "ledger", id: "attack-twice", day, environment: "counts", policy: "c".repeat(64), rows: [["seg", "track", "", "received", "", 2], ["seg", "track", "", "queued", "", 2], ["seg", "track", "", "delivered", "", 3]], inventory: [] }, { contentType: "v8" });
+    const range = `from=${day}&to=${day}`;
+    await until(async () => (await report(worker, range)).body.reconciliation.length === 1, "the counts written", 20_000);
+    const { body } = await report(worker, range);
+    assert.deepEqual([line(body, "seg").in_flight, line(body, "seg").balanced], [-1, false]);
+    // Bold, as the report means it (not escaped into the text "\*\*NO\*\*").
+    assert.match((await report(worker, `${range}&format=markdown`)).text, /\| seg \| 2 \| 3 \| 0 \| 0 \| 0 \| -1 \| \*\*NO\*\* \|/);
+    assert.match((await report(worker, `${range}&format=html`)).text, /<td class="no">NO<\/td>/);
+  });
 });
 
 describe("evidence attacks: a request refused 503 half-queued, then sent again, is counted once", () => {

@@ -207,8 +207,8 @@ export function ledgerLines(ledger) {
 
 // ---- Markdown ----
 
-/** Text for a Markdown table cell: no line break, no column break, no markup. */
-const cell = (v) => (v === null || v === undefined ? "—" : String(v).replace(/[\r\n\u2028\u2029]+/g, " ").replace(/[\\|`*_<>[\]]/g, (c) => `\\${c}`));
+/** Text for a Markdown table cell: no line break, no column break, no markup (but the report's own, given as { markdown }). */
+const cell = (v) => (v === null || v === undefined ? "—" : typeof v?.markdown === "string" ? v.markdown : String(v).replace(/[\r\n\u2028\u2029]+/g, " ").replace(/[\\|`*_<>[\]]/g, (c) => `\\${c}`));
 
 function table(head, lines) {
   if (lines.length === 0) return "_None in this range._\n";
@@ -233,7 +233,7 @@ export function markdown(r) {
   out.push(`${TEXT.intro}\n`);
   out.push(`## Reconciliation\n\n${TEXT.reconciliation}\n`);
   out.push(table(["day", "destination", "received", "delivered", "dead-lettered", "failed", "not sent", "in flight", "balanced"],
-    r.reconciliation.map((c) => [c.day, c.destination, c.received, c.delivered, c.dead_lettered, c.failed, c.not_sent, c.in_flight, c.balanced ? "yes" : "**NO**"])));
+    r.reconciliation.map((c) => [c.day, c.destination, c.received, c.delivered, c.dead_lettered, c.failed, c.not_sent, c.in_flight, c.balanced ? "yes" : { markdown: "**NO**" }])));
   out.push(`## Ledger\n\n${TEXT.ledger}\n`);
   const lines = ledgerLines(r.ledger);
   out.push(table(lines.head, lines.rows));
