@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use crate::compile::Node;
 use crate::event::{Event, Field, MAX_DEPTH};
 use crate::json::{Kind, Reader, StrSpan, SyntaxError};
-use crate::key_name::push_key;
+use crate::key_name::push_inventory_key;
 use crate::sanitize::CallType;
 
 /// Most distinct paths one request reports; the rest are counted together
@@ -202,13 +202,13 @@ impl Inventory {
     }
 
     /// Writes the path of the walk's place and `key` to `path`, keys shown
-    /// as [`push_key`] shows them, and cut to [`MAX_PATH_BYTES`].
+    /// as [`push_inventory_key`] shows them, and cut to [`MAX_PATH_BYTES`].
     fn show(&mut self, r: &Reader<'_>, key: Option<StrSpan>) -> Result<(), SyntaxError> {
         self.path.clear();
         self.path.push_str(self.root);
         for step in self.steps.iter().copied().chain([key]) {
             match step {
-                Some(k) => push_key(&mut self.path, &r.decode(k)?),
+                Some(k) => push_inventory_key(&mut self.path, &r.decode(k)?),
                 None => self.path.push_str("[]"),
             }
         }

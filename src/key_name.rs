@@ -28,6 +28,22 @@ pub fn push_key(path: &mut String, key: &[u8]) {
     push_shown(path, key);
 }
 
+/// Appends `key` to `path` as the evidence inventory shows it: as
+/// [`push_key`] does, and `[key]` too for a key without a letter or with
+/// four digits in a row (an SSN, a phone number, a birth date or a record
+/// number written as a key), since the inventory keeps its paths for years.
+pub fn push_inventory_key(path: &mut String, key: &[u8]) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    let letter = key.iter().any(u8::is_ascii_alphabetic);
+    let digits = key.split(|b| !b.is_ascii_digit()).any(|run| run.len() >= 4);
+    match std::str::from_utf8(key) {
+        Ok(text) if letter && !digits && looks_like_field_name(key) => path.push_str(text),
+        _ => path.push_str(HIDDEN),
+    }
+}
+
 /// Appends `key` alone, shown as [`push_key`] shows it.
 fn push_shown(out: &mut String, key: &[u8]) {
     match std::str::from_utf8(key) {
@@ -142,6 +158,30 @@ mod tests {
             "x".repeat(65).as_str(),
         ] {
             assert!(!looks_like_field_name(key.as_bytes()), "{key}");
+        }
+    }
+
+    #[test]
+    fn the_inventory_hides_numbers_written_as_keys() {
+        let shown = |key: &str| {
+            let mut path = String::from("properties");
+            push_inventory_key(&mut path, key.as_bytes());
+            path
+        };
+        for key in ["plan", "address2", "utm_source", "q4_26", "line1"] {
+            assert_eq!(shown(key), format!("properties.{key}"));
+        }
+        for key in [
+            "078051120",
+            "5551234567",
+            "19800101",
+            "123",
+            "MRN00482913",
+            "dob_19840101",
+            "Jane Doe",
+            "_",
+        ] {
+            assert_eq!(shown(key), "properties.[key]", "{key}");
         }
     }
 

@@ -259,14 +259,15 @@ describe("evidence attacks: values planted as event names, keys and routes never
     assert.ok(!paths.some((p) => p.startsWith("integrations")), "integrations has its fixed rule");
   });
 
-  test("a key that is a number (an SSN, phone number, birth date or record number without separators) is shown as [key]", { todo: "key_name.rs takes a key of ASCII digits for a field name: the inventory shows properties.078051120" }, async () => {
-    const keys = ["078051120", "5551234567", "19800101", "00482913"];
+  test("a key that is a number (an SSN, phone number, birth date or record number without separators) is shown as [key]", async () => {
+    const keys = ["078051120", "5551234567", "19800101", "00482913", "MRN00482913", "dob_19840101"];
     const sent = await post(worker, [{ type: "track", event: LISTED, userId: "patient-digits", messageId: "m-digits", properties: Object.fromEntries(keys.map((k) => [k, 1])) }]);
     assert.equal(sent.status, 200, sent.text);
     let paths = [];
     await until(async () => (paths = (await report(worker)).body.inventory.map((p) => p.path)).length > 0 && (await report(worker)).body.reconciliation.every((c) => c.in_flight === 0), "the request counted", 20_000);
     const text = [await dump(worker, "LEDGER"), (await report(worker, `${RANGE()}&format=markdown`)).text].join("\n");
     for (const k of keys) assert.ok(!text.includes(k), `${k} in the ledger or the report: ${JSON.stringify(paths.filter((p) => p.includes(k)))}`);
+    assert.ok(paths.includes("properties.[key]"), "shown where they arrived, as [key]");
   });
 
   test("a policy with no events map: no event name is written at all", async () => {
