@@ -130,7 +130,7 @@ step "JavaScript tests (Node and headless Chromium) and the load test, in two la
 # repository (deploy and make run write build/ and .wrangler/), wrangler dev
 # (its registry of local Workers), and the load test. The first lane holds
 # Worker tests run by Miniflare alone. Lane times are in docs/testing.md.
-first=(queue-truth ingest-truth worker replay destination-limits worker-fail-closed engine-truth consent-matrix worker-consent packs delivery formats)
+first=(queue-truth ingest-truth worker replay destination-limits worker-fail-closed engine-truth consent-matrix worker-consent packs delivery formats evidence-attacks)
 lane_one=()
 lane_two=()
 for file in tests/js/*.test.mjs; do
