@@ -13,7 +13,7 @@ import { authSecret, deliver, fetchSlots, log } from "./forward.js";
 import { ingest } from "./ingest.js";
 import { writeKeyProblem } from "./keys.js";
 import { rateLimit, rateLimitProblem } from "./ratelimit.js";
-import { bodyCount, consume, voided, enqueueRequest, FLOOR_BODY_BYTES, MAX_DIRECT_BODIES, MAX_REQUEST_BODIES, MAX_REQUEST_MESSAGES, nextBodyLimit, packed, packMessage, QUEUE_BODY_BYTES } from "./queue.js";
+import { bodyCount, consume, enqueueRequest, FLOOR_BODY_BYTES, MAX_DIRECT_BODIES, MAX_REQUEST_BODIES, MAX_REQUEST_MESSAGES, nextBodyLimit, packed, packMessage, QUEUE_BODY_BYTES, voided } from "./queue.js";
 import { codeOf, cors, fail, reply } from "./respond.js";
 import { checkedEntry, dayOf, isLedgerMessage, ledgerMessages, record, Refusals, requestRows, Rows, sentLabels, writeEntries } from "./ledger.js";
 import { evidence, EVIDENCE_PATH, isDay } from "./evidence.js";
@@ -211,7 +211,6 @@ function gpcSupport(policy, env) {
   if (isDay(env.GPC_LAST_UPDATE)) body.lastUpdate = env.GPC_LAST_UPDATE;
   return body;
 }
-
 
 /**
  * The Worker for one prepared policy ({ environment, prepared: base64, gpc }).
