@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { after, before, describe, test } from "node:test";
-import { bundle, startDestination, startWorker, until } from "./worker-harness.mjs";
+import { bundle, DEAD_LETTER_QUEUE, startDestination, startWorker, until } from "./worker-harness.mjs";
 
 const KEY = "evidence-test-masking-key-0123456789abcdef";
 const WRITE_KEY = "wk_evidence";
@@ -499,6 +499,15 @@ describe("evidence: counts from the queues: days, environments, damage, the dead
     assert.equal(html.split('<td class="no">NO</td>').length - 1, 3);
     const goneLine = md.split("\n").find((l) => l.startsWith("| 2026-01-10 | gone | track | Appointment Booked |"));
     assert.ok(goneLine?.includes("| 2 (unknown\\_destination 2) |"), goneLine);
+  });
+
+  test("a letter the dead-letter queue gives twice is filed and counted once", async () => {
+    const consumer = await worker.mf.getWorker("phimask");
+    const letter = { to: "twice", events: [0, 1, 2], body: new Uint8Array([123, 125]), policy: hash, format: "json", endpoint: "0".repeat(64), ledger: { day: "2026-01-12", labels: [["track", ""]], of: [0, 0, 0] } };
+    // The same queue message (its id) again: delivery is at least once.
+    for (let i = 0; i < 2; i++) await consumer.queue(DEAD_LETTER_QUEUE, [{ id: "letter-twice", timestamp: new Date(), attempts: 1, body: letter }]);
+    const { body } = await report(worker, DAYS);
+    assert.deepEqual(body.reconciliation.filter((c) => c.destination === "twice").map((c) => [c.day, c.dead_lettered]), [["2026-01-12", 3]]);
   });
 
   test("a ledger message given again after it was written is not counted again", async () => {
