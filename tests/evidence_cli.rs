@@ -747,6 +747,46 @@ fn a_refused_connection_names_the_host() {
     );
 }
 
+/// Plain http is for a Worker on this machine: a proxy of the environment
+/// would see the operator key in clear, so none is used for it.
+#[test]
+fn plain_http_to_this_machine_never_goes_through_a_proxy() {
+    let worker = reporting_worker();
+    let proxy = Silent::new();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_phimask"));
+    c.args([
+        "evidence",
+        "--url",
+        &worker.url(),
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-31",
+        "--timeout",
+        "5",
+    ])
+    .env(VAR, KEY);
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        c.env(var, proxy.url());
+    }
+    for var in ["NO_PROXY", "no_proxy"] {
+        c.env_remove(var);
+    }
+    let out = c.output().expect("run phimask");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(out.stdout, report("markdown"));
+    assert_eq!(worker.requests().len(), 1);
+    proxy.assert_untouched();
+}
+
 // ---------------------------------------------------------------------
 // Usage errors: found before any connection
 

@@ -3,10 +3,15 @@
 // sent, delivered and dead-lettered, counted per destination and day,
 // balancing against what real HTTP destinations on 127.0.0.1 received;
 // the report's forms; the operator key; hostile parameters; and no value
-// of any event anywhere in it.
+// of any event anywhere in it. Also what only the queues and D1 show:
+// retries counted once, events refused inside a body, direct deliveries
+// that fail, ledger messages given again or damaged, letters the queue
+// moved itself, days and environments apart, and counts that outlive a
+// moment when D1 LEDGER fails.
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
 import { after, before, describe, test } from "node:test";
-import { bundle, startDestination, startWorker, until } from "./worker-harness.mjs";
+import { bundle, DEAD_LETTER_QUEUE, startDestination, startWorker, until } from "./worker-harness.mjs";
 
 const KEY = "evidence-test-masking-key-0123456789abcdef";
 const WRITE_KEY = "wk_evidence";
@@ -336,5 +341,241 @@ describe("evidence: requests refused whole, replays, direct delivery, duplicates
     } finally {
       await worker.mf.dispose();
     }
+  });
+});
+
+/** A destination on 127.0.0.1 answering each request in turn with [status, JSON body] (the last repeats). */
+async function answering(plan) {
+  const requests = [];
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const [status, body] = plan[Math.min(requests.length, plan.length - 1)];
+      requests.push({ status, body: Buffer.concat(chunks).toString("utf8") });
+      res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/batch`,
+    requests,
+    close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(resolve); }),
+  };
+}
+
+describe("evidence: retries, events refused inside a body, direct deliveries that fail, reasons side by side", () => {
+  const dest = {};
+  let worker;
+  let built;
+  before(async () => {
+    // Answers 500, then 200: the consumer retries, and counts the delivery once.
+    dest.flaky = await startDestination([500, 200]);
+    // Amplitude refuses the first event of the body and takes the rest when sent again.
+    dest.amp = await answering([[400, { code: 400, error: "Invalid field values on some events", events_with_invalid_fields: { user_id: [0] } }], [200, { code: 200 }]]);
+    // Under a BAA without QUEUE_ENCRYPTION_KEY: sent at once, and refused.
+    dest.vault = await startDestination([400]);
+    const p = policy({
+      flaky: { endpoint: dest.flaky.url },
+      amp: { endpoint: dest.amp.url, format: "amplitude" },
+      vault: { endpoint: dest.vault.url, restrict_phi: false, baa: { signed: "2026-01-15", ref: "BAA-V" } },
+    });
+    p.bots = "drop";
+    built = await bundle(p);
+    worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, OPERATOR_KEY, AUTH_AMP: "0123456789abcdef0123456789abcdef" });
+  });
+  after(async () => {
+    await worker?.mf.dispose();
+    built?.cleanup();
+    for (const d of Object.values(dest)) await d.close();
+  });
+
+  test("a retried body counts as delivered once; an event the destination refused is failed; a refused direct delivery is failed", async () => {
+    const batch = [
+      track(1, "Appointment Booked"),
+      track(2, "Appointment Booked"),
+      // Kept from every destination under the same label, for two reasons.
+      track(3, "Appointment Booked", { context: { userAgent: "curl/8.4.0" } }),
+      track(4, "Appointment Booked", { integrations: { All: false } }),
+    ];
+    assert.equal((await send(worker, batch)).status, 200);
+    await until(() => dest.flaky.delivered().length === 2 && dest.amp.requests.length === 2, "the retry and the rest delivered", 20_000);
+    const line = (b, d) => b.reconciliation.find((c) => c.destination === d);
+    let body;
+    await until(async () => {
+      ({ body } = await report(worker));
+      return body.reconciliation.length === 3 && body.reconciliation.every((c) => c.in_flight === 0) && line(body, "amp").delivered === 1;
+    }, "every outcome counted", 20_000);
+    // Give a count made twice (at the retry and at the ack) time to show.
+    await new Promise((r) => setTimeout(r, 1500));
+    ({ body } = await report(worker));
+    const pick = (c) => [c.received, c.queued, c.direct, c.delivered, c.failed, c.dead_lettered, c.not_sent, c.in_flight, c.balanced];
+    assert.deepEqual(pick(line(body, "flaky")), [4, 2, 0, 2, 0, 0, 2, 0, true]);
+    assert.equal(line(body, "flaky").delivered, dest.flaky.delivered().length, "delivered is what the destination took");
+    assert.deepEqual(pick(line(body, "amp")), [4, 2, 0, 1, 1, 0, 2, 0, true]);
+    assert.deepEqual(pick(line(body, "vault")), [4, 0, 2, 0, 2, 0, 2, 0, true]);
+    const rows = (d, decision) => body.ledger.filter((r) => r.destination === d && r.decision === decision).map((r) => [r.call, r.event, r.reason, r.count]);
+    assert.deepEqual(rows("amp", "failed"), [["track", "Appointment Booked", "refused_by_destination", 1]]);
+    assert.deepEqual(rows("vault", "failed"), [["track", "Appointment Booked", "refused", 2]]);
+    // Each reason under its own count, for one label.
+    assert.deepEqual(rows("flaky", "not_sent").sort(), [["track", "Appointment Booked", "bot", 1], ["track", "Appointment Booked", "routing", 1]]);
+    // Every count is filed under the policy running.
+    assert.ok(body.ledger.every((r) => r.policy === body.policy), JSON.stringify(body.ledger.map((r) => r.policy)));
+    const md = (await report(worker, `from=${today()}&to=${today()}&format=markdown`)).text;
+    const flakyLine = md.split("\n").find((l) => l.startsWith(`| ${today()} | flaky | track | Appointment Booked |`));
+    assert.ok(flakyLine?.includes("2 (bot 1, routing 1)"), flakyLine);
+  });
+});
+
+describe("evidence: counts from the queues: days, environments, damage, the dead-letter queue", () => {
+  const dest = {};
+  let worker;
+  let built;
+  let hash;
+  const DAYS = "from=2026-01-10&to=2026-01-13";
+  before(async () => {
+    dest.ok = await startDestination([200]);
+    const p = policy({ ok: { endpoint: dest.ok.url } });
+    // Rules reach two levels down: the keys under them are counted one by one.
+    p.allowlists.event_properties[`${"a".repeat(64)}.${"b".repeat(64)}.named`] = "allow";
+    built = await bundle(p);
+    worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, OPERATOR_KEY });
+    hash = (await (await worker.mf.dispatchFetch("http://edge.test/health")).json()).policy.sha256;
+    const delivery = await worker.mf.getQueueProducer("DELIVERY", "phimask");
+    const deadLetter = await worker.mf.getQueueProducer("DEAD_LETTER", "phimask");
+    const ledger = (id, day, rows, inventory = [], environment = "test") => ({ kind: "ledger", id, day, environment, policy: hash, rows, inventory });
+    const body = new Uint8Array([123, 125]);
+    // A body for a destination the policy does not have: dead-lettered by the consumer, under the day it was received.
+    await delivery.send({ to: "gone", events: [0, 1], body, policy: hash, format: "json", endpoint: "0".repeat(64), ledger: { day: "2026-01-10", labels: [["track", "Appointment Booked"]], of: [0, 0] } }, { contentType: "v8" });
+    // A letter the queue moved itself (no reason of ours): counted when filed.
+    await deadLetter.send({ to: "gone", events: [4, 5, 6], body, policy: hash, format: "json", endpoint: "0".repeat(64), ledger: { day: "2026-01-11", labels: [["track", ""]], of: [0, 0, 0] } }, { contentType: "v8" });
+    // A ledger message the queue moved to the dead-letter queue: written, what it can read of it.
+    await deadLetter.send(ledger("dlq-1", "2026-01-12", [["moved", "track", "", "received", "", 4], ["moved", "track", "", "queued", "", 4], ["moved", "track", "", "delivered", "", 4], ["moved", "track", "", "stolen", "", 9]], [["properties.early", 2]]), { contentType: "v8" });
+    // Received but never queued nor kept back: not balanced.
+    await delivery.send(ledger("lost-1", "2026-01-13", [["lost", "track", "", "received", "", 5], ["lost", "track", "", "queued", "", 3]]), { contentType: "v8" });
+    // Outside the range, another environment, a day that is not a date: none of it in the report.
+    await delivery.send(ledger("early-1", "2026-01-09", [["ok", "track", "", "received", "", 7], ["ok", "track", "", "not_sent", "routing", 7]], [["properties.early", 3]]), { contentType: "v8" });
+    await delivery.send(ledger("staging-1", "2026-01-12", [["ok", "track", "", "received", "", 11], ["ok", "track", "", "not_sent", "routing", 11]], [["properties.staging", 1]], "staging"), { contentType: "v8" });
+    // The counts of a request refused after part of it was queued (voided): never counted.
+    await (await worker.mf.getD1Database("DELIVERY_STATE")).prepare("INSERT INTO voided_requests (id, at) VALUES (?, ?)").bind("void-1", Date.now()).run();
+    await delivery.send({ ...ledger("voided-1", "2026-01-12", [["voided", "track", "", "received", "", 17], ["voided", "track", "", "queued", "", 17]]), req: "void-1" }, { contentType: "v8" });
+    await delivery.send(ledger("baddate-1", "2026-01-11T00", [["ok", "track", "", "received", "", 13], ["ok", "track", "", "not_sent", "routing", 13]]), { contentType: "v8" });
+  });
+  after(async () => {
+    await worker?.mf.dispose();
+    built?.cleanup();
+    for (const d of Object.values(dest)) d.close();
+  });
+
+  test("what the queues counted lands under its own day; dead letters by reason; an unbalanced day says so", async () => {
+    let body;
+    await until(async () => {
+      ({ body } = await report(worker, DAYS));
+      const gone = body.reconciliation.filter((c) => c.destination === "gone");
+      return gone.reduce((n, c) => n + c.dead_lettered, 0) === 5 && body.reconciliation.some((c) => c.destination === "moved") && body.reconciliation.some((c) => c.destination === "lost");
+    }, "the queues' counts written", 20_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    ({ body } = await report(worker, DAYS));
+    const recon = body.reconciliation.map((c) => [c.day, c.destination, c.received, c.delivered, c.dead_lettered, c.not_sent, c.in_flight, c.balanced]);
+    assert.deepEqual(recon, [
+      ["2026-01-10", "gone", 0, 0, 2, 0, -2, false],
+      ["2026-01-11", "gone", 0, 0, 3, 0, -3, false],
+      ["2026-01-12", "moved", 4, 4, 0, 0, 0, true],
+      ["2026-01-13", "lost", 5, 0, 0, 0, 3, false],
+    ]);
+    assert.deepEqual(body.dead_letters, [{ destination: "gone", reason: "unknown_destination", events: 2 }, { destination: "gone", reason: "retries_exhausted", events: 3 }]);
+    assert.deepEqual(body.ledger.filter((r) => r.destination === "gone").map((r) => [r.day, r.call, r.event, r.decision, r.reason, r.count]), [
+      ["2026-01-10", "track", "Appointment Booked", "dead_lettered", "unknown_destination", 2],
+      ["2026-01-11", "track", null, "dead_lettered", "retries_exhausted", 3],
+    ]);
+    assert.equal(body.ledger.some((r) => r.decision === "stolen"), false);
+    assert.equal(body.ledger.some((r) => r.destination === "voided"), false, "a voided request's counts");
+    // First seen before the range: counted in it, not new in it.
+    assert.deepEqual(body.inventory, [{ path: "properties.early", count: 2, first_seen: "2026-01-09", new: false }]);
+    // Unbalanced days are flagged in every form.
+    const md = (await report(worker, `${DAYS}&format=markdown`)).text;
+    assert.equal(md.split("\n").filter((l) => l.startsWith("| 2026-") && /\| [\\*]*NO[\\*]* \|$/.test(l)).length, 3);
+    const html = (await report(worker, `${DAYS}&format=html`)).text;
+    assert.equal(html.split('<td class="no">NO</td>').length - 1, 3);
+    const goneLine = md.split("\n").find((l) => l.startsWith("| 2026-01-10 | gone | track | Appointment Booked |"));
+    assert.ok(goneLine?.includes("| 2 (unknown\\_destination 2) |"), goneLine);
+  });
+
+  test("a letter the dead-letter queue gives twice is filed and counted once", async () => {
+    const consumer = await worker.mf.getWorker("phimask");
+    const letter = { to: "twice", events: [0, 1, 2], body: new Uint8Array([123, 125]), policy: hash, format: "json", endpoint: "0".repeat(64), ledger: { day: "2026-01-12", labels: [["track", ""]], of: [0, 0, 0] } };
+    // The same queue message (its id) again: delivery is at least once.
+    for (let i = 0; i < 2; i++) await consumer.queue(DEAD_LETTER_QUEUE, [{ id: "letter-twice", timestamp: new Date(), attempts: 1, body: letter }]);
+    const { body } = await report(worker, DAYS);
+    assert.deepEqual(body.reconciliation.filter((c) => c.destination === "twice").map((c) => [c.day, c.dead_lettered]), [["2026-01-12", 3]]);
+  });
+
+  test("a ledger message given again after it was written is not counted again", async () => {
+    const delivery = await worker.mf.getQueueProducer("DELIVERY", "phimask");
+    const again = { kind: "ledger", id: "lost-1", day: "2026-01-13", environment: "test", policy: hash, rows: [["lost", "track", "", "received", "", 5], ["lost", "track", "", "queued", "", 3]], inventory: [] };
+    await delivery.send(again, { contentType: "v8" });
+    // A fresh message behind it shows the consumer has read the queue that far.
+    await delivery.send({ ...again, id: "marker-1", rows: [["marker", "track", "", "received", "", 1], ["marker", "track", "", "not_sent", "routing", 1]] }, { contentType: "v8" });
+    let body;
+    await until(async () => ((body = (await report(worker, DAYS)).body).reconciliation.some((c) => c.destination === "marker")), "the marker written", 20_000);
+    await new Promise((r) => setTimeout(r, 500));
+    body = (await report(worker, DAYS)).body;
+    const lost = body.reconciliation.find((c) => c.destination === "lost");
+    assert.deepEqual([lost.received, lost.queued], [5, 3]);
+  });
+
+  test("a request with more unnamed paths than one ledger message holds: every path counted", async () => {
+    const deep = (n) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${String(i).padStart(3, "0")}_${"x".repeat(53)}`, 1]));
+    const props = (from, to) => ({ plan: "gold", ["a".repeat(64)]: { ["b".repeat(64)]: Object.fromEntries(Object.entries(deep(256)).slice(from, to)) } });
+    assert.equal((await send(worker, [track(1, "Appointment Booked", { properties: props(0, 128) }), track(2, "Appointment Booked", { properties: props(128, 256) })])).status, 200);
+    let body;
+    await until(async () => {
+      ({ body } = await report(worker));
+      return body.inventory.length >= 256;
+    }, "the inventory written", 20_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    ({ body } = await report(worker));
+    assert.equal(body.inventory.length, 256);
+    assert.ok(body.inventory.every((p) => p.count === 1 && p.path.length <= 200 && p.path.startsWith(`properties.${"a".repeat(64)}.${"b".repeat(64)}.k`)));
+  });
+});
+
+describe("evidence: counts survive a moment when D1 LEDGER fails", () => {
+  const dest = {};
+  let worker;
+  let built;
+  before(async () => {
+    dest.seg = await startDestination([200]);
+    dest.vault = await startDestination([200]);
+    built = await bundle(policy({ seg: { endpoint: dest.seg.url }, vault: { endpoint: dest.vault.url, restrict_phi: false, baa: true } }));
+    worker = await startWorker(built.script, { PHI_MASKING_KEY: KEY, WRITE_KEYS: WRITE_KEY, OPERATOR_KEY });
+  });
+  after(async () => {
+    await worker?.mf.dispose();
+    built?.cleanup();
+    for (const d of Object.values(dest)) d.close();
+  });
+
+  test("what could not be written is written later: received, queued, delivered and direct all counted once", async () => {
+    const db = await worker.mf.getD1Database("LEDGER");
+    // The ledger's table gone for a moment: every write of counts fails.
+    await db.exec("ALTER TABLE ledger RENAME TO ledger_away");
+    assert.equal((await send(worker, [track(1, "Appointment Booked"), track(2, "Viewed Clinic")])).status, 200);
+    await until(() => dest.seg.delivered().length === 2 && dest.vault.delivered().length === 2, "both destinations served", 20_000);
+    await until(() => worker.logs.some((l) => l.includes("ledger not written, will retry")) && worker.logs.some((l) => l.includes("ledger not written, queued instead")), "the writes to fail", 20_000);
+    assert.equal((await report(worker)).body.code, "ledger_unavailable");
+    await db.exec("ALTER TABLE ledger_away RENAME TO ledger");
+    let body;
+    // The consumer tries again 30 s later.
+    await until(async () => {
+      ({ body } = await report(worker));
+      return body.reconciliation.length === 2 && body.reconciliation.every((c) => c.received === 2 && c.in_flight === 0);
+    }, "the counts written", 60_000);
+    const pick = (d) => {
+      const c = body.reconciliation.find((x) => x.destination === d);
+      return [c.received, c.queued, c.direct, c.delivered, c.in_flight, c.balanced];
+    };
+    assert.deepEqual(pick("seg"), [2, 2, 0, 2, 0, true]);
+    assert.deepEqual(pick("vault"), [2, 0, 2, 2, 0, true]);
   });
 });
