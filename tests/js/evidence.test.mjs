@@ -566,7 +566,7 @@ describe("evidence: counts survive a moment when D1 LEDGER fails", () => {
     assert.equal((await report(worker)).body.code, "ledger_unavailable");
     await db.exec("ALTER TABLE ledger_away RENAME TO ledger");
     let body;
-    // The consumer tries again 30 s later.
+    // The consumer tries again 10 s later.
     await until(async () => {
       ({ body } = await report(worker));
       return body.reconciliation.length === 2 && body.reconciliation.every((c) => c.received === 2 && c.in_flight === 0);

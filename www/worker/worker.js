@@ -152,6 +152,10 @@ function health(policy, hash, env, compiled) {
   return reply(refusing.length > 0 ? 503 : 200, body);
 }
 
+// A ledger message D1 did not take is given again this much later (after
+// the queue's max_retries, the dead-letter queue's consumer writes it).
+const LEDGER_RETRY_SECONDS = 10;
+
 /**
  * Writes a consumer invocation's ledger: its ledger messages (acked once
  * written, retried if not; dropped when their request was voided) and
@@ -167,7 +171,7 @@ async function settleLedger(env, messages, outcomes, maps) {
       try {
         gone = await voided(env, msg.body.req);
       } catch {
-        msg.retry({ delaySeconds: 30 });
+        msg.retry({ delaySeconds: LEDGER_RETRY_SECONDS });
         continue;
       }
       // Its request was refused and sent again: its counts never happened.
@@ -185,7 +189,7 @@ async function settleLedger(env, messages, outcomes, maps) {
     for (const msg of take) msg.ack();
   } catch (e) {
     log("error", { phimask: "ledger not written, will retry", messages: take.length, error: String(e?.message ?? e).slice(0, 200) });
-    for (const msg of take) msg.retry({ delaySeconds: 30 });
+    for (const msg of take) msg.retry({ delaySeconds: LEDGER_RETRY_SECONDS });
     for (const o of outcomes) await record(env, o, maps);
   }
 }
