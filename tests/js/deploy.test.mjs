@@ -55,7 +55,7 @@ describe("wrangler deploy --dry-run", () => {
     });
   }
 
-  test("wrangler.toml: every environment declares its own queues, their consumers, its delivery state (with the dead letters) and DELIVERY_MAX_RETRIES = max_retries", () => {
+  test("wrangler.toml: every environment declares its own queues, their consumers, its delivery state (with the dead letters), its evidence ledger and DELIVERY_MAX_RETRIES = max_retries", () => {
     const tables = wranglerTables();
     // The top level is the development Worker (phimask-development).
     for (const [env, name] of [["", "development"], ["env.development.", "development"], ["env.production.", "production"]]) {
@@ -65,7 +65,7 @@ describe("wrangler deploy --dry-run", () => {
       assert.equal(delivery.queue, `phimask-delivery-${name}`);
       assert.equal(delivery.dead_letter_queue, `phimask-dead-letter-${name}`);
       assert.equal(dead.queue, `phimask-dead-letter-${name}`);
-      assert.deepEqual(of("d1_databases").map((d) => [d.binding, d.database_name, d.migrations_dir]), [["DELIVERY_STATE", `phimask-delivery-state-${name}`, "migrations"]]);
+      assert.deepEqual(of("d1_databases").map((d) => [d.binding, d.database_name, d.migrations_dir]), [["DELIVERY_STATE", `phimask-delivery-state-${name}`, "migrations"], ["LEDGER", `phimask-ledger-${name}`, "migrations/ledger"]]);
       assert.equal(dead.dead_letter_queue, undefined, "the dead letters' own consumer is the last stop");
       // Dead letters live in DELIVERY_STATE (D1, strongly consistent), not in KV.
       assert.deepEqual(of("kv_namespaces"), []);
