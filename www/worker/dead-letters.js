@@ -15,7 +15,7 @@
 import { known } from "./ingest.js";
 import { enqueue, labelsOf, planCalls } from "./queue.js";
 import { log } from "./forward.js";
-import { checkedEntry, isLedgerMessage, record, Rows, writeEntries } from "./ledger.js";
+import { checkedEntry, isLedgerMessage, policyOf, record, Rows, writeEntries } from "./ledger.js";
 
 const KEEP_MS = 14 * 86_400_000;
 /** A claim older than this is abandoned (its replay died between claim and removal). */
@@ -30,7 +30,6 @@ export const OPERATOR_KEY_BYTES = 32;
 // One sendBatch call: at most 100 messages and 256 KB (envelopes are
 // measured as stored, base64, which is larger than the message itself).
 const ANSWER_CHARS = 2000;
-const HASH = /^[0-9a-f]{64}$/;
 
 // ---- the stored envelope: the message as the queue held it ----
 
@@ -82,7 +81,7 @@ function row(msg, now) {
   return [
     text(msg.id), now, at, typeof m.to === "string" ? text(m.to) : "", Array.isArray(m.events) ? m.events.length : 0,
     text(reason.code ?? "unknown", 64), status, Number.isSafeInteger(reason.attempts) ? reason.attempts : null, answer,
-    typeof m.policy === "string" && HASH.test(m.policy) ? m.policy : null, m.iv !== undefined ? 1 : 0, envelope,
+    policyOf(m.policy) || null, m.iv !== undefined ? 1 : 0, envelope,
   ];
 }
 
@@ -121,7 +120,7 @@ export async function file(batch, env, context) {
         const labels = labelsOf(m);
         const rows = new Rows();
         rows.addEach(typeof m.to === "string" ? m.to : "", Array.isArray(m.events) ? m.events : [], labels.of, "dead_lettered", "retries_exhausted");
-        await record(env, { id: null, day: labels.day, environment: context?.environment ?? "", policy: typeof m.policy === "string" && HASH.test(m.policy) ? m.policy : "", rows: rows.list(), inventory: [] }, context?.maps);
+        await record(env, { id: null, day: labels.day, environment: context?.environment ?? "", policy: policyOf(m.policy), rows: rows.list(), inventory: [] }, context?.maps);
       }
     } catch (e) {
       log("error", { phimask: "dead letter not filed", destination: text(msg.body?.to, 100), reason: text(e?.message ?? "no DELIVERY_STATE binding", 200) });
@@ -454,7 +453,7 @@ async function countReplayed(env, messages, context) {
   const entries = new Map();
   for (const m of messages) {
     const labels = labelsOf(m);
-    const policy = typeof m.policy === "string" && HASH.test(m.policy) ? m.policy : "";
+    const policy = policyOf(m.policy);
     const key = `${labels.day} ${policy}`;
     if (!entries.has(key)) entries.set(key, { day: labels.day, policy, rows: new Rows() });
     entries.get(key).rows.addEach(m.to, Array.isArray(m.events) ? m.events : [], labels.of, "replayed", "");

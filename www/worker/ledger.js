@@ -44,7 +44,18 @@ export const MORE_PATHS = "[more paths]";
 /** The UTC day of `ms` as YYYY-MM-DD. */
 export const dayOf = (ms = Date.now()) => new Date(ms).toISOString().slice(0, 10);
 
-const label = (l) => (Array.isArray(l) ? [typeof l[0] === "string" ? l[0] : "", typeof l[1] === "string" ? l[1] : ""] : ["", ""]);
+/** The label of an event the ledger knows nothing of: no call, no name. */
+export const NO_LABEL = Object.freeze(["", ""]);
+
+/** A label ([call, event]) as the engine or a queue message gave it, "" for what is not text. */
+export const labelOf = (l) => (Array.isArray(l) ? [typeof l[0] === "string" ? l[0] : "", typeof l[1] === "string" ? l[1] : ""] : NO_LABEL);
+
+const HASH = /^[0-9a-f]{64}$/;
+/** A policy hash as the ledger files it: hex SHA-256, else "" (unknown). */
+export const policyOf = (v) => (typeof v === "string" && HASH.test(v) ? v : "");
+
+/** A destination's labels of a processed request, each one array (its identity stands for it). */
+const labelsFor = (l) => (Array.isArray(l?.labels) ? l.labels.map(labelOf) : []);
 
 /**
  * A destination's labels of one processed request: `of(i)` the label
@@ -53,11 +64,11 @@ const label = (l) => (Array.isArray(l) ? [typeof l[0] === "string" ? l[0] : "", 
  */
 export function sentLabels(processed, destination) {
   const l = processed.ledger?.[destination];
-  const labels = Array.isArray(l?.labels) ? l.labels.map(label) : [];
+  const labels = labelsFor(l);
   const byIndex = new Map();
   const events = processed.events?.[destination] ?? [];
-  events.forEach((list, b) => list.forEach((index, k) => byIndex.set(index, labels[l?.of?.[b]?.[k]] ?? ["", ""])));
-  return (i) => byIndex.get(i) ?? ["", ""];
+  events.forEach((list, b) => list.forEach((index, k) => byIndex.set(index, labels[l?.of?.[b]?.[k]] ?? NO_LABEL)));
+  return (i) => byIndex.get(i) ?? NO_LABEL;
 }
 
 /**
@@ -69,15 +80,21 @@ export function requestRows(processed, direct) {
   const rows = new Rows();
   for (const [destination, list] of Object.entries(processed.events ?? {})) {
     const l = processed.ledger?.[destination];
-    const labels = Array.isArray(l?.labels) ? l.labels.map(label) : [];
+    const labels = labelsFor(l);
     const how = direct.has(destination) ? "direct" : "queued";
+    // Summed per label first: a row's key is made once per label, not per event.
+    const sent = new Map();
     list.forEach((events, b) => events.forEach((_, k) => {
-      const [call, event] = labels[l?.of?.[b]?.[k]] ?? ["", ""];
-      rows.add(destination, call, event, "received", "", 1);
-      rows.add(destination, call, event, how, "", 1);
+      const at = l?.of?.[b]?.[k];
+      sent.set(at, (sent.get(at) ?? 0) + 1);
     }));
+    for (const [at, count] of sent) {
+      const [call, event] = labels[at] ?? NO_LABEL;
+      rows.add(destination, call, event, "received", "", count);
+      rows.add(destination, call, event, how, "", count);
+    }
     for (const [at, reason, count] of Array.isArray(l?.notSent) ? l.notSent : []) {
-      const [call, event] = labels[at] ?? ["", ""];
+      const [call, event] = labels[at] ?? NO_LABEL;
       rows.add(destination, call, event, "received", "", count);
       rows.add(destination, call, event, "not_sent", String(reason), count);
     }
@@ -142,8 +159,8 @@ export function ledgerMessages({ day, environment, policy, rows = [], inventory 
 /** Whether a queue message is a ledger message. */
 export const isLedgerMessage = (m) => m !== null && typeof m === "object" && m.kind === LEDGER_KIND;
 
-const DAY = /^\d{4}-\d{2}-\d{2}$/;
-const HASH = /^[0-9a-f]{64}$/;
+/** Whether `v` is written YYYY-MM-DD (a queue message's day; evidence.js checks calendar dates). */
+export const isDayText = (v) => typeof v === "string" && /^\d{4}-\d{2}-\d{2}$/.test(v);
 const short = (v, max = 200) => (typeof v === "string" ? v.slice(0, max) : "");
 const count = (n) => (Number.isSafeInteger(n) && n > 0 ? n : 0);
 
@@ -152,7 +169,7 @@ const count = (n) => (Number.isSafeInteger(n) && n > 0 ? n : 0);
  * bad count or decision are left out. Returns null when nothing is left.
  */
 export function checkedEntry(m) {
-  if (!isLedgerMessage(m) || typeof m.day !== "string" || !DAY.test(m.day)) return null;
+  if (!isLedgerMessage(m) || !isDayText(m.day)) return null;
   const rows = (Array.isArray(m.rows) ? m.rows : [])
     .filter((r) => Array.isArray(r) && r.length === 6 && count(r[5]) > 0 && DECISIONS.has(r[3]))
     .map((r) => [short(r[0]), short(r[1], 16), short(r[2]), r[3], short(r[4], 64), r[5]]);
@@ -163,7 +180,7 @@ export function checkedEntry(m) {
     id: typeof m.id === "string" ? short(m.id, 64) : null,
     day: m.day,
     environment: short(m.environment, 64),
-    policy: typeof m.policy === "string" && HASH.test(m.policy) ? m.policy : "",
+    policy: policyOf(m.policy),
     rows,
     inventory,
   };

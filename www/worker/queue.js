@@ -51,7 +51,7 @@
 
 import { attempt, fetchSlots, forwarded, log } from "./forward.js";
 import { eventsArray, keepEvents } from "./events-array.js";
-import { dayOf, Rows } from "./ledger.js";
+import { dayOf, isDayText, labelOf, NO_LABEL, Rows } from "./ledger.js";
 import { open, seal } from "./seal.js";
 
 /**
@@ -174,14 +174,14 @@ function ledgerBytes(ledger) {
  */
 export function ledgerField(events, labels) {
   const table = [];
+  // Keyed by the label's array: `labels.of` gives one array per label.
   const ids = new Map();
   const of = events.map((i) => {
     const l = labels.of(i);
-    const key = `${l[0]}\u0000${l[1]}`;
-    let n = ids.get(key);
+    let n = ids.get(l);
     if (n === undefined) {
       n = table.length;
-      ids.set(key, n);
+      ids.set(l, n);
       table.push(l);
     }
     return n;
@@ -192,15 +192,15 @@ export function ledgerField(events, labels) {
 /** A queued message's labels ({ day, of }) back from its ledger field; "" labels and today when it has none. */
 export function labelsOf(m) {
   const ledger = m?.ledger;
-  const day = typeof ledger?.day === "string" && /^\d{4}-\d{2}-\d{2}$/.test(ledger.day) ? ledger.day : dayOf();
+  const day = isDayText(ledger?.day) ? ledger.day : dayOf();
   const byIndex = new Map();
   const events = Array.isArray(m?.events) ? m.events : [];
-  const table = Array.isArray(ledger?.labels) ? ledger.labels : [];
+  const table = Array.isArray(ledger?.labels) ? ledger.labels.map(labelOf) : [];
   events.forEach((i, k) => {
     const l = table[ledger?.of?.[k]];
-    if (Array.isArray(l)) byIndex.set(i, [typeof l[0] === "string" ? l[0] : "", typeof l[1] === "string" ? l[1] : ""]);
+    if (l) byIndex.set(i, l);
   });
-  return { day, of: (i) => byIndex.get(i) ?? ["", ""] };
+  return { day, of: (i) => byIndex.get(i) ?? NO_LABEL };
 }
 
 /**

@@ -15,7 +15,7 @@ import { writeKeyProblem } from "./keys.js";
 import { rateLimit, rateLimitProblem } from "./ratelimit.js";
 import { bodyCount, consume, enqueueRequest, FLOOR_BODY_BYTES, MAX_DIRECT_BODIES, MAX_REQUEST_BODIES, MAX_REQUEST_MESSAGES, nextBodyLimit, packed, packMessage, QUEUE_BODY_BYTES, voided } from "./queue.js";
 import { codeOf, cors, fail, reply } from "./respond.js";
-import { checkedEntry, dayOf, isLedgerMessage, ledgerMessages, record, Refusals, requestRows, Rows, sentLabels, writeEntries } from "./ledger.js";
+import { checkedEntry, dayOf, isLedgerMessage, ledgerMessages, policyOf, record, Refusals, requestRows, Rows, sentLabels, writeEntries } from "./ledger.js";
 import { evidence, EVIDENCE_PATH, isDay } from "./evidence.js";
 import { sealKey } from "./seal.js";
 
@@ -393,7 +393,7 @@ export function createWorker(policy) {
       const outcomes = new Map();
       const tally = (day, policy, rows) => {
         const key = `${day} ${policy}`;
-        if (!outcomes.has(key)) outcomes.set(key, { id: null, day, environment: context.environment, policy: typeof policy === "string" && /^[0-9a-f]{64}$/.test(policy) ? policy : "", rows: new Rows(), inventory: [] });
+        if (!outcomes.has(key)) outcomes.set(key, { id: null, day, environment: context.environment, policy: policyOf(policy), rows: new Rows(), inventory: [] });
         const into = outcomes.get(key).rows;
         for (const r of rows.list()) into.add(...r);
       };
