@@ -51,7 +51,7 @@ if [ -z "${WORKER_ONLY:-}" ]; then
   cargo build --release --lib --target wasm32-unknown-unknown --quiet
   package target/wasm32-unknown-unknown/release/phimask.wasm pkg --enable-simd
   # pkg/ is also the npm package "phimask" (make package packs it).
-  cp npm/package.json npm/README.md npm/index.d.ts npm/node.js npm/workerd.js npm/browser.js pkg/
+  cp npm/package.json npm/README.md npm/index.d.ts npm/node.js npm/workerd.js npm/browser.js LICENSE pkg/
 fi
 level=()
 if [ -n "${WORKER_OPT_LEVEL:-}" ]; then

@@ -27,6 +27,7 @@ pub mod ledger;
 pub mod map;
 pub mod mask;
 pub mod message;
+pub mod ndjson;
 pub mod path;
 pub mod policy;
 pub mod prepared;
@@ -41,6 +42,11 @@ pub mod validate;
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod wasm;
+
+// PyO3's macros expand to the FFI's unsafe calls; this module writes none.
+#[cfg(all(feature = "python", not(target_arch = "wasm32")))]
+#[allow(unsafe_code)]
+mod python;
 
 pub use bots::Agent;
 pub use consent::Signals;

@@ -46,7 +46,7 @@ describe("the npm package", () => {
     assert.equal(tarball.version, version, "package.json and Cargo.toml agree");
     assert.equal(tarball.filename, `phimask-${version}.tgz`);
     const files = tarball.files.map((f) => f.path).sort();
-    assert.deepEqual(files, ["README.md", "browser.js", "index.d.ts", "node.js", "package.json", "phimask.d.ts", "phimask.js", "phimask_bg.wasm", "workerd.js"]);
+    assert.deepEqual(files, ["LICENSE", "README.md", "browser.js", "index.d.ts", "node.js", "package.json", "phimask.d.ts", "phimask.js", "phimask_bg.wasm", "workerd.js"]);
     const manifest = JSON.parse(readFileSync(join(app, "node_modules/phimask/package.json"), "utf8"));
     assert.deepEqual(Object.keys(manifest.exports["."]), ["types", "workerd", "browser", "node", "default"]);
   });

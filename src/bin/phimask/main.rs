@@ -9,7 +9,6 @@ mod explain;
 mod failure;
 mod input;
 mod key;
-mod lines;
 mod map;
 mod operator_key;
 mod output;

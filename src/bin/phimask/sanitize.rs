@@ -8,15 +8,14 @@ use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use phimask::format::Format;
+use phimask::ndjson::{self, sanitize_line, Lines, Target};
 use phimask::policy::Connection;
 use phimask::report::Tally;
-use phimask::{Error, EventError, Sanitizer, MAX_EVENT_BYTES};
+use phimask::{Sanitizer, MAX_EVENT_BYTES};
 
 use crate::failure::{note, Failure, Outcome, IO, REFUSED, USAGE};
 use crate::input::{count, grouped, is_stdin, reason, shown};
 use crate::key;
-use crate::lines::{Line, Lines};
 
 pub struct Options {
     pub policy: PathBuf,
@@ -32,51 +31,6 @@ pub struct Options {
     /// The request's user agent and bot score, for the policy's `bots`.
     pub agent: phimask::Agent,
     pub key_file: Option<PathBuf>,
-}
-
-/// The destination sanitized for, and the form its lines take.
-struct Target<'a> {
-    name: &'a str,
-    /// Its format, when lines are written in it (`--native`).
-    native: Option<Format>,
-    signals: &'a phimask::Signals,
-    agent: &'a phimask::Agent,
-}
-
-impl Target<'_> {
-    /// The line written for a sanitized event, or `None` when the
-    /// destination's API has no place for it (a call type it does not
-    /// take, no user or device ID). GA4's line is a whole one-event body,
-    /// since its user IDs are members of the request, not of the event.
-    fn line(&self, event: String) -> Option<String> {
-        let line = match self.native {
-            None => event,
-            Some(f) if f.is_passthrough() => event,
-            Some(f) => {
-                let item = f.item(&event)?;
-                if f == Format::Ga4 {
-                    format!("{{{},\"events\":[{}]}}", item.shared, item.text)
-                } else {
-                    item.text
-                }
-            }
-        };
-        Some(one_line(line))
-    }
-}
-
-/// A written line with the white space the client put inside values as
-/// spaces: a lone `\r` between tokens is valid JSON, but readers that end
-/// lines at `\r` too (Spark's JSON reader, Python's `splitlines`) would
-/// cut the event in two there.
-fn one_line(line: String) -> String {
-    if line.contains(['\r', '\n']) {
-        let mut out = String::with_capacity(line.len());
-        Format::Ndjson.push_passthrough(&line, &mut out);
-        out
-    } else {
-        line
-    }
 }
 
 /// Refused lines listed one by one on stderr; past this only counted.
@@ -234,43 +188,29 @@ fn stream(
         };
         number += 1;
         counts.lines += 1;
-        let refusal = match line {
-            Line::TooLong => Some(Error::Event(EventError::TooLarge).to_string()),
-            Line::Text(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
+        let refusal = match sanitize_line(sanitizer, target, line) {
+            ndjson::Outcome::Sent(line, tally) => {
+                out.write_all(line.as_bytes())
+                    .and_then(|()| out.write_all(b"\n"))
+                    .map_err(|e| write_failure(&e))?;
+                counts.sent += 1;
+                counts.bytes_out += line.len() as u64 + 1;
+                counts.add(tally);
+                None
+            }
+            ndjson::Outcome::NotSent => {
+                counts.not_sent += 1;
+                None
+            }
+            ndjson::Outcome::Unmapped => {
+                counts.unmapped += 1;
+                None
+            }
+            ndjson::Outcome::Blank => {
                 counts.blank += 1;
                 None
             }
-            Line::Text(bytes) => match std::str::from_utf8(bytes) {
-                Err(e) => Some(format!("not UTF-8 text at byte {}", e.valid_up_to())),
-                Ok(text) => {
-                    match sanitizer.sanitize_json_from(
-                        text,
-                        target.name,
-                        target.signals,
-                        target.agent,
-                    ) {
-                        Ok((Some(event), tally)) => {
-                            match target.line(event) {
-                                Some(line) => {
-                                    out.write_all(line.as_bytes())
-                                        .and_then(|()| out.write_all(b"\n"))
-                                        .map_err(|e| write_failure(&e))?;
-                                    counts.sent += 1;
-                                    counts.bytes_out += line.len() as u64 + 1;
-                                    counts.add(tally);
-                                }
-                                None => counts.unmapped += 1,
-                            }
-                            None
-                        }
-                        Ok((None, _)) => {
-                            counts.not_sent += 1;
-                            None
-                        }
-                        Err(e) => Some(e.to_string()),
-                    }
-                }
-            },
+            ndjson::Outcome::Refused(why) => Some(why),
         };
         if let Some(why) = refusal {
             counts.refused += 1;

@@ -1,8 +1,15 @@
-//! Lines of an NDJSON stream, each at most a limit long: a longer line is
-//! passed over without being held in memory, so one endless line cannot
-//! fill it.
+//! NDJSON, one event a line, as `phimask sanitize` and the Python wheel's
+//! `sanitize_ndjson` and `sanitize_arrow` read and write it: both go
+//! through [`Lines`] and [`sanitize_line`], so their bytes are the same.
+//!
+//! Lines are at most a limit long: a longer line is passed over without
+//! being held in memory, so one endless line cannot fill it.
 
 use std::io::{self, BufRead};
+
+use crate::format::Format;
+use crate::report::Tally;
+use crate::{Agent, Error, EventError, Sanitizer, Signals};
 
 pub enum Line<'a> {
     /// The line's bytes, without its `\n` (or `\r\n`).
@@ -72,6 +79,88 @@ impl<R: BufRead> Lines<R> {
             return Ok(Some(Line::TooLong));
         }
         Ok(Some(Line::Text(&self.line)))
+    }
+}
+
+/// The destination lines are sanitized for, and the form they take.
+pub struct Target<'a> {
+    pub name: &'a str,
+    /// Its format, when lines are written in it (`--native`); `None` for
+    /// Segment events.
+    pub native: Option<Format>,
+    pub signals: &'a Signals,
+    pub agent: &'a Agent,
+}
+
+/// What became of one line.
+pub enum Outcome {
+    /// The line to write (without its `\n`), and what was dropped, masked
+    /// and transformed in it.
+    Sent(String, Tally),
+    /// The policy sends the destination nothing of this event.
+    NotSent,
+    /// The destination's API has no place for it (`--native` only).
+    Unmapped,
+    /// Only white space.
+    Blank,
+    /// Refused: why, never quoting the line.
+    Refused(String),
+}
+
+/// Sanitizes one line for `target`.
+pub fn sanitize_line(sanitizer: &Sanitizer, target: &Target<'_>, line: Line<'_>) -> Outcome {
+    let bytes = match line {
+        Line::TooLong => return Outcome::Refused(Error::Event(EventError::TooLarge).to_string()),
+        Line::Text(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => return Outcome::Blank,
+        Line::Text(bytes) => bytes,
+    };
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => return Outcome::Refused(format!("not UTF-8 text at byte {}", e.valid_up_to())),
+    };
+    match sanitizer.sanitize_json_from(text, target.name, target.signals, target.agent) {
+        Ok((Some(event), tally)) => match target.line(event) {
+            Some(line) => Outcome::Sent(line, tally),
+            None => Outcome::Unmapped,
+        },
+        Ok((None, _)) => Outcome::NotSent,
+        Err(e) => Outcome::Refused(e.to_string()),
+    }
+}
+
+impl Target<'_> {
+    /// The line written for a sanitized event, or `None` when the
+    /// destination's API has no place for it (a call type it does not
+    /// take, no user or device ID). GA4's line is a whole one-event body,
+    /// since its user IDs are members of the request, not of the event.
+    fn line(&self, event: String) -> Option<String> {
+        let line = match self.native {
+            None => event,
+            Some(f) if f.is_passthrough() => event,
+            Some(f) => {
+                let item = f.item(&event)?;
+                if f == Format::Ga4 {
+                    format!("{{{},\"events\":[{}]}}", item.shared, item.text)
+                } else {
+                    item.text
+                }
+            }
+        };
+        Some(one_line(line))
+    }
+}
+
+/// A written line with the white space the client put inside values as
+/// spaces: a lone `\r` between tokens is valid JSON, but readers that end
+/// lines at `\r` too (Spark's JSON reader, Python's `splitlines`) would
+/// cut the event in two there.
+fn one_line(line: String) -> String {
+    if line.contains(['\r', '\n']) {
+        let mut out = String::with_capacity(line.len());
+        Format::Ndjson.push_passthrough(&line, &mut out);
+        out
+    } else {
+        line
     }
 }
 

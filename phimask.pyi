@@ -1,0 +1,56 @@
+"""phimask: masks or blocks protected health information (PHI) in analytics
+events. The same engine as the phimask command and the edge Worker: for the
+same policy and key, the same bytes."""
+
+from typing import Any, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
+
+__version__: str
+MAX_EVENT_BYTES: int
+
+class Error(ValueError):
+    """Base of phimask's errors; `code` and `message` never hold a value."""
+
+    code: str
+    message: str
+
+class PolicyError(Error):
+    """No Sanitizer can be made of this policy and key: `code` is
+    invalid_policy (every problem in `problems`), missing_key or
+    key_too_short."""
+
+    problems: List[Tuple[str, str]]
+
+class EventError(Error):
+    """An event refused, so sent to no destination."""
+
+_Column = TypeVar("_Column")
+
+class Sanitizer:
+    """The engine for one policy and masking key. Make it once per worker,
+    where it runs: it is never pickled (the pickle would hold the key)."""
+
+    def __init__(
+        self,
+        policy: Union[Mapping[str, Any], str, bytes],
+        key: Optional[Union[str, bytes]] = None,
+    ) -> None: ...
+    def destinations(self) -> List[str]:
+        """The server-side destinations, in policy order."""
+    def sanitize(
+        self, event: Union[str, bytes, Mapping[str, Any]], destination: str
+    ) -> Optional[str]:
+        """The JSON text to send, or None when the policy sends the
+        destination nothing of the event. Raises EventError for a refused
+        event."""
+    def sanitize_ndjson(self, data: bytes, destination: str) -> bytes:
+        """NDJSON in, what `phimask sanitize -d DESTINATION` writes out,
+        byte for byte."""
+    def sanitize_arrow(self, column: _Column, destination: str) -> _Column:
+        """A pyarrow Array or ChunkedArray of JSON strings to a string
+        array (large_string for large_string or string_view input) of the
+        same length and chunks: null where not sent, refused, blank or
+        null."""
+    def take_report(self) -> Dict[str, Dict[str, Any]]:
+        """Counts by destination since the last call: sent, not_sent,
+        blank, refused, dropped, masked, transformed, and first_refused
+        as (number, reason) pairs."""

@@ -1,0 +1,209 @@
+//! `sanitize_arrow`: a pyarrow string column in, a string column out,
+//! through pyarrow's own buffers (`Array.buffers()`, `Array.from_buffers`):
+//! Python runs once per chunk, never per row, and the rows are read from
+//! a copy of just the chunk's bytes.
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+/// What a sanitized row does: `(number, row, out)` appends the line to
+/// write for row `number` (from 1, across chunks) to `out` and says
+/// whether it did; a row it does not write is null.
+pub trait Row: FnMut(u64, &[u8], &mut Vec<u8>) -> bool + Send {}
+impl<F: FnMut(u64, &[u8], &mut Vec<u8>) -> bool + Send> Row for F {}
+
+/// Sanitizes each row of `column` (a pyarrow Array or ChunkedArray of
+/// strings) with `row`, in chunks of the same lengths.
+pub fn sanitize<'py>(
+    py: Python<'py>,
+    column: &Bound<'py, PyAny>,
+    mut row: impl Row,
+) -> PyResult<Bound<'py, PyAny>> {
+    let pa = py
+        .import("pyarrow")
+        .map_err(|_| PyTypeError::new_err("sanitize_arrow needs pyarrow: pip install pyarrow"))?;
+    let mut number = 0u64;
+    if column.is_instance(&pa.getattr("ChunkedArray")?)? {
+        let wide = wide(&pa, &column.getattr("type")?)?;
+        let chunks = PyList::empty(py);
+        for chunk in column.getattr("chunks")?.try_iter()? {
+            chunks.append(sanitize_chunk(py, &pa, &chunk?, &mut number, &mut row)?)?;
+        }
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("type", output_type(&pa, wide)?)?;
+        return pa.call_method("chunked_array", (chunks,), Some(&kwargs));
+    }
+    if column.is_instance(&pa.getattr("Array")?)? {
+        return sanitize_chunk(py, &pa, column, &mut number, &mut row);
+    }
+    Err(PyTypeError::new_err(
+        "column must be a pyarrow Array or ChunkedArray of JSON strings",
+    ))
+}
+
+/// Whether a column of this type is read and written with 64-bit offsets:
+/// `large_string`, and `string_view` (read through a cast to it); `string`
+/// has 32-bit ones. Any other type is refused.
+fn wide(pa: &Bound<'_, PyModule>, t: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let types = pa.getattr("types")?;
+    let is = |name: &str| -> PyResult<bool> {
+        Ok(types.hasattr(name)? && types.call_method1(name, (t,))?.is_truthy()?)
+    };
+    if is("is_string")? {
+        Ok(false)
+    } else if is("is_large_string")? || is("is_string_view")? {
+        Ok(true)
+    } else {
+        Err(PyTypeError::new_err(format!(
+            "column must hold strings (JSON text), not {}",
+            t.str()?
+        )))
+    }
+}
+
+fn output_type<'py>(pa: &Bound<'py, PyModule>, wide: bool) -> PyResult<Bound<'py, PyAny>> {
+    pa.call_method0(if wide { "large_string" } else { "string" })
+}
+
+fn malformed() -> PyErr {
+    PyValueError::new_err("the column's buffers are not a valid Arrow string array")
+}
+
+fn sanitize_chunk<'py>(
+    py: Python<'py>,
+    pa: &Bound<'py, PyModule>,
+    array: &Bound<'py, PyAny>,
+    number: &mut u64,
+    row: &mut impl Row,
+) -> PyResult<Bound<'py, PyAny>> {
+    let t = array.getattr("type")?;
+    let wide = wide(pa, &t)?;
+    let out_type = output_type(pa, wide)?;
+    let array = if wide
+        && !pa
+            .getattr("types")?
+            .call_method1("is_large_string", (&t,))?
+            .is_truthy()?
+    {
+        array.call_method1("cast", (&out_type,))?
+    } else {
+        array.clone()
+    };
+    let n: usize = array.len()?;
+    let offset: usize = array.getattr("offset")?.extract()?;
+    let nulls: usize = array.getattr("null_count")?.extract()?;
+    let buffers = array.call_method0("buffers")?;
+    let width = if wide { 8 } else { 4 };
+    let bytes_of = |buffer: Bound<'py, PyAny>, at: usize, len: usize| -> PyResult<PyBackedBytes> {
+        if buffer.is_none() {
+            return if len == 0 {
+                Ok(PyBytes::new(py, b"").extract().map_err(PyErr::from)?)
+            } else {
+                Err(malformed())
+            };
+        }
+        let size: usize = buffer.getattr("size")?.extract()?;
+        if at.checked_add(len).is_none_or(|end| end > size) {
+            return Err(malformed());
+        }
+        buffer
+            .call_method1("slice", (at, len))?
+            .call_method0("to_pybytes")?
+            .extract()
+            .map_err(PyErr::from)
+    };
+    let offsets = bytes_of(buffers.get_item(1)?, offset * width, (n + 1) * width)?;
+    let offsets = read_offsets(&offsets, wide)?;
+    let (start, end) = (offsets[0], offsets[n]);
+    let data = bytes_of(buffers.get_item(2)?, start, end - start)?;
+    let validity = if nulls > 0 {
+        Some(bytes_of(buffers.get_item(0)?, 0, (offset + n).div_ceil(8))?)
+    } else {
+        None
+    };
+
+    let first = *number;
+    let (out, valid, out_nulls) = py.detach(|| {
+        let mut out = Vec::with_capacity(data.len());
+        let mut ends: Vec<usize> = Vec::with_capacity(n + 1);
+        ends.push(0);
+        let mut valid = vec![0u8; n.div_ceil(8)];
+        let mut out_nulls = 0usize;
+        for i in 0..n {
+            let bit = offset + i;
+            let present = validity
+                .as_ref()
+                .is_none_or(|v| v[bit / 8] >> (bit % 8) & 1 == 1);
+            let text = &data[offsets[i] - start..offsets[i + 1] - start];
+            if present && row(first + i as u64 + 1, text, &mut out) {
+                valid[i / 8] |= 1 << (i % 8);
+            } else {
+                out_nulls += 1;
+            }
+            ends.push(out.len());
+        }
+        ((out, ends), valid, out_nulls)
+    });
+    *number += n as u64;
+    let (data, ends) = out;
+    let offsets = write_offsets(&ends, wide)?;
+    let buffer = |bytes: &[u8]| pa.call_method1("py_buffer", (PyBytes::new(py, bytes),));
+    let validity = if out_nulls > 0 {
+        buffer(&valid)?
+    } else {
+        py.None().into_bound(py)
+    };
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("null_count", out_nulls)?;
+    pa.getattr("Array")?.call_method(
+        "from_buffers",
+        (
+            out_type,
+            n,
+            vec![validity, buffer(&offsets)?, buffer(&data)?],
+        ),
+        Some(&kwargs),
+    )
+}
+
+/// The chunk's `n + 1` offsets, each checked to be no less than the one
+/// before (so every row's bytes lie inside the data read).
+fn read_offsets(bytes: &[u8], wide: bool) -> PyResult<Vec<usize>> {
+    let width = if wide { 8 } else { 4 };
+    let mut out = Vec::with_capacity(bytes.len() / width);
+    for b in bytes.chunks_exact(width) {
+        let v = if wide {
+            i64::from_le_bytes(b.try_into().map_err(|_| malformed())?)
+        } else {
+            i64::from(i32::from_le_bytes(b.try_into().map_err(|_| malformed())?))
+        };
+        let v = usize::try_from(v).map_err(|_| malformed())?;
+        if out.last().is_some_and(|&last| v < last) {
+            return Err(malformed());
+        }
+        out.push(v);
+    }
+    if out.is_empty() {
+        return Err(malformed());
+    }
+    Ok(out)
+}
+
+fn write_offsets(ends: &[usize], wide: bool) -> PyResult<Vec<u8>> {
+    let mut out = Vec::with_capacity(ends.len() * if wide { 8 } else { 4 });
+    for &end in ends {
+        if wide {
+            out.extend_from_slice(&(end as i64).to_le_bytes());
+        } else {
+            let end = i32::try_from(end).map_err(|_| {
+                PyValueError::new_err(
+                    "a chunk's sanitized rows are over 2 GiB, more than a string array holds: give smaller chunks, or a large_string column",
+                )
+            })?;
+            out.extend_from_slice(&end.to_le_bytes());
+        }
+    }
+    Ok(out)
+}
