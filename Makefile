@@ -1,6 +1,6 @@
 # phimask: `make run` starts it locally, `make test` runs every test.
 # Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: run examples test build package bench bench-builds load size fmt lint setup fuzz
+.PHONY: run examples test build package wheel bench bench-builds load size fmt lint setup fuzz
 
 run:
 	scripts/run.sh
@@ -20,6 +20,11 @@ build:
 package: build
 	mkdir -p dist
 	npm pack ./pkg --pack-destination dist
+
+# The Python wheel (maturin, abi3: every CPython from 3.9) in dist/:
+# pip install dist/phimask-*.whl, then import phimask (docs/backfill.md).
+wheel:
+	scripts/wheel.sh
 
 bench: build
 	node benches/bench.mjs
@@ -58,6 +63,7 @@ lint:
 	cargo clippy --target wasm32-unknown-unknown --lib --no-default-features -- -D warnings
 	cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 	cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
+	cargo clippy --lib --no-default-features --features python -- -D warnings
 
 setup:
 	scripts/setup.sh --browser

@@ -37,15 +37,45 @@ class Sanitizer:
     def destinations(self) -> List[str]:
         """The server-side destinations, in policy order."""
     def sanitize(
-        self, event: Union[str, bytes, Mapping[str, Any]], destination: str
+        self,
+        event: Union[str, bytes, Mapping[str, Any]],
+        destination: str,
+        *,
+        gpc: bool = False,
+        region: Optional[str] = None,
+        user_agent: Optional[str] = None,
+        bot_score: Optional[int] = None,
     ) -> Optional[str]:
         """The JSON text to send, or None when the policy sends the
         destination nothing of the event. Raises EventError for a refused
-        event."""
-    def sanitize_ndjson(self, data: bytes, destination: str) -> bytes:
+        event. The keywords decide it as for a request with a Global
+        Privacy Control signal, from a region (US-WA, or a country US),
+        with a User-Agent header or a bot score (1 to 99)."""
+    def sanitize_ndjson(
+        self,
+        data: bytes,
+        destination: str,
+        *,
+        native: bool = False,
+        gpc: bool = False,
+        region: Optional[str] = None,
+        user_agent: Optional[str] = None,
+        bot_score: Optional[int] = None,
+    ) -> bytes:
         """NDJSON in, what `phimask sanitize -d DESTINATION` writes out,
-        byte for byte."""
-    def sanitize_arrow(self, column: _Column, destination: str) -> _Column:
+        byte for byte (with `native`, what `--native` writes: each event
+        as the destination's API takes it)."""
+    def sanitize_arrow(
+        self,
+        column: _Column,
+        destination: str,
+        *,
+        native: bool = False,
+        gpc: bool = False,
+        region: Optional[str] = None,
+        user_agent: Optional[str] = None,
+        bot_score: Optional[int] = None,
+    ) -> _Column:
         """A pyarrow Array or ChunkedArray of JSON strings to a string
         array (large_string for large_string or string_view input) of the
         same length and chunks: null where not sent, refused, blank or

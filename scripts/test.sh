@@ -123,7 +123,7 @@ npx --no-install tsc -p tests/types
 step "fuzzing: saved crashes replayed, each target for 10 s (make fuzz runs them for 10 min)"
 scripts/fuzz.sh 10
 
-step "JavaScript tests (Node and headless Chromium) and the load test, in two lanes"
+step "JavaScript tests (Node and headless Chromium) and the load test, in two lanes, and the Python wheel's"
 # Every test file listens on ports the system picks, but run.test.mjs
 # (make run's own 8787, 8788 and 8080). The second lane holds what must
 # not overlap: headless Chromium (one browser at a time), wrangler in the
@@ -154,6 +154,18 @@ lane() {
   fi
   [ ${#failed[@]} -eq 0 ] || { printf 'failed: %s\n' "${failed[@]}"; return 1; }
 }
+# The Python wheel beside them (the lanes leave a core mostly idle while
+# they wait on workerd and the browser): linted, built as shipped (make
+# wheel), installed into .venv-backfill and tested there (tests/python:
+# the API, the same bytes as the command and the wasm engine, the backfill
+# recipes on Spark, DuckDB and Polars).
+python_tests() {
+  cargo clippy --quiet --lib --no-default-features --features python -- -D warnings \
+    && scripts/wheel.sh >/dev/null \
+    && .venv-backfill/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps dist/phimask-*.whl \
+    && PHIMASK_WHEEL="$(ls dist/phimask-*.whl)" .venv-backfill/bin/python -m pytest -q -p no:cacheprovider tests/python
+}
+background python python_tests
 background js-1 lane "${lane_one[@]}"
 # The load test: no event lost while a destination fails, and a key
 # flooding at 20x the others' rate refused with 429 while they lose
@@ -162,8 +174,9 @@ background js-2 lane "${lane_two[@]}" -- node scripts/load.mjs
 status=0
 joined js-1 || status=1
 joined js-2 || status=1
+joined python || status=1
 grep -h '^(.*: [0-9]*s)$' "$logs/js-1.log" "$logs/js-2.log" | sed 's/^/  /'
-[ "$status" = 0 ] || { echo "JavaScript tests failed: see above ([js-1], [js-2])" >&2; exit 1; }
+[ "$status" = 0 ] || { echo "JavaScript or Python tests failed: see above ([js-1], [js-2], [python])" >&2; exit 1; }
 if [ "$(wasm_times)" != "$built" ]; then
   echo "the wasm packages were rebuilt during the tests: every test must use the ones built first" >&2
   exit 1

@@ -13,7 +13,7 @@ mod report;
 
 use std::sync::Mutex;
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyDict, PyString};
@@ -70,16 +70,26 @@ impl Sanitizer {
 
     /// One event (JSON text, UTF-8 bytes or a dict) for `destination`: the
     /// JSON text to send, or None when the policy sends it nothing.
-    /// Raises EventError for a refused event.
+    /// Raises EventError for a refused event. `gpc`, `region`,
+    /// `user_agent` and `bot_score` decide it as for a request carrying
+    /// them (the command's `--gpc`, `--region`, `--user-agent`,
+    /// `--bot-score`).
+    #[pyo3(signature = (event, destination, *, gpc = false, region = None, user_agent = None, bot_score = None))]
+    // Python's keyword arguments, one parameter each.
+    #[allow(clippy::too_many_arguments)]
     fn sanitize(
         &self,
         py: Python<'_>,
         event: &Bound<'_, PyAny>,
         destination: &str,
+        gpc: bool,
+        region: Option<&str>,
+        user_agent: Option<String>,
+        bot_score: Option<i64>,
     ) -> PyResult<Option<String>> {
         self.check(py, destination)?;
+        let (signals, agent) = request(gpc, region, user_agent, bot_score)?;
         let text = event_text(py, event)?;
-        let (signals, agent) = (Signals::default(), Agent::default());
         let out = py.detach(|| {
             self.inner
                 .sanitize_json_from(&text, destination, &signals, &agent)
@@ -99,19 +109,29 @@ impl Sanitizer {
     /// NDJSON events (bytes) to the NDJSON `phimask sanitize -d
     /// DESTINATION` writes for them, byte for byte: an event a line;
     /// lines refused, not sent or blank are left out (and counted in
-    /// `take_report()`).
+    /// `take_report()`). `native` writes each event as the destination's
+    /// API takes it (the command's `--native`); the request's signals as
+    /// for `sanitize`.
+    #[pyo3(signature = (data, destination, *, native = false, gpc = false, region = None, user_agent = None, bot_score = None))]
+    #[allow(clippy::too_many_arguments)]
     fn sanitize_ndjson<'py>(
         &self,
         py: Python<'py>,
         data: &Bound<'py, PyAny>,
         destination: &str,
+        native: bool,
+        gpc: bool,
+        region: Option<&str>,
+        user_agent: Option<String>,
+        bot_score: Option<i64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         self.check(py, destination)?;
+        let (signals, agent) = request(gpc, region, user_agent, bot_score)?;
+        let target = self.target(destination, native, &signals, &agent);
         let data: PyBackedBytes = data.extract().map_err(|_| {
             PyTypeError::new_err("data must be bytes (NDJSON: one JSON event a line)")
         })?;
         let (out, counts) = py.detach(|| {
-            let target = target(destination);
             let mut out = Vec::with_capacity(data.len());
             let mut counts = report::Counts::default();
             let mut lines = Lines::new(&data[..], MAX_EVENT_BYTES);
@@ -135,15 +155,23 @@ impl Sanitizer {
     /// A pyarrow Array or ChunkedArray of JSON strings to a string array of
     /// the same length (and chunks): each row sanitized as one line of
     /// `sanitize_ndjson`, null where it is not sent, refused, blank or
-    /// null.
+    /// null. Keywords as for `sanitize_ndjson`.
+    #[pyo3(signature = (column, destination, *, native = false, gpc = false, region = None, user_agent = None, bot_score = None))]
+    #[allow(clippy::too_many_arguments)]
     fn sanitize_arrow<'py>(
         &self,
         py: Python<'py>,
         column: &Bound<'py, PyAny>,
         destination: &str,
+        native: bool,
+        gpc: bool,
+        region: Option<&str>,
+        user_agent: Option<String>,
+        bot_score: Option<i64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.check(py, destination)?;
-        let target = target(destination);
+        let (signals, agent) = request(gpc, region, user_agent, bot_score)?;
+        let target = self.target(destination, native, &signals, &agent);
         let mut counts = report::Counts::default();
         let array = arrow::sanitize(py, column, |number, row: &[u8], out: &mut Vec<u8>| {
             let line = if row.len() > MAX_EVENT_BYTES {
@@ -200,6 +228,27 @@ impl Sanitizer {
         }
     }
 
+    /// Lines for `destination`: Segment events, or with `native` in its
+    /// format.
+    fn target<'a>(
+        &self,
+        destination: &'a str,
+        native: bool,
+        signals: &'a Signals,
+        agent: &'a Agent,
+    ) -> Target<'a> {
+        Target {
+            name: destination,
+            native: if native {
+                self.inner.format(destination)
+            } else {
+                None
+            },
+            signals,
+            agent,
+        }
+    }
+
     fn report(&self, f: impl FnOnce(&mut Report)) {
         match self.report.lock() {
             Ok(mut r) => f(&mut r),
@@ -208,17 +257,30 @@ impl Sanitizer {
     }
 }
 
-/// Lines for `name` as the command writes them by default: Segment
-/// events, without a request's signals or user agent.
-fn target(name: &str) -> Target<'_> {
-    static SIGNALS: std::sync::LazyLock<Signals> = std::sync::LazyLock::new(Signals::default);
-    static AGENT: std::sync::LazyLock<Agent> = std::sync::LazyLock::new(Agent::default);
-    Target {
-        name,
-        native: None,
-        signals: &SIGNALS,
-        agent: &AGENT,
-    }
+/// A request's signals and user agent, checked as the command checks
+/// its `--region` and `--bot-score`.
+fn request(
+    gpc: bool,
+    region: Option<&str>,
+    user_agent: Option<String>,
+    bot_score: Option<i64>,
+) -> PyResult<(Signals, Agent)> {
+    let region = region
+        .map(Signals::region_code)
+        .transpose()
+        .map_err(PyValueError::new_err)?;
+    let score = bot_score
+        .map(Agent::score_of)
+        .transpose()
+        .map_err(|_| PyValueError::new_err("bot_score must be an integer from 1 to 99"))?;
+    Ok((
+        Signals { gpc, region },
+        Agent {
+            user_agent,
+            score,
+            verified: false,
+        },
+    ))
 }
 
 /// The policy as JSON text: a dict is serialized by Python's `json`.
