@@ -36,7 +36,7 @@ def cli_sanitize(policy: Path, destination: str, data: bytes, key: str = KEY) ->
     """What `phimask sanitize POLICY -d DESTINATION` writes for `data`."""
     env = {**os.environ, "PHI_MASKING_KEY": key}
     done = subprocess.run(
-        [phimask_bin(), "sanitize", str(policy), "-d", destination, "--quiet"],
+        [phimask_bin(), "sanitize", "--policy", str(policy), "-d", destination, "--quiet"],
         input=data,
         capture_output=True,
         env=env,
