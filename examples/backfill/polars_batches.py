@@ -30,7 +30,7 @@ def load_key(key_file):
     if key_file:
         with open(key_file, "rb") as f:
             key = f.read()
-        return key[:-1].rstrip(b"\r") if key.endswith(b"\n") else key
+        return key[:-2] if key.endswith(b"\r\n") else key[:-1] if key.endswith(b"\n") else key
     key = os.environ.get("PHI_MASKING_KEY")
     return os.fsencode(key) if key else None
 

@@ -266,8 +266,10 @@ def test_polars_ndjson_gives_the_commands_bytes(tmp_path):
 def test_polars_parquet_gives_the_commands_lines_in_order(tmp_path):
     rows = parquet_rows(seed=5, count=300)
     pq.write_table(pa.table({"payload": pa.array(rows, pa.string())}), tmp_path / "in.parquet")
+    (tmp_path / "masking.key").write_bytes(KEY.encode() + b"\n")
     ok(run("polars_batches.py", "--policy", POLICY, "-d", DESTINATION, "--column", "payload",
-           tmp_path / "in.parquet", tmp_path / "out.parquet"))
+           "--key-file", tmp_path / "masking.key", tmp_path / "in.parquet", tmp_path / "out.parquet",
+           env={"PHI_MASKING_KEY": None}))
     assert pq.read_table(tmp_path / "out.parquet").column("event").to_pylist() == command_rows(rows)
     assert_clean((tmp_path / "out.parquet").read_bytes())
 
@@ -303,7 +305,8 @@ def segment_archive(root: Path) -> dict:
 def test_segment_s3_layout_file_by_file_with_counts(tmp_path):
     files = segment_archive(tmp_path / "archive")
     key_file = tmp_path / "masking.key"
-    key_file.write_bytes(KEY.encode() + b"\n")
+    # As an editor on Windows saves it: the line end is not the key's.
+    key_file.write_bytes(KEY.encode() + b"\r\n")
     # Small blocks: lines, CRLFs and the 32 KiB line cross their edges.
     done = ok(run("segment_s3.py", "--policy", POLICY, "-d", DESTINATION, "--key-file", key_file,
                   "--block-bytes", 4096, tmp_path / "archive", tmp_path / "out", env={"PHI_MASKING_KEY": None}))
