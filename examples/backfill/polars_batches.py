@@ -75,11 +75,13 @@ def main(argv):
         else:
             # One column, never quoted: each line as the engine wrote it.
             events.sink_csv(partial, include_header=False, quote_style="never")
-    except pl.exceptions.ComputeError as e:
+    except BaseException as e:
         if os.path.exists(partial):
             os.remove(partial)
-        # Not Polars' message: it may quote the data.
-        sys.exit(f"polars could not read {args.input} ({type(e).__name__}): is every line UTF-8?")
+        if isinstance(e, pl.exceptions.ComputeError):
+            # Not Polars' message: it may quote the data.
+            sys.exit(f"polars could not read {args.input} ({type(e).__name__}): is every line UTF-8?")
+        raise
     os.replace(partial, args.out)
     counts = sanitizer.take_report().get(args.destination, {})
     print(f"{args.destination}:", " ".join(f"{k}={v}" for k, v in counts.items() if k != "first_refused"))
