@@ -80,14 +80,9 @@ def main(argv):
     frames = []
     if args.ndjson:
         # Lines end at \n only: Spark's default also ends them at a lone \r,
-        # which is white space inside an event. A \r before the \n is part
-        # of the line's end, as the command reads it: cut in bytes, so that
-        # bytes that are not UTF-8 reach the engine (which refuses them).
-        lines = spark.read.option("lineSep", "\n").text(args.ndjson)
-        raw = "CAST(value AS BINARY)"
-        frames.append(lines.select(F.expr(
-            f"CASE WHEN endswith({raw}, X'0D') THEN CAST(substr({raw}, 1, octet_length({raw}) - 1) AS STRING) ELSE value END"
-        ).alias("value")))
+        # which is white space inside an event. A row's last \r (CRLF) is
+        # taken by the engine as the line's end, as the command takes it.
+        frames.append(spark.read.option("lineSep", "\n").text(args.ndjson))
     if args.parquet:
         frames.append(spark.read.parquet(*args.parquet).select(F.col(args.column).cast("string").alias("value")))
     rows = frames[0] if len(frames) == 1 else frames[0].unionAll(frames[1])

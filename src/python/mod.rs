@@ -174,6 +174,10 @@ impl Sanitizer {
         let target = self.target(destination, native, &signals, &agent);
         let mut counts = report::Counts::default();
         let array = arrow::sanitize(py, column, |number, row: &[u8], out: &mut Vec<u8>| {
+            // A row read from CRLF text by a reader that splits at `\n`
+            // (Spark's with lineSep) ends in `\r`: as for a line, it is
+            // the line end, not part of the event's 32 KB.
+            let row = row.strip_suffix(b"\r").unwrap_or(row);
             let line = if row.len() > MAX_EVENT_BYTES {
                 Line::TooLong
             } else {
