@@ -87,6 +87,17 @@ fn sanitize_chunk<'py>(
             .call_method1("is_large_string", (&t,))?
             .is_truthy()?
     {
+        // pyarrow's cast reads each row through its view without checking
+        // it: a view past its buffer, or naming one that is not there,
+        // would be read out of bounds (other memory sanitized as a row)
+        // or crash. The views are checked first, as binary (a row not
+        // UTF-8 stays that row's refusal, as in a string column).
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("full", true)?;
+        array
+            .call_method1("view", (pa.call_method0("binary_view")?,))
+            .and_then(|views| views.call_method("validate", (), Some(&kwargs)))
+            .map_err(|_| malformed())?;
         array.call_method1("cast", (&out_type,))?
     } else {
         array.clone()

@@ -154,6 +154,9 @@ impl Sanitizer {
         let target = target(destination);
         let mut counts = report::Counts::default();
         let array = arrow::sanitize(py, column, |number, row: &[u8], out: &mut Vec<u8>| {
+            // As a line of sanitize_ndjson: a CR before its end is the
+            // line's, not the event's.
+            let row = row.strip_suffix(b"\r").unwrap_or(row);
             let line = if row.len() > MAX_EVENT_BYTES {
                 Line::TooLong
             } else {
