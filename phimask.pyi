@@ -2,7 +2,7 @@
 events. The same engine as the phimask command and the edge Worker: for the
 same policy and key, the same bytes."""
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, Dict, List, Optional, Tuple, TypeVar, Union
 
 __version__: str
 MAX_EVENT_BYTES: int
@@ -31,14 +31,14 @@ class Sanitizer:
 
     def __init__(
         self,
-        policy: Union[Mapping[str, Any], str, bytes],
+        policy: Union[Dict[str, Any], str, bytes],
         key: Optional[Union[str, bytes]] = None,
     ) -> None: ...
     def destinations(self) -> List[str]:
         """The server-side destinations, in policy order."""
     def sanitize(
         self,
-        event: Union[str, bytes, Mapping[str, Any]],
+        event: Union[str, bytes, Dict[str, Any]],
         destination: str,
         *,
         gpc: bool = False,

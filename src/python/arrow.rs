@@ -87,13 +87,23 @@ fn sanitize_chunk<'py>(
             .call_method1("is_large_string", (&t,))?
             .is_truthy()?
     {
+        // pyarrow's cast reads each row through its view without checking
+        // it: a view past its buffer, or naming one that is not there,
+        // would be read out of bounds (other memory sanitized as a row)
+        // or crash. The views are checked first, as binary (a row not
+        // UTF-8 stays that row's refusal, as in a string column).
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("full", true)?;
+        array
+            .call_method1("view", (pa.call_method0("binary_view")?,))
+            .and_then(|views| views.call_method("validate", (), Some(&kwargs)))
+            .map_err(|_| malformed())?;
         array.call_method1("cast", (&out_type,))?
     } else {
         array.clone()
     };
     let n: usize = array.len()?;
     let offset: usize = array.getattr("offset")?.extract()?;
-    let nulls: usize = array.getattr("null_count")?.extract()?;
     let buffers = array.call_method0("buffers")?;
     let width = if wide { 8 } else { 4 };
     let bytes_of = |buffer: Bound<'py, PyAny>, at: usize, len: usize| -> PyResult<PyBackedBytes> {
@@ -118,10 +128,11 @@ fn sanitize_chunk<'py>(
     let offsets = read_offsets(&offsets, wide)?;
     let (start, end) = (offsets[0], offsets[n]);
     let data = bytes_of(buffers.get_item(2)?, start, end - start)?;
-    let validity = if nulls > 0 {
-        Some(bytes_of(buffers.get_item(0)?, 0, (offset + n).div_ceil(8))?)
-    } else {
-        None
+    // The validity bits whenever there are any, whatever `null_count`
+    // claims: a row they mark null is never read.
+    let validity = match buffers.get_item(0)? {
+        bits if bits.is_none() => None,
+        bits => Some(bytes_of(bits, 0, (offset + n).div_ceil(8))?),
     };
 
     let first = *number;

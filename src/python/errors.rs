@@ -44,26 +44,47 @@ pub fn event_error(py: Python<'_>, code: &str, message: impl Into<String>) -> Py
     raised::<EventError>(py, code, message.into())
 }
 
-pub fn policy_error(py: Python<'_>, code: &str, message: impl Into<String>) -> PyErr {
-    raised::<PolicyError>(py, code, message.into())
+/// A PolicyError; `problems` is always there (empty but for
+/// invalid_policy), as the stubs declare it.
+fn policy_error(
+    py: Python<'_>,
+    code: &str,
+    message: String,
+    problems: Vec<(String, String)>,
+) -> PyErr {
+    let err = raised::<PolicyError>(py, code, message);
+    if let Ok(list) = PyList::new(py, problems) {
+        let _ = err.value(py).setattr("problems", list);
+    }
+    err
+}
+
+/// A policy refused before the engine read it (not UTF-8, a dict JSON
+/// cannot hold): one problem at the policy's root, as the engine gives
+/// for a policy that is not JSON.
+pub fn invalid_policy(py: Python<'_>, problem: &str) -> PyErr {
+    policy_error(
+        py,
+        "invalid_policy",
+        format!("invalid policy: {problem}"),
+        vec![(String::new(), problem.to_owned())],
+    )
 }
 
 /// The engine's error as the exception Python callers catch.
 pub fn from_engine(py: Python<'_>, e: &EngineError) -> PyErr {
     match e {
-        EngineError::InvalidPolicy(problems) => {
-            let err = policy_error(py, e.code(), e.to_string());
-            let list: Vec<(String, String)> = problems
+        EngineError::InvalidPolicy(problems) => policy_error(
+            py,
+            e.code(),
+            e.to_string(),
+            problems
                 .iter()
                 .map(|p| (p.path.clone(), p.message.clone()))
-                .collect();
-            if let Ok(list) = PyList::new(py, list) {
-                let _ = err.value(py).setattr("problems", list);
-            }
-            err
-        }
+                .collect(),
+        ),
         EngineError::MissingKey | EngineError::KeyTooShort => {
-            policy_error(py, e.code(), e.to_string())
+            policy_error(py, e.code(), e.to_string(), Vec::new())
         }
         EngineError::Event(_) => event_error(py, e.code(), e.to_string()),
         EngineError::UnknownDestination(_) | EngineError::InvalidCredential { .. } => {

@@ -20,7 +20,7 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::ndjson::{sanitize_line, Line, Lines, Outcome, Target};
 use crate::{Agent, Signals, MAX_EVENT_BYTES};
-use errors::{event_error, from_engine, policy_error, unknown_destination};
+use errors::{event_error, from_engine, invalid_policy, unknown_destination};
 use report::Report;
 
 /// The engine for one policy and masking key. Made once per worker (it
@@ -89,7 +89,15 @@ impl Sanitizer {
     ) -> PyResult<Option<String>> {
         self.check(py, destination)?;
         let (signals, agent) = request(gpc, region, user_agent, bot_score)?;
-        let text = event_text(py, event)?;
+        let text = match event_text(py, event)? {
+            Ok(text) => text,
+            // Refused before the engine saw it: counted as the engine's
+            // refusals are, so take_report() misses none.
+            Err(why) => {
+                self.report(|r| r.refused_event(destination, &why));
+                return Err(event_error(py, "invalid_json", why));
+            }
+        };
         let out = py.detach(|| {
             self.inner
                 .sanitize_json_from(&text, destination, &signals, &agent)
@@ -294,11 +302,10 @@ fn policy_text(py: Python<'_>, policy: &Bound<'_, PyAny>) -> PyResult<String> {
     }
     if let Ok(bytes) = policy.extract::<PyBackedBytes>() {
         return String::from_utf8(bytes.to_vec()).map_err(|e| {
-            policy_error(
+            invalid_policy(
                 py,
-                "invalid_policy",
-                format!(
-                    "invalid policy: not UTF-8 text (byte {})",
+                &format!(
+                    "policy is not UTF-8 text (byte {})",
                     e.utf8_error().valid_up_to()
                 ),
             )
@@ -306,10 +313,9 @@ fn policy_text(py: Python<'_>, policy: &Bound<'_, PyAny>) -> PyResult<String> {
     }
     if policy.is_instance_of::<PyDict>() {
         return json_dumps(py, policy).ok_or_else(|| {
-            policy_error(
+            invalid_policy(
                 py,
-                "invalid_policy",
-                "invalid policy: the dict holds something JSON cannot (a value that is not a str, number, bool, None, list or dict, or a float that is not finite)",
+                "policy is a dict JSON cannot hold (a value that is not a str, number, bool, None, list or dict, or a float that is not finite)",
             )
         });
     }
@@ -331,35 +337,27 @@ fn key_bytes(key: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         .map_err(|_| PyTypeError::new_err("key must be str or bytes (the masking key)"))
 }
 
-/// An event as JSON text; anything else is refused as invalid JSON,
-/// without saying what it held.
-fn event_text(py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<String> {
+/// An event as JSON text, or why it is refused (as invalid JSON, without
+/// saying what it held); a TypeError when it is neither text nor a dict.
+fn event_text(py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<Result<String, String>> {
     if let Ok(text) = event.cast::<PyString>() {
-        return text
+        return Ok(text
             .to_cow()
             .map(|t| t.into_owned())
-            .map_err(|_| event_error(py, "invalid_json", "event is not UTF-8 text"));
+            .map_err(|_| "event is not UTF-8 text".to_owned()));
     }
     if let Ok(bytes) = event.extract::<PyBackedBytes>() {
-        return String::from_utf8(bytes.to_vec()).map_err(|e| {
-            event_error(
-                py,
-                "invalid_json",
-                format!(
-                    "event is not UTF-8 text at byte {}",
-                    e.utf8_error().valid_up_to()
-                ),
+        return Ok(String::from_utf8(bytes.to_vec()).map_err(|e| {
+            format!(
+                "event is not UTF-8 text at byte {}",
+                e.utf8_error().valid_up_to()
             )
-        });
+        }));
     }
     if event.is_instance_of::<PyDict>() {
-        return json_dumps(py, event).ok_or_else(|| {
-            event_error(
-                py,
-                "invalid_json",
-                "event is a dict JSON cannot hold (a value that is not a str, number, bool, None, list or dict, a key that is not a str, or a float that is not finite)",
-            )
-        });
+        return Ok(json_dumps(py, event).ok_or_else(|| {
+            "event is a dict JSON cannot hold (a value that is not a str, number, bool, None, list or dict, a key that is not a str, or a float that is not finite)".to_owned()
+        }));
     }
     Err(PyTypeError::new_err(
         "event must be JSON text (str or bytes) or a dict",
