@@ -1,0 +1,185 @@
+"""The wheel and the recipes under attack: a caller's slip or a hostile
+column, file or schema that would have put PHI into an error message (and
+so into a job's logs), or made the engine panic instead of refusing.
+
+Each test plants PHI no detector recognises ("Jane Doe", "HIV positive")
+where the attack puts it, and checks that no message shows it and that
+what is refused is refused with an ordinary exception."""
+
+import json
+
+import pyarrow as pa
+import pytest
+
+import phimask
+from conftest import KEY, ROOT
+
+POLICY = ROOT / "policies" / "production.json"
+DESTINATION = "amplitude"
+PLANTED = ("Jane Doe", "HIV positive", "123-45-6789")
+
+EVENT = {
+    "type": "track",
+    "event": "Order Completed",
+    "userId": "patient-004211",
+    "messageId": "m-1",
+    "properties": {"notes": "Jane Doe\r\nHIV positive\x00 ssn 123-45-6789", "value": 1},
+}
+LINE = json.dumps(EVENT)
+
+
+def sanitizer() -> phimask.Sanitizer:
+    return phimask.Sanitizer(POLICY.read_text(), KEY)
+
+
+def refused(call, *args, error=Exception) -> BaseException:
+    """The exception `call(*args)` raises: an ordinary one (a panic is a
+    BaseException that `except Exception` lets through), showing no PHI."""
+    try:
+        call(*args)
+    except BaseException as e:  # noqa: BLE001 - a panic must be caught to be seen
+        assert isinstance(e, error), f"{type(e).__module__}.{type(e).__name__}: {e}"
+        shown = f"{e} {e!r} {vars(e) if hasattr(e, '__dict__') else ''}"
+        for phi in PLANTED:
+            assert phi not in shown, f"{phi!r} in {shown!r}"
+        return e
+    pytest.fail(f"{call.__name__} did not refuse")
+
+
+# ---- a caller's slip: the event where the destination goes ------------------
+
+
+def test_an_event_given_as_the_destination_is_not_quoted_in_the_error():
+    s = sanitizer()
+    # The arguments swapped, as a positional call makes easy.
+    for call, data in (
+        (s.sanitize, DESTINATION),
+        (s.sanitize_ndjson, DESTINATION.encode()),
+        (s.sanitize_arrow, pa.array([DESTINATION])),
+    ):
+        for wrong in (LINE, "Jane Doe HIV positive", "jane.doe@example.com"):
+            exc = refused(call, data, wrong, error=phimask.Error)
+            assert exc.code == "unknown_destination"
+            assert "jane.doe" not in str(exc)
+            # Still says which names the policy has.
+            assert "amplitude" in str(exc)
+    # A name that looks like one is still named: the user sees their typo.
+    exc = refused(s.sanitize, LINE, "amplitud", error=phimask.Error)
+    assert '"amplitud"' in str(exc)
+    assert s.take_report() == {}
+
+
+# ---- columns of another type: their type names their fields ------------------
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pa.array([{"Jane Doe HIV positive": "x"}]),
+        pa.array([[{"123-45-6789": 1}]]),
+        pa.chunked_array([pa.array([{"Jane Doe HIV positive": 1}])]),
+    ],
+    ids=["struct", "list-of-struct", "chunked-struct"],
+)
+def test_a_column_of_another_type_is_refused_without_its_field_names(column):
+    s = sanitizer()
+    exc = refused(s.sanitize_arrow, column, DESTINATION, error=TypeError)
+    assert "must hold strings" in str(exc)
+    assert s.take_report() == {}
+
+
+# ---- Arrow objects that lie about their buffers --------------------------------
+
+
+class Bytes:
+    """A stand-in for a pyarrow Buffer: claims `size` bytes, holds `data`."""
+
+    def __init__(self, data: bytes, size=None):
+        self.data, self.size = data, len(data) if size is None else size
+
+    def slice(self, at, length):
+        return Bytes(self.data[at : at + length])
+
+    def to_pybytes(self):
+        return self.data
+
+
+def lying_array(length, buffers, offset=0):
+    """A pyarrow StringArray subclass (so isinstance(pa.Array) holds) whose
+    length, offset and buffers say what the test wants."""
+
+    class Lying(pa.StringArray):
+        type = pa.string()
+
+        # pyarrow's own methods on an object made with __new__ alone read
+        # a null pointer; pytest shows arguments with repr.
+        def __repr__(self):
+            return "<Lying StringArray>"
+
+        def __len__(self):
+            return length
+
+        def buffers(self):
+            return buffers
+
+    Lying.offset = offset
+    return Lying.__new__(Lying)
+
+
+def real_buffers(rows):
+    return pa.array(rows).buffers()
+
+
+def lies():
+    validity, offsets, data = real_buffers([LINE, LINE])
+    assert validity is None
+    return {
+        "offsets shorter than they claim": lying_array(2, [None, Bytes(offsets.to_pybytes()[:4], size=12), data]),
+        "data shorter than it claims": lying_array(2, [None, offsets, Bytes(b"{}", size=1 << 20)]),
+        "validity shorter than it claims": lying_array(2, [Bytes(b"", size=64), offsets, data]),
+    }
+
+
+@pytest.mark.parametrize("lie", list(lies()))
+def test_arrays_lying_about_their_buffers_are_value_errors_not_panics(lie):
+    s = sanitizer()
+    array = lies()[lie]
+    refused(s.sanitize_arrow, array, DESTINATION, error=ValueError)
+
+    class Chunked(pa.ChunkedArray):
+        type = pa.string()
+        chunks = [array]
+
+        def __repr__(self):
+            return "<Chunked of a lying StringArray>"
+
+    refused(s.sanitize_arrow, Chunked.__new__(Chunked), DESTINATION, error=ValueError)
+    # Nothing was sanitized, so nothing is counted.
+    assert s.take_report() == {}
+
+
+def test_a_chunked_array_whose_chunks_are_not_arrays_is_a_type_error():
+    s = sanitizer()
+    validity, offsets, data = real_buffers([LINE])
+
+    class Impostor:
+        """Everything sanitize_arrow reads of a chunk, but no pyarrow Array."""
+
+        type = pa.string()
+        offset = 0
+
+        def __len__(self):
+            return 1
+
+        def buffers(self):
+            return [validity, Bytes(offsets.to_pybytes()[:4], size=8), data]
+
+    class Chunked(pa.ChunkedArray):
+        type = pa.string()
+        chunks = [Impostor()]
+
+        def __repr__(self):
+            return "<Chunked of an impostor>"
+
+    exc = refused(s.sanitize_arrow, Chunked.__new__(Chunked), DESTINATION, error=TypeError)
+    assert "pyarrow Array or ChunkedArray" in str(exc)
