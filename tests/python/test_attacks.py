@@ -6,15 +6,22 @@ Each test plants PHI no detector recognises ("Jane Doe", "HIV positive")
 where the attack puts it, and checks that no message shows it and that
 what is refused is refused with an ordinary exception."""
 
+import gzip
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import phimask
 from conftest import KEY, ROOT
 
 POLICY = ROOT / "policies" / "production.json"
+RECIPES = ROOT / "examples" / "backfill"
 DESTINATION = "amplitude"
 PLANTED = ("Jane Doe", "HIV positive", "123-45-6789")
 
@@ -183,3 +190,68 @@ def test_a_chunked_array_whose_chunks_are_not_arrays_is_a_type_error():
 
     exc = refused(s.sanitize_arrow, Chunked.__new__(Chunked), DESTINATION, error=TypeError)
     assert "pyarrow Array or ChunkedArray" in str(exc)
+
+
+# ---- recipes fed hostile files --------------------------------------------------
+
+
+def run(recipe: str, *args) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, str(RECIPES / recipe), *map(str, args)],
+        capture_output=True,
+        env={**os.environ, "PHI_MASKING_KEY": KEY},
+        check=False,
+    )
+    for phi in PLANTED + (KEY,):
+        for out in (done.stdout, done.stderr):
+            assert phi.encode() not in out, f"{phi!r} in {out[-2000:]!r}"
+    return done
+
+
+def test_segment_s3_names_a_file_that_is_not_gzip_without_quoting_it(tmp_path):
+    day = tmp_path / "archive" / "segment-logs" / "src" / "1732233600000"
+    day.mkdir(parents=True)
+    (day / "a.gz").write_bytes(gzip.compress((LINE + "\n").encode()))
+    # Plain NDJSON named .gz, first bytes PHI: gzip's message quotes them.
+    (day / "b.gz").write_bytes(b"SS 123-45-6789 Jane Doe HIV positive\r\n" + LINE.encode() + b"\n")
+    # Trailing bytes after a whole gzip member, PHI too.
+    (day / "c.gz").write_bytes(gzip.compress((LINE + "\n").encode()) + b"SS Jane Doe\n")
+    done = run("segment_s3.py", "--policy", POLICY, "-d", DESTINATION, tmp_path / "archive", tmp_path / "out")
+    assert done.returncode != 0
+    stderr = done.stderr.decode()
+    assert "b'SS'" not in stderr and "SS" not in stderr
+    # The user learns which of their files stopped the run.
+    assert str(Path("segment-logs", "src", "1732233600000", "b.gz")) in stderr
+    written = tmp_path / "out" / "segment-logs" / "src" / "1732233600000"
+    assert sorted(p.name for p in written.iterdir()) == ["a.gz"]
+
+    (day / "b.gz").unlink()
+    done = run("segment_s3.py", "--policy", POLICY, "-d", DESTINATION, tmp_path / "archive", tmp_path / "out2")
+    assert done.returncode != 0
+    assert "SS" not in done.stderr.decode()
+    assert "c.gz" in done.stderr.decode()
+    assert sorted(p.name for p in (tmp_path / "out2" / written.relative_to(tmp_path / "out")).iterdir()) == ["a.gz"]
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pa.array([{"Jane Doe HIV positive": "x"}]),
+        pa.array([[{"Jane Doe": 1}]]),
+    ],
+    ids=["struct", "list-of-struct"],
+)
+def test_duckdb_refuses_a_column_of_another_type_without_its_field_names(tmp_path, column):
+    pq.write_table(pa.table({"event": column}), tmp_path / "in.parquet")
+    done = run("duckdb_udf.py", "--policy", POLICY, "-d", DESTINATION, tmp_path / "in.parquet", tmp_path / "out.parquet")
+    assert done.returncode != 0
+    assert "not text (VARCHAR) or bytes (BLOB)" in done.stderr.decode()
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_polars_refuses_a_column_of_another_type_without_its_field_names(tmp_path):
+    pq.write_table(pa.table({"event": pa.array([{"Jane Doe HIV positive": "123-45-6789"}])}), tmp_path / "in.parquet")
+    done = run("polars_batches.py", "--policy", POLICY, "-d", DESTINATION, tmp_path / "in.parquet", tmp_path / "out.ndjson")
+    assert done.returncode != 0
+    assert "must hold strings" in done.stderr.decode()
+    assert not (tmp_path / "out.ndjson").exists()
