@@ -134,16 +134,19 @@ def lying_array(length, buffers, offset=0):
 
 
 def real_buffers(rows):
-    return pa.array(rows).buffers()
+    # Binary lays out its buffers as string does, and holds any bytes.
+    return pa.array(rows, pa.binary()).buffers()
 
 
 def lies():
-    validity, offsets, data = real_buffers([LINE, LINE])
+    # An event, a row not UTF-8, and one over the engine's limit.
+    rows = [LINE.encode(), b"\xff Jane Doe HIV positive\r", b"{" + b" " * phimask.MAX_EVENT_BYTES + b"}"]
+    validity, offsets, data = real_buffers(rows)
     assert validity is None
     return {
-        "offsets shorter than they claim": lying_array(2, [None, Bytes(offsets.to_pybytes()[:4], size=12), data]),
-        "data shorter than it claims": lying_array(2, [None, offsets, Bytes(b"{}", size=1 << 20)]),
-        "validity shorter than it claims": lying_array(2, [Bytes(b"", size=64), offsets, data]),
+        "offsets shorter than they claim": lying_array(3, [None, Bytes(offsets.to_pybytes()[:4], size=16), data]),
+        "data shorter than it claims": lying_array(3, [None, offsets, Bytes(b"{}", size=1 << 20)]),
+        "validity shorter than it claims": lying_array(3, [Bytes(b"", size=64), offsets, data]),
     }
 
 
@@ -167,7 +170,7 @@ def test_arrays_lying_about_their_buffers_are_value_errors_not_panics(lie):
 
 def test_a_chunked_array_whose_chunks_are_not_arrays_is_a_type_error():
     s = sanitizer()
-    validity, offsets, data = real_buffers([LINE])
+    validity, offsets, data = real_buffers([LINE.encode()])
 
     class Impostor:
         """Everything sanitize_arrow reads of a chunk, but no pyarrow Array."""
