@@ -69,8 +69,17 @@ def main(argv):
         side_effects=True,
     )
     rows = con.read_parquet(args.input)
+    kinds = dict(zip(rows.columns, map(str, rows.types)))
+    if args.column not in kinds:
+        sys.exit(f"no column {args.column!r} in {args.input}")
+    kind = kinds[args.column]
+    if kind not in ("VARCHAR", "BLOB", "JSON"):
+        # Only the type's kind: DuckDB's own message spells a STRUCT's or
+        # MAP's field names, or an ENUM's values, which can be PHI.
+        shown = "a LIST or ARRAY" if kind.endswith("]") else kind.split("(")[0]
+        sys.exit(f"column {args.column!r} is {shown}, not text (VARCHAR) or bytes (BLOB)")
     column = '"' + args.column.replace('"', '""') + '"'
-    if str(dict(zip(rows.columns, rows.types))[args.column]) == "BLOB":
+    if kind == "BLOB":
         # Bytes as UTF-8 text; bytes that are not give null, left out as
         # the command leaves out such a line.
         column = f"try(decode({column}))"

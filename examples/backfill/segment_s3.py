@@ -19,6 +19,7 @@ import argparse
 import gzip
 import os
 import sys
+import zlib
 from pathlib import Path
 
 import phimask
@@ -111,7 +112,15 @@ def main(argv):
         relative = source.relative_to(args.archive)
         target = args.out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        counts = sanitize_file(sanitizer, args.destination, source, target, args.block_bytes)
+        try:
+            counts = sanitize_file(sanitizer, args.destination, source, target, args.block_bytes)
+        except (OSError, EOFError, zlib.error) as e:
+            # Named by its path, not gzip's message: that quotes the bytes
+            # a file that is not gzip starts with (its first event's).
+            sys.exit(
+                f"phimask: {relative}: not a whole gzip file, or not readable or writable ({type(e).__name__}); "
+                "the files listed above are written, this one and those after it are not"
+            )
         for k in shown:
             totals[k] += counts.get(k, 0)
         print(relative, " ".join(f"{k}={counts.get(k, 0)}" for k in shown))

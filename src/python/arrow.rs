@@ -28,8 +28,16 @@ pub fn sanitize<'py>(
     if column.is_instance(&pa.getattr("ChunkedArray")?)? {
         let wide = wide(&pa, &column.getattr("type")?)?;
         let chunks = PyList::empty(py);
+        let array_type = pa.getattr("Array")?;
         for chunk in column.getattr("chunks")?.try_iter()? {
-            chunks.append(sanitize_chunk(py, &pa, &chunk?, &mut number, &mut row)?)?;
+            // A ChunkedArray subclass can hand out anything as a chunk.
+            let chunk = chunk?;
+            if !chunk.is_instance(&array_type)? {
+                return Err(PyTypeError::new_err(
+                    "column must be a pyarrow Array or ChunkedArray of JSON strings",
+                ));
+            }
+            chunks.append(sanitize_chunk(py, &pa, &chunk, &mut number, &mut row)?)?;
         }
         let kwargs = PyDict::new(py);
         kwargs.set_item("type", output_type(&pa, wide)?)?;
@@ -58,8 +66,21 @@ fn wide(pa: &Bound<'_, PyModule>, t: &Bound<'_, PyAny>) -> PyResult<bool> {
     } else {
         Err(PyTypeError::new_err(format!(
             "column must hold strings (JSON text), not {}",
-            t.str()?
+            type_kind(&t.str()?.to_cow()?)
         )))
+    }
+}
+
+/// A type's kind (`struct`, `list`, `int64`) without its parameters: a
+/// struct's or a map's field names can be an event's keys, PHI and all.
+fn type_kind(shown: &str) -> &str {
+    let end = shown
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(shown.len());
+    if end == 0 {
+        "another type"
+    } else {
+        &shown[..end]
     }
 }
 
@@ -106,6 +127,9 @@ fn sanitize_chunk<'py>(
     let offset: usize = array.getattr("offset")?.extract()?;
     let buffers = array.call_method0("buffers")?;
     let width = if wide { 8 } else { 4 };
+    // Every size and position is checked here, and every buffer's bytes
+    // are counted when copied: an Array subclass or a ChunkedArray's
+    // stand-in chunk can say what it likes about its buffers.
     let bytes_of = |buffer: Bound<'py, PyAny>, at: usize, len: usize| -> PyResult<PyBackedBytes> {
         if buffer.is_none() {
             return if len == 0 {
@@ -118,21 +142,34 @@ fn sanitize_chunk<'py>(
         if at.checked_add(len).is_none_or(|end| end > size) {
             return Err(malformed());
         }
-        buffer
+        let bytes: PyBackedBytes = buffer
             .call_method1("slice", (at, len))?
             .call_method0("to_pybytes")?
             .extract()
-            .map_err(PyErr::from)
+            .map_err(|_| malformed())?;
+        if bytes.len() != len {
+            return Err(malformed());
+        }
+        Ok(bytes)
     };
-    let offsets = bytes_of(buffers.get_item(1)?, offset * width, (n + 1) * width)?;
+    let size = |count: usize, each: usize| count.checked_mul(each).ok_or_else(malformed);
+    let ends = offset.checked_add(n).ok_or_else(malformed)?;
+    let offsets = bytes_of(
+        buffers.get_item(1)?,
+        size(offset, width)?,
+        size(n.checked_add(1).ok_or_else(malformed)?, width)?,
+    )?;
     let offsets = read_offsets(&offsets, wide)?;
+    if offsets.len() != n + 1 {
+        return Err(malformed());
+    }
     let (start, end) = (offsets[0], offsets[n]);
     let data = bytes_of(buffers.get_item(2)?, start, end - start)?;
     // The validity bits whenever there are any, whatever `null_count`
     // claims: a row they mark null is never read.
     let validity = match buffers.get_item(0)? {
         bits if bits.is_none() => None,
-        bits => Some(bytes_of(bits, 0, (offset + n).div_ceil(8))?),
+        bits => Some(bytes_of(bits, 0, ends.div_ceil(8))?),
     };
 
     let first = *number;

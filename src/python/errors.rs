@@ -101,13 +101,20 @@ pub fn add_to(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// An unknown destination is named only when it looks like a name: an
+/// event given where the destination goes (the arguments swapped) would
+/// otherwise be quoted, PHI and all, into the caller's logs.
 pub fn unknown_destination(py: Python<'_>, name: &str, known: &[String]) -> PyErr {
+    let shown = if crate::key_name::looks_like_field_name(name.as_bytes()) {
+        crate::message::quoted(name)
+    } else {
+        "(not shown: it is not a destination's name)".to_owned()
+    };
     raised::<Error>(
         py,
         "unknown_destination",
         format!(
-            "unknown destination {}: the policy's server-side destinations are {}",
-            crate::message::quoted(name),
+            "unknown destination {shown}: the policy's server-side destinations are {}",
             if known.is_empty() {
                 "none".to_owned()
             } else {
