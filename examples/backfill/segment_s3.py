@@ -94,6 +94,10 @@ def main(argv):
     p.add_argument("archive", type=Path, help="the directory holding segment-logs/")
     p.add_argument("out", type=Path, help="where the sanitized segment-logs/ is written")
     args = p.parse_args(argv)
+    archive, out = args.archive.resolve(), args.out.resolve()
+    if out == archive or archive in out.parents or out in archive.parents:
+        # The sanitized copy would overwrite the raw archive, or be read as it.
+        sys.exit("OUT must be outside ARCHIVE (and ARCHIVE outside OUT)")
 
     with open(args.policy, encoding="utf-8") as f:
         policy = f.read()

@@ -356,7 +356,7 @@ fn event_text(py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<Result<Strin
     }
     if event.is_instance_of::<PyDict>() {
         return Ok(json_dumps(py, event).ok_or_else(|| {
-            "event is a dict JSON cannot hold (a value that is not a str, number, bool, None, list or dict, a key that is not a str, or a float that is not finite)".to_owned()
+            "event is a dict JSON cannot hold (a value that is not a str, number, bool, None, list or dict, a key that is not a str, number, bool or None, a cycle, or a float that is not finite)".to_owned()
         }));
     }
     Err(PyTypeError::new_err(

@@ -341,6 +341,18 @@ def test_segment_s3_stops_at_a_truncated_file_and_leaves_no_part_of_it(tmp_path)
     assert sorted(p.name for p in written.iterdir()) == ["a.gz"]
 
 
+def test_segment_s3_refuses_to_write_over_or_inside_its_archive(tmp_path):
+    """OUT the archive itself would overwrite the raw files with sanitized
+    ones (and back); nested either way, one would be read as the other."""
+    files = segment_archive(tmp_path / "archive")
+    before = {r: (tmp_path / "archive" / r).read_bytes() for r in files}
+    for out in (tmp_path / "archive", tmp_path / "archive" / "clean", tmp_path):
+        done = run("segment_s3.py", "--policy", POLICY, "-d", DESTINATION, tmp_path / "archive", out)
+        assert done.returncode != 0 and b"outside ARCHIVE" in done.stderr, out
+    assert {r: (tmp_path / "archive" / r).read_bytes() for r in files} == before
+    assert not (tmp_path / "archive" / "clean").exists()
+
+
 def test_segment_s3_never_holds_an_endless_line(tmp_path):
     """A line of 256 MiB with no end is refused as too large while the
     recipe runs under a 200 MiB address-space limit."""
