@@ -2,6 +2,7 @@
 events. The same engine as the phimask command and the edge Worker: for the
 same policy and key, the same bytes."""
 
+import os
 from typing import Any, Dict, List, Optional, Tuple, TypeVar, Union
 
 __version__: str
@@ -24,6 +25,13 @@ class EventError(Error):
     """An event refused, so sent to no destination."""
 
 _Column = TypeVar("_Column")
+
+def masking_key(
+    key_file: Optional[Union[str, "os.PathLike[str]"]] = None,
+) -> Optional[bytes]:
+    """The masking key as the phimask command reads it: from key_file (one
+    trailing LF or CRLF is the file's line end), else from PHI_MASKING_KEY;
+    None when neither gives one. Call it where the Sanitizer is made."""
 
 class Sanitizer:
     """The engine for one policy and masking key. Make it once per worker,

@@ -21,6 +21,7 @@ pub mod event;
 pub mod format;
 pub mod inventory;
 mod json;
+pub mod key_file;
 pub mod key_name;
 pub mod ledger;
 #[cfg(feature = "full")]

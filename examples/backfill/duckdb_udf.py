@@ -23,15 +23,6 @@ import duckdb
 import phimask
 
 
-def load_key(key_file):
-    """The masking key: from a file (one trailing newline ignored) or
-    PHI_MASKING_KEY; None when there is none (the engine then says so)."""
-    if key_file:
-        with open(key_file, "rb") as f:
-            key = f.read()
-        return key[:-2] if key.endswith(b"\r\n") else key[:-1] if key.endswith(b"\n") else key
-    key = os.environ.get("PHI_MASKING_KEY")
-    return os.fsencode(key) if key else None
 
 
 def main(argv):
@@ -50,7 +41,7 @@ def main(argv):
     with open(args.policy, encoding="utf-8") as f:
         policy = f.read()
     try:  # A bad policy, key or destination stops here, before any output.
-        sanitizer = phimask.Sanitizer(policy, load_key(args.key_file))
+        sanitizer = phimask.Sanitizer(policy, phimask.masking_key(args.key_file))
         sanitizer.sanitize_ndjson(b"", args.destination)
     except phimask.Error as e:
         sys.exit(f"phimask: {e}")

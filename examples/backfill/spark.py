@@ -18,7 +18,6 @@ Secrets Manager, GCP Secret Manager). The key never travels inside a task.
 
 import argparse
 import importlib
-import os
 import sys
 
 import pyarrow as pa
@@ -28,17 +27,13 @@ import phimask
 
 
 def load_key(key_file, key_hook):
-    """The masking key from a hook, a file (one trailing newline ignored) or
-    PHI_MASKING_KEY; None when there is none (the engine then says so)."""
+    """The masking key from a hook, else as the command reads it (a key
+    file, else PHI_MASKING_KEY); None when there is none (the engine then
+    says so)."""
     if key_hook:
         module, _, function = key_hook.partition(":")
         return getattr(importlib.import_module(module), function)()
-    if key_file:
-        with open(key_file, "rb") as f:
-            key = f.read()
-        return key[:-2] if key.endswith(b"\r\n") else key[:-1] if key.endswith(b"\n") else key
-    key = os.environ.get("PHI_MASKING_KEY")
-    return os.fsencode(key) if key else None
+    return phimask.masking_key(key_file)
 
 
 def main(argv):

@@ -379,10 +379,44 @@ fn json_dumps(py: Python<'_>, value: &Bound<'_, PyAny>) -> Option<String> {
     text.to_cow().ok().map(|t| t.into_owned())
 }
 
+/// The masking key as the `phimask` command reads it: from `key_file`
+/// (one trailing LF or CRLF is the file's line end, not the key's), else
+/// from `PHI_MASKING_KEY`; None when neither gives one. Call it where the
+/// Sanitizer is made (on each worker), so the key never travels in a task.
+#[pyfunction]
+#[pyo3(signature = (key_file = None))]
+fn masking_key<'py>(
+    py: Python<'py>,
+    key_file: Option<std::path::PathBuf>,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let key = match key_file {
+        None => crate::key_file::from_env(),
+        Some(path) => {
+            let bytes = std::fs::read(&path).map_err(|e| {
+                pyo3::exceptions::PyOSError::new_err(format!(
+                    "cannot read key file {}: {}",
+                    path.display(),
+                    e.kind()
+                ))
+            })?;
+            let key = crate::key_file::in_file(bytes);
+            if key.is_empty() {
+                return Err(PyValueError::new_err(format!(
+                    "key file {} is empty",
+                    path.display()
+                )));
+            }
+            Some(key)
+        }
+    };
+    Ok(key.map(|k| PyBytes::new(py, &k)))
+}
+
 #[pymodule]
 #[pyo3(name = "phimask")]
 fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Sanitizer>()?;
+    m.add_function(wrap_pyfunction!(masking_key, m)?)?;
     errors::add_to(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_EVENT_BYTES", MAX_EVENT_BYTES)?;

@@ -631,3 +631,29 @@ def test_take_report_counts_what_was_built_in():
     assert (a["sent"], a["not_sent"], a["refused"]) == (0, 1, 3)
     assert [number for number, _ in a["first_refused"]] == [0, 0, 0]
     assert_hidden(repr(report))
+
+
+def test_masking_key_reads_a_key_file_or_the_environment_as_the_command_does(tmp_path, monkeypatch):
+    """The key file's one trailing LF or CRLF is its line end; without a
+    file, PHI_MASKING_KEY; neither: None. The key it gives masks as the
+    command's does with the same file."""
+    monkeypatch.delenv("PHI_MASKING_KEY", raising=False)
+    assert phimask.masking_key() is None
+    monkeypatch.setenv("PHI_MASKING_KEY", MARKED_KEY)
+    assert phimask.masking_key() == MARKED_KEY.encode()
+    for ending in (b"\r\n", b"\n", b""):
+        path = tmp_path / f"key{len(ending)}"
+        path.write_bytes(KEY.encode() + ending)
+        assert phimask.masking_key(path) == KEY.encode()
+        assert phimask.masking_key(str(path)) == KEY.encode()
+    # Only one line end is the file's: a second is part of the key.
+    (tmp_path / "two").write_bytes(KEY.encode() + b"\n\n")
+    assert phimask.masking_key(tmp_path / "two") == KEY.encode() + b"\n"
+    data = b"".join(json.dumps(json.loads(p.read_text())).encode() + b"\n" for p in EXAMPLES)
+    keyed = phimask.Sanitizer(PRODUCTION.read_text(), phimask.masking_key(tmp_path / "key2"))
+    assert keyed.sanitize_ndjson(data, "amplitude") == command("amplitude", data)
+    (tmp_path / "empty").write_bytes(b"\n")
+    with pytest.raises(ValueError, match="is empty"):
+        phimask.masking_key(tmp_path / "empty")
+    with pytest.raises(OSError, match="cannot read key file"):
+        phimask.masking_key(tmp_path / "missing")

@@ -11,7 +11,7 @@ use crate::input::{reason, shown};
 
 /// The environment variable the key is read from (the Worker's secret has
 /// the same name).
-pub const VAR: &str = "PHI_MASKING_KEY";
+pub const VAR: &str = phimask::key_file::VAR;
 
 /// A refusal when an argument looks like the key itself (`--key=…`), so
 /// that nothing, not even a usage error, repeats it.
@@ -36,24 +36,15 @@ pub fn refuse_key_arguments(args: impl Iterator<Item = OsString>) -> Option<Fail
 /// gives one.
 pub fn load(file: Option<&Path>) -> Result<Option<Vec<u8>>, Failure> {
     let Some(file) = file else {
-        return Ok(std::env::var_os(VAR)
-            .map(|k| k.into_encoded_bytes())
-            .filter(|k| !k.is_empty()));
+        return Ok(phimask::key_file::from_env());
     };
-    let mut key = std::fs::read(file).map_err(|e| {
+    let key = std::fs::read(file).map_err(|e| {
         Failure::new(
             IO,
             format!("cannot read key file {}: {}", shown(file), reason(&e)),
         )
     })?;
-    // `echo KEY > file` and editors end the file with a newline; the key
-    // is what comes before it.
-    if key.ends_with(b"\n") {
-        key.pop();
-        if key.ends_with(b"\r") {
-            key.pop();
-        }
-    }
+    let key = phimask::key_file::in_file(key);
     if key.is_empty() {
         return Err(Failure::new(
             IO,
