@@ -680,3 +680,27 @@ def test_take_report_counts_each_call_type_alike():
         assert [n for n, _ in one_by_one["first_refused"]] == [0] * by_lines["refused"]
         assert all(why for _, why in one_by_one["first_refused"])
         assert_hidden(repr(one_by_one) + repr(by_lines))
+
+
+def test_first_refused_keeps_the_first_100_across_calls():
+    """Counts add up over any number of calls until take_report(), but the
+    listed refusals stop at 100: a backfill of millions of broken lines
+    must not grow the report without end."""
+    import pyarrow as pa
+
+    s = sanitizer()
+    good = one_line({"type": "track", "event": "Order Completed", "userId": "patient-1"})
+    bad = b'{"type":"track","note":"Jane Doe, HIV positive"\n'
+    data = (good + bad) * 80  # lines 2, 4, ... 160 refused
+    s.sanitize_ndjson(data, "amplitude")
+    s.sanitize_ndjson(data, "amplitude")
+    s.sanitize_arrow(pa.array([bad.decode()[:-1]] * 5), "amplitude")
+    for _ in range(30):
+        with pytest.raises(phimask.EventError):
+            s.sanitize(bad, "amplitude")
+    r = s.take_report()["amplitude"]
+    assert (r["sent"], r["refused"]) == (160, 80 + 80 + 5 + 30)
+    # Numbered within their call: all of the first call's, then the
+    # second's first 20.
+    assert [n for n, _ in r["first_refused"]] == list(range(2, 161, 2)) + list(range(2, 41, 2))
+    assert_hidden(repr(r))
