@@ -609,9 +609,10 @@ def test_take_report_counts_what_was_built_in():
     )
     assert (r["masked"], r["transformed"], r["dropped"]) == (2 * n["sent"], n["sent"], n["sent"])
     # The first refused lines, by number, each with why: never the line.
+    # 152 refused: the first 100 listed, the rest only counted.
     numbers = [number for number, _ in r["first_refused"]]
-    assert numbers == refused_lines[: len(numbers)]
-    assert 0 < len(numbers) <= 100
+    assert len(refused_lines) > 100
+    assert numbers == refused_lines[:100]
     assert all(why.startswith("event is not valid JSON") for _, why in r["first_refused"])
     assert_hidden(repr(report))
 
@@ -657,3 +658,75 @@ def test_masking_key_reads_a_key_file_or_the_environment_as_the_command_does(tmp
         phimask.masking_key(tmp_path / "empty")
     with pytest.raises(OSError, match="cannot read key file"):
         phimask.masking_key(tmp_path / "missing")
+
+
+def test_take_report_counts_each_call_type_alike():
+    """The same lines given to sanitize_ndjson, as rows to sanitize_arrow
+    and one by one to sanitize() are counted the same: a backfill's totals
+    do not depend on the call it uses."""
+    import pyarrow as pa
+
+    events = [json.loads(p.read_text()) for p in EXAMPLES]
+    lines = [one_line(e)[:-1] for e in events]
+    lines += [
+        b'{"type":"track","event":"Viewed Jane Doe","userId":"u1"}',  # not sent
+        b'{"type":"alias","userId":"u1","previousId":"u0"}',  # not sent to mixpanel
+        b'{"type":"track","properties":{"note":"Jane Doe, HIV positive"',
+        b'{"type":"track","event":"Order Completed","userId":"u\x00"}',
+        b'{"type":"track","event":"Order Completed","userId":"Jane Doe \xff HIV positive"}',
+        b'{"type":"track","event":"Order Completed","userId":"u2","properties":{"zip":"02118","note":"HIV positive"}}\r',
+    ]
+    blank = [b"", b"  \t", b"\r"]
+    s = sanitizer()
+    fields = ("sent", "not_sent", "blank", "refused", "dropped", "masked", "transformed")
+    for destination in DESTINATIONS:
+        data = b"".join(line + b"\n" for line in lines + blank)
+        s.sanitize_ndjson(data, destination)
+        by_lines = s.take_report()[destination]
+        # Each count is exercised (warehouse takes every event whole).
+        assert by_lines["sent"] and by_lines["blank"] == len(blank) and by_lines["refused"] == 3
+        if destination != "warehouse":
+            assert by_lines["not_sent"] and by_lines["masked"] and by_lines["dropped"], destination
+            assert by_lines["transformed"], destination
+
+        rows = lines + blank
+        column = pa.array(rows, pa.binary()).view(pa.string())
+        s.sanitize_arrow(column, destination)
+        # Rows are numbered as lines are: the whole report is the same.
+        assert s.take_report()[destination] == by_lines, destination
+
+        for line in lines:
+            try:
+                s.sanitize(line, destination)
+            except phimask.EventError:
+                pass
+        one_by_one = s.take_report()[destination]
+        # sanitize() has no blank events and numbers its refusals 0.
+        assert {f: one_by_one[f] for f in fields} == {**{f: by_lines[f] for f in fields}, "blank": 0}, destination
+        assert [n for n, _ in one_by_one["first_refused"]] == [0] * by_lines["refused"]
+        assert all(why for _, why in one_by_one["first_refused"])
+        assert_hidden(repr(one_by_one) + repr(by_lines))
+
+
+def test_first_refused_keeps_the_first_100_across_calls():
+    """Counts add up over any number of calls until take_report(), but the
+    listed refusals stop at 100: a backfill of millions of broken lines
+    must not grow the report without end."""
+    import pyarrow as pa
+
+    s = sanitizer()
+    good = one_line({"type": "track", "event": "Order Completed", "userId": "patient-1"})
+    bad = b'{"type":"track","note":"Jane Doe, HIV positive"\n'
+    data = (good + bad) * 80  # lines 2, 4, ... 160 refused
+    s.sanitize_ndjson(data, "amplitude")
+    s.sanitize_ndjson(data, "amplitude")
+    s.sanitize_arrow(pa.array([bad.decode()[:-1]] * 5), "amplitude")
+    for _ in range(30):
+        with pytest.raises(phimask.EventError):
+            s.sanitize(bad, "amplitude")
+    r = s.take_report()["amplitude"]
+    assert (r["sent"], r["refused"]) == (160, 80 + 80 + 5 + 30)
+    # Numbered within their call: all of the first call's, then the
+    # second's first 20.
+    assert [n for n, _ in r["first_refused"]] == list(range(2, 161, 2)) + list(range(2, 41, 2))
+    assert_hidden(repr(r))

@@ -257,20 +257,27 @@ def test_duckdb_udf_reads_a_blob_column_and_leaves_out_bytes_that_are_not_utf8(t
 def test_polars_ndjson_gives_the_commands_bytes(tmp_path):
     data = ndjson(seed=4, count=300, not_utf8=False)
     (tmp_path / "in.ndjson").write_bytes(data)
-    ok(run("polars_batches.py", "--policy", POLICY, "-d", DESTINATION, tmp_path / "in.ndjson", tmp_path / "out.ndjson"))
+    done = ok(run("polars_batches.py", "--policy", POLICY, "-d", DESTINATION, tmp_path / "in.ndjson", tmp_path / "out.ndjson"))
     written = (tmp_path / "out.ndjson").read_bytes()
-    assert written == command_sanitize(data)
+    expected = command_sanitize(data)
+    assert written == expected
     assert_clean(written)
+    # The counts it prints are of each line once (Polars may call a
+    # batch's function more than once; the audit must not say so).
+    sent = expected.count(b"\n")
+    assert f"{DESTINATION}: sent={sent} ".encode() in done.stdout
 
 
 def test_polars_parquet_gives_the_commands_lines_in_order(tmp_path):
     rows = parquet_rows(seed=5, count=300)
     pq.write_table(pa.table({"payload": pa.array(rows, pa.string())}), tmp_path / "in.parquet")
     (tmp_path / "masking.key").write_bytes(KEY.encode() + b"\n")
-    ok(run("polars_batches.py", "--policy", POLICY, "-d", DESTINATION, "--column", "payload",
-           "--key-file", tmp_path / "masking.key", tmp_path / "in.parquet", tmp_path / "out.parquet",
-           env={"PHI_MASKING_KEY": None}))
-    assert pq.read_table(tmp_path / "out.parquet").column("event").to_pylist() == command_rows(rows)
+    done = ok(run("polars_batches.py", "--policy", POLICY, "-d", DESTINATION, "--column", "payload",
+                  "--key-file", tmp_path / "masking.key", tmp_path / "in.parquet", tmp_path / "out.parquet",
+                  env={"PHI_MASKING_KEY": None}))
+    expected = command_rows(rows)
+    assert pq.read_table(tmp_path / "out.parquet").column("event").to_pylist() == expected
+    assert f"{DESTINATION}: sent={len(expected)} ".encode() in done.stdout
     assert_clean((tmp_path / "out.parquet").read_bytes())
 
 

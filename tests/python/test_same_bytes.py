@@ -70,14 +70,17 @@ def cli(policy: Path, destination: str, data: bytes, key: str) -> bytes:
     return done.stdout
 
 
-def wasm(policy: Path, destination: str, texts: list, key: str) -> list:
+def wasm(policy: Path, destination: str, texts: list, key: str, signals=None) -> list:
     """The wasm engine's sanitizeJson of each text, from one Node process:
-    ("sent", text), ("not sent",) or ("error", code, message)."""
+    ("sent", text), ("not sent",) or ("error", code, message). `signals`:
+    the request's (gpc, region, userAgent, botScore), as the Worker reads
+    them."""
     node = shutil.which("node")
     assert node, "node is needed to run the wasm engine"
     data = "".join(json.dumps(t) + "\n" for t in texts).encode("ascii")
+    extra = [] if signals is None else [json.dumps(signals)]
     done = subprocess.run(
-        [node, str(WASM_ENGINE), str(policy), destination],
+        [node, str(WASM_ENGINE), str(policy), destination, *extra],
         input=data, capture_output=True, env={**os.environ, "PHI_MASKING_KEY": key}, check=False,
     )
     assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
@@ -95,10 +98,10 @@ def outcome_of(result):
     return ("error", result["error"], result["message"])
 
 
-def wheel(sanitizer, event, destination):
+def wheel(sanitizer, event, destination, **signals):
     """The wheel's sanitize() as the same kind of outcome."""
     try:
-        out = sanitizer.sanitize(event, destination)
+        out = sanitizer.sanitize(event, destination, **signals)
     except phimask.EventError as e:
         assert str(e) == e.message
         return ("error", e.code, e.message)

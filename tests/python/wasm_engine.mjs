@@ -1,7 +1,10 @@
 // The wasm engine (pkg/, as Node loads it) over many events at once, for
 // the Python tests that compare the wheel with it byte for byte:
 //
-//   PHI_MASKING_KEY=... node wasm_engine.mjs POLICY.json DESTINATION < in > out
+//   PHI_MASKING_KEY=... node wasm_engine.mjs POLICY.json DESTINATION [SIGNALS] < in > out
+//
+// SIGNALS, when given, is the JSON of the request's signals every event is
+// decided with ({"gpc": true, "region": "US-CA", "userAgent": ..., "botScore": 5}).
 //
 // Each input line is a JSON string: one event's text. Each output line is
 // what `sanitizeJson(text, DESTINATION)` gave for it: the text (a JSON
@@ -11,9 +14,10 @@
 import { readFileSync } from "node:fs";
 import { Sanitizer } from "../../pkg/node.js";
 
-const [policyPath, destination] = process.argv.slice(2);
+const [policyPath, destination, signalsJson] = process.argv.slice(2);
+const signals = signalsJson === undefined ? undefined : JSON.parse(signalsJson);
 if (!policyPath || !destination) {
-  process.stderr.write("usage: node wasm_engine.mjs POLICY.json DESTINATION < events\n");
+  process.stderr.write("usage: node wasm_engine.mjs POLICY.json DESTINATION [SIGNALS] < events\n");
   process.exit(2);
 }
 const key = process.env.PHI_MASKING_KEY;
@@ -29,7 +33,7 @@ for (const line of input.split("\n")) {
   const text = JSON.parse(line);
   let result;
   try {
-    result = sanitizer.sanitizeJson(text, destination);
+    result = sanitizer.sanitizeJson(text, destination, signals);
   } catch (e) {
     // An engine error has a code; anything else is a failure of this
     // script, which must not pass for a refusal.
