@@ -21,8 +21,12 @@ package: build
 	mkdir -p dist
 	npm pack ./pkg --pack-destination dist
 
+# The wheel's figures (benches/wheel.py) need it installed in $(PYTHON)
+# with pyarrow and pyspark: pip install dist/phimask-*.whl.
+bench: PYTHON ?= .venv-backfill/bin/python
 bench: build
 	node benches/bench.mjs
+	$(PYTHON) benches/wheel.py
 
 # The Worker engine as shipped (opt-level 3, wasm-opt -O3, SIMD128, SHA-256
 # unrolled) and with each choice undone: size and speed side by side, in
