@@ -26,8 +26,14 @@ package: build
 wheel:
 	scripts/wheel.sh
 
+# The wheel's figures (benches/wheel.py) are of the wheel as make wheel
+# builds it, installed into .venv-backfill with pyarrow and pyspark.
 bench: build
 	node benches/bench.mjs
+	scripts/setup.sh --backfill
+	scripts/wheel.sh
+	.venv-backfill/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps dist/phimask-*.whl
+	.venv-backfill/bin/python benches/wheel.py
 
 # The Worker engine as shipped (opt-level 3, wasm-opt -O3, SIMD128, SHA-256
 # unrolled) and with each choice undone: size and speed side by side, in

@@ -5,7 +5,8 @@
 # what only the tests need: Debian's Chromium, the Python SDK (in .venv),
 # the wheel's build and test packages with Spark's Java (in .venv-backfill),
 # and the pinned nightly Rust with cargo-fuzz (the fuzzer only). With
-# --wheel, what make wheel needs: maturin (in .venv-backfill).
+# --wheel, what make wheel needs: maturin (in .venv-backfill); with
+# --backfill, the wheel's packages and Java alone (make bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -53,7 +54,9 @@ fi
 # make wheel alone installs maturin only.
 wheelstamp=.venv-backfill/.phimask-requirements
 maturin_pin=$(grep '^maturin==' tests/python/requirements.txt)
-if [ "${1:-}" = "--browser" ] && { [ ! -f "$wheelstamp" ] || ! cmp -s tests/python/requirements.txt "$wheelstamp"; }; then
+backfill=""
+case "${1:-}" in --browser|--backfill) backfill=1 ;; esac
+if [ -n "$backfill" ] && { [ ! -f "$wheelstamp" ] || ! cmp -s tests/python/requirements.txt "$wheelstamp"; }; then
   say "installing the wheel's build and test packages into .venv-backfill (pip, about a minute, once)"
   python3 -m venv .venv-backfill
   .venv-backfill/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
@@ -65,7 +68,7 @@ elif [ "${1:-}" = "--wheel" ] && [ "$(.venv-backfill/bin/maturin --version 2>/de
 fi
 
 # Spark (the backfill recipes' test) runs on Java: Debian's JRE 17.
-if [ "${1:-}" = "--browser" ] && ! command -v java >/dev/null 2>&1; then
+if [ -n "$backfill" ] && ! command -v java >/dev/null 2>&1; then
   say "installing Debian's openjdk-17-jre-headless (for Spark in the wheel's tests)"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
