@@ -55,7 +55,7 @@ impl<R: BufRead> Lines<R> {
                 break;
             }
             any = true;
-            let (part, used, done) = match chunk.iter().position(|&b| b == b'\n') {
+            let (part, used, done) = match memchr::memchr(b'\n', chunk) {
                 Some(i) => (&chunk[..i], i + 1, true),
                 None => (chunk, chunk.len(), false),
             };
@@ -155,7 +155,7 @@ impl Target<'_> {
 /// lines at `\r` too (Spark's JSON reader, Python's `splitlines`) would
 /// cut the event in two there.
 fn one_line(line: String) -> String {
-    if line.contains(['\r', '\n']) {
+    if memchr::memchr2(b'\r', b'\n', line.as_bytes()).is_some() {
         let mut out = String::with_capacity(line.len());
         Format::Ndjson.push_passthrough(&line, &mut out);
         out
