@@ -32,21 +32,21 @@ def phimask_bin() -> str:
     pytest.fail("no phimask command: set PHIMASK_BIN or cargo build --release")
 
 
-def cli_sanitize(policy: Path, destination: str, data: bytes, key: str = KEY) -> bytes:
-    """What `phimask sanitize POLICY -d DESTINATION` writes for `data`."""
-    env = {**os.environ, "PHI_MASKING_KEY": key}
-    done = subprocess.run(
-        [phimask_bin(), "sanitize", "--policy", str(policy), "-d", destination, "--quiet"],
+def run_sanitize(policy: Path, destination: str, data: bytes, *options: str, key: str = KEY) -> subprocess.CompletedProcess:
+    """`phimask sanitize --policy POLICY -d DESTINATION [OPTIONS]` run on
+    `data`, with `key` as PHI_MASKING_KEY."""
+    return subprocess.run(
+        [phimask_bin(), "sanitize", "--policy", str(policy), "-d", destination, "--quiet", *options],
         input=data,
         capture_output=True,
-        env=env,
+        env={**os.environ, "PHI_MASKING_KEY": key},
         check=False,
     )
+
+
+def cli_sanitize(policy: Path, destination: str, data: bytes, *options: str, key: str = KEY) -> bytes:
+    """What `phimask sanitize` writes for `data`."""
+    done = run_sanitize(policy, destination, data, *options, key=key)
     # 0: every line sanitized; 1: some refused (left out, as the wheel does).
     assert done.returncode in (0, 1), done.stderr.decode("utf-8", "replace")
     return done.stdout
-
-
-@pytest.fixture(scope="session")
-def root() -> Path:
-    return ROOT

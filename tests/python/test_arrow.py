@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 import phimask
-from conftest import KEY, ROOT, phimask_bin
+from conftest import KEY, ROOT, cli_sanitize
 
 PRODUCTION = ROOT / "policies" / "production.json"
 MAX = phimask.MAX_EVENT_BYTES
@@ -82,15 +82,7 @@ def as_line(s: phimask.Sanitizer, row, destination: str):
 
 
 def command(destination: str, data: bytes) -> bytes:
-    done = subprocess.run(
-        [phimask_bin(), "sanitize", "-p", str(PRODUCTION), "-d", destination, "--quiet"],
-        input=data,
-        capture_output=True,
-        env={"PHI_MASKING_KEY": KEY},
-        check=False,
-    )
-    assert done.returncode in (0, 1), done.stderr.decode("utf-8", "replace")
-    return done.stdout
+    return cli_sanitize(PRODUCTION, destination, data)
 
 
 def expected(destination: str, values: list) -> list:

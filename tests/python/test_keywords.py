@@ -7,14 +7,13 @@ Each changes what is sent where the policy says it does, and a value the
 command refuses is a ValueError, never a guess."""
 
 import json
-import os
 import subprocess
 
 import pyarrow as pa
 import pytest
 
 import phimask
-from conftest import KEY, ROOT, phimask_bin
+from conftest import KEY, ROOT, run_sanitize
 from test_same_bytes import as_strings, values, wasm, wheel
 
 DEVELOPMENT = ROOT / "policies" / "development.json"
@@ -64,13 +63,7 @@ def js_signals(gpc=False, region=None, user_agent=None, bot_score=None) -> dict:
 
 
 def run_command(policy_file, destination: str, data: bytes, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [phimask_bin(), "sanitize", "--policy", str(policy_file), "-d", destination, "--quiet", *extra],
-        input=data,
-        capture_output=True,
-        env={**os.environ, "PHI_MASKING_KEY": KEY},
-        check=False,
-    )
+    return run_sanitize(policy_file, destination, data, *extra)
 
 
 def command(policy_file, destination: str, data: bytes, **keywords) -> bytes:

@@ -24,7 +24,7 @@ import pytest
 
 import corpus
 import phimask
-from conftest import KEY, ROOT, phimask_bin
+from conftest import KEY, ROOT, run_sanitize
 
 VECTORS = ROOT / "tests" / "vectors"
 WASM_ENGINE = Path(__file__).with_name("wasm_engine.mjs")
@@ -58,11 +58,7 @@ PHI_FRAGMENTS = ["Jane", "HIV", "García", "田中", "schizophrenia", "Dupont", 
 def cli(policy: Path, destination: str, data: bytes, key: str) -> bytes:
     """`phimask sanitize --policy POLICY -d DESTINATION`'s stdout for data;
     its stderr (refused lines) must quote no PHI."""
-    env = {**os.environ, "PHI_MASKING_KEY": key}
-    done = subprocess.run(
-        [phimask_bin(), "sanitize", "--policy", str(policy), "-d", destination, "--quiet"],
-        input=data, capture_output=True, env=env, check=False,
-    )
+    done = run_sanitize(policy, destination, data, key=key)
     stderr = done.stderr.decode("utf-8", "replace")
     # 0: every line sanitized; 1: some refused (left out, as the wheel does).
     assert done.returncode in (0, 1), stderr

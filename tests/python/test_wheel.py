@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KEY, ROOT, phimask_bin
+from conftest import KEY, ROOT, cli_sanitize
 
 PRODUCTION = ROOT / "policies" / "production.json"
 EXAMPLES = sorted((ROOT / "examples" / "events").glob("*.json"))
@@ -46,15 +46,7 @@ def dist_info(z: zipfile.ZipFile) -> str:
 
 def command(destination: str, data: bytes) -> bytes:
     """What `phimask sanitize -p POLICY -d DESTINATION` writes for `data`."""
-    done = subprocess.run(
-        [phimask_bin(), "sanitize", "-p", str(PRODUCTION), "-d", destination, "--quiet"],
-        input=data,
-        capture_output=True,
-        env={**os.environ, "PHI_MASKING_KEY": KEY},
-        check=False,
-    )
-    assert done.returncode in (0, 1), done.stderr.decode("utf-8", "replace")
-    return done.stdout
+    return cli_sanitize(PRODUCTION, destination, data)
 
 
 # --- the file ------------------------------------------------------------
