@@ -85,7 +85,8 @@ class Sanitizer:
         bot_score: Optional[int] = None,
     ) -> _Column:
         """A pyarrow Array or ChunkedArray of JSON strings to a string
-        array (large_string for large_string or string_view input) of the
+        array (large_string for the large and view kinds; binary kinds and
+        dictionaries of any of these are read as text) of the
         same length and chunks: null where not sent, refused, blank or
         null."""
     def take_report(self) -> Dict[str, Dict[str, Any]]:

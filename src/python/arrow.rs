@@ -52,16 +52,26 @@ pub fn sanitize<'py>(
 }
 
 /// Whether a column of this type is read and written with 64-bit offsets:
-/// `large_string`, and `string_view` (read through a cast to it); `string`
-/// has 32-bit ones. Any other type is refused.
+/// `large_string` and `large_binary`, and the views (read through a cast
+/// to those); `string` and `binary` have 32-bit ones. A dictionary is
+/// read as its values (Polars' Categorical, Parquet's dictionary pages).
+/// Binary rows are text to the engine: one that is not UTF-8 is refused,
+/// as in a string column. Any other type is refused.
 fn wide(pa: &Bound<'_, PyModule>, t: &Bound<'_, PyAny>) -> PyResult<bool> {
     let types = pa.getattr("types")?;
     let is = |name: &str| -> PyResult<bool> {
         Ok(types.hasattr(name)? && types.call_method1(name, (t,))?.is_truthy()?)
     };
-    if is("is_string")? {
+    if is("is_dictionary")? {
+        return wide(pa, &t.getattr("value_type")?);
+    }
+    if is("is_string")? || is("is_binary")? {
         Ok(false)
-    } else if is("is_large_string")? || is("is_string_view")? {
+    } else if is("is_large_string")?
+        || is("is_large_binary")?
+        || is("is_string_view")?
+        || is("is_binary_view")?
+    {
         Ok(true)
     } else {
         Err(PyTypeError::new_err(format!(
@@ -99,15 +109,22 @@ fn sanitize_chunk<'py>(
     number: &mut u64,
     row: &mut impl Row,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let t = array.getattr("type")?;
-    let wide = wide(pa, &t)?;
+    let types = pa.getattr("types")?;
+    let wide = wide(pa, &array.getattr("type")?)?;
     let out_type = output_type(pa, wide)?;
-    let array = if wide
-        && !pa
-            .getattr("types")?
-            .call_method1("is_large_string", (&t,))?
-            .is_truthy()?
+    let array = if types
+        .call_method1("is_dictionary", (array.getattr("type")?,))?
+        .is_truthy()?
     {
+        array.call_method0("dictionary_decode")?
+    } else {
+        array.clone()
+    };
+    let t = array.getattr("type")?;
+    let is = |name: &str| -> PyResult<bool> {
+        Ok(types.hasattr(name)? && types.call_method1(name, (&t,))?.is_truthy()?)
+    };
+    let array = if is("is_string_view")? || is("is_binary_view")? {
         // pyarrow's cast reads each row through its view without checking
         // it: a view past its buffer, or naming one that is not there,
         // would be read out of bounds (other memory sanitized as a row)
@@ -115,13 +132,15 @@ fn sanitize_chunk<'py>(
         // UTF-8 stays that row's refusal, as in a string column).
         let kwargs = PyDict::new(py);
         kwargs.set_item("full", true)?;
-        array
+        let views = array
             .call_method1("view", (pa.call_method0("binary_view")?,))
-            .and_then(|views| views.call_method("validate", (), Some(&kwargs)))
             .map_err(|_| malformed())?;
-        array.call_method1("cast", (&out_type,))?
+        views
+            .call_method("validate", (), Some(&kwargs))
+            .map_err(|_| malformed())?;
+        views.call_method1("cast", (pa.call_method0("large_binary")?,))?
     } else {
-        array.clone()
+        array
     };
     let n: usize = array.len()?;
     let offset: usize = array.getattr("offset")?.extract()?;

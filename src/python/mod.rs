@@ -160,10 +160,11 @@ impl Sanitizer {
         Ok(PyBytes::new(py, &out))
     }
 
-    /// A pyarrow Array or ChunkedArray of JSON strings to a string array of
-    /// the same length (and chunks): each row sanitized as one line of
-    /// `sanitize_ndjson`, null where it is not sent, refused, blank or
-    /// null. Keywords as for `sanitize_ndjson`.
+    /// A pyarrow Array or ChunkedArray of JSON text (strings, bytes, or a
+    /// dictionary of either) to a string array of the same length (and
+    /// chunks): each row sanitized as one line of `sanitize_ndjson`, null
+    /// where it is not sent, refused, blank or null. Keywords as for
+    /// `sanitize_ndjson`.
     #[pyo3(signature = (column, destination, *, native = false, gpc = false, region = None, user_agent = None, bot_score = None))]
     #[allow(clippy::too_many_arguments)]
     fn sanitize_arrow<'py>(

@@ -216,11 +216,9 @@ def test_anything_but_a_string_column_is_a_type_error():
     strings = [event(1), None]
     not_columns = [
         pa.array([1, 2, 3], pa.int64()),
-        pa.array([event(1).encode()], pa.binary()),
-        pa.array([event(1).encode()], pa.large_binary()),
         pa.array([None, None], pa.null()),
         pa.array([[event(1)]], pa.list_(pa.string())),
-        pa.array(strings).dictionary_encode(),
+        pa.array([1, 2, 1]).dictionary_encode(),
         pa.chunked_array([], pa.int64()),
         pa.chunked_array([[1], [2]]),
         pa.table({"event": strings}),
@@ -238,6 +236,41 @@ def test_anything_but_a_string_column_is_a_type_error():
         assert not isinstance(info.value, ValueError)
         assert not any(p in str(info.value) for p in PLANTED)
     assert s.take_report() == {}
+
+
+@pytest.mark.parametrize(
+    "kind, out_type",
+    [(pa.binary(), pa.string()), (pa.large_binary(), pa.large_string()), (pa.binary_view(), pa.large_string())],
+)
+def test_binary_columns_are_read_as_text_and_rows_not_utf8_refused(kind, out_type):
+    """JSON kept as bytes (Parquet's BYTE_ARRAY without a UTF-8
+    annotation, a BLOB): each row is what the command makes of it as a
+    line; a row that is not UTF-8 is null and counted refused."""
+    values = [event(1).encode(), None, b"", b'{"type":"track","event":"\xff Jane Doe"}', event(2).encode()]
+    s = sanitizer()
+    out = s.sanitize_arrow(pa.array(values, kind), "amplitude")
+    assert out.type == out_type
+    lines = command("amplitude", b"".join(v + b"\n" for v in values if v is not None)).decode().splitlines()
+    assert [v for v in out.to_pylist() if v is not None] == lines
+    assert out[1].as_py() is None and out[2].as_py() is None and out[3].as_py() is None
+    report = s.take_report()["amplitude"]
+    assert report["refused"] == 1 and report["first_refused"][0][0] == 4
+    assert not any(p in str(report) for p in PLANTED)
+
+
+@pytest.mark.parametrize("value_type", [pa.string(), pa.large_string(), pa.binary()])
+def test_dictionary_columns_are_read_as_their_values(value_type):
+    """Polars' Categorical and Parquet's dictionary pages arrive
+    dictionary-encoded: rows are their values, chunks keep their lengths."""
+    values = [event(1), event(2), None, event(1), "{broken Jane Doe", event(2)]
+    plain = pa.array([v if v is None or value_type != pa.binary() else v.encode() for v in values], value_type)
+    encoded = plain.dictionary_encode()
+    s = sanitizer()
+    assert s.sanitize_arrow(encoded, "amplitude").to_pylist() == s.sanitize_arrow(plain, "amplitude").to_pylist()
+    chunked = s.sanitize_arrow(pa.chunked_array([encoded.slice(0, 2), encoded.slice(2)]), "amplitude")
+    assert [len(c) for c in chunked.chunks] == [2, 4]
+    assert chunked.to_pylist() == s.sanitize_arrow(plain, "amplitude").to_pylist()
+    assert chunked.to_pylist()[4] is None and chunked.to_pylist()[0] is not None
 
 
 # --- columns whose buffers lie -----------------------------------------
