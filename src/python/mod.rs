@@ -348,12 +348,11 @@ fn event_text(py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<Result<Strin
             .map_err(|_| "event is not UTF-8 text".to_owned()));
     }
     if let Ok(bytes) = event.extract::<PyBackedBytes>() {
-        return Ok(String::from_utf8(bytes.to_vec()).map_err(|e| {
-            format!(
-                "event is not UTF-8 text at byte {}",
-                e.utf8_error().valid_up_to()
-            )
-        }));
+        // Worded as a line's refusal (crate::ndjson), so take_report()
+        // says the same of the same bytes whichever call they came by.
+        return Ok(std::str::from_utf8(&bytes)
+            .map(str::to_owned)
+            .map_err(|e| format!("not UTF-8 text at byte {}", e.valid_up_to())));
     }
     if event.is_instance_of::<PyDict>() {
         return Ok(json_dumps(py, event).ok_or_else(|| {
